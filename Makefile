@@ -1,0 +1,47 @@
+# Atrium: `make run` serves the demo, `make test` runs the whole suite. See README.md.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: run test install test-deps lint typecheck bench clean
+
+run: install
+	$(PY) -m config.devstack run
+
+test: install test-deps
+	$(PY) -m config.devstack test $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "atrium: $(PYTHON) not found; install Python 3.11"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,embedded]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+# What the browser, IdP and SDK-compatibility tests need: Debian's chromium and the npm packages
+# in tests/node (oidc-provider, @anthropic-ai/sdk). Installed here so a fresh machine needs nothing by hand.
+test-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "atrium: chromium missing; run 'sudo apt-get install -y chromium' for the browser tests"; fi; \
+	fi
+	@if [ -f tests/node/package.json ]; then \
+		cd tests/node && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package.json ] || npm install --no-audit --no-fund --silent; }; \
+	fi
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy config tenants access audit inference
+
+bench: install
+	$(PY) bench/tenant_create.py
+	$(PY) bench/failover.py
+
+clean:
+	rm -rf var/test $(VENV)

@@ -1,0 +1,1 @@
+"""Access: roles and permissions, the access policy, SSO and API authentication, API keys, quotas."""

@@ -1,0 +1,1 @@
+"""Audit: hash-chained audit entries, consent, GDPR export, deletion and retention jobs."""

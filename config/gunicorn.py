@@ -1,0 +1,16 @@
+"""gunicorn settings: threaded workers, because streaming answers hold a thread each while they last."""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")  # noqa: S104 - behind a reverse proxy in production
+workers = int(os.environ.get("GUNICORN_WORKERS", str(max(2, multiprocessing.cpu_count()))))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+# A streamed answer can take minutes; the router owns the per-request deadline.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+# Access log lines carry the path and status only, never bodies or headers (no keys, no prompts).
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

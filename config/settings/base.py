@@ -1,0 +1,206 @@
+"""Settings shared by every environment. Values come from the environment through config.env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote
+
+from celery.schedules import crontab
+
+from config.env import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[".localhost", "localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Tenancy -----------------------------------------------------------------------------------
+SHARED_APPS = [
+    "tenants",  # before django_tenants so our create_tenant command wins
+    "django_tenants",
+    "inference.catalog",
+    "django_celery_beat",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.admin",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.admin",
+    "django.contrib.messages",
+    "access",
+    "audit",
+    "inference",
+]
+INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_URLCONF = "config.urls_public"
+ROOT_URLCONF = "config.urls_tenant"
+SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
+# New tenants are cloned from a migrated template schema instead of running every migration
+# (see docs/decisions.md); the template is kept current by tenants.services.tenant_template_sync.
+TENANT_BASE_SCHEMA = "tenant_template"
+TENANT_CREATION_FAKES_MIGRATIONS = True
+# Whole-domain names for the public site; tenants live on "<slug>.<ATRIUM_BASE_DOMAIN>".
+ATRIUM_BASE_DOMAIN = env.str("ATRIUM_BASE_DOMAIN", default="localhost")
+
+DATABASES = {"default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/atrium")}
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+# A Unix-socket host arrives percent-encoded in the URL (postgres://user@%2Fpath%2Fto%2Fdir/db).
+DATABASES["default"]["HOST"] = unquote(str(DATABASES["default"].get("HOST", "")))
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+MIDDLEWARE = [
+    "django_tenants.middleware.main.TenantMainMiddleware",
+    "config.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/chat/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Serve app and project static files without a collectstatic step in development and tests.
+WHITENOISE_USE_FINDERS = True
+MEDIA_ROOT = env.path("ATRIUM_MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the chat's JavaScript reads it to send X-CSRFToken
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Secrets at rest ---------------------------------------------------------------------------
+# Comma-separated Fernet keys; the first encrypts, all decrypt (MultiFernet), so keys rotate.
+ATRIUM_ENCRYPTION_KEYS = env.list("ATRIUM_ENCRYPTION_KEYS", default=[])
+
+# --- Redis, Celery -----------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
+CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the job to be redelivered
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TRACK_STARTED = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+# Schedule kept in the public schema; an entry without "tenant_schemas" runs once per tenant.
+CELERY_BEAT_SCHEDULER = "tenant_schemas_celery.db_scheduler:TenantAwareDatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+ATRIUM_HEALTH_CHECK_INTERVAL_S = env.int("ATRIUM_HEALTH_CHECK_INTERVAL_S", default=60)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "provider-health": {
+        "task": "inference.tasks.provider_health_check_all",
+        "schedule": float(ATRIUM_HEALTH_CHECK_INTERVAL_S),
+        "options": {"expires": float(ATRIUM_HEALTH_CHECK_INTERVAL_S)},
+        "tenant_schemas": ["public"],
+    },
+    "retention": {
+        "task": "audit.tasks.retention_run",
+        "schedule": crontab(minute=17, hour=3),
+    },
+    "export-expiry": {
+        "task": "audit.tasks.export_expire",
+        "schedule": crontab(minute=23),
+    },
+}
+
+# --- REST framework, schema --------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Atrium API",
+    "DESCRIPTION": "Conversations API of the Atrium web chat. The Anthropic-compatible API lives at /v1/.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Upstream providers ------------------------------------------------------------------------
+# None means the SDK's own default endpoint. The demo and the tests point these at the simulator.
+ATRIUM_ANTHROPIC_BASE_URL = env.str("ATRIUM_ANTHROPIC_BASE_URL", default="") or None
+ATRIUM_BEDROCK_BASE_URL = env.str("ATRIUM_BEDROCK_BASE_URL", default="") or None
+ATRIUM_VERTEX_BASE_URL = env.str("ATRIUM_VERTEX_BASE_URL", default="") or None
+ATRIUM_PROVIDER_ORDER = env.list(
+    "ATRIUM_PROVIDER_ORDER",
+    default=["anthropic", "bedrock:us-east-1", "bedrock:us-west-2", "vertex:us-east5"],
+)
+ATRIUM_REQUEST_DEADLINE_S = env.float("ATRIUM_REQUEST_DEADLINE_S", default=120.0)
+
+# --- Email -------------------------------------------------------------------------------------
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="atrium@localhost")
+
+# --- Logging -----------------------------------------------------------------------------------
+# Never log prompts, completions or keys: loggers get ids and counts only.
+ATRIUM_LOG_FORMAT = env.str("ATRIUM_LOG_FORMAT", default="text")  # "text" or "json"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": ATRIUM_LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": env.str("ATRIUM_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,12 @@
+"""Local development and the `make run` demo: debug on, a fixed dev-only secret, simulator upstream."""
+
+from config.env import env
+from config.settings.base import *  # noqa: F403
+from config.settings.base import ATRIUM_ENCRYPTION_KEYS
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Development only. production.py has no default and refuses to start without DJANGO_SECRET_KEY.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-insecure-only-for-make-run-never-in-production")
+if not ATRIUM_ENCRYPTION_KEYS:
+    # A fixed development key so `make run` keeps decrypting what it stored on the previous run.
+    ATRIUM_ENCRYPTION_KEYS = ["ZGV2LW9ubHkta2V5LWZvci1tYWtlLXJ1bi0wMDAwMDA="]

@@ -1,0 +1,17 @@
+"""Production: every secret must come from the environment; the process refuses to start otherwise."""
+
+from config.env import env, require
+from config.settings.base import *  # noqa: F403
+
+DEBUG = False
+SECRET_KEY = require("DJANGO_SECRET_KEY")
+ATRIUM_ENCRYPTION_KEYS = [k.strip() for k in require("ATRIUM_ENCRYPTION_KEYS").split(",") if k.strip()]
+
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}

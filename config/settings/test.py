@@ -1,0 +1,21 @@
+"""Test settings: real PostgreSQL and Redis (see config/devstack.py), fast hashing, no outside network."""
+
+from config.env import env
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATABASES
+
+DEBUG = False
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/9")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
+SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105
+ATRIUM_ENCRYPTION_KEYS = env.list(
+    "ATRIUM_ENCRYPTION_KEYS",
+    default=["dGVzdC1rZXktMC0wMDAwMDAwMDAwMDAwMDAwMDAwMDA=", "dGVzdC1rZXktMS0wMDAwMDAwMDAwMDAwMDAwMDAwMDA="],
+)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CELERY_TASK_ALWAYS_EAGER = False
+MEDIA_ROOT = env.path("ATRIUM_MEDIA_ROOT", default="/tmp/atrium-test-media")  # noqa: S108
+LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

@@ -1,0 +1,1 @@
+"""Inference: providers, failover router, circuit breaker, health checks, the gateway, conversations."""

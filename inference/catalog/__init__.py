@@ -1,0 +1,1 @@
+"""Model catalog and provider health records (public schema)."""

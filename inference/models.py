@@ -1,0 +1,1 @@
+"""Conversations, messages and usage in each tenant's schema."""

@@ -1,0 +1,1 @@
+"""Tenants: the Tenant and Domain models, tenant policy, encrypted credentials and provisioning."""

@@ -1,0 +1,176 @@
+"""Public admin: tenants, their domains, policy and provider credentials (write-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db import connection
+from django.http import HttpRequest
+from django_tenants.admin import TenantAdminMixin
+from django_tenants.utils import get_public_schema_name
+
+from tenants.models import Domain, Tenant
+from tenants.validators import validate_allowed_models, validate_provider_order
+
+# Credential inputs: (form field, provider, key, is_secret). Secrets are never rendered back.
+CREDENTIAL_FIELDS: list[tuple[str, str, str, bool]] = [
+    ("anthropic_api_key", "anthropic", "api_key", True),
+    ("bedrock_mode", "bedrock", "mode", False),
+    ("bedrock_access_key", "bedrock", "access_key", False),
+    ("bedrock_secret_key", "bedrock", "secret_key", True),
+    ("bedrock_session_token", "bedrock", "session_token", True),
+    ("bedrock_role_arn", "bedrock", "role_arn", False),
+    ("vertex_project_id", "vertex", "project_id", False),
+    ("vertex_mode", "vertex", "mode", False),
+    ("vertex_service_account_json", "vertex", "service_account_json", True),
+]
+
+
+class TenantForm(forms.ModelForm):
+    allowed_models = forms.CharField(
+        required=False,
+        help_text="Comma-separated tiers or model ids (opus, sonnet, haiku, claude-…). Empty allows all.",
+    )
+    anthropic_api_key = forms.CharField(required=False, widget=forms.PasswordInput, help_text="Leave blank to keep.")
+    bedrock_mode = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "— unchanged —"),
+            ("default", "Default chain (environment, instance or task role)"),
+            ("keys", "Access key and secret"),
+            ("session", "Access key, secret and session token"),
+            ("assume_role", "Assume an IAM role"),
+        ],
+    )
+    bedrock_access_key = forms.CharField(required=False)
+    bedrock_secret_key = forms.CharField(required=False, widget=forms.PasswordInput, help_text="Leave blank to keep.")
+    bedrock_session_token = forms.CharField(required=False, widget=forms.PasswordInput, help_text="Leave blank to keep.")
+    bedrock_role_arn = forms.CharField(required=False)
+    vertex_project_id = forms.CharField(required=False)
+    vertex_mode = forms.ChoiceField(
+        required=False,
+        choices=[("", "— unchanged —"), ("adc", "Application default credentials"), ("service_account", "Service account JSON")],
+    )
+    vertex_service_account_json = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Leave blank to keep."
+    )
+    clear_credentials = forms.MultipleChoiceField(
+        required=False,
+        choices=[("anthropic", "Anthropic"), ("bedrock", "Bedrock"), ("vertex", "Vertex")],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Remove every stored credential of these providers.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = [
+            "name", "schema_name", "is_active", "allowed_models", "max_tokens_per_request", "requests_per_minute",
+            "tokens_per_day", "user_requests_per_minute", "user_tokens_per_day", "retention_days",
+            "processing_notice", "data_region", "provider_order", "gdpr_account_action",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["allowed_models"] = ", ".join(self.instance.allowed_models or [])
+            self.fields["schema_name"].disabled = True
+            stored = self.instance.credentials or {}
+            for field_name, provider, key, is_secret in CREDENTIAL_FIELDS:
+                value = (stored.get(provider) or {}).get(key)
+                if is_secret:
+                    self.fields[field_name].help_text = "Stored. Leave blank to keep." if value else "Not set."
+                elif value:
+                    self.initial[field_name] = value
+
+    def clean_allowed_models(self) -> list[str]:
+        raw = self.cleaned_data.get("allowed_models") or ""
+        names = [n.strip() for n in raw.split(",") if n.strip()]
+        validate_allowed_models(names)
+        return names
+
+    def clean_provider_order(self) -> list[str]:
+        order = self.cleaned_data.get("provider_order") or []
+        validate_provider_order(order)
+        return list(order)
+
+    def credential_changes(self) -> dict[str, dict[str, str]]:
+        changes: dict[str, dict[str, str]] = {}
+        for field_name, provider, key, _ in CREDENTIAL_FIELDS:
+            value = (self.cleaned_data.get(field_name) or "").strip()
+            if value:
+                changes.setdefault(provider, {})[key] = value
+        return changes
+
+
+class DomainInline(admin.TabularInline):
+    model = Domain
+    extra = 0
+
+
+@admin.register(Tenant)
+class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):
+    form = TenantForm
+    inlines = [DomainInline]
+    list_display = ["name", "schema_name", "is_active", "primary_domain", "requests_per_minute", "tokens_per_day"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "schema_name", "domains__domain"]
+    readonly_fields = ["created_at", "credential_status"]
+    fieldsets = [
+        (None, {"fields": ["name", "schema_name", "is_active", "created_at"]}),
+        (
+            "Policy",
+            {
+                "fields": [
+                    "allowed_models", "max_tokens_per_request", "requests_per_minute", "tokens_per_day",
+                    "user_requests_per_minute", "user_tokens_per_day", "provider_order", "data_region",
+                ]
+            },
+        ),
+        ("Privacy", {"fields": ["processing_notice", "retention_days", "gdpr_account_action"]}),
+        (
+            "Provider credentials (encrypted; never shown back)",
+            {
+                "fields": [
+                    "credential_status", "anthropic_api_key", "bedrock_mode", "bedrock_access_key",
+                    "bedrock_secret_key", "bedrock_session_token", "bedrock_role_arn", "vertex_project_id",
+                    "vertex_mode", "vertex_service_account_json", "clear_credentials",
+                ]
+            },
+        ),
+    ]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        # Tenants are managed from the public site only; a tenant's own admin never lists them.
+        return connection.schema_name == get_public_schema_name() and super().has_module_permission(request)
+
+    @admin.display(description="Primary domain")
+    def primary_domain(self, obj: Tenant) -> str:
+        domain = obj.domains.filter(is_primary=True).first()
+        return domain.domain if domain else "—"
+
+    @admin.display(description="Configured providers")
+    def credential_status(self, obj: Tenant) -> str:
+        stored = obj.credentials or {}
+        configured = [p for p in ("anthropic", "bedrock", "vertex") if stored.get(p)]
+        return ", ".join(configured) or "none (environment or platform defaults apply)"
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, change: bool) -> None:
+        assert isinstance(form, TenantForm)
+        credentials = dict(obj.credentials or {})
+        for provider in form.cleaned_data.get("clear_credentials") or []:
+            credentials.pop(provider, None)
+        for provider, values in form.credential_changes().items():
+            credentials[provider] = {**(credentials.get(provider) or {}), **values}
+        obj.credentials = credentials
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Domain)
+class DomainAdmin(admin.ModelAdmin):
+    list_display = ["domain", "tenant", "is_primary"]
+    search_fields = ["domain"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return connection.schema_name == get_public_schema_name() and super().has_module_permission(request)

@@ -1,0 +1,241 @@
+"""Shared fixtures: committed test tenants, tenant-scoped clients, real worker processes.
+
+Tests run against real PostgreSQL and Redis (config/devstack.py picks them). Provider credentials
+from the developer's environment are removed before anything imports an SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_CREDENTIAL_ENV = re.compile(r"^(ANTHROPIC_|AWS_|GOOGLE_|CLOUD_ML_REGION$)")
+for _name in list(os.environ):
+    if _CREDENTIAL_ENV.match(_name):
+        del os.environ[_name]
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT_A = "alpha"
+TENANT_B = "beta"
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if _CREDENTIAL_ENV.match(name):
+            monkeypatch.delenv(name)
+
+
+def _ensure_tenant(slug: str) -> Any:
+    from django_tenants.utils import schema_context
+
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision, tenant_public_ensure
+
+    tenant_public_ensure(domain="localhost")
+    tenant = Tenant.objects.filter(schema_name=slug).first()
+    if tenant is None:
+        tenant = tenant_provision(slug=slug, name=slug.title()).tenant
+    with schema_context(slug):
+        from access.roles import roles_seed
+
+        roles_seed()
+    return tenant
+
+
+@pytest.fixture(scope="session")
+def tenants(django_db_setup: None, django_db_blocker: Any) -> dict[str, Any]:
+    """Two committed tenants (alpha, beta) shared by the whole session."""
+    with django_db_blocker.unblock():
+        return {TENANT_A: _ensure_tenant(TENANT_A), TENANT_B: _ensure_tenant(TENANT_B)}
+
+
+@pytest.fixture
+def tenant_a(tenants: dict[str, Any]) -> Any:
+    return tenants[TENANT_A]
+
+
+@pytest.fixture
+def tenant_b(tenants: dict[str, Any]) -> Any:
+    return tenants[TENANT_B]
+
+
+@pytest.fixture
+def in_tenant(db: None) -> Iterator[Callable[[Any], contextlib.AbstractContextManager[None]]]:
+    """`with in_tenant(tenant_a): ...` runs ORM code in that tenant's schema, inside the test transaction."""
+    from django.db import connection
+
+    @contextlib.contextmanager
+    def _enter(tenant: Any) -> Iterator[None]:
+        previous = connection.tenant if hasattr(connection, "tenant") else None
+        connection.set_tenant(tenant)
+        try:
+            yield
+        finally:
+            if previous is not None and previous.schema_name != "public":
+                connection.set_tenant(previous)
+            else:
+                connection.set_schema_to_public()
+
+    yield _enter
+    connection.set_schema_to_public()
+
+
+def tenant_host(tenant: Any) -> str:
+    return f"{tenant.schema_name.replace('_', '-')}.localhost"
+
+
+@pytest.fixture
+def client_a(tenant_a: Any, db: None) -> Any:
+    from django.test import Client
+
+    return Client(HTTP_HOST=tenant_host(tenant_a))
+
+
+@pytest.fixture
+def client_b(tenant_b: Any, db: None) -> Any:
+    from django.test import Client
+
+    return Client(HTTP_HOST=tenant_host(tenant_b))
+
+
+@pytest.fixture
+def public_client(tenants: dict[str, Any], db: None) -> Any:
+    from django.test import Client
+
+    return Client(HTTP_HOST="localhost")
+
+
+@pytest.fixture
+def make_user(in_tenant: Callable[[Any], contextlib.AbstractContextManager[None]]) -> Callable[..., Any]:
+    """make_user(tenant, role="basic_user", username=None, password="pw-Secret-123") inside the test transaction."""
+
+    def _make(tenant: Any, role: str | None = "basic_user", username: str | None = None,
+              password: str = "pw-Secret-123", **extra: Any) -> Any:
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
+
+        with in_tenant(tenant):
+            name = username or f"{role or 'user'}-{uuid.uuid4().hex[:8]}"
+            user = get_user_model().objects.create_user(
+                username=name, email=f"{name}@example.com", password=password, **extra
+            )
+            if role:
+                user.groups.add(Group.objects.get(name=role))
+            return user
+
+    return _make
+
+
+# --- processes that need committed data: worker, web server -------------------------------------
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """Environment for a child process that must see this test session's database and Redis."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    host = db.get("HOST") or "127.0.0.1"
+    from urllib.parse import quote
+
+    host_part = quote(host, safe="") if host.startswith("/") else f"{host}:{db.get('PORT') or 5432}"
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        DATABASE_URL=f"postgres://{user}{password}@{host_part}/{db['NAME']}",
+        REDIS_URL=settings.REDIS_URL,
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        CELERY_RESULT_BACKEND=settings.CELERY_RESULT_BACKEND,
+        ATRIUM_MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` child process; restartable, killable (SIGKILL) for crash tests."""
+
+    def __init__(self, queue: str, env: dict[str, str]) -> None:
+        self.queue = queue
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(f"/tmp/atrium-worker-{queue}.log")  # noqa: S108
+
+    def start(self) -> None:
+        self.log_handle = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queue, "-c", "1",
+             "--pool", "prefork", "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-n", f"{self.queue}@%h"],
+            cwd=ROOT, env=self.env, stdout=self.log_handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited early; see {self.log}")
+            if b"ready." in self.log.read_bytes():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker did not become ready; see {self.log}")
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def celery_worker_process(tenants: dict[str, Any]) -> Iterator[WorkerProcess]:
+    """A real worker on a private queue; tasks sent with queue=worker.queue reach only it."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    worker = WorkerProcess(queue, subprocess_env())
+    if worker.log.exists():
+        worker.log.unlink()
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def committed(tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[None]:
+    """Database access outside any test transaction: what the test writes is visible to other processes.
+
+    The test cleans up what it creates (unique names make leftovers harmless). Used for tests that
+    talk to a real worker or web server process.
+    """
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        try:
+            yield
+        finally:
+            connection.set_schema_to_public()
