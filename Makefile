@@ -22,15 +22,16 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 # What the browser, IdP and SDK-compatibility tests need: Debian's chromium and the npm packages
-# in tests/node (oidc-provider, @anthropic-ai/sdk). Installed here so a fresh machine needs nothing by hand.
+# in tests/node/*/ (oidc-provider, @anthropic-ai/sdk). Installed here so a fresh machine needs nothing by hand.
 test-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "atrium: chromium missing; run 'sudo apt-get install -y chromium' for the browser tests"; fi; \
 	fi
-	@if [ -f tests/node/package.json ]; then \
-		cd tests/node && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package.json ] || npm install --no-audit --no-fund --silent; }; \
-	fi
+	@for dir in tests/node/*/; do \
+		[ -f "$$dir/package.json" ] || continue; \
+		( cd "$$dir" && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package.json ] || npm install --no-audit --no-fund --silent; } ) || exit 1; \
+	done
 
 lint: install
 	$(VENV)/bin/ruff check .

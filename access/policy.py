@@ -1,0 +1,87 @@
+"""The access policy: the one function every model call passes (chat API, /v1/messages, web chat).
+
+It decides from the user's permissions (Django Groups in the tenant schema) and the tenant's policy
+row whether a request may run and with how many output tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from access.errors import ModelNotAllowed, ToolsNotAllowed, VisionNotAllowed, WriteNotAllowed
+
+# Without access.high_tokens a request gets at most this many output tokens.
+STANDARD_MAX_TOKENS = 4096
+TIERS = ("opus", "sonnet", "haiku")
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    model: str
+    tier: str | None
+    max_tokens: int
+    requested_max_tokens: int
+    clamp_reason: str | None  # "high_tokens" (role) or "tenant_max" (tenant policy), None when not clamped
+
+    @property
+    def clamped(self) -> bool:
+        return self.max_tokens != self.requested_max_tokens
+
+
+def model_allowed_by_tenant(tenant: Any, model: str, tier: str | None) -> bool:
+    allowed = list(tenant.allowed_models or [])
+    return not allowed or model in allowed or (tier is not None and tier in allowed)
+
+
+def model_allowed_for_user(user: Any, tier: str | None) -> bool:
+    return tier is not None and user.has_perm(f"access.use_{tier}")
+
+
+def policy_check(
+    *,
+    user: Any,
+    tenant: Any,
+    model: str,
+    tier: str | None,
+    max_tokens: int,
+    has_tools: bool = False,
+    has_images: bool = False,
+) -> PolicyDecision:
+    """Allow or refuse a model call; clamp max_tokens. Raises a NotPermitted subclass naming what is missing.
+
+    `tier` is the catalog tier of `model` (opus, sonnet, haiku) or None when the model has none;
+    a model without a tier needs the tenant admin's access.admin permission.
+    """
+    if not user.has_perm("access.write"):
+        raise WriteNotAllowed("Your role may not send messages (missing permission access.write).",
+                              permission="access.write")
+    if not model_allowed_by_tenant(tenant, model, tier):
+        raise ModelNotAllowed(f"Model {model!r} is not on this organisation's allow-list.", permission=None)
+    if tier is None:
+        if not user.has_perm("access.admin"):
+            raise ModelNotAllowed(f"Model {model!r} has no tier; only administrators may call it.",
+                                  permission="access.admin")
+    elif not model_allowed_for_user(user, tier):
+        raise ModelNotAllowed(f"Your role may not use {tier} models (missing permission access.use_{tier}).",
+                              permission=f"access.use_{tier}")
+    if has_tools and not user.has_perm("access.use_tools"):
+        raise ToolsNotAllowed("Your role may not use tools (missing permission access.use_tools).",
+                              permission="access.use_tools")
+    if has_images and not user.has_perm("access.use_vision"):
+        raise VisionNotAllowed("Your role may not send images (missing permission access.use_vision).",
+                               permission="access.use_vision")
+
+    granted = max_tokens
+    reason: str | None = None
+    if granted > STANDARD_MAX_TOKENS and not user.has_perm("access.high_tokens"):
+        granted, reason = STANDARD_MAX_TOKENS, "high_tokens"
+    if granted > tenant.max_tokens_per_request:
+        granted, reason = tenant.max_tokens_per_request, "tenant_max"
+    return PolicyDecision(model=model, tier=tier, max_tokens=granted, requested_max_tokens=max_tokens,
+                          clamp_reason=reason)
+
+
+def permitted_tiers(*, user: Any, tenant: Any) -> list[str]:
+    """Tiers this user may call in this tenant (for /v1/models and the chat's model picker)."""
+    return [t for t in TIERS if user.has_perm(f"access.use_{t}") and model_allowed_by_tenant(tenant, t, t)]
