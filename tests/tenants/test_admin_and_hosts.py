@@ -1,0 +1,105 @@
+"""Each tenant's admin on its own host; users cannot cross tenants; the public admin manages tenants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from tenants.models import Domain, Tenant
+
+
+def test_tenant_admin_login_works_on_its_own_host(client_a: Any, make_user: Any, tenant_a: Any) -> None:
+    make_user(tenant_a, role="admin", username="ada", is_staff=True)
+    response = client_a.post("/admin/login/?next=/admin/", {"username": "ada", "password": "pw-Secret-123"})
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+    index = client_a.get("/admin/")
+    assert index.status_code == 200
+    assert b"Site administration" in index.content
+
+
+def test_user_of_tenant_a_cannot_log_in_on_tenant_b(client_b: Any, make_user: Any, tenant_a: Any) -> None:
+    make_user(tenant_a, role="admin", username="alice-a", is_staff=True)
+    response = client_b.post("/admin/login/?next=/admin/", {"username": "alice-a", "password": "pw-Secret-123"})
+    assert response.status_code == 200  # the form again, with an error
+    assert b"Please enter the correct username and password" in response.content
+    assert client_b.get("/admin/").status_code == 302
+
+
+def test_session_from_tenant_a_is_not_valid_on_tenant_b(
+    client_a: Any, make_user: Any, tenant_a: Any, tenant_b: Any
+) -> None:
+    make_user(tenant_a, role="admin", username="sess-a", is_staff=True)
+    login = client_a.post("/admin/login/?next=/admin/", {"username": "sess-a", "password": "pw-Secret-123"})
+    assert login.status_code == 302
+    assert client_a.get("/admin/").status_code == 200
+    cookie = client_a.cookies["sessionid"].value
+    other = Client(HTTP_HOST="beta.localhost")
+    other.cookies["sessionid"] = cookie
+    response = other.get("/admin/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_unknown_host_is_not_served(db: None, tenants: Any) -> None:
+    response = Client(HTTP_HOST="nobody.localhost").get("/admin/")
+    assert response.status_code == 404
+
+
+def test_public_admin_manages_tenants(public_client: Any, tenant_a: Any) -> None:
+    admin = get_user_model().objects.create_superuser("platform-admin", "p@example.com", "pw-Secret-123")
+    public_client.force_login(admin)
+    listing = public_client.get("/admin/tenants/tenant/")
+    assert listing.status_code == 200
+    assert b"alpha" in listing.content
+
+    page = public_client.get(f"/admin/tenants/tenant/{tenant_a.pk}/change/")
+    assert page.status_code == 200
+    form = {
+        "name": "Alpha Renamed", "allowed_models": "sonnet, haiku", "max_tokens_per_request": "2048",
+        "requests_per_minute": "30", "tokens_per_day": "10000", "user_requests_per_minute": "",
+        "user_tokens_per_day": "", "retention_days": "14", "processing_notice": "Notice v2", "data_region": "eu",
+        "provider_order": '["anthropic", "bedrock:eu-west-1"]', "gdpr_account_action": "deactivate",
+        "is_active": "on", "anthropic_api_key": "sk-new-key",
+        "domains-TOTAL_FORMS": "0", "domains-INITIAL_FORMS": "0", "domains-MIN_NUM_FORMS": "0",
+        "domains-MAX_NUM_FORMS": "1000",
+    }
+    response = public_client.post(f"/admin/tenants/tenant/{tenant_a.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    tenant = Tenant.objects.get(pk=tenant_a.pk)
+    assert tenant.name == "Alpha Renamed"
+    assert tenant.allowed_models == ["sonnet", "haiku"]
+    assert tenant.retention_days == 14
+    assert tenant.provider_order == ["anthropic", "bedrock:eu-west-1"]
+    assert tenant.credentials["anthropic"]["api_key"] == "sk-new-key"
+    assert Domain.objects.filter(tenant=tenant).exists()
+
+
+def test_public_admin_rejects_invalid_policy(public_client: Any, tenant_a: Any) -> None:
+    admin = get_user_model().objects.create_superuser("platform-admin2", "p2@example.com", "pw-Secret-123")
+    public_client.force_login(admin)
+    form = {
+        "name": "Alpha", "allowed_models": "gpt-4, sonnet", "max_tokens_per_request": "-5",
+        "requests_per_minute": "30", "tokens_per_day": "10000", "retention_days": "0",
+        "processing_notice": "", "data_region": "", "provider_order": '["azure"]',
+        "gdpr_account_action": "deactivate",
+        "domains-TOTAL_FORMS": "0", "domains-INITIAL_FORMS": "0", "domains-MIN_NUM_FORMS": "0",
+        "domains-MAX_NUM_FORMS": "1000",
+    }
+    response = public_client.post(f"/admin/tenants/tenant/{tenant_a.pk}/change/", form)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Unknown model tier or id: gpt-4" in body
+    assert "Unknown provider target: azure" in body
+    assert "greater than or equal to" in body  # negative max tokens, zero retention
+    assert Tenant.objects.get(pk=tenant_a.pk).name != "Alpha" or Tenant.objects.get(pk=tenant_a.pk).retention_days != 0
+
+
+def test_tenant_admin_does_not_list_tenants(client_a: Any, make_user: Any, tenant_a: Any) -> None:
+    make_user(tenant_a, role="admin", username="ada2", is_staff=True, is_superuser=True)
+    client_a.post("/admin/login/", {"username": "ada2", "password": "pw-Secret-123"})
+    index = client_a.get("/admin/")
+    assert index.status_code == 200
+    assert b"/admin/tenants/tenant/" not in index.content

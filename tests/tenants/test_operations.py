@@ -1,0 +1,79 @@
+"""Probes, fail-fast production settings, and tenant context inside a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django_tenants.utils import schema_context
+
+from config.redis import redis_client
+from tests.conftest import ROOT
+
+
+def test_healthz_is_up(client_a: Any) -> None:
+    response = client_a.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_every_dependency(public_client: Any) -> None:
+    response = public_client.get("/readyz")
+    assert response.status_code == 200
+    assert {k: v["ok"] for k, v in response.json()["checks"].items()} == {
+        "database": True, "redis": True, "broker": True,
+    }
+
+
+def test_readyz_is_503_when_redis_is_unreachable(public_client: Any) -> None:
+    # A port nothing listens on: Redis "down" for real, not a mock of it.
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        redis_client.cache_clear()
+        try:
+            response = public_client.get("/readyz")
+        finally:
+            redis_client.cache_clear()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["redis"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"ATRIUM_ENCRYPTION_KEYS": "k"}, "DJANGO_SECRET_KEY"),
+        ({"DJANGO_SECRET_KEY": "s"}, "ATRIUM_ENCRYPTION_KEYS"),
+    ],
+)
+def test_production_settings_refuse_to_start_without_secrets(env: dict[str, str], missing: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SECRET_KEY", "ATRIUM_ENCRYPTION_KEYS"}}
+    clean.update(env, DJANGO_SETTINGS_MODULE="config.settings.production")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=clean, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert lines == [f"atrium: {missing} is not set; production refuses to start without it."]
+
+
+@pytest.mark.slow
+def test_task_sent_in_tenant_runs_in_that_tenants_schema(celery_worker_process: Any, committed: None) -> None:
+    from tenants.tasks import schema_probe
+
+    with schema_context("alpha"):
+        result_a = schema_probe.apply_async(queue=celery_worker_process.queue)
+    with schema_context("beta"):
+        result_b = schema_probe.apply_async(queue=celery_worker_process.queue)
+    result_public = schema_probe.apply_async(queue=celery_worker_process.queue)
+    assert result_a.get(timeout=60) == "alpha"
+    assert result_b.get(timeout=60) == "beta"
+    assert result_public.get(timeout=60) == "public"
+    assert connection.schema_name == "public"
+    redis_client().ping()
