@@ -59,7 +59,8 @@ class Embedded:
         self.pg_dir = self.base / "pgdata"
         self.pg_dir.parent.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(self.pg_dir, cleanup_mode=None)
-        with contextlib.suppress(Exception):
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+        if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {database};")
         say(f"embedded PostgreSQL in {self.pg_dir}")
         return f"postgres://postgres@{quote(str(self.pg_dir), safe='')}/{database}"
@@ -175,7 +176,8 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 def run() -> int:
     env = dict(os.environ)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.development")
+    # Importing the config package (for `-m config.devstack`) set a production default; the demo is dev.
+    env["DJANGO_SETTINGS_MODULE"] = os.environ.get("ATRIUM_DEV_SETTINGS", "config.settings.development")
     embedded = Embedded("dev")
     try:
         resolve_services(env, embedded, prefer_local=False, database="atrium")
@@ -211,6 +213,7 @@ def run() -> int:
 
 def test(args: list[str]) -> int:
     env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
     embedded = Embedded("test")
     try:
         resolve_services(env, embedded, prefer_local=True, database="atrium")

@@ -22,6 +22,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--slug", default="demo")
         parser.add_argument("--password", default="demo-password", help="Password of every demo user")
+        parser.add_argument("--port", type=int, default=8000, help="Port the web server listens on (for the URLs)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         base = settings.ATRIUM_BASE_DOMAIN
@@ -49,7 +50,7 @@ class Command(BaseCommand):
                     user.save()
                     user.groups.add(Group.objects.get(name=role))
 
-        port = options.get("port", 8000)
+        port = options["port"]
         self.stdout.write("")
         self.stdout.write("Atrium demo is ready.")
         self.stdout.write(f"  Platform admin : http://{base}:{port}/admin/   user 'platform'")
