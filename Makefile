@@ -35,7 +35,6 @@ test-deps:
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 
 typecheck: install
 	$(VENV)/bin/mypy config tenants access audit inference

@@ -22,3 +22,6 @@ class AccessRights(models.Model):
             ("high_tokens", "Request more than 4096 output tokens"),
             ("admin", "Administer the tenant"),
         ]
+
+    def __str__(self) -> str:
+        return "access rights"

@@ -16,3 +16,6 @@ class ComplianceRights(models.Model):
             ("delete_data", "Request a user's GDPR deletion"),
             ("view_audit", "Read the audit trail and run verification"),
         ]
+
+    def __str__(self) -> str:
+        return "compliance rights"

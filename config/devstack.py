@@ -59,7 +59,8 @@ class Embedded:
         self.pg_dir = self.base / "pgdata"
         self.pg_dir.parent.mkdir(parents=True, exist_ok=True)
         server = pgserver.get_server(self.pg_dir, cleanup_mode=None)
-        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+        # database is a constant of this module, never user input.
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608
         if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {database};")
         say(f"embedded PostgreSQL in {self.pg_dir}")

@@ -46,12 +46,18 @@ class TenantForm(forms.ModelForm):
     )
     bedrock_access_key = forms.CharField(required=False)
     bedrock_secret_key = forms.CharField(required=False, widget=forms.PasswordInput, help_text="Leave blank to keep.")
-    bedrock_session_token = forms.CharField(required=False, widget=forms.PasswordInput, help_text="Leave blank to keep.")
+    bedrock_session_token = forms.CharField(
+        required=False, widget=forms.PasswordInput, help_text="Leave blank to keep."
+    )
     bedrock_role_arn = forms.CharField(required=False)
     vertex_project_id = forms.CharField(required=False)
     vertex_mode = forms.ChoiceField(
         required=False,
-        choices=[("", "— unchanged —"), ("adc", "Application default credentials"), ("service_account", "Service account JSON")],
+        choices=[
+            ("", "— unchanged —"),
+            ("adc", "Application default credentials"),
+            ("service_account", "Service account JSON"),
+        ],
     )
     vertex_service_account_json = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Leave blank to keep."

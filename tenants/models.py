@@ -83,7 +83,9 @@ class Tenant(TenantMixin):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=models.Q(max_tokens_per_request__gte=1), name="tenant_max_tokens_positive"),
+            models.CheckConstraint(
+                condition=models.Q(max_tokens_per_request__gte=1), name="tenant_max_tokens_positive"
+            ),
             models.CheckConstraint(condition=models.Q(retention_days__gte=1), name="tenant_retention_positive"),
         ]
 

@@ -171,7 +171,7 @@ class WorkerProcess:
         self.queue = queue
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = Path(f"/tmp/atrium-worker-{queue}.log")  # noqa: S108
+        self.log = Path(f"/tmp/atrium-worker-{queue}.log")
 
     def start(self) -> None:
         self.log_handle = self.log.open("ab")

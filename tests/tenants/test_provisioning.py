@@ -52,9 +52,11 @@ def test_create_tenant_builds_schema_roles_domain_and_admin(fresh_slug: Any) -> 
         assert admin.check_password(password)
         assert admin.groups.filter(name="admin").exists()
         basic = Group.objects.get(name="basic_user")
-        assert set(basic.permissions.values_list("codename", flat=True)) == {"read", "write", "use_haiku", "use_sonnet"}
+        codenames = set(basic.permissions.values_list("codename", flat=True))
+        assert codenames == {"read", "write", "use_haiku", "use_sonnet"}
         compliance = Group.objects.get(name="compliance_officer")
-        assert {"export_data", "delete_data", "view_audit"} <= set(compliance.permissions.values_list("codename", flat=True))
+        compliance_codenames = set(compliance.permissions.values_list("codename", flat=True))
+        assert {"export_data", "delete_data", "view_audit"} <= compliance_codenames
 
 
 def test_rerun_with_same_slug_fails_and_changes_nothing(fresh_slug: Any) -> None:

@@ -54,5 +54,7 @@ class Command(BaseCommand):
         self.stdout.write("")
         self.stdout.write("Atrium demo is ready.")
         self.stdout.write(f"  Platform admin : http://{base}:{port}/admin/   user 'platform'")
-        self.stdout.write(f"  Demo tenant    : http://{slug}.{base}:{port}/chat/  (admin at /admin/, compliance at /compliance/)")
+        self.stdout.write(
+            f"  Demo tenant    : http://{slug}.{base}:{port}/chat/  (admin at /admin/, compliance at /compliance/)"
+        )
         self.stdout.write(f"  Demo users     : {', '.join(DEMO_ROLES)}   password '{password}'")
