@@ -28,6 +28,10 @@ CREDENTIAL_FIELDS: list[tuple[str, str, str, bool]] = [
 ]
 
 
+def _on_public_site() -> bool:
+    return getattr(connection, "schema_name", None) == get_public_schema_name()
+
+
 class TenantForm(forms.ModelForm):
     allowed_models = forms.CharField(
         required=False,
@@ -149,7 +153,7 @@ class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         # Tenants are managed from the public site only; a tenant's own admin never lists them.
-        return connection.schema_name == get_public_schema_name() and super().has_module_permission(request)
+        return _on_public_site() and super().has_module_permission(request)
 
     @admin.display(description="Primary domain")
     def primary_domain(self, obj: Tenant) -> str:
@@ -179,4 +183,4 @@ class DomainAdmin(admin.ModelAdmin):
     search_fields = ["domain"]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return connection.schema_name == get_public_schema_name() and super().has_module_permission(request)
+        return _on_public_site() and super().has_module_permission(request)

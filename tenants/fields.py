@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
@@ -24,8 +24,17 @@ class EncryptedTextField(models.TextField):
         return crypto.encrypt(str(value))
 
 
-class EncryptedJSONField(models.TextField):
+if TYPE_CHECKING:
+    _JSONBase = models.Field[dict[str, Any], dict[str, Any]]
+else:
+    _JSONBase = models.TextField
+
+
+class EncryptedJSONField(_JSONBase):
     """A JSON document stored as one Fernet token."""
+
+    def get_internal_type(self) -> str:
+        return "TextField"
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> dict[str, Any]:
         if not value:

@@ -64,7 +64,7 @@ def tenant_template_sync(*, force: bool = False) -> None:
         call_command("migrate_schemas", tenant=True, schema_name=template, interactive=False, verbosity=0)
     with schema_context(template):
         tenant_provisioned.send(sender=Tenant, schema_name=template)
-    connection.set_schema_to_public()
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
     _template_current_for.add(db_key)
 
 
@@ -130,7 +130,7 @@ def tenant_provision(
                 if admin_email:
                     admin = _tenant_admin_create(email=admin_email)
     finally:
-        connection.set_schema_to_public()
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
     logger.info("tenant provisioned", extra={"tenant": schema_name})
     return Provisioned(tenant=tenant, domain=domain_row, admin_username=admin[0], admin_password=admin[1])
 
@@ -165,12 +165,12 @@ def tenant_credentials_clear(*, tenant: Tenant, provider: str) -> Tenant:
     return tenant
 
 
-def _encrypted_columns() -> list[tuple[str, list[str]]]:
+def _encrypted_columns() -> list[tuple[str, list[str]]]:  # (table, [column])
     """(table, columns) for every model with an encrypted field, whichever app defines it."""
     found = []
     for model in apps.get_models():
         columns = [
-            f.column for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField | EncryptedJSONField)
+            str(f.column) for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField | EncryptedJSONField)
         ]
         if columns:
             found.append((model._meta.db_table, columns))

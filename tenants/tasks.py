@@ -7,4 +7,4 @@ from django.db import connection
 @shared_task(name="tenants.tasks.schema_probe")
 def schema_probe() -> str:
     """Returns the schema the worker ran the task in: proves tenant context reaches workers (/readyz-like)."""
-    return str(connection.schema_name)
+    return str(getattr(connection, "schema_name", ""))
