@@ -1,3 +1,4 @@
+"""Access: roles and permissions, the access policy, SSO and API authentication, API keys, quotas."""
 from django.apps import AppConfig
 
 
@@ -7,8 +8,12 @@ class AccessConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+        from access.receivers import login_failed_audit, login_succeeded_audit
+        from access.roles import roles_seed_receiver
         from tenants.signals import tenant_provisioned
 
-        from access.roles import roles_seed_receiver
-
         tenant_provisioned.connect(roles_seed_receiver, dispatch_uid="access.roles_seed")
+        user_logged_in.connect(login_succeeded_audit, dispatch_uid="access.login_audit")
+        user_login_failed.connect(login_failed_audit, dispatch_uid="access.login_failed_audit")

@@ -1,8 +1,15 @@
-"""Access data in each tenant's schema."""
+"""Access data in each tenant's schema: permissions, the tenant's SSO configuration, identities, API keys."""
 
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
+from django.utils import timezone
+
+from tenants.fields import EncryptedTextField
 
 
 class AccessRights(models.Model):
@@ -25,3 +32,140 @@ class AccessRights(models.Model):
 
     def __str__(self) -> str:
         return "access rights"
+
+
+class OIDCConfig(models.Model):
+    """The tenant's identity provider for browser SSO and bearer tokens. One row per tenant schema."""
+
+    # A fixed primary key makes the row a singleton the database itself enforces.
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    enabled = models.BooleanField(default=False, help_text="Show 'Sign in with SSO' and accept bearer tokens.")
+    display_name = models.CharField(
+        max_length=80, default="SSO", help_text="Shown on the login button: 'Sign in with <name>'."
+    )
+    issuer = models.URLField(
+        max_length=500, help_text="The IdP's issuer URL, exactly as it appears in the tokens' iss claim."
+    )
+    discovery_url = models.URLField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Leave empty to use <issuer>/.well-known/openid-configuration.",
+    )
+    client_id = models.CharField(max_length=255)
+    client_secret = EncryptedTextField(blank=True, default="", help_text="Stored encrypted; leave blank to keep.")
+    scopes = models.CharField(max_length=255, default="openid email profile")
+    groups_claim = models.CharField(
+        max_length=100,
+        default="groups",
+        help_text="Claim holding the user's groups or roles (a list or a space/comma-separated string). "
+        "Dotted paths reach nested claims, e.g. realm_access.roles for Keycloak.",
+    )
+    allowed_email_domains = models.TextField(
+        blank=True,
+        default="",
+        help_text="One domain per line (or comma-separated). Empty allows any domain.",
+    )
+    api_audiences = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Accepted 'aud' values for API bearer tokens, comma-separated. Empty means the client id.",
+    )
+    verify_ssl = models.BooleanField(default=True, help_text="Verify the IdP's TLS certificate.")
+    end_session_endpoint = models.URLField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Overrides the discovery document's end_session_endpoint for logout. Usually empty.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "SSO configuration"
+        verbose_name_plural = "SSO configuration"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="oidcconfig_singleton")]
+
+    def __str__(self) -> str:
+        return f"SSO via {self.issuer}"
+
+    @property
+    def discovery_document_url(self) -> str:
+        return self.discovery_url or f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
+
+    @property
+    def email_domains(self) -> list[str]:
+        raw = self.allowed_email_domains.replace(",", "\n").split("\n")
+        return [d.strip().lower().lstrip("@") for d in raw if d.strip()]
+
+    @property
+    def audiences(self) -> list[str]:
+        values = [a.strip() for a in self.api_audiences.split(",") if a.strip()]
+        return values or [self.client_id]
+
+
+class OIDCGroupMapping(models.Model):
+    """An IdP group (claim value) that grants one Atrium role. Roles named here are managed by SSO."""
+
+    config = models.ForeignKey(OIDCConfig, on_delete=models.CASCADE, related_name="group_mappings")
+    claim_value = models.CharField(max_length=255, help_text="Group or role name exactly as the IdP sends it.")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="+", verbose_name="role")
+
+    class Meta:
+        verbose_name = "group to role mapping"
+        constraints = [
+            models.UniqueConstraint(fields=["config", "claim_value", "group"], name="oidc_mapping_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.claim_value} → {self.group}"
+
+
+class UserIdentity(models.Model):
+    """Links a user to an IdP account by (issuer, subject); the only key SSO and bearer tokens match on."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="identities")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    email = models.EmailField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "user identities"
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="identity_issuer_subject_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} @ {self.issuer}"
+
+
+class ApiKey(models.Model):
+    """A user's API key. Only a keyed hash of the secret is stored; the key is shown once at creation."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, for identification.")
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"atr_{self.prefix}_… ({self.name})"
+
+    @property
+    def display(self) -> str:
+        return f"atr_{self.prefix}_…"
+
+    def is_usable(self, now: object | None = None) -> bool:
+        moment = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > moment)  # type: ignore[operator]

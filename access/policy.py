@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from access.errors import ModelNotAllowed, ToolsNotAllowed, VisionNotAllowed, WriteNotAllowed
+from access.errors import ModelNotAllowed, NotPermitted, ToolsNotAllowed, VisionNotAllowed, WriteNotAllowed
 
 # Without access.high_tokens a request gets at most this many output tokens.
 STANDARD_MAX_TOKENS = 4096
@@ -53,6 +53,12 @@ def policy_check(
     `tier` is the catalog tier of `model` (opus, sonnet, haiku) or None when the model has none;
     a model without a tier needs the tenant admin's access.admin permission.
     """
+    # Permissions are read from the database through user.has_perm on every request (Django caches
+    # them only on this user object), so a role edited in the admin applies to the next request.
+    if not getattr(tenant, "is_active", True):
+        raise NotPermitted("This organisation is deactivated.", permission=None)
+    if not getattr(user, "is_active", False):
+        raise NotPermitted("This account is deactivated.", permission=None)
     if not user.has_perm("access.write"):
         raise WriteNotAllowed("Your role may not send messages (missing permission access.write).",
                               permission="access.write")

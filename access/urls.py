@@ -1,3 +1,14 @@
-from django.urls import URLPattern, URLResolver
+"""Access URLs on each tenant's domain: SSO (oidc/) and the user's API keys (account/keys/)."""
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from django.urls import URLPattern, URLResolver, path
+
+from access import api, sso, views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    # Names match mozilla-django-oidc's, which its views reverse.
+    path("oidc/authenticate/", sso.TenantOIDCAuthenticationRequestView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", sso.TenantOIDCCallbackView.as_view(), name="oidc_authentication_callback"),
+    path("oidc/logout/", sso.TenantOIDCLogoutView.as_view(), name="oidc_logout"),
+    path("account/keys/", views.account_keys, name="account_keys"),
+    path("api/access/me/", api.MeApi.as_view(), name="access_me"),
+]

@@ -98,7 +98,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "access.sso.TenantOIDCBackend"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/chat/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -162,6 +162,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "access.authentication.ApiKeyAuthentication",
+        "access.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -204,3 +206,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("ATRIUM_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Access: SSO, bearer tokens, API keys (access/) ----------------------------------------------
+# Each tenant configures its IdP in its own admin (access.OIDCConfig); these are platform-wide knobs.
+ATRIUM_JWT_LEEWAY_S = env.int("ATRIUM_JWT_LEEWAY_S", default=30)  # clock skew allowed on exp/nbf/iat
+ATRIUM_OIDC_CACHE_TTL_S = env.int("ATRIUM_OIDC_CACHE_TTL_S", default=3600)  # discovery and JWKS cache
+ATRIUM_JWKS_REFRESH_INTERVAL_S = env.int("ATRIUM_JWKS_REFRESH_INTERVAL_S", default=60)  # unknown-kid refetch limit
+ATRIUM_OIDC_HTTP_TIMEOUT_S = env.float("ATRIUM_OIDC_HTTP_TIMEOUT_S", default=5.0)
+# Server-side secret of the API-key HMAC; empty derives one from DJANGO_SECRET_KEY. Changing it
+# (or the secret key while this is empty) invalidates every API key.
+ATRIUM_API_KEY_PEPPER = env.str("ATRIUM_API_KEY_PEPPER", default="")
+ATRIUM_API_KEYS_PER_USER = env.int("ATRIUM_API_KEYS_PER_USER", default=25)

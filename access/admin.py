@@ -1,0 +1,168 @@
+"""Tenant admin for access: the SSO configuration (with group → role mapping), identities, API keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import connection
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django_tenants.utils import get_public_schema_name
+
+from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
+from access.oidc import OIDCError, discovery
+from access.services import api_key_create, api_key_revoke
+
+
+def _on_tenant_site() -> bool:
+    return getattr(connection, "schema_name", None) not in (None, get_public_schema_name())
+
+
+class TenantOnlyAdmin(admin.ModelAdmin):
+    """These tables exist only in tenant schemas; the public site must not link to them."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _on_tenant_site() and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _on_tenant_site() and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return _on_tenant_site() and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _on_tenant_site() and super().has_change_permission(request, obj)
+
+
+class OIDCConfigForm(forms.ModelForm):
+    # IdP URLs are typed in full; assume https for a bare host rather than Django 5's http default.
+    issuer = forms.URLField(max_length=500, assume_scheme="https",
+                            help_text=OIDCConfig._meta.get_field("issuer").help_text)
+    discovery_url = forms.URLField(max_length=500, required=False, assume_scheme="https",
+                                   help_text=OIDCConfig._meta.get_field("discovery_url").help_text)
+    end_session_endpoint = forms.URLField(max_length=500, required=False, assume_scheme="https",
+                                          help_text=OIDCConfig._meta.get_field("end_session_endpoint").help_text)
+    client_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted and never shown again. Leave blank to keep the current secret.",
+    )
+
+    class Meta:
+        model = OIDCConfig
+        fields = [
+            "enabled", "display_name", "issuer", "discovery_url", "verify_ssl", "end_session_endpoint",
+            "client_id", "client_secret", "scopes", "groups_claim", "allowed_email_domains", "api_audiences",
+        ]
+
+    def clean_client_secret(self) -> str:
+        value: str = self.cleaned_data.get("client_secret") or ""
+        if not value and self.instance.pk:
+            return str(self.instance.client_secret or "")
+        return value
+
+
+class OIDCGroupMappingInline(admin.TabularInline):
+    model = OIDCGroupMapping
+    extra = 1
+    verbose_name = "IdP group → Atrium role"
+    verbose_name_plural = "Group → role mapping (roles listed here are managed by SSO and synced at each login)"
+
+
+@admin.register(OIDCConfig)
+class OIDCConfigAdmin(TenantOnlyAdmin):
+    form = OIDCConfigForm
+    inlines = [OIDCGroupMappingInline]
+    list_display = ["issuer", "enabled", "client_id", "updated_at"]
+    readonly_fields = ["discovery_status", "secret_set", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["enabled", "display_name"]}),
+        ("Identity provider", {"fields": ["issuer", "discovery_url", "discovery_status", "verify_ssl",
+                                          "end_session_endpoint"]}),
+        ("Client", {"fields": ["client_id", "client_secret", "secret_set", "scopes"]}),
+        ("Claims and admission", {"fields": ["groups_claim", "allowed_email_domains", "api_audiences"]}),
+        (None, {"fields": ["updated_at"]}),
+    ]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        # One configuration per tenant.
+        return super().has_add_permission(request, *args) and not OIDCConfig.objects.exists()
+
+    @admin.display(description="Client secret stored")
+    def secret_set(self, obj: OIDCConfig) -> str:
+        return "yes" if obj.pk and obj.client_secret else "no"
+
+    @admin.display(description="Discovery")
+    def discovery_status(self, obj: OIDCConfig) -> str:
+        if not obj.pk:
+            return "Save to check the discovery document."
+        try:
+            meta = discovery(obj, refresh=True)
+        except OIDCError as exc:
+            return f"Not usable: {exc.message}"
+        return f"OK: authorization at {meta['authorization_endpoint']}, keys at {meta['jwks_uri']}"
+
+
+@admin.register(UserIdentity)
+class UserIdentityAdmin(TenantOnlyAdmin):
+    list_display = ["user", "issuer", "subject", "email", "last_login_at"]
+    search_fields = ["user__username", "email", "subject"]
+    readonly_fields = ["user", "issuer", "subject", "email", "created_at", "last_login_at"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # identities come from sign-ins, not by hand
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["user", "name", "expires_at"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TenantOnlyAdmin):
+    list_display = ["display", "name", "user", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["prefix", "name", "user__username"]
+    actions = ["revoke_keys"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["user", "name", "expires_at"]
+        return ["user", "name", "prefix", "created_at", "created_by", "expires_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return []
+        return self.get_fields(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoke instead, so the key's history stays
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            return  # keys are immutable apart from revocation
+        try:
+            key, raw = api_key_create(user=obj.user, name=obj.name, expires_at=obj.expires_at,
+                                      created_by=request.user, request=request)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+            raise
+        obj.pk, obj.prefix, obj.created_at = key.pk, key.prefix, key.created_at
+        obj._state.adding = False
+        # Shown once: only the hash is stored.
+        messages.warning(request, f"New API key for {obj.user}: {raw} — copy it now, it will not be shown again.")
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(api_key=key, revoked_by=request.user, request=request)
+            count += 1
+        messages.success(request, f"Revoked {count} key(s).")

@@ -1,0 +1,142 @@
+"""API authentication: tenant IdP bearer JWTs and Atrium API keys.
+
+`authenticate_api_request` is the one function behind both the DRF classes (the chat API) and the
+Anthropic-compatible /v1/ views, which render their own error shape. A key is recognised by its
+`atr_` prefix, both in `x-api-key` (what the Anthropic SDK sends) and in `Authorization: Bearer`;
+any other bearer value is treated as a JWT from the tenant's IdP.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from access.errors import AuthenticationFailed
+from access.oidc import TokenRejected, token_validate
+from access.selectors import oidc_config_enabled
+from access.services import API_KEY_PREFIX, LoginRefused, api_key_authenticate, sso_user_resolve
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuthInfo:
+    """How an API request authenticated; handed to the gateway for audit metadata."""
+
+    method: str  # "api_key" or "jwt"
+    tenant: str
+    api_key_id: str | None = None
+    api_key_prefix: str | None = None
+    issuer: str | None = None
+    subject: str | None = None
+    reason: str | None = None
+
+
+def _tenant_label() -> str:
+    tenant = getattr(connection, "tenant", None)
+    return str(getattr(tenant, "schema_name", "public"))
+
+
+def _credentials(request: Any) -> tuple[str, str] | None:
+    """("api_key" | "jwt", value) from the request headers, or None when it carries none."""
+    meta = request.META
+    api_key = meta.get("HTTP_X_API_KEY", "").strip()
+    if api_key:
+        return "api_key", api_key
+    header = meta.get("HTTP_AUTHORIZATION", "").strip()
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    value = value.strip()
+    if not value:
+        raise AuthenticationFailed(f"empty bearer credential (tenant {_tenant_label()})")
+    return ("api_key" if value.startswith(API_KEY_PREFIX) else "jwt"), value
+
+
+def _tenant_check(label: str) -> None:
+    tenant = getattr(connection, "tenant", None)
+    if tenant is None or getattr(tenant, "schema_name", "public") == "public":
+        raise AuthenticationFailed("API credentials are only accepted on an organisation's domain")
+    if not getattr(tenant, "is_active", True):
+        raise AuthenticationFailed(f"organisation {label} is deactivated")
+
+
+def _authenticate_api_key(raw: str, label: str) -> tuple[Any, AuthInfo]:
+    key = api_key_authenticate(raw_key=raw, tenant_label=label)
+    return key.user, AuthInfo(method="api_key", tenant=label, api_key_id=str(key.id), api_key_prefix=key.prefix)
+
+
+def _authenticate_jwt(token: str, label: str) -> tuple[Any, AuthInfo]:
+    config = oidc_config_enabled()
+    if config is None:
+        raise AuthenticationFailed(f"bearer tokens are not accepted: SSO is not configured (tenant {label})")
+    try:
+        claims = token_validate(config, token, audiences=config.audiences)
+        user = sso_user_resolve(config=config, claims=claims, record_login=False)
+    except TokenRejected as exc:
+        logger.info("bearer token rejected for tenant %s: %s", label, exc.reason)
+        raise AuthenticationFailed(f"{exc.message} (tenant {label})") from exc
+    except LoginRefused as exc:
+        raise AuthenticationFailed(f"{exc.message} (tenant {label})") from exc
+    except AuthenticationFailed as exc:
+        raise AuthenticationFailed(f"{exc.message} (tenant {label})") from exc
+    return user, AuthInfo(method="jwt", tenant=label, issuer=str(claims["iss"]), subject=str(claims["sub"]))
+
+
+def authenticate_api_request(request: Any) -> tuple[Any, AuthInfo]:
+    """The user behind an API request's key or bearer token; raises access.errors.AuthenticationFailed.
+
+    Works on a Django HttpRequest or a DRF Request. Permissions are not cached: the caller checks them
+    on the returned user, so a role edited in the admin applies to the next request.
+    """
+    label = _tenant_label()
+    found = _credentials(request)
+    if found is None:
+        raise AuthenticationFailed(
+            f"no API credentials: send x-api-key or Authorization: Bearer (tenant {label})"
+        )
+    _tenant_check(label)
+    kind, value = found
+    if kind == "api_key":
+        return _authenticate_api_key(value, label)
+    return _authenticate_jwt(value, label)
+
+
+class _AtriumAuthentication(BaseAuthentication):
+    kind = ""
+
+    def authenticate(self, request: Request) -> tuple[Any, AuthInfo] | None:
+        try:
+            found = _credentials(request)
+        except AuthenticationFailed as exc:
+            raise exceptions.AuthenticationFailed(exc.message) from exc
+        if found is None or found[0] != self.kind:
+            return None  # not ours: let the next class try
+        try:
+            return authenticate_api_request(request)
+        except AuthenticationFailed as exc:
+            raise exceptions.AuthenticationFailed(exc.message) from exc
+
+    def authenticate_header(self, request: Request) -> str:
+        # A value here makes DRF answer 401 (with WWW-Authenticate) rather than 403.
+        return f'Bearer realm="{_tenant_label()}"'
+
+
+class ApiKeyAuthentication(_AtriumAuthentication):
+    """`x-api-key: atr_…` or `Authorization: Bearer atr_…`."""
+
+    kind = "api_key"
+
+
+class JWTAuthentication(_AtriumAuthentication):
+    """`Authorization: Bearer <JWT>` signed by the tenant's IdP (RS256/ES256, JWKS-verified)."""
+
+    kind = "jwt"

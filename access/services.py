@@ -1,0 +1,219 @@
+"""Writes for access: users from IdP claims, role sync from group claims, API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from access.audit_hooks import access_audit
+from access.errors import AccessError, AuthenticationFailed
+from access.models import ApiKey, OIDCConfig, UserIdentity
+from access.oidc import claim_values
+
+API_KEY_PREFIX = "atr_"
+# atr_<8 lowercase hex>_<43 url-safe chars>: the prefix identifies a key in lists and logs.
+API_KEY_RE = re.compile(r"^atr_([0-9a-f]{8})_([A-Za-z0-9_-]{32,128})$")
+LAST_USED_WRITE_INTERVAL = timedelta(seconds=60)
+
+
+class LoginRefused(AccessError):
+    """The IdP vouched for the user but this tenant does not admit them (403, shown on a page)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# --- users from IdP claims ---------------------------------------------------------------------
+
+def _email_domain_check(config: OIDCConfig, claims: dict[str, Any]) -> None:
+    domains = config.email_domains
+    if not domains:
+        return
+    email = str(claims.get("email") or "").strip().lower()
+    if not email or "@" not in email:
+        raise LoginRefused("Your identity provider did not send an email address, and this organisation only "
+                           "admits addresses from certain domains.", reason="email_missing")
+    if claims.get("email_verified") is False:
+        raise LoginRefused("Your email address is not verified by your identity provider.",
+                           reason="email_unverified")
+    domain = email.rsplit("@", 1)[1]
+    if domain not in domains:
+        raise LoginRefused(f"Accounts from the domain {domain!r} may not sign in to this organisation.",
+                           reason="domain_not_allowed")
+
+
+def _username_for(claims: dict[str, Any]) -> str:
+    user_model = get_user_model()
+    base = str(claims.get("preferred_username") or str(claims.get("email") or "").split("@")[0] or "sso-user")
+    base = re.sub(r"[^\w.@+-]", "", base)[:120] or "sso-user"
+    # Never reuse an existing username: a local account named like the IdP user is a different person.
+    candidate = base
+    while user_model.objects.filter(username=candidate).exists():
+        candidate = f"{base}-{secrets.token_hex(3)}"
+    return candidate
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    added: list[str]
+    removed: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+def user_roles_sync(*, config: OIDCConfig, user: Any, claims: dict[str, Any], request: Any = None) -> RoleChange:
+    """Make the user's SSO-managed roles match the groups claim.
+
+    Only roles named in the tenant's mapping are managed: roles an admin granted by hand that no
+    mapping mentions are left alone.
+    """
+    values = set(claim_values(claims, config.groups_claim))
+    mappings = list(config.group_mappings.select_related("group"))
+    managed = {m.group_id: m.group for m in mappings}
+    wanted = {m.group_id for m in mappings if m.claim_value in values}
+    current = set(user.groups.filter(pk__in=managed).values_list("pk", flat=True))
+    to_add, to_remove = wanted - current, current - wanted
+    if to_add:
+        user.groups.add(*to_add)
+    if to_remove:
+        user.groups.remove(*to_remove)
+    change = RoleChange(added=sorted(managed[g].name for g in to_add),
+                        removed=sorted(managed[g].name for g in to_remove))
+    if change.changed:
+        access_audit("role_change", user=user, request=request,
+                     metadata={"source": "sso", "issuer": config.issuer, "added": change.added,
+                               "removed": change.removed, "target_user_id": user.pk})
+    return change
+
+
+def sso_user_resolve(*, config: OIDCConfig, claims: dict[str, Any], request: Any = None,
+                     record_login: bool = True) -> Any:
+    """The user for verified IdP claims, matched on (issuer, subject) and created on first sight.
+
+    Email is never used to match: an IdP account with the same address as a local account is a
+    different identity until an admin links them. Roles are synced from the groups claim.
+    """
+    _email_domain_check(config, claims)
+    issuer, subject = str(claims["iss"]), str(claims["sub"])
+    email = str(claims.get("email") or "")[:254]
+    user_model = get_user_model()
+    with transaction.atomic():
+        identity = (UserIdentity.objects.select_for_update().select_related("user")
+                    .filter(issuer=issuer, subject=subject).first())
+        if identity is None:
+            user = user_model.objects.create_user(
+                username=_username_for(claims),
+                email=email,
+                first_name=str(claims.get("given_name") or "")[:150],
+                last_name=str(claims.get("family_name") or "")[:150],
+            )
+            identity = UserIdentity.objects.create(user=user, issuer=issuer, subject=subject, email=email)
+        user = identity.user
+        if not user.is_active:
+            raise LoginRefused("This account is deactivated in this organisation.", reason="inactive")
+        if email and (user.email != email or identity.email != email):
+            user.email = email
+            user.save(update_fields=["email"])
+            identity.email = email
+        if record_login:
+            identity.last_login_at = timezone.now()
+        identity.save()
+        user_roles_sync(config=config, user=user, claims=claims, request=request)
+    return user
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+def _pepper() -> bytes:
+    configured = getattr(settings, "ATRIUM_API_KEY_PEPPER", "")
+    if configured:
+        return str(configured).encode()
+    # Derived, not SECRET_KEY itself, so the two secrets never appear in the same computation.
+    return hmac.new(settings.SECRET_KEY.encode(), b"atrium-api-key-pepper", hashlib.sha256).digest()
+
+
+def api_key_hash(raw_key: str) -> str:
+    """Keyed hash of a whole key. Keys carry 256 bits of entropy, so one HMAC is enough: a slow
+    password hash would only slow every API call without making a random key harder to guess."""
+    return hmac.new(_pepper(), raw_key.encode(), hashlib.sha256).hexdigest()
+
+
+def api_key_create(*, user: Any, name: str, expires_at: datetime | None = None, created_by: Any = None,
+                   request: Any = None) -> tuple[ApiKey, str]:
+    """Create a key for `user`; returns (row, raw key). The raw key exists only in this return value."""
+    name = name.strip()[:100] or "API key"
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValueError("expiry must be in the future")
+    active = ApiKey.objects.filter(user=user, revoked_at__isnull=True).count()
+    if active >= settings.ATRIUM_API_KEYS_PER_USER:
+        raise ValueError(f"a user may hold at most {settings.ATRIUM_API_KEYS_PER_USER} active keys")
+    for _attempt in range(5):
+        prefix = secrets.token_hex(4)
+        raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        try:
+            with transaction.atomic():
+                key = ApiKey.objects.create(user=user, name=name, prefix=prefix, secret_hash=api_key_hash(raw),
+                                            expires_at=expires_at, created_by=created_by or user)
+                access_audit("api_key_create", user=created_by or user, request=request,
+                             metadata={"key_id": str(key.id), "prefix": prefix, "owner_id": user.pk,
+                                       "expires_at": expires_at.isoformat() if expires_at else None})
+            return key, raw
+        except IntegrityError:
+            continue  # prefix collision (1 in 4 billion): draw again
+    raise RuntimeError("could not allocate a unique API key prefix")
+
+
+def api_key_revoke(*, api_key: ApiKey, revoked_by: Any, request: Any = None) -> ApiKey:
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.revoked_at is None:
+            locked.revoked_at = timezone.now()
+            locked.save(update_fields=["revoked_at"])
+            access_audit("api_key_revoke", user=revoked_by, request=request,
+                         metadata={"key_id": str(locked.id), "prefix": locked.prefix, "owner_id": locked.user_id})
+    return locked
+
+
+def api_key_authenticate(*, raw_key: str, tenant_label: str) -> ApiKey:
+    """The live key for a presented raw key; raises AuthenticationFailed saying why not.
+
+    Records last use at most once per LAST_USED_WRITE_INTERVAL so a busy key does not turn every
+    request into a row update.
+    """
+    match = API_KEY_RE.match(raw_key.strip())
+    if match is None:
+        raise AuthenticationFailed(f"malformed API key (tenant {tenant_label})")
+    key = ApiKey.objects.select_related("user").filter(prefix=match.group(1)).first()
+    # Compare even when no row exists so a missing prefix and a wrong secret take the same time.
+    expected = key.secret_hash if key is not None else "0" * 64
+    if not hmac.compare_digest(expected, api_key_hash(raw_key.strip())) or key is None:
+        raise AuthenticationFailed(f"invalid API key (tenant {tenant_label})")
+    now = timezone.now()
+    if key.revoked_at is not None:
+        raise AuthenticationFailed(f"API key {key.display} was revoked (tenant {tenant_label})")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise AuthenticationFailed(f"API key {key.display} expired (tenant {tenant_label})")
+    if not key.user.is_active:
+        raise AuthenticationFailed(f"the owner of API key {key.display} is deactivated (tenant {tenant_label})")
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_WRITE_INTERVAL:
+        # Conditional update: concurrent requests in several processes still write at most once.
+        ApiKey.objects.filter(pk=key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_WRITE_INTERVAL)
+        ).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
