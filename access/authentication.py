@@ -110,6 +110,21 @@ def authenticate_api_request(request: Any) -> tuple[Any, AuthInfo]:
     return _authenticate_jwt(value, label)
 
 
+class CredentialsRejected(exceptions.APIException):
+    """Presented credentials were refused: always 401 with WWW-Authenticate.
+
+    DRF turns its own AuthenticationFailed into a 403 when the first authentication class
+    (SessionAuthentication) has no WWW-Authenticate header; a rejected key or token is a 401.
+    """
+
+    status_code = 401
+    default_code = "authentication_failed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.auth_header = f'Bearer realm="{_tenant_label()}"'
+
+
 class _AtriumAuthentication(BaseAuthentication):
     kind = ""
 
@@ -117,13 +132,13 @@ class _AtriumAuthentication(BaseAuthentication):
         try:
             found = _credentials(request)
         except AuthenticationFailed as exc:
-            raise exceptions.AuthenticationFailed(exc.message) from exc
+            raise CredentialsRejected(exc.message) from exc
         if found is None or found[0] != self.kind:
             return None  # not ours: let the next class try
         try:
             return authenticate_api_request(request)
         except AuthenticationFailed as exc:
-            raise exceptions.AuthenticationFailed(exc.message) from exc
+            raise CredentialsRejected(exc.message) from exc
 
     def authenticate_header(self, request: Request) -> str:
         # A value here makes DRF answer 401 (with WWW-Authenticate) rather than 403.

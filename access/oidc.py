@@ -150,6 +150,14 @@ def token_validate(config: Any, token: str, *, audiences: list[str], nonce: str 
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise TokenRejected("malformed token header", reason="malformed")
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.DecodeError as exc:
+        raise TokenRejected("malformed token", reason="malformed") from exc
+    # Refuse another issuer's token before any key lookup, so foreign tokens never trigger a JWKS
+    # refetch; the issuer is checked again, verified, below.
+    if unverified.get("iss") != config.issuer:
+        raise TokenRejected("token issued by another issuer", reason="issuer")
     key = signing_key(config, kid=kid, alg=alg)
     try:
         claims: dict[str, Any] = jwt.decode(
