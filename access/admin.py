@@ -6,11 +6,15 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_tenants.utils import get_public_schema_name
 
+from access.audit_hooks import access_audit
 from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
 from access.oidc import OIDCError, discovery
 from access.services import api_key_create, api_key_revoke
@@ -166,3 +170,41 @@ class ApiKeyAdmin(TenantOnlyAdmin):
             api_key_revoke(api_key=key, revoked_by=request.user, request=request)
             count += 1
         messages.success(request, f"Revoked {count} key(s).")
+
+
+# --- role edits in the admin are audited --------------------------------------------------------
+# Django's own Group and User admins, extended to write an audit entry when a role's permissions or
+# a user's roles change. The diff is taken around save_related, where the many-to-many rows are saved.
+
+def _permission_names(group: Group) -> set[str]:
+    return {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
+
+
+class AuditedGroupAdmin(GroupAdmin):
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        before = _permission_names(form.instance) if change else set()
+        super().save_related(request, form, formsets, change)
+        after = _permission_names(form.instance)
+        if before != after and _on_tenant_site():
+            access_audit("role_change", user=request.user, request=request,
+                         metadata={"source": "admin", "role": form.instance.name,
+                                   "permissions_added": sorted(after - before),
+                                   "permissions_removed": sorted(before - after)})
+
+
+class AuditedUserAdmin(UserAdmin):
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        user = form.instance
+        before = set(user.groups.values_list("name", flat=True)) if change else set()
+        super().save_related(request, form, formsets, change)
+        after = set(user.groups.values_list("name", flat=True))
+        if before != after and _on_tenant_site():
+            access_audit("role_change", user=request.user, request=request,
+                         metadata={"source": "admin", "target_user_id": user.pk,
+                                   "added": sorted(after - before), "removed": sorted(before - after)})
+
+
+for _model, _admin_class in ((Group, AuditedGroupAdmin), (get_user_model(), AuditedUserAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _admin_class)

@@ -79,3 +79,26 @@ def test_login_page_without_sso_has_no_sso_button(client_a: Any, in_tenant: Any,
     assert "Sign in with" not in page
     assert 'name="password"' in page  # password login stays for local admins
     assert client_a.get("/oidc/authenticate/").status_code == 404
+
+
+def test_role_edited_in_groups_admin_applies_to_the_next_api_request(tenant_a: Any, client_a: Any,
+                                                                     make_user: Any, in_tenant: Any) -> None:
+    from django.contrib.auth.models import Group, Permission
+    from django.test import Client
+
+    from access.services import api_key_create
+
+    admin_user = make_user(tenant_a, role="admin", is_staff=True, is_superuser=True)
+    member = make_user(tenant_a, role="basic_user")
+    with in_tenant(tenant_a):
+        _key, raw = api_key_create(user=member, name="edit test")
+        client_a.force_login(admin_user)
+        group = Group.objects.get(name="basic_user")
+        keep = [p.pk for p in group.permissions.exclude(codename="use_haiku")]
+        opus = Permission.objects.get(content_type__app_label="access", codename="use_opus").pk
+    api = Client(HTTP_HOST="alpha.localhost")
+    assert api.get("/api/access/me/", HTTP_X_API_KEY=raw).json()["tiers"] == ["sonnet", "haiku"]
+    response = client_a.post(f"/admin/auth/group/{group.pk}/change/",
+                             {"name": "basic_user", "permissions": [*keep, opus]})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert api.get("/api/access/me/", HTTP_X_API_KEY=raw).json()["tiers"] == ["opus", "sonnet"]
