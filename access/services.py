@@ -112,26 +112,35 @@ def sso_user_resolve(*, config: OIDCConfig, claims: dict[str, Any], request: Any
     email = str(claims.get("email") or "")[:254]
     user_model = get_user_model()
     with transaction.atomic():
-        identity = (UserIdentity.objects.select_for_update().select_related("user")
-                    .filter(issuer=issuer, subject=subject).first())
+        identity = UserIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
         if identity is None:
-            user = user_model.objects.create_user(
-                username=_username_for(claims),
-                email=email,
-                first_name=str(claims.get("given_name") or "")[:150],
-                last_name=str(claims.get("family_name") or "")[:150],
-            )
-            identity = UserIdentity.objects.create(user=user, issuer=issuer, subject=subject, email=email)
+            try:
+                with transaction.atomic():  # savepoint: a concurrent first request may win the insert
+                    user = user_model.objects.create_user(
+                        username=_username_for(claims),
+                        email=email,
+                        first_name=str(claims.get("given_name") or "")[:150],
+                        last_name=str(claims.get("family_name") or "")[:150],
+                    )
+                    identity = UserIdentity.objects.create(user=user, issuer=issuer, subject=subject, email=email)
+            except IntegrityError:
+                identity = UserIdentity.objects.select_related("user").get(issuer=issuer, subject=subject)
         user = identity.user
         if not user.is_active:
             raise LoginRefused("This account is deactivated in this organisation.", reason="inactive")
-        if email and (user.email != email or identity.email != email):
+        # Write only what changed: bearer-token requests pass here on every API call.
+        if email and user.email != email:
             user.email = email
             user.save(update_fields=["email"])
+        changed = []
+        if email and identity.email != email:
             identity.email = email
+            changed.append("email")
         if record_login:
             identity.last_login_at = timezone.now()
-        identity.save()
+            changed.append("last_login_at")
+        if changed:
+            identity.save(update_fields=changed)
         user_roles_sync(config=config, user=user, claims=claims, request=request)
     return user
 

@@ -291,3 +291,17 @@ def test_authenticate_api_request_for_v1_views(rf: Any, idp_a: Any, in_tenant: A
 
 def test_b64url_helper_round_trips() -> None:
     assert base64.urlsafe_b64decode(b64url(b"\xff\xfe") + "==") == b"\xff\xfe"
+
+
+@pytest.mark.django_db
+def test_repeat_token_requests_write_nothing(client_a: Any, idp_a: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    claims = claims_for(idp_a, groups=["atrium-power"])
+    token = idp_a.mint(claims)
+    assert bearer(client_a, token).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert bearer(client_a, token).status_code == 200
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+    assert writes == []
