@@ -39,6 +39,9 @@ class TenantOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return _on_tenant_site() and super().has_change_permission(request, obj)
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _on_tenant_site() and super().has_delete_permission(request, obj)
+
 
 class OIDCConfigForm(forms.ModelForm):
     # IdP URLs are typed in full; assume https for a bare host rather than Django 5's http default.
