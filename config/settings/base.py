@@ -187,6 +187,19 @@ ATRIUM_PROVIDER_ORDER = env.list(
     default=["anthropic", "bedrock:us-east-1", "bedrock:us-west-2", "vertex:us-east5"],
 )
 ATRIUM_REQUEST_DEADLINE_S = env.float("ATRIUM_REQUEST_DEADLINE_S", default=120.0)
+ATRIUM_CONNECT_TIMEOUT_S = env.float("ATRIUM_CONNECT_TIMEOUT_S", default=5.0)  # per attempt, TCP + TLS
+ATRIUM_CATALOG_CACHE_S = env.float("ATRIUM_CATALOG_CACHE_S", default=10.0)  # edits reach other processes after this
+ATRIUM_MODEL_NAMES_HOOK = "inference.catalog.selectors.known_model_names"
+# Circuit breaker per provider target, shared through Redis by every process.
+ATRIUM_BREAKER_FAILURES = env.int("ATRIUM_BREAKER_FAILURES", default=3)  # consecutive failures that open it
+ATRIUM_BREAKER_COOLDOWN_S = env.float("ATRIUM_BREAKER_COOLDOWN_S", default=30.0)  # open, before a half-open probe
+ATRIUM_BREAKER_PROBE_TTL_S = env.float("ATRIUM_BREAKER_PROBE_TTL_S", default=10.0)  # one probe at a time, this long
+# Static Vertex AI access token (for tokens refreshed outside Atrium, and the simulator); else Google credentials.
+ATRIUM_VERTEX_ACCESS_TOKEN = env.str("ATRIUM_VERTEX_ACCESS_TOKEN", default="") or None
+ATRIUM_VERTEX_PROJECT_ID = env.str("ANTHROPIC_VERTEX_PROJECT_ID", default="") or None
+ATRIUM_STS_ENDPOINT_URL = env.str("ATRIUM_STS_ENDPOINT_URL", default="") or None  # assume-role mode; None = AWS
+ATRIUM_HEALTH_HISTORY_DAYS = env.int("ATRIUM_HEALTH_HISTORY_DAYS", default=7)
+ATRIUM_HEALTH_CHECK_TIMEOUT_S = env.float("ATRIUM_HEALTH_CHECK_TIMEOUT_S", default=10.0)
 
 # --- Email -------------------------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

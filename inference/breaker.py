@@ -1,0 +1,141 @@
+"""Circuit breaker per provider target, its state in Redis so every web and worker process shares it.
+
+States: closed (calls flow), open (calls skipped without a network call until the cool-down ends), half-open
+(one process holds a short probe lease and sends one real request; success closes, failure re-opens).
+Each transition is one Lua script, so concurrent processes never disagree about the state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from config.redis import redis_client
+
+PREFIX = "atrium:breaker:"
+
+# KEYS[1] breaker hash; ARGV: now, probe_ttl.
+# Returns 1 allow (clean: no recent failure), 3 allow (closed, some failures), 2 allow as the probe, 0 skip.
+_ALLOW = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 1 end
+if state == 'closed' then return 3 end
+local now = tonumber(ARGV[1])
+if state == 'open' then
+  local until_ = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+  if now < until_ then return 0 end
+end
+local lease = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
+if now < lease then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[2]))
+return 2
+"""
+
+# KEYS[1]; ARGV: now, threshold, cooldown, force(1 = open now), reason. Returns the new state.
+_FAILURE = """
+local now = tonumber(ARGV[1])
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+redis.call('HSET', KEYS[1], 'last_failure_at', now, 'last_reason', ARGV[5])
+if ARGV[4] == '1' or state == 'half_open' or failures >= tonumber(ARGV[2]) then
+  if state ~= 'open' then redis.call('HSET', KEYS[1], 'opened_at', now) end
+  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', now + tonumber(ARGV[3]), 'probe_until', 0)
+  return 'open'
+end
+if not redis.call('HGET', KEYS[1], 'state') then redis.call('HSET', KEYS[1], 'state', 'closed') end
+return state
+"""
+
+# KEYS[1]. Closed with no failures is the absence of the hash.
+_SUCCESS = """
+redis.call('DEL', KEYS[1])
+return 'closed'
+"""
+
+SKIP, ALLOW_CLEAN, PROBE, ALLOW = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    target: str
+    state: str
+    failures: int
+    open_until: float
+    last_reason: str
+    opened_at: float | None
+
+
+class _Scripts:
+    def __init__(self) -> None:
+        client = redis_client()
+        self.allow = client.register_script(_ALLOW)
+        self.failure = client.register_script(_FAILURE)
+        self.success = client.register_script(_SUCCESS)
+
+
+_scripts: _Scripts | None = None
+
+
+def _s() -> _Scripts:
+    global _scripts
+    if _scripts is None:
+        _scripts = _Scripts()
+    return _scripts
+
+
+def _key(target: str) -> str:
+    return PREFIX + target
+
+
+def breaker_allow(target: str) -> int:
+    """ALLOW_CLEAN / ALLOW (closed), PROBE (this caller is the half-open probe) or SKIP (open: do not call).
+
+    After ALLOW_CLEAN a success needs no write (nothing to reset), which saves a round trip per request.
+    """
+    return int(_s().allow(keys=[_key(target)], args=[time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]))
+
+
+def breaker_record_failure(target: str, *, reason: str = "", force_open: bool = False) -> str:
+    """Count a failure; opens after ATRIUM_BREAKER_FAILURES in a row, at once when probing or when forced."""
+    result = _s().failure(
+        keys=[_key(target)],
+        args=[time.time(), settings.ATRIUM_BREAKER_FAILURES, settings.ATRIUM_BREAKER_COOLDOWN_S,
+              "1" if force_open else "0", reason[:200]],
+    )
+    return result.decode() if isinstance(result, bytes) else str(result)
+
+
+def breaker_record_success(target: str) -> None:
+    _s().success(keys=[_key(target)])
+
+
+def breaker_reset(target: str | None = None) -> None:
+    """Forget breaker state: one target, or all of them (operators, tests)."""
+    client = redis_client()
+    if target is not None:
+        client.delete(_key(target))
+        return
+    keys = list(client.scan_iter(match=PREFIX + "*", count=500))
+    if keys:
+        client.delete(*keys)
+
+
+def breaker_state(target: str) -> BreakerState:
+    raw: dict[Any, Any] = redis_client().hgetall(_key(target))
+    data = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()}
+    state = data.get("state", "closed")
+    open_until = float(data.get("open_until") or 0)
+    if state == "open" and time.time() >= open_until:
+        state = "half_open"  # the next request will probe
+    return BreakerState(
+        target=target,
+        state=state,
+        failures=int(data.get("failures") or 0),
+        open_until=open_until,
+        last_reason=data.get("last_reason", ""),
+        opened_at=float(data["opened_at"]) if data.get("opened_at") else None,
+    )

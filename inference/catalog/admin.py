@@ -1,0 +1,101 @@
+"""Public-admin pages for the model catalog and the provider status (health history and breaker state)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django_tenants.utils import get_public_schema_name
+
+from inference.catalog.models import CatalogModel, ProviderHealthCheck
+
+
+class PublicOnlyAdmin(admin.ModelAdmin):
+    """The catalog is platform-wide: only the public site's admin may see or edit it, never a tenant admin."""
+
+    @staticmethod
+    def _public() -> bool:
+        return getattr(connection, "schema_name", None) == get_public_schema_name()
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._public() and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._public() and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._public() and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._public() and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._public() and super().has_delete_permission(request, obj)
+
+
+@admin.register(CatalogModel)
+class CatalogModelAdmin(PublicOnlyAdmin):
+    list_display = ["model_id", "display_name", "tier", "is_tier_default", "enabled", "anthropic_id", "bedrock_id",
+                    "bedrock_profile", "vertex_id"]
+    list_filter = ["tier", "enabled", "bedrock_profile"]
+    list_editable = ["enabled"]
+    search_fields = ["model_id", "display_name", "anthropic_id", "bedrock_id", "vertex_id"]
+    fieldsets = [
+        (None, {"fields": ["model_id", "display_name", "tier", "is_tier_default", "aliases", "enabled", "sort_order",
+                           "released_at"]}),
+        ("Provider model ids", {"fields": ["anthropic_id", "bedrock_id", "bedrock_profile", "vertex_id"],
+                                "description": "Leave an id blank when that provider does not serve the model."}),
+        ("List prices (cents per million tokens)", {"fields": ["input_price_cents_per_mtok",
+                                                               "output_price_cents_per_mtok"]}),
+    ]
+
+
+@admin.register(ProviderHealthCheck)
+class ProviderHealthCheckAdmin(PublicOnlyAdmin):
+    list_display = ["checked_at", "target", "credentials_source", "status", "http_status", "latency_ms", "detail"]
+    list_filter = ["status", "target"]
+    date_hierarchy = "checked_at"
+    change_list_template = "admin/catalog/providerhealthcheck/change_list.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path("run/", self.admin_site.admin_view(self.run_checks), name="catalog_providerhealthcheck_run"),
+            path("reset/<str:target>/", self.admin_site.admin_view(self.reset_breaker),
+                 name="catalog_providerhealthcheck_reset"),
+        ]
+        return extra + super().get_urls()
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        from inference.health import provider_status
+
+        context = {"provider_status": provider_status(), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=context)
+
+    def run_checks(self, request: HttpRequest) -> HttpResponse:
+        from inference.health import provider_health_check_all
+
+        if request.method != "POST" or not self.has_view_permission(request):
+            return TemplateResponse(request, "admin/base_site.html", status=405)
+        results = provider_health_check_all()
+        up = sum(r.status == "up" for r in results)
+        messages.info(request, f"Checked {len(results)} provider targets: {up} up.")
+        return HttpResponseRedirect(reverse("admin:catalog_providerhealthcheck_changelist"))
+
+    def reset_breaker(self, request: HttpRequest, target: str) -> HttpResponse:
+        from inference.breaker import breaker_reset
+
+        if request.method != "POST" or not self._public() or not request.user.is_superuser:
+            return TemplateResponse(request, "admin/base_site.html", status=405)
+        breaker_reset(target)
+        messages.info(request, f"Circuit breaker of {target} reset to closed.")
+        return HttpResponseRedirect(reverse("admin:catalog_providerhealthcheck_changelist"))

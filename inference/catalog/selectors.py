@@ -1,0 +1,128 @@
+"""Reads of the model catalog, cached in-process for a few seconds because every model call resolves a model."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+
+from inference.catalog.models import BedrockProfile, CatalogModel
+
+TIERS = ("opus", "sonnet", "haiku")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    model_id: str
+    display_name: str
+    tier: str | None
+    created_at: datetime
+    anthropic_id: str
+    bedrock_id: str
+    bedrock_profile: str
+    vertex_id: str
+    input_price_cents_per_mtok: int
+    aliases: tuple[str, ...] = field(default=())
+
+    def provider_model_id(self, provider: str, region: str = "") -> str | None:
+        """The id this model has at a provider (and Bedrock region), or None when that provider does not serve it."""
+        if provider == "anthropic":
+            return self.anthropic_id or None
+        if provider == "vertex":
+            return self.vertex_id or None
+        if provider == "bedrock":
+            if not self.bedrock_id:
+                return None
+            return bedrock_prefix(self.bedrock_profile, region) + self.bedrock_id
+        return None
+
+
+def bedrock_prefix(profile: str, region: str) -> str:
+    if profile == BedrockProfile.GLOBAL:
+        return "global."
+    if profile == BedrockProfile.GEO:
+        geo = region.split("-", 1)[0]
+        return {"us": "us.", "eu": "eu.", "ap": "apac.", "ca": "ca.", "sa": "sa.", "jp": "jp."}.get(geo, "us.")
+    return ""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    loaded_at: float
+    entries: tuple[CatalogEntry, ...]
+    by_name: dict[str, CatalogEntry]
+
+
+_lock = threading.Lock()
+_snapshot: _Snapshot | None = None
+
+
+def _load() -> _Snapshot:
+    rows = list(CatalogModel.objects.filter(enabled=True).order_by("sort_order", "model_id"))
+    entries = tuple(
+        CatalogEntry(
+            model_id=r.model_id,
+            display_name=r.display_name,
+            tier=r.tier or None,
+            created_at=r.released_at,
+            anthropic_id=r.anthropic_id,
+            bedrock_id=r.bedrock_id,
+            bedrock_profile=r.bedrock_profile,
+            vertex_id=r.vertex_id,
+            input_price_cents_per_mtok=r.input_price_cents_per_mtok,
+            aliases=tuple(r.aliases or ()),
+        )
+        for r in rows
+    )
+    by_name: dict[str, CatalogEntry] = {}
+    for row, entry in zip(rows, entries, strict=True):
+        for name in (entry.model_id, *entry.aliases):
+            by_name.setdefault(name, entry)
+        if row.is_tier_default and row.tier:
+            by_name[row.tier] = entry
+    for tier in TIERS:  # a tier with no marked default resolves to its first model
+        if tier not in by_name:
+            first = next((e for e in entries if e.tier == tier), None)
+            if first is not None:
+                by_name[tier] = first
+    return _Snapshot(loaded_at=time.monotonic(), entries=entries, by_name=by_name)
+
+
+def _current() -> _Snapshot:
+    global _snapshot
+    snap = _snapshot
+    ttl = float(getattr(settings, "ATRIUM_CATALOG_CACHE_S", 10.0))
+    if snap is None or time.monotonic() - snap.loaded_at > ttl:
+        with _lock:
+            snap = _snapshot
+            if snap is None or time.monotonic() - snap.loaded_at > ttl:
+                snap = _snapshot = _load()
+    return snap
+
+
+def catalog_invalidate() -> None:
+    """Forget the cached catalog (this process); other processes pick edits up within ATRIUM_CATALOG_CACHE_S."""
+    global _snapshot
+    _snapshot = None
+
+
+def catalog_entries() -> list[CatalogEntry]:
+    return list(_current().entries)
+
+
+def catalog_entry(name: str) -> CatalogEntry | None:
+    """A tier (`sonnet`), model id (`claude-sonnet-5-5`) or alias, resolved to its enabled catalog entry."""
+    return _current().by_name.get(name)
+
+
+def catalog_cheapest() -> CatalogEntry | None:
+    entries = _current().entries
+    return min(entries, key=lambda e: (e.input_price_cents_per_mtok, e.model_id)) if entries else None
+
+
+def known_model_names() -> list[str]:
+    """Every name the catalog accepts (tiers, ids, aliases); tenants.validators uses it for allow-lists."""
+    return sorted(_current().by_name)

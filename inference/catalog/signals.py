@@ -1,0 +1,16 @@
+"""Drop this process's catalog cache when the catalog is edited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from inference.catalog.models import CatalogModel
+from inference.catalog.selectors import catalog_invalidate
+
+
+@receiver([post_save, post_delete], sender=CatalogModel)
+def catalog_changed(**kwargs: Any) -> None:
+    catalog_invalidate()

@@ -1,0 +1,142 @@
+"""Provider health checks: a one-token call with the cheapest model per configured target, feeding the breaker.
+
+Targets checked are the platform default order with the environment's credentials, plus each active tenant's
+order with its own credentials (once per distinct target and credentials). A failed check opens that target's
+breaker at once; a passing one closes it. A misconfigured target (no or bad credentials) is reported, and left
+out of the breaker: the breaker is shared by every tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from inference import breaker
+from inference.catalog.models import ProviderHealthCheck
+from inference.catalog.selectors import catalog_entries
+from inference.providers.base import provider_client, provider_create
+from inference.router import classify
+from inference.targets import parse_target, provider_order_for
+from inference.types import ProviderTarget
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    target: str
+    credentials_source: str
+    status: str  # up, down, misconfigured
+    http_status: int | None
+    latency_ms: int
+    model_id: str
+    detail: str
+
+
+def health_targets() -> list[tuple[ProviderTarget, str]]:
+    """Distinct (target, credentials) pairs in use: the platform default and every active tenant's order."""
+    from tenants.models import Tenant
+
+    seen: set[tuple[str, str]] = set()
+    pairs: list[tuple[ProviderTarget, str]] = []
+
+    def add(target: ProviderTarget, source: str) -> None:
+        fingerprint = hashlib.sha256(json.dumps(dict(target.credentials), sort_keys=True).encode()).hexdigest()
+        if (target.key, fingerprint) not in seen:
+            seen.add((target.key, fingerprint))
+            pairs.append((target, source))
+
+    for key in settings.ATRIUM_PROVIDER_ORDER:
+        add(parse_target(key), "environment")
+    for tenant in Tenant.objects.filter(is_active=True).exclude(schema_name="public"):
+        credentials = dict(tenant.credentials or {})
+        for key in provider_order_for(tenant):
+            section = dict(credentials.get(key.partition(":")[0]) or {})
+            add(parse_target(key, section), f"tenant {tenant.schema_name}" if section else "environment")
+    return pairs
+
+
+def _cheapest_model_id(target: ProviderTarget) -> str | None:
+    for entry in sorted(catalog_entries(), key=lambda e: (e.input_price_cents_per_mtok, e.model_id)):
+        model_id = entry.provider_model_id(target.provider, target.region)
+        if model_id:
+            return model_id
+    return None
+
+
+def provider_health_check(target: ProviderTarget, source: str = "environment") -> HealthResult:
+    model_id = _cheapest_model_id(target)
+    if model_id is None:
+        return HealthResult(target.key, source, "misconfigured", None, 0, "", "no catalog model is served here")
+    t0 = time.monotonic()
+    try:
+        client = provider_client(target)
+        provider_create(client, model_id=model_id, timeout=settings.ATRIUM_HEALTH_CHECK_TIMEOUT_S,
+                        params={"max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]})
+    except Exception as exc:
+        latency = int((time.monotonic() - t0) * 1000)
+        failure = classify(exc)
+        if failure.kind == "misconfigured":
+            return HealthResult(target.key, source, "misconfigured", failure.status, latency, model_id, failure.reason)
+        if failure.kind == "transient":
+            breaker.breaker_record_failure(target.key, reason=f"health check: {failure.reason}", force_open=True)
+            return HealthResult(target.key, source, "down", failure.status, latency, model_id, failure.reason)
+        # A 400 to a one-token ping means the provider answered: it is up, the catalog id may be wrong.
+        breaker.breaker_record_success(target.key)
+        return HealthResult(target.key, source, "up", failure.status, latency, model_id, failure.reason)
+    latency = int((time.monotonic() - t0) * 1000)
+    breaker.breaker_record_success(target.key)
+    return HealthResult(target.key, source, "up", 200, latency, model_id, "")
+
+
+def provider_health_check_all(*, store: bool = True) -> list[HealthResult]:
+    """Check every target in parallel, store the results and prune old history."""
+    pairs = health_targets()
+    if not pairs:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(pairs)), thread_name_prefix="health") as pool:
+        results = list(pool.map(lambda pair: provider_health_check(*pair), pairs))
+    if store:
+        now = timezone.now()
+        ProviderHealthCheck.objects.bulk_create([
+            ProviderHealthCheck(target=r.target, credentials_source=r.credentials_source, status=r.status,
+                                http_status=r.http_status, latency_ms=r.latency_ms, model_id=r.model_id,
+                                detail=r.detail[:300], checked_at=now)
+            for r in results
+        ])
+        ProviderHealthCheck.objects.filter(
+            checked_at__lt=now - timedelta(days=settings.ATRIUM_HEALTH_HISTORY_DAYS)).delete()
+    for r in results:
+        if r.status != "up":
+            logger.warning("provider health check failed",
+                           extra={"target": r.target, "status": r.status, "detail": r.detail})
+    return results
+
+
+def provider_status() -> list[dict[str, Any]]:
+    """Per target: latest check, breaker state and recent latencies, for the admin status page."""
+    rows: list[dict[str, Any]] = []
+    targets = sorted({c.target for c in ProviderHealthCheck.objects.only("target")} |
+                     set(settings.ATRIUM_PROVIDER_ORDER))
+    for target in targets:
+        history = list(ProviderHealthCheck.objects.filter(target=target).order_by("-checked_at")[:30])
+        latest = history[0] if history else None
+        ups = [h.latency_ms for h in history if h.status == "up"]
+        rows.append({
+            "target": target,
+            "latest": latest,
+            "breaker": breaker.breaker_state(target),
+            "history": list(reversed(history)),
+            "uptime_pct": round(100 * len(ups) / len(history)) if history else None,
+            "median_latency_ms": sorted(ups)[len(ups) // 2] if ups else None,
+        })
+    return rows

@@ -1,0 +1,67 @@
+"""Google Vertex AI in one region: application default credentials, a service-account key, or a static token."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import anthropic
+from django.conf import settings
+
+from inference.errors import ProviderMisconfigured
+from inference.types import ProviderTarget
+
+MODES = ("adc", "service_account", "access_token")
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+
+def credential_kwargs(target: ProviderTarget) -> dict[str, Any]:
+    creds = target.credentials
+    mode = creds.get("mode") or (
+        "service_account" if creds.get("service_account_json")
+        else "access_token" if creds.get("access_token") or settings.ATRIUM_VERTEX_ACCESS_TOKEN
+        else "adc"
+    )
+    if mode not in MODES:
+        raise ProviderMisconfigured(f"vertex: unknown credential mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode == "access_token":
+        token = creds.get("access_token") or settings.ATRIUM_VERTEX_ACCESS_TOKEN
+        if not token:
+            raise ProviderMisconfigured("vertex: access_token mode needs a token")
+        return {"access_token": token}
+    if mode == "service_account":
+        from google.oauth2 import service_account
+
+        raw = creds.get("service_account_json") or ""
+        try:
+            info = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ProviderMisconfigured(f"vertex: the service-account JSON is not valid ({exc})") from exc
+        return {"credentials": credentials}
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        credentials, _project = google.auth.default(scopes=SCOPES)
+    except DefaultCredentialsError as exc:
+        raise ProviderMisconfigured("vertex: no application default credentials") from exc
+    return {"credentials": credentials}
+
+
+def build(target: ProviderTarget) -> anthropic.AnthropicVertex:
+    if not target.region:
+        raise ProviderMisconfigured("vertex: a region is required, e.g. vertex:us-east5")
+    creds = target.credentials
+    project = creds.get("project_id") or settings.ATRIUM_VERTEX_PROJECT_ID or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if not project and creds.get("service_account_json"):
+        try:
+            project = json.loads(creds["service_account_json"]).get("project_id")
+        except (ValueError, AttributeError):
+            project = None
+    if not project:
+        raise ProviderMisconfigured("vertex: no project id (tenant credentials or ANTHROPIC_VERTEX_PROJECT_ID)")
+    return anthropic.AnthropicVertex(region=target.region, project_id=project, base_url=settings.ATRIUM_VERTEX_BASE_URL,
+                                     max_retries=0, timeout=settings.ATRIUM_REQUEST_DEADLINE_S,
+                                     **credential_kwargs(target))

@@ -1,0 +1,520 @@
+"""The provider simulator's HTTP server: Anthropic, Bedrock and Vertex wire formats on loopback, with faults.
+
+Control plane (JSON): `GET|POST|DELETE /_sim/faults`, `GET|DELETE /_sim/requests`. Providers:
+`/anthropic/v1/messages`, `/anthropic/v1/models`, `/bedrock/{region}/model/{id}/invoke[-with-response-stream]`,
+`/vertex/v1/projects/{p}/locations/{region}/publishers/anthropic/models/{model}:rawPredict|:streamRawPredict`.
+Also `/sts/` (AssumeRole) and `/google/token` (service-account token exchange) so every credential mode can be
+exercised without leaving the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from inference.simulator import content, eventstream
+
+PROVIDERS = ("anthropic", "bedrock", "vertex")
+BEDROCK_PATH = re.compile(
+    r"^/bedrock/(?P<region>[a-z0-9-]+)/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response-stream)$"
+)
+VERTEX_PATH = re.compile(
+    r"^/vertex/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[a-z0-9-]+)/publishers/anthropic/models/"
+    r"(?P<model>[^/:]+):(?P<op>rawPredict|streamRawPredict)$"
+)
+SIGV4 = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/\d{8}/(?P<region>[a-z0-9-]+)/bedrock/aws4_request"
+)
+HANG_LIMIT_S = 300.0
+# Bedrock and Vertex take the API version in the body (`bedrock-2023-05-31`, `vertex-2023-10-16`, or a dated
+# version as newer SDKs send).
+VERSION = re.compile(r"^((bedrock|vertex)-)?\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass
+class Fault:
+    """What to do to matching requests. `count` limits it to the next N requests (None: until cleared)."""
+
+    provider: str
+    region: str = ""
+    status: int | None = None
+    latency_ms: int = 0
+    drop: bool = False
+    hang: bool = False
+    error_after_events: int | None = None
+    count: int | None = None
+
+
+class Faults:
+    """Thread-safe fault table keyed by provider and region ("" for Anthropic, "*" for every region)."""
+
+    def __init__(self, released: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[tuple[str, str], Fault] = {}
+        self._released = released
+
+    def set(self, provider: str, region: str = "", *, status: int | None = None, latency_ms: int = 0,
+            drop: bool = False, hang: bool = False, error_after_events: int | None = None,
+            count: int | None = None) -> Fault:
+        if provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+        fault = Fault(provider, region, status, int(latency_ms), bool(drop), bool(hang), error_after_events, count)
+        with self._lock:
+            self._faults[(provider, region)] = fault
+            self._released.clear()
+        return fault
+
+    def clear(self, provider: str | None = None, region: str | None = None) -> None:
+        with self._lock:
+            if provider is None:
+                self._faults.clear()
+            else:
+                self._faults = {k: v for k, v in self._faults.items()
+                                if not (k[0] == provider and (region is None or k[1] == region))}
+            hanging = any(f.hang for f in self._faults.values())
+        if not hanging:
+            self._released.set()  # wake every hung request
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [asdict(f) for f in self._faults.values()]
+
+    def peek(self, provider: str, region: str) -> Fault | None:
+        with self._lock:
+            return self._faults.get((provider, region)) or self._faults.get((provider, "*"))
+
+    def take(self, provider: str, region: str) -> Fault | None:
+        """The fault for this request, consuming one use of a counted fault."""
+        with self._lock:
+            fault = self._faults.get((provider, region)) or self._faults.get((provider, "*"))
+            if fault is None:
+                return None
+            if fault.count is not None:
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._faults = {k: v for k, v in self._faults.items() if v is not fault}
+            return fault
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
+        self.simulator = simulator
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a timeout, a dropped-connection test) is normal here, not an error to print.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without NODELAY, Nagle's algorithm and the client's delayed
+        # ACK add ~40 ms to every response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # requests are recorded in the request log, not printed
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def sim(self) -> Simulator:
+        return self.server.simulator
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
+              content_type: str = "application/json") -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.send_header("request-id", f"req_sim_{uuid.uuid4().hex[:20]}")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _start_stream(self, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("content-type", content_type)
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("request-id", f"req_sim_{uuid.uuid4().hex[:20]}")
+        self.end_headers()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/_sim/faults":
+            self._send(200, {"faults": self.sim.faults.list()})
+        elif path == "/_sim/requests":
+            self._send(200, {"requests": self.sim.requests()})
+        elif path == "/anthropic/v1/models":
+            if not self._anthropic_auth():
+                return
+            data = [{"type": "model", "id": m, "display_name": n, "created_at": "2026-09-01T00:00:00Z"}
+                    for m, n in content.LISTED_MODELS]
+            self._send(200, {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+        elif path in ("/healthz", "/"):
+            self._send(200, {"status": "ok", "simulator": True})
+        else:
+            self._send(404, content.anthropic_error(404, f"Not found: {path}"))
+
+    def do_DELETE(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/_sim/faults":
+            self.sim.faults.clear()
+            self._send(200, {"faults": []})
+        elif path == "/_sim/requests":
+            self.sim.reset_requests()
+            self._send(200, {"requests": []})
+        else:
+            self._send(404, content.anthropic_error(404, f"Not found: {path}"))
+
+    def do_POST(self) -> None:
+        path = unquote(urlsplit(self.path).path)
+        raw = self._body()
+        if path == "/_sim/faults":
+            self._control_faults(raw)
+        elif path in ("/anthropic/v1/messages", "/anthropic/v1/messages/count_tokens"):
+            self._anthropic(path, raw)
+        elif match := BEDROCK_PATH.match(path):
+            self._bedrock(match, raw)
+        elif match := VERTEX_PATH.match(path):
+            self._vertex(match, raw)
+        elif path.rstrip("/") == "/sts":
+            self._sts(raw)
+        elif path == "/google/token":
+            self._google_token()
+        else:
+            self._send(404, content.anthropic_error(404, f"Not found: {path}"))
+
+    def _control_faults(self, raw: bytes) -> None:
+        try:
+            spec = json.loads(raw or b"{}")
+            items = spec if isinstance(spec, list) else [spec]
+            created = [asdict(self.sim.faults.set(**item)) for item in items]
+        except (ValueError, TypeError) as exc:
+            self._send(400, {"error": f"bad fault: {exc}"})
+            return
+        self._send(200, {"faults": created})
+
+    # --- providers -----------------------------------------------------------------------------
+
+    def _parse(self, raw: bytes) -> dict[str, Any] | None:
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _anthropic_auth(self) -> bool:
+        if self.headers.get("x-api-key") or (self.headers.get("authorization") or "").startswith("Bearer "):
+            return True
+        self._send(401, content.anthropic_error(401, "x-api-key header is required"))
+        return False
+
+    def _anthropic(self, path: str, raw: bytes) -> None:
+        if not self._anthropic_auth():
+            return
+        body = self._parse(raw)
+        model = (body or {}).get("model")
+        key = self.headers.get("x-api-key") or (self.headers.get("authorization") or "")[7:]
+        self.sim.record("anthropic", "", path, model, bool((body or {}).get("stream")), body, key[:12])
+        if not self._apply_pre_faults("anthropic", ""):
+            return
+        if body is None:
+            self._send(400, content.anthropic_error(400, "There was an error parsing the body of your request."))
+            return
+        if not isinstance(model, str) or not model:
+            self._send(400, content.anthropic_error(400, "model: Field required"))
+            return
+        if path.endswith("count_tokens"):
+            self._send(200, {"input_tokens": content.input_tokens(body)})
+            return
+        self._messages("anthropic", "", model, body, stream=bool(body.get("stream")), sse=True,
+                       model_ok=bool(content.ANTHROPIC_MODEL.match(model)))
+
+    def _bedrock(self, match: re.Match[str], raw: bytes) -> None:
+        region, model, op = match["region"], match["model"], match["op"]
+        stream = op == "invoke-with-response-stream"
+        body = self._parse(raw)
+        auth = self.headers.get("authorization") or ""
+        signed = SIGV4.match(auth)
+        credential = signed["key"] if signed else auth[7:19]
+        if self.headers.get("x-amz-security-token"):
+            credential += "+session"
+        self.sim.record("bedrock", region, self.path, model, stream, body, credential)
+        if not auth.startswith("Bearer ") and (signed is None or signed["region"] != region):
+            self._aws_error(403, "MissingAuthenticationTokenException" if not auth else "InvalidSignatureException",
+                            "Missing Authentication Token" if not auth else
+                            "Credential should be scoped to a valid region.")
+            return
+        if not self._apply_pre_faults("bedrock", region):
+            return
+        if body is None:
+            self._aws_error(400, "ValidationException", "Malformed input request, please reformat your input.")
+            return
+        if not VERSION.match(str(body.get("anthropic_version") or "")):
+            self._aws_error(400, "ValidationException", "anthropic_version: a version such as bedrock-2023-05-31 "
+                                                        "is required")
+            return
+        if "model" in body:
+            self._aws_error(400, "ValidationException", "extraneous key [model] is not permitted")
+            return
+        self._messages("bedrock", region, model, body, stream=stream, sse=False,
+                       model_ok=bool(content.BEDROCK_MODEL.match(model)))
+
+    def _vertex(self, match: re.Match[str], raw: bytes) -> None:
+        region, model, op = match["region"], match["model"], match["op"]
+        stream = op == "streamRawPredict"
+        body = self._parse(raw)
+        token = (self.headers.get("authorization") or "")[7:]
+        self.sim.record("vertex", region, self.path, model, stream, body, token[:20])
+        if not (self.headers.get("authorization") or "").startswith("Bearer "):
+            self._send(401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
+                                       "message": "Request is missing required authentication credential."}})
+            return
+        if not self._apply_pre_faults("vertex", region):
+            return
+        if body is None:
+            self._send(400, content.anthropic_error(400, "There was an error parsing the body of your request."))
+            return
+        if not VERSION.match(str(body.get("anthropic_version") or "")):
+            self._send(400, content.anthropic_error(400, "anthropic_version: a version such as vertex-2023-10-16 "
+                                                         "is required"))
+            return
+        self._messages("vertex", region, model, body, stream=stream or bool(body.get("stream")), sse=True,
+                       model_ok=bool(content.ANTHROPIC_MODEL.match(model)))
+
+    def _messages(self, provider: str, region: str, model: str, body: dict[str, Any], *, stream: bool, sse: bool,
+                  model_ok: bool) -> None:
+        aws = provider == "bedrock"
+        try:
+            content.validate(body, model=model)
+        except content.InvalidRequest as exc:
+            if aws:
+                self._aws_error(exc.status, "ValidationException", exc.message)
+            else:
+                self._send(exc.status, content.anthropic_error(exc.status, exc.message))
+            return
+        if not model_ok:
+            message = f"model: {model}"
+            if aws:
+                self._aws_error(404, "ResourceNotFoundException", f"Could not resolve the foundation model {model}")
+            else:
+                self._send(404, content.anthropic_error(404, message))
+            return
+        msg_id = f"msg_sim_{uuid.uuid4().hex[:24]}"
+        # A mid-stream fault applies to streams only, and is used up by the stream it breaks.
+        fault = self.sim.faults.take(provider, region) if stream and self._pending_stream_fault else None
+        if not stream:
+            self._send(200, content.message_json(body, provider=provider, region=region, model=model, msg_id=msg_id))
+            return
+        events = content.stream_events(body, provider=provider, region=region, model=model, msg_id=msg_id)
+        self._stream(provider, events, fault.error_after_events if fault else None)
+
+    def _stream(self, provider: str, events: list[dict[str, Any]], error_after: int | None) -> None:
+        aws = provider == "bedrock"
+        self._start_stream("application/vnd.amazon.eventstream" if aws else "text/event-stream")
+        delay = self.sim.chunk_delay_s
+        try:
+            for index, event in enumerate(events):
+                if error_after is not None and index >= error_after:
+                    if aws:
+                        self._chunk(eventstream.exception_event("serviceUnavailableException",
+                                                                "Bedrock is unable to process your request."))
+                    else:
+                        error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+                        self._chunk(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+                    break
+                if aws:
+                    if event["type"] == "ping":
+                        continue  # Bedrock does not relay pings
+                    self._chunk(eventstream.chunk_event(event))
+                else:
+                    self._chunk(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+                if delay and event["type"] == "content_block_delta":
+                    time.sleep(delay)
+            self._end_stream()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    # --- faults --------------------------------------------------------------------------------
+
+    _pending_stream_fault = False
+
+    def _apply_pre_faults(self, provider: str, region: str) -> bool:
+        """Apply a fault before any answer. False when the request has been answered (or dropped) already."""
+        self._pending_stream_fault = False
+        fault = self.sim.faults.peek(provider, region)
+        if fault is None:
+            return True
+        if fault.error_after_events is not None and fault.status is None and not (fault.drop or fault.hang):
+            # A mid-stream fault is consumed when the stream is produced.
+            if fault.latency_ms:
+                time.sleep(fault.latency_ms / 1000)
+            self._pending_stream_fault = True
+            return True
+        fault = self.sim.faults.take(provider, region)
+        if fault is None:
+            return True
+        if fault.latency_ms:
+            time.sleep(fault.latency_ms / 1000)
+        if fault.drop:
+            self._drop()
+            return False
+        if fault.hang:
+            self.sim.released.wait(HANG_LIMIT_S)
+            self._drop()
+            return False
+        if fault.status is not None:
+            self._error(provider, fault.status)
+            return False
+        return True
+
+    def _error(self, provider: str, status: int) -> None:
+        message = content.default_message(status)
+        headers = {"retry-after": "1"} if status == 429 else {}
+        if provider == "bedrock":
+            self._aws_error(status, content.BEDROCK_ERROR_TYPES.get(status, "InternalServerException"), message,
+                            headers)
+        else:
+            self._send(status, content.anthropic_error(status, message), headers)
+
+    def _aws_error(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, {"message": message}, {"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/",
+                                                  **(headers or {})})
+
+    # --- credential endpoints ------------------------------------------------------------------
+
+    def _sts(self, raw: bytes) -> None:
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        self.sim.record("sts", "", self.path, "", False, None)
+        if form.get("Action") != "AssumeRole" or not form.get("RoleArn"):
+            self._send(400, b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>",
+                       content_type="text/xml")
+            return
+        expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        xml = (
+            '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials>'
+            f"<AccessKeyId>ASIASIMULATED{uuid.uuid4().hex[:7].upper()}</AccessKeyId>"
+            "<SecretAccessKey>simulated-secret</SecretAccessKey><SessionToken>simulated-session-token</SessionToken>"
+            f"<Expiration>{expiry}</Expiration></Credentials><AssumedRoleUser>"
+            f"<AssumedRoleId>AROASIM:{form.get('RoleSessionName', 'atrium')}</AssumedRoleId>"
+            f"<Arn>{form['RoleArn']}</Arn></AssumedRoleUser></AssumeRoleResult>"
+            "<ResponseMetadata><RequestId>sim</RequestId></ResponseMetadata></AssumeRoleResponse>"
+        )
+        self._send(200, xml.encode(), content_type="text/xml")
+
+    def _google_token(self) -> None:
+        self.sim.record("google", "", self.path, "", False, None)
+        self._send(200, {"access_token": f"ya29.simulated-{uuid.uuid4().hex[:12]}", "expires_in": 3600,
+                         "token_type": "Bearer"})
+
+
+class Simulator:
+    """The provider simulator: start it, point the SDK clients' base URLs at it, inject faults."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, chunk_delay_ms: int = 0) -> None:
+        self.released = threading.Event()
+        self.released.set()
+        self.faults = Faults(self.released)
+        self.chunk_delay_s = chunk_delay_ms / 1000
+        self._requests: list[dict[str, Any]] = []
+        self._requests_lock = threading.Lock()
+        self._server = _Server((host, port), self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="provider-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.released.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.2)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def record(self, provider: str, region: str, path: str, model: Any, stream: bool,
+               body: dict[str, Any] | None, credential: str = "") -> None:
+        """Log a request; `credential` identifies which credentials signed it (key id, token prefix)."""
+        entry = {"provider": provider, "region": region, "path": path, "model": model, "stream": stream,
+                 "max_tokens": (body or {}).get("max_tokens"), "time": time.time(), "credential": credential,
+                 "system": (body or {}).get("system")}
+        with self._requests_lock:
+            self._requests.append(entry)
+            if len(self._requests) > 50_000:
+                del self._requests[:10_000]
+
+    def requests(self, provider: str | None = None, region: str | None = None) -> list[dict[str, Any]]:
+        with self._requests_lock:
+            return [dict(r) for r in self._requests
+                    if (provider is None or r["provider"] == provider) and (region is None or r["region"] == region)]
+
+    def reset_requests(self) -> None:
+        with self._requests_lock:
+            self._requests.clear()
+
+
+def iter_lines(sim: Simulator) -> Iterator[str]:  # pragma: no cover - convenience for the CLI banner
+    yield f"provider simulator listening on {sim.url}"
+    yield f"  Anthropic  {sim.url}/anthropic"
+    yield f"  Bedrock    {sim.url}/bedrock/{{region}}"
+    yield f"  Vertex     {sim.url}/vertex/v1"
+    fault = '{"provider": "bedrock", "region": "us-east-1", "status": 503}'
+    yield f"  faults     curl -X POST {sim.url}/_sim/faults -d '{fault}'"

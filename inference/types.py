@@ -1,0 +1,135 @@
+"""Plain typed values the inference core takes and returns; no Django request, user or tenant in here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Provider = Literal["anthropic", "bedrock", "vertex"]
+
+
+@dataclass(frozen=True)
+class ProviderTarget:
+    """One place a request can go: a provider in a region, with the credentials to use there.
+
+    `credentials` is the provider's section of the tenant's encrypted settings (see tenants.models), or empty to
+    use the environment (ANTHROPIC_API_KEY, the AWS default chain, Google application default credentials).
+    """
+
+    provider: Provider
+    region: str = ""
+    credentials: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        """`anthropic`, `bedrock:eu-west-1`, `vertex:us-east5`: the name used in provider orders and the breaker."""
+        return f"{self.provider}:{self.region}" if self.region else self.provider
+
+
+@dataclass(frozen=True)
+class MessageRequest:
+    """An Anthropic Messages API call: `model` is a tier (`sonnet`) or a model id, `params` everything else.
+
+    `params` holds the Messages API body without `model` and `stream` (messages, max_tokens, system, tools,
+    temperature, metadata…); the router passes it through unchanged apart from the model id.
+    """
+
+    model: str
+    params: Mapping[str, Any]
+
+
+AttemptOutcome = Literal["ok", "failover", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What happened at one target: answered, failed over, skipped (breaker open) or a caller error."""
+
+    target: str
+    model_id: str
+    outcome: AttemptOutcome
+    status: int | None = None
+    reason: str = ""
+    latency_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "model_id": self.model_id,
+            "outcome": self.outcome,
+            "status": self.status,
+            "reason": self.reason,
+            "latency_ms": round(self.latency_ms, 1),
+        }
+
+
+@dataclass
+class RouterResult:
+    """A completed (non-streaming) call. `message` is the Anthropic Message JSON exactly as the provider sent it."""
+
+    message: dict[str, Any]
+    provider: str
+    region: str
+    model_id: str
+    latency_ms: float
+    attempts: list[Attempt]
+
+    @property
+    def input_tokens(self) -> int:
+        return int((self.message.get("usage") or {}).get("input_tokens") or 0)
+
+    @property
+    def output_tokens(self) -> int:
+        return int((self.message.get("usage") or {}).get("output_tokens") or 0)
+
+
+class RouterStream:
+    """A streaming call already connected to one target; iterate it for Anthropic stream events (dicts).
+
+    Failover happened (if at all) before this object was returned: the first event is already in hand. If the
+    provider fails after that, iteration yields one final `{"type": "error", "error": {...}}` event and
+    `incomplete` becomes True. After iteration, `message` holds the accumulated Message JSON (content so far,
+    usage, stop_reason), whether or not the stream completed.
+    """
+
+    def __init__(
+        self,
+        *,
+        events: Iterator[dict[str, Any]],
+        provider: str,
+        region: str,
+        model_id: str,
+        attempts: list[Attempt],
+        started_at: float,
+        close: Any = None,
+    ) -> None:
+        self._events = events
+        self._close = close
+        self.provider = provider
+        self.region = region
+        self.model_id = model_id
+        self.attempts = attempts
+        self.started_at = started_at
+        self.incomplete = False
+        self.error: dict[str, Any] | None = None
+        self.message: dict[str, Any] = {}
+        self.first_event_ms: float | None = None
+        self.latency_ms: float = 0.0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._events
+
+    def close(self) -> None:
+        """Release the upstream connection (the client went away, or the caller is done)."""
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    @property
+    def input_tokens(self) -> int:
+        return int((self.message.get("usage") or {}).get("input_tokens") or 0)
+
+    @property
+    def output_tokens(self) -> int:
+        return int((self.message.get("usage") or {}).get("output_tokens") or 0)
