@@ -11,9 +11,7 @@ from typing import Any
 
 def access_audit(event_type: str, *, user: Any = None, request: Any = None, status: str = "success",
                  metadata: dict[str, Any] | None = None, error: str = "") -> None:
-    try:
-        from audit.services import audit_record
-    except ImportError:  # TEMPORARY: audit.services is being written in parallel (issue 4)
-        return
+    from audit.services import audit_record
+
     audit_record(event_type=event_type, user=user, request=request, status=status,
                  metadata=metadata or {}, error=error)

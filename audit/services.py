@@ -1,0 +1,147 @@
+"""Writing audit entries and consent records. Call inside the transaction of the change being recorded."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit import chain
+from audit.models import AuditEntry, Consent, ProcessingNotice
+
+
+def _client_ip(request: Any) -> str:
+    meta = getattr(request, "META", {}) or {}
+    forwarded = str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")[0].strip()
+    return forwarded or str(meta.get("REMOTE_ADDR", "") or "")
+
+
+def _personal(user: Any, request: Any) -> dict[str, Any]:
+    personal: dict[str, Any] = {}
+    if user is not None and getattr(user, "pk", None) is not None:
+        personal["username"] = user.get_username()
+    if request is not None:
+        session = getattr(request, "session", None)
+        session_key = getattr(session, "session_key", None) if session is not None else None
+        if session_key:
+            personal["session_id"] = chain.keyed_hash(chain.tenant_key(), f"session:{session_key}")[:32]
+        ip = _client_ip(request)
+        if ip:
+            personal["ip"] = ip
+        agent = str(getattr(request, "META", {}).get("HTTP_USER_AGENT", ""))[:300]
+        if agent:
+            personal["user_agent"] = agent
+    return personal
+
+
+def content_hash(key: bytes, payload: Any) -> str:
+    """HMAC-SHA-256 of a prompt or completion: proves what was sent without storing it."""
+    if payload is None or payload == "":
+        return ""
+    text = payload if isinstance(payload, str) else chain.canonical(payload).decode()
+    return chain.keyed_hash(key, text)
+
+
+def audit_record(*, event_type: str, user: Any = None, request: Any = None, model: str = "",
+                 input_payload: Any = None, output_payload: Any = None, input_tokens: int = 0,
+                 output_tokens: int = 0, latency_ms: int = 0, status: str = "success",
+                 metadata: dict[str, Any] | None = None, error: str = "", user_id: int | None = None,
+                 personal: dict[str, Any] | None = None) -> AuditEntry:
+    """Append one entry to the current tenant's chain (inside the caller's transaction, if any)."""
+    key = chain.tenant_key()
+    uid = user_id if user_id is not None else (getattr(user, "pk", None) if user is not None else None)
+    personal_fields = personal if personal is not None else _personal(user, request)
+    personal_fields = chain.normalise(personal_fields)
+    with transaction.atomic():
+        chain.chain_lock()
+        last_seq, prev = chain.chain_head()
+        fields: dict[str, Any] = {
+            "seq": last_seq + 1,
+            "event_id": uuid.uuid4(),
+            "timestamp": timezone.now(),
+            "event_type": event_type,
+            "actor": chain.pseudonym(key, uid),
+            "model": model or "",
+            "input_hash": content_hash(key, input_payload),
+            "output_hash": content_hash(key, output_payload),
+            "input_tokens": int(input_tokens or 0),
+            "output_tokens": int(output_tokens or 0),
+            "latency_ms": int(latency_ms or 0),
+            "status": status,
+            "metadata": chain.normalise(metadata or {}),
+            "error": (error or "")[:2000],
+            "subject_mac": chain.subject_mac(key, uid, personal_fields),
+        }
+        mac = chain.entry_mac(key, prev, fields)
+        entry = AuditEntry(**fields, user_id=uid, personal=personal_fields, prev_mac=prev, mac=mac)
+        entry.save(force_insert=True)
+    return entry
+
+
+def audit_redact_user(user_id: int, *, batch: int = 5000) -> int:
+    """Blank the personal columns of one user's entries (GDPR deletion). The chain still verifies."""
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE audit_auditentry SET user_id = NULL, personal = '{}'::jsonb, redacted_at = now() "
+                "WHERE id IN (SELECT id FROM audit_auditentry WHERE user_id = %s LIMIT %s)",
+                [user_id, batch],
+            )
+            changed = cursor.rowcount
+        total += changed
+        if changed < batch:
+            return total
+
+
+# --- consent -----------------------------------------------------------------------------------------
+
+def notice_current(tenant: Any) -> ProcessingNotice | None:
+    """The newest processing notice; a new version is published when the tenant's notice text changed."""
+    text = (getattr(tenant, "processing_notice", "") or "").strip()
+    latest = ProcessingNotice.objects.order_by("-version").first()
+    if not text:
+        return None
+    if latest is not None and latest.text == text:
+        return latest
+    with transaction.atomic():
+        chain.chain_lock()  # two requests seeing the change publish one version
+        latest = ProcessingNotice.objects.order_by("-version").first()
+        if latest is not None and latest.text == text:
+            return latest
+        notice = ProcessingNotice.objects.create(version=(latest.version + 1) if latest else 1, text=text)
+        audit_record(event_type="notice_published", metadata={"version": notice.version})
+        return notice
+
+
+def consent_active(user: Any, notice: ProcessingNotice) -> bool:
+    return Consent.objects.filter(user=user, notice=notice, withdrawn_at__isnull=True).exists()
+
+
+def consent_required(user: Any, tenant: Any) -> ProcessingNotice | None:
+    """The notice this user must accept before a model call, or None when nothing is pending."""
+    notice = notice_current(tenant)
+    if notice is None or consent_active(user, notice):
+        return None
+    return notice
+
+
+def consent_give(user: Any, notice: ProcessingNotice, request: Any = None) -> Consent:
+    with transaction.atomic():
+        existing = Consent.objects.filter(user=user, notice=notice, withdrawn_at__isnull=True).first()
+        if existing is not None:
+            return existing
+        consent = Consent.objects.create(user=user, notice=notice)
+        audit_record(event_type="consent_given", user=user, request=request,
+                     metadata={"notice_version": notice.version})
+        return consent
+
+
+def consent_withdraw(user: Any, request: Any = None) -> int:
+    with transaction.atomic():
+        changed = Consent.objects.filter(user=user, withdrawn_at__isnull=True).update(withdrawn_at=timezone.now())
+        if changed:
+            audit_record(event_type="consent_withdrawn", user=user, request=request, metadata={"consents": changed})
+        return changed

@@ -1,0 +1,144 @@
+"""The audit chain: append-only, tamper-evident, one chain under concurrent writers, redaction keeps it valid."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import DatabaseError, connection, transaction
+
+from audit.chain import chain_verify
+from audit.models import AuditEntry
+from audit.services import audit_record, audit_redact_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _write(n: int, **extra: Any) -> list[AuditEntry]:
+    return [audit_record(event_type="test_event", metadata={"n": i, "nested": {"b": 1, "a": [1, 2]}},
+                         input_payload=f"prompt {i}", **extra) for i in range(n)]
+
+
+def _sql(statement: str, params: list[Any] | None = None) -> None:
+    """Tamper the way a DBA could: trigger disabled, plain SQL."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER audit_append_only")
+        cursor.execute(statement, params or [])
+        cursor.execute("ALTER TABLE audit_auditentry ENABLE TRIGGER audit_append_only")
+
+
+def test_fresh_chain_verifies_and_hashes_are_keyed(tenant_a: Any, in_tenant: Any) -> None:
+    import hashlib
+
+    with in_tenant(tenant_a):
+        entries = _write(5)
+        result = chain_verify()
+        assert result.ok, str(result)
+        assert result.entries >= 5
+        plain = hashlib.sha256(b"prompt 0").hexdigest()
+        assert entries[0].input_hash and entries[0].input_hash != plain
+        assert entries[1].prev_mac == entries[0].mac
+
+
+def test_same_prompt_hashes_differently_per_tenant(tenant_a: Any, tenant_b: Any, in_tenant: Any) -> None:
+    with in_tenant(tenant_a):
+        a = audit_record(event_type="x", input_payload="same prompt")
+    with in_tenant(tenant_b):
+        b = audit_record(event_type="x", input_payload="same prompt")
+    assert a.input_hash != b.input_hash
+
+
+@pytest.mark.parametrize("tamper", ["edit", "edit_personal", "delete", "reorder", "insert"])
+def test_sql_tampering_is_detected(tamper: str, tenant_a: Any, in_tenant: Any) -> None:
+    with in_tenant(tenant_a):
+        entries = _write(6)
+        target = entries[2]
+        if tamper == "edit":
+            _sql("UPDATE audit_auditentry SET output_tokens = 999 WHERE seq = %s", [target.seq])
+        elif tamper == "edit_personal":
+            _sql("UPDATE audit_auditentry SET personal = '{\"ip\": \"10.9.9.9\"}' WHERE seq = %s", [target.seq])
+        elif tamper == "delete":
+            _sql("DELETE FROM audit_auditentry WHERE seq = %s", [target.seq])
+        elif tamper == "reorder":
+            a, b = entries[2].seq, entries[3].seq
+            _sql("UPDATE audit_auditentry SET seq = -1 WHERE seq = %s", [a])
+            _sql("UPDATE audit_auditentry SET seq = %s WHERE seq = %s", [a, b])
+            _sql("UPDATE audit_auditentry SET seq = %s WHERE seq = -1", [b])
+        else:
+            _sql("UPDATE audit_auditentry SET seq = seq + 1000 WHERE seq > %s", [target.seq])
+            _sql("INSERT INTO audit_auditentry (seq, event_id, timestamp, event_type, actor, model, input_hash, "
+                 "output_hash, input_tokens, output_tokens, latency_ms, status, metadata, error, user_id, personal, "
+                 "subject_mac, prev_mac, mac) SELECT seq + 1, gen_random_uuid(), timestamp, event_type, actor, model, "
+                 "input_hash, output_hash, input_tokens, output_tokens, latency_ms, status, metadata, error, user_id, "
+                 "personal, subject_mac, mac, mac FROM audit_auditentry WHERE seq = %s", [target.seq])
+        result = chain_verify()
+        assert not result.ok
+        assert result.broken_seq is not None and result.broken_seq <= target.seq + 1
+        with pytest.raises(CommandError, match="broken"):
+            call_command("verify_audit", tenant=tenant_a.schema_name)
+
+
+def test_orm_and_database_refuse_changes(tenant_a: Any, in_tenant: Any) -> None:
+    with in_tenant(tenant_a):
+        entry = _write(1)[0]
+        entry.status = "error"
+        with pytest.raises(PermissionError):
+            entry.save()
+        with pytest.raises(PermissionError):
+            entry.delete()
+        with pytest.raises(PermissionError):
+            AuditEntry.objects.filter(pk=entry.pk).delete()
+        with pytest.raises(PermissionError):
+            AuditEntry.objects.filter(pk=entry.pk).update(status="x")
+        for statement in ("DELETE FROM audit_auditentry WHERE id = %s",
+                          "UPDATE audit_auditentry SET status = 'error' WHERE id = %s",
+                          "UPDATE audit_auditentry SET personal = '{}', redacted_at = now(), model = 'x' "
+                          "WHERE id = %s"):
+            with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+                cur.execute(statement, [entry.pk])
+
+
+def test_redaction_blanks_personal_fields_and_chain_still_verifies(tenant_a: Any, in_tenant: Any,
+                                                                   make_user: Any) -> None:
+    user = make_user(tenant_a)
+    with in_tenant(tenant_a):
+        audit_record(event_type="login", user=user, personal={"username": user.username, "ip": "10.1.2.3"})
+        _write(2)
+        assert audit_redact_user(user.pk) == 1
+        entry = AuditEntry.objects.filter(event_type="login").order_by("-seq").first()
+        assert entry is not None and entry.user_id is None and entry.personal == {} and entry.actor
+        assert chain_verify().ok
+
+
+def test_concurrent_writers_keep_one_chain(tenants: dict[str, Any], committed: None) -> None:
+    from django_tenants.utils import tenant_context
+
+    tenant = tenants["alpha"]
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with tenant_context(tenant):
+                for i in range(25):
+                    with transaction.atomic():
+                        audit_record(event_type="concurrent", metadata={"i": i})
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with tenant_context(tenant):
+        before = AuditEntry.objects.count()
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with tenant_context(tenant):
+        seqs = list(AuditEntry.objects.order_by("seq").values_list("seq", flat=True))
+        assert len(seqs) == before + 150
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert chain_verify().ok
