@@ -1,0 +1,150 @@
+"""Quotas exact across every web and worker process: requests per minute and tokens per UTC day, per tenant
+and (where the tenant sets it) per user, in Redis.
+
+One Lua script checks every applicable limit and, only if all pass, records the request and reserves the
+tokens, so concurrent processes can never admit more than a limit between a check and an increment.
+After the call `quota_settle` refunds the unused part of the reservation (or charges the overrun);
+`quota_release` returns the whole reservation when the call failed.
+
+Requests per minute is a sliding 60-second window (a sorted set of request ids), not a fixed minute, so a burst
+straddling a minute boundary cannot get twice the limit.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from access.errors import QuotaExceeded
+from config.redis import redis_client
+
+PREFIX = "atrium:quota:"
+WINDOW_S = 60
+
+# KEYS: n_rpm window keys, then n_tpd day keys. ARGV: now_ms, member, tokens, n_rpm, then the n_rpm limits,
+# then the n_tpd limits. Returns {0, index, retry_ms} on refusal (index: 1-based over rpm then tpd), {1} when
+# admitted.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+local tokens = tonumber(ARGV[3])
+local n_rpm = tonumber(ARGV[4])
+local window = 60000
+for i = 1, n_rpm do
+  local key = KEYS[i]
+  local limit = tonumber(ARGV[4 + i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local retry = window
+    if oldest[2] then retry = tonumber(oldest[2]) + window - now end
+    return {0, i, retry}
+  end
+end
+for j = n_rpm + 1, #KEYS do
+  local limit = tonumber(ARGV[4 + j])
+  local used = tonumber(redis.call('GET', KEYS[j]) or '0')
+  if used + tokens > limit then return {0, j, -1} end
+end
+for i = 1, n_rpm do
+  redis.call('ZADD', KEYS[i], now, member)
+  redis.call('PEXPIRE', KEYS[i], window + 1000)
+end
+for j = n_rpm + 1, #KEYS do
+  redis.call('INCRBY', KEYS[j], tokens)
+  redis.call('EXPIRE', KEYS[j], 172800)
+end
+return {1}
+"""
+
+# KEYS: day keys. ARGV: delta (may be negative). Never lets a counter go below zero.
+_ADJUST = """
+local delta = tonumber(ARGV[1])
+for j = 1, #KEYS do
+  local value = redis.call('INCRBY', KEYS[j], delta)
+  if value < 0 then redis.call('SET', KEYS[j], 0, 'KEEPTTL') end
+end
+return 1
+"""
+
+
+@dataclass
+class Reservation:
+    """Tokens held for one call. `settled` makes settle/release idempotent."""
+
+    tokens: int
+    day_keys: list[str] = field(default_factory=list)
+    settled: bool = False
+
+
+def _day(now: datetime) -> str:
+    return now.strftime("%Y%m%d")
+
+
+def _seconds_to_midnight(now: datetime) -> int:
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((tomorrow - now).total_seconds()) + 1)
+
+
+def _limits(tenant: Any, user: Any) -> tuple[list[tuple[str, int, str]], list[tuple[str, int, str]]]:
+    schema = tenant.schema_name
+    rpm: list[tuple[str, int, str]] = []
+    tpd: list[tuple[str, int, str]] = []
+    if tenant.requests_per_minute is not None:
+        rpm.append((f"{PREFIX}{schema}:rpm", tenant.requests_per_minute, "the organisation's requests per minute"))
+    if tenant.user_requests_per_minute is not None:
+        rpm.append((f"{PREFIX}{schema}:u{user.pk}:rpm", tenant.user_requests_per_minute, "your requests per minute"))
+    day = _day(datetime.now(UTC))
+    if tenant.tokens_per_day is not None:
+        tpd.append((f"{PREFIX}{schema}:tpd:{day}", tenant.tokens_per_day, "the organisation's tokens per day"))
+    if tenant.user_tokens_per_day is not None:
+        tpd.append((f"{PREFIX}{schema}:u{user.pk}:tpd:{day}", tenant.user_tokens_per_day, "your tokens per day"))
+    return rpm, tpd
+
+
+def quota_reserve(*, tenant: Any, user: Any, tokens: int) -> Reservation:
+    """Admit one request and hold `tokens`; raises QuotaExceeded (with retry_after seconds) otherwise."""
+    rpm, tpd = _limits(tenant, user)
+    if not rpm and not tpd:
+        return Reservation(tokens=0)
+    now = datetime.now(UTC)
+    keys = [k for k, _, _ in rpm] + [k for k, _, _ in tpd]
+    args: list[Any] = [int(time.time() * 1000), uuid.uuid4().hex, int(tokens), len(rpm)]
+    args += [limit for _, limit, _ in rpm] + [limit for _, limit, _ in tpd]
+    result = redis_client().eval(_RESERVE, len(keys), *keys, *args)
+    if int(result[0]) == 1:
+        return Reservation(tokens=int(tokens), day_keys=[k for k, _, _ in tpd])
+    index, retry_ms = int(result[1]) - 1, int(result[2])
+    _key, limit, label = (rpm + tpd)[index]
+    if index < len(rpm):
+        retry = max(1, (retry_ms + 999) // 1000)
+        raise QuotaExceeded(f"Rate limit reached: {label} is {limit}. Retry in {retry} s.",
+                            retry_after=retry, limit="requests_per_minute")
+    retry = _seconds_to_midnight(now)
+    raise QuotaExceeded(f"Token budget reached: {label} is {limit} (this request needs up to {tokens}). "
+                        f"It resets at 00:00 UTC.", retry_after=retry, limit="tokens_per_day")
+
+
+def quota_settle(reservation: Reservation, used_tokens: int) -> None:
+    """Charge what the call really used: refund the rest of the reservation (or charge an overrun)."""
+    if reservation.settled:
+        return
+    reservation.settled = True
+    delta = int(used_tokens) - reservation.tokens
+    if reservation.day_keys and delta:
+        redis_client().eval(_ADJUST, len(reservation.day_keys), *reservation.day_keys, delta)
+
+
+def quota_release(reservation: Reservation) -> None:
+    """The call failed before using anything: give the whole reservation back."""
+    quota_settle(reservation, 0)
+
+
+def quota_tokens_used_today(*, tenant: Any, user: Any | None = None) -> int:
+    day = _day(datetime.now(UTC))
+    key = f"{PREFIX}{tenant.schema_name}:tpd:{day}" if user is None else \
+        f"{PREFIX}{tenant.schema_name}:u{user.pk}:tpd:{day}"
+    return int(redis_client().get(key) or 0)

@@ -1,0 +1,136 @@
+"""The Anthropic-compatible API: POST /v1/messages (JSON and SSE) and GET /v1/models.
+
+Plain Django views (no DRF) on the hot path: the gateway overhead budget is about a millisecond.
+Every error is Anthropic's JSON shape with Anthropic's status code, so the official SDKs raise their own
+exception classes (BadRequestError, AuthenticationError, PermissionDeniedError, NotFoundError, RateLimitError,
+InternalServerError, OverloadedError).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from access.authentication import AuthInfo, authenticate_api_request
+from access.errors import AccessError, QuotaExceeded
+from access.policy import model_allowed_by_tenant, permitted_tiers
+from inference.catalog.selectors import CatalogEntry, catalog_entries, catalog_entry
+from inference.errors import InferenceError, UpstreamRequestError
+from inference.gateway import Call, InvalidRequest, gateway_admit, gateway_complete, gateway_stream
+
+logger = logging.getLogger(__name__)
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+               422: "invalid_request_error", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+
+
+def api_error(status: int, message: str, error_type: str | None = None,
+              headers: dict[str, str] | None = None) -> JsonResponse:
+    response = JsonResponse({"type": "error", "error": {"type": error_type or ERROR_TYPES.get(status, "api_error"),
+                                                        "message": message}}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def error_from_exception(exc: Exception) -> JsonResponse:
+    """One place that maps every typed failure to its Anthropic-shaped response."""
+    if isinstance(exc, QuotaExceeded):
+        return api_error(429, exc.message, headers={"retry-after": str(exc.retry_after)})
+    if isinstance(exc, AccessError):
+        return api_error(exc.status, exc.message)
+    if isinstance(exc, UpstreamRequestError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else None
+        if error and error.get("type") and error.get("message"):
+            return api_error(exc.status, str(error["message"]), str(error["type"]))
+        return api_error(exc.status, exc.message)
+    if isinstance(exc, InferenceError):
+        return api_error(exc.status, exc.message, exc.error_type)
+    logger.exception("unexpected error in the /v1 API")
+    return api_error(500, "Internal error; the request id in the response headers identifies it in the logs.")
+
+
+def _authenticate(request: HttpRequest) -> tuple[Any, AuthInfo]:
+    user, info = authenticate_api_request(request)
+    return user, info
+
+
+def _auth_metadata(info: AuthInfo) -> dict[str, Any]:
+    if info.method == "api_key":
+        return {"api_key_prefix": info.api_key_prefix}
+    return {"issuer": info.issuer}
+
+
+def sse(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    for event in events:
+        yield f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+@csrf_exempt
+def messages(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return api_error(405, f"Method {request.method} not allowed on /v1/messages; use POST.")
+    try:
+        user, info = _authenticate(request)
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError as exc:
+            raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
+        call = Call(tenant=connection.tenant, user=user, body=body, source="api", request=request,  # type: ignore[attr-defined]
+                    auth_method=info.method, auth_metadata=_auth_metadata(info))
+        admitted = gateway_admit(call)
+        if body.get("stream"):
+            events = gateway_stream(admitted)
+            response: HttpResponse = StreamingHttpResponse(sse(events), content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+        else:
+            response = JsonResponse(gateway_complete(admitted))
+        for name, value in admitted.clamp_headers.items():
+            response[name] = value
+        return response
+    except Exception as exc:
+        return error_from_exception(exc)
+
+
+def models_for(user: Any, tenant: Any) -> list[CatalogEntry]:
+    tiers = set(permitted_tiers(user=user, tenant=tenant))
+    is_admin = user.has_perm("access.admin")
+    return [e for e in catalog_entries()
+            if (e.tier in tiers) or (e.tier is None and is_admin and model_allowed_by_tenant(tenant, e.model_id, None))]
+
+
+def _model_json(entry: CatalogEntry) -> dict[str, Any]:
+    return {"type": "model", "id": entry.model_id, "display_name": entry.display_name,
+            "created_at": entry.created_at.isoformat().replace("+00:00", "Z")}
+
+
+def models(request: HttpRequest, model_id: str | None = None) -> HttpResponse:
+    if request.method != "GET":
+        return api_error(405, f"Method {request.method} not allowed; use GET.")
+    try:
+        user, _info = _authenticate(request)
+        mine = models_for(user, connection.tenant)  # type: ignore[attr-defined]
+        if model_id is not None:
+            entry = catalog_entry(model_id)
+            if entry is None or entry not in mine:
+                return api_error(404, f"model: {model_id} (unknown, or not available to you)")
+            return JsonResponse(_model_json(entry))
+        data = [_model_json(e) for e in mine]
+        return JsonResponse({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                             "last_id": data[-1]["id"] if data else None})
+    except Exception as exc:
+        return error_from_exception(exc)
+
+
+@csrf_exempt
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    return api_error(404, f"Atrium does not serve {request.method} /v1/{rest}; it serves /v1/messages and /v1/models.")

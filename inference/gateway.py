@@ -1,0 +1,332 @@
+"""The one service behind /v1/messages, the conversations API and the web chat.
+
+consent -> access policy -> quota -> failover router -> usage -> audit record
+
+`gateway_admit` runs every check and reserves the quota; `gateway_complete` / `gateway_stream` make the call,
+settle the quota and record usage and the audit entry in one transaction (with the caller's own writes, such as
+the chat's assistant message, through `persist`). Prompts and completions are never logged: the audit entry
+holds keyed hashes of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django_tenants.utils import tenant_context
+
+from access.errors import NotPermitted, QuotaExceeded
+from access.policy import PolicyDecision, policy_check
+from access.quotas import Reservation, quota_release, quota_reserve, quota_settle
+from audit.services import audit_record, consent_required
+from inference import metrics
+from inference.catalog.selectors import CatalogEntry, catalog_entry
+from inference.errors import InferenceError, ModelNotFound
+from inference.router import route, route_stream
+from inference.targets import targets_for_tenant
+from inference.types import Attempt, MessageRequest
+
+logger = logging.getLogger(__name__)
+
+# Body fields the gateway owns; everything else is passed to the provider as the caller sent it.
+_OWN = {"model", "stream"}
+ROLES = {"user", "assistant"}
+
+
+class InvalidRequest(InferenceError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class ConsentRequired(NotPermitted):
+    def __init__(self, version: int, url: str) -> None:
+        super().__init__(f"Accept the organisation's processing notice (version {version}) at {url} before using "
+                         f"models.", permission=None)
+        self.version = version
+        self.url = url
+
+
+@dataclass
+class Call:
+    tenant: Any
+    user: Any
+    body: dict[str, Any]
+    source: str  # "api" (/v1), "chat" (conversations API and web chat)
+    request: Any = None  # the HttpRequest, for audit IP / user agent / session
+    auth_method: str = "session"
+    auth_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Admitted:
+    call: Call
+    entry: CatalogEntry
+    decision: PolicyDecision
+    reservation: Reservation
+    message_request: MessageRequest
+    started: float
+
+    @property
+    def clamp_headers(self) -> dict[str, str]:
+        if not self.decision.clamped:
+            return {}
+        return {"atrium-max-tokens-clamped": f"requested={self.decision.requested_max_tokens}; "
+                                             f"granted={self.decision.max_tokens}; reason={self.decision.clamp_reason}"}
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+def _validate(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model: Field required (a model id such as claude-sonnet-5-5, or a tier).")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidRequest("max_tokens: Field required, an integer of at least 1.")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: Field required, a non-empty list of {role, content} objects.")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise InvalidRequest(f"messages.{index}.role: must be 'user' or 'assistant'.")
+        content = message.get("content")
+        if not isinstance(content, str | list) or (isinstance(content, list) and not content):
+            raise InvalidRequest(f"messages.{index}.content: a string or a non-empty list of content blocks.")
+        if isinstance(content, list) and not all(isinstance(b, dict) and "type" in b for b in content):
+            raise InvalidRequest(f"messages.{index}.content: every content block needs a type.")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise InvalidRequest("stream: must be true or false.")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise InvalidRequest("system: a string or a list of text blocks.")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequest("tools: must be a list.")
+
+
+def _has_images(body: dict[str, Any]) -> bool:
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            for block in content:
+                if block.get("type") in ("image", "document"):
+                    return True
+                if block.get("type") == "tool_result" and isinstance(block.get("content"), list) and any(
+                        isinstance(b, dict) and b.get("type") == "image" for b in block["content"]):
+                    return True
+    return False
+
+
+def _with_notice(system: Any, notice: str) -> Any:
+    """Append the tenant's processing notice to the system prompt, as the seed does."""
+    notice = notice.strip()
+    if not notice:
+        return system
+    if system is None or system == "":
+        return notice
+    if isinstance(system, str):
+        return f"{system}\n\n{notice}"
+    return [*system, {"type": "text", "text": notice}]
+
+
+def _estimate_input_tokens(body: dict[str, Any]) -> int:
+    """A cheap upper-ish estimate for the reservation (about 4 characters a token); settled exactly afterwards."""
+    size = sum(len(str(m.get("content", ""))) for m in body.get("messages") or []) + len(str(body.get("system", "")))
+    return size // 4 + 1
+
+
+def consent_url(call: Call) -> str:
+    host = call.request.get_host() if call.request is not None else ""
+    scheme = "https" if call.request is not None and call.request.is_secure() else "http"
+    return f"{scheme}://{host}/consent/" if host else "/consent/"
+
+
+# --- admission -------------------------------------------------------------------------------------
+
+def _refused(call: Call, exc: Exception, *, model: str = "", reason: str) -> None:
+    label = call.tenant.schema_name
+    if isinstance(exc, QuotaExceeded):
+        metrics.QUOTA_REFUSALS.labels(label, exc.limit).inc()
+    else:
+        metrics.POLICY_REFUSALS.labels(label, reason).inc()
+    metrics.REQUESTS.labels(label, call.source, "refused").inc()
+    try:
+        with transaction.atomic():
+            audit_record(event_type="model_call_refused", user=call.user, request=call.request, model=model,
+                         status="refused", metadata={"reason": reason, "source": call.source,
+                                                     "auth": call.auth_method, **call.auth_metadata},
+                         error=str(getattr(exc, "message", exc)))
+    except Exception:
+        logger.exception("could not audit a refused model call")
+
+
+def gateway_admit(call: Call) -> Admitted:
+    """Every check before a model call, in order; raises a typed error naming what stopped it."""
+    _validate(call.body)
+    body = call.body
+    name = str(body["model"]).strip()
+    entry = catalog_entry(name)
+    if entry is None:
+        metrics.REQUESTS.labels(call.tenant.schema_name, call.source, "not_found").inc()
+        raise ModelNotFound(f"model: {name} (not in this Atrium's catalog; GET /v1/models lists yours)")
+    pending = consent_required(call.user, call.tenant)
+    if pending is not None:
+        exc = ConsentRequired(pending.version, consent_url(call))
+        _refused(call, exc, model=entry.model_id, reason="consent")
+        raise exc
+    try:
+        decision = policy_check(user=call.user, tenant=call.tenant, model=entry.model_id, tier=entry.tier,
+                                max_tokens=int(body["max_tokens"]), has_tools=bool(body.get("tools")),
+                                has_images=_has_images(body))
+    except NotPermitted as exc:
+        _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
+        raise
+    tokens = decision.max_tokens + _estimate_input_tokens(body)
+    try:
+        reservation = quota_reserve(tenant=call.tenant, user=call.user, tokens=tokens)
+    except QuotaExceeded as exc:
+        _refused(call, exc, model=entry.model_id, reason=exc.limit)
+        raise
+    params = {k: v for k, v in body.items() if k not in _OWN}
+    params["max_tokens"] = decision.max_tokens
+    system = _with_notice(params.get("system"), getattr(call.tenant, "processing_notice", "") or "")
+    if system is not None:
+        params["system"] = system
+    return Admitted(call=call, entry=entry, decision=decision, reservation=reservation,
+                    message_request=MessageRequest(model=entry.model_id, params=params), started=time.monotonic())
+
+
+# --- the call and its records ------------------------------------------------------------------------
+
+def _usage_upsert(user_id: int | None, model: str, provider: str, input_tokens: int, output_tokens: int,
+                  error: bool) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "
+            "output_tokens) VALUES (%s, %s, %s, %s, 1, %s, %s, %s) "
+            "ON CONFLICT (user_id, day, model, provider) DO UPDATE SET requests = inference_usagedaily.requests + 1, "
+            "errors = inference_usagedaily.errors + EXCLUDED.errors, "
+            "input_tokens = inference_usagedaily.input_tokens + EXCLUDED.input_tokens, "
+            "output_tokens = inference_usagedaily.output_tokens + EXCLUDED.output_tokens",
+            [user_id, datetime.now(UTC).date(), model, provider, int(error), input_tokens, output_tokens],
+        )
+
+
+def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
+            attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False,
+            persist: Callable[[dict[str, Any] | None], None] | None = None) -> None:
+    call = admitted.call
+    usage = (message or {}).get("usage") or {}
+    input_tokens, output_tokens = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+    latency_ms = int((time.monotonic() - admitted.started) * 1000)
+    label = call.tenant.schema_name
+    metrics.REQUESTS.labels(label, call.source, status).inc()
+    metrics.LATENCY.labels(label, call.source).observe(latency_ms / 1000)
+    metrics.TOKENS.labels(label, "input").inc(input_tokens)
+    metrics.TOKENS.labels(label, "output").inc(output_tokens)
+    for attempt in attempts:
+        if attempt.outcome == "failover":
+            metrics.FAILOVERS.labels(label, attempt.target).inc()
+    metadata: dict[str, Any] = {
+        "source": call.source, "auth": call.auth_method, **call.auth_metadata,
+        "provider": provider, "region": region, "provider_model_id": model_id,
+        "attempts": [a.as_dict() for a in attempts], "incomplete": incomplete,
+        "max_tokens": admitted.decision.max_tokens, "requested_max_tokens": admitted.decision.requested_max_tokens,
+    }
+    if admitted.decision.clamp_reason:
+        metadata["clamp_reason"] = admitted.decision.clamp_reason
+    with tenant_context(call.tenant), transaction.atomic():
+        if persist is not None:
+            persist(message)
+        _usage_upsert(call.user.pk, admitted.entry.model_id, provider, input_tokens, output_tokens, status != "success")
+        params = admitted.message_request.params
+        audit_record(event_type="model_call", user=call.user, request=call.request, model=admitted.entry.model_id,
+                     input_payload={"system": params.get("system"), "messages": params.get("messages")},
+                     output_payload=(message or {}).get("content"), input_tokens=input_tokens,
+                     output_tokens=output_tokens, latency_ms=latency_ms, status=status, metadata=metadata,
+                     error=error)
+    if status == "success" or message:
+        quota_settle(admitted.reservation, input_tokens + output_tokens)
+    else:
+        quota_release(admitted.reservation)
+
+
+def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, Any]:
+    """The provider's Message with Atrium's model id (callers asked for a catalog model, not a Bedrock id)."""
+    message = dict(message)
+    message["model"] = entry.model_id
+    return message
+
+
+def gateway_complete(admitted: Admitted,
+                     persist: Callable[[dict[str, Any] | None], None] | None = None) -> dict[str, Any]:
+    """Non-streaming call. Returns the Anthropic Message JSON; raises InferenceError subclasses."""
+    targets = targets_for_tenant(admitted.call.tenant)
+    try:
+        result = route(admitted.message_request, targets)
+    except InferenceError as exc:
+        attempts = list(getattr(exc, "attempts", []) or [])
+        _record(admitted, message=None, provider="", region="", model_id="", attempts=attempts, status="error",
+                error=exc.message)
+        raise
+    except BaseException:
+        quota_release(admitted.reservation)
+        raise
+    message = _public_message(result.message, admitted.entry)
+    _record(admitted, message=message, provider=result.provider, region=result.region, model_id=result.model_id,
+            attempts=result.attempts, status="success", persist=persist)
+    return message
+
+
+def gateway_stream(admitted: Admitted,
+                   persist: Callable[[dict[str, Any] | None], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Open the stream now (failover happens here, before the first byte); iterate for Anthropic events.
+
+    Raises InferenceError subclasses before returning if no provider could start. After the first event an
+    upstream failure ends the iteration with an `error` event; the partial answer is recorded as incomplete.
+    """
+    targets = targets_for_tenant(admitted.call.tenant)
+    try:
+        stream = route_stream(admitted.message_request, targets)
+    except InferenceError as exc:
+        attempts = list(getattr(exc, "attempts", []) or [])
+        _record(admitted, message=None, provider="", region="", model_id="", attempts=attempts, status="error",
+                error=exc.message)
+        raise
+    except BaseException:
+        quota_release(admitted.reservation)
+        raise
+
+    def events() -> Iterator[dict[str, Any]]:
+        finished = False
+        try:
+            for event in stream:
+                if event.get("type") == "message_start":
+                    event = {**event, "message": {**(event.get("message") or {}), "model": admitted.entry.model_id}}
+                yield event
+            finished = True
+        finally:
+            incomplete = stream.incomplete or not finished
+            message = _public_message(stream.message, admitted.entry) if stream.message else None
+            if message is not None:
+                message["incomplete"] = incomplete
+            error = (stream.error or {}).get("message", "") if stream.error else (
+                "" if finished else "the client went away before the end of the stream")
+            status = "success" if not incomplete else "incomplete"
+            try:
+                _record(admitted, message=message, provider=stream.provider, region=stream.region,
+                        model_id=stream.model_id, attempts=stream.attempts, status=status, error=error,
+                        incomplete=incomplete, persist=persist)
+            except Exception:
+                logger.exception("could not record a streamed model call")
+                quota_release(admitted.reservation)
+            stream.close()
+
+    return events()

@@ -1,0 +1,20 @@
+"""Prometheus metrics, labelled by tenant. Served at /metrics (config.metrics_view).
+
+Under gunicorn with several workers set PROMETHEUS_MULTIPROC_DIR (docs/deployment.md) so the numbers of every
+worker are summed; without it each process reports its own.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("atrium_model_requests_total", "Model calls through the gateway",
+                   ["tenant", "source", "status"])
+LATENCY = Histogram("atrium_model_request_seconds", "Model call latency (to the last byte)", ["tenant", "source"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+TOKENS = Counter("atrium_tokens_total", "Tokens used", ["tenant", "direction"])
+FAILOVERS = Counter("atrium_failovers_total", "Attempts that failed over to the next provider target",
+                    ["tenant", "target"])
+QUOTA_REFUSALS = Counter("atrium_quota_refusals_total", "Requests refused by a quota", ["tenant", "limit"])
+POLICY_REFUSALS = Counter("atrium_policy_refusals_total", "Requests refused by the access policy or consent",
+                          ["tenant", "reason"])

@@ -1,0 +1,119 @@
+"""Fixtures for the gateway, /v1 API, conversations API and web chat tests.
+
+Providers are the project's simulator on loopback; credentials are placeholders it accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from inference.breaker import breaker_reset
+from inference.providers.base import provider_clients_clear
+from inference.simulator import Simulator
+
+SIM_ENV = {
+    "ANTHROPIC_API_KEY": "sk-ant-test",
+    "AWS_ACCESS_KEY_ID": "AKIATESTTESTTESTTEST",
+    "AWS_SECRET_ACCESS_KEY": "test-secret",
+    "ATRIUM_VERTEX_ACCESS_TOKEN": "ya29.test",
+    "ANTHROPIC_VERTEX_PROJECT_ID": "atrium-test",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "NO_GCE_CHECK": "True",
+}
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Simulator]:
+    with Simulator() as sim:
+        yield sim
+
+
+def quota_keys_clear() -> None:
+    from config.redis import redis_client
+
+    client = redis_client()
+    for key in client.scan_iter("atrium:quota:*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def sim(simulator: Simulator, settings: Any, db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+    """Every provider pointed at the simulator, placeholder credentials, clean faults, breakers and quotas."""
+    for name, value in SIM_ENV.items():
+        monkeypatch.setenv(name, value)
+    settings.ATRIUM_ANTHROPIC_BASE_URL = f"{simulator.url}/anthropic"
+    settings.ATRIUM_BEDROCK_BASE_URL = f"{simulator.url}/bedrock/{{region}}"
+    settings.ATRIUM_VERTEX_BASE_URL = f"{simulator.url}/vertex/v1"
+    settings.ATRIUM_VERTEX_PROJECT_ID = "atrium-test"
+    settings.ATRIUM_VERTEX_ACCESS_TOKEN = "ya29.test"
+    settings.ATRIUM_PROVIDER_ORDER = ["anthropic", "bedrock:us-east-1", "vertex:us-east5"]
+    simulator.faults.clear()
+    simulator.reset_requests()
+    breaker_reset()
+    provider_clients_clear()
+    quota_keys_clear()
+    yield simulator
+    simulator.faults.clear()
+    breaker_reset()
+    quota_keys_clear()
+
+
+@pytest.fixture
+def tenant_update(in_tenant: Any) -> Callable[..., None]:
+    """Change the tenant's policy row inside the test transaction (the middleware reads it per request)."""
+    from tenants.models import Tenant
+
+    def _update(tenant: Any, **fields: Any) -> None:
+        Tenant.objects.filter(pk=tenant.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(tenant, name, value)
+
+    return _update
+
+
+@pytest.fixture
+def api_key_for(in_tenant: Any) -> Callable[[Any, Any], str]:
+    def _key(tenant: Any, user: Any) -> str:
+        from access.services import api_key_create
+
+        with in_tenant(tenant):
+            _row, raw = api_key_create(user=user, name="test")
+        return raw
+
+    return _key
+
+
+@pytest.fixture
+def consented(in_tenant: Any) -> Callable[[Any, Any], None]:
+    def _consent(tenant: Any, user: Any) -> None:
+        from audit.services import consent_give, notice_current
+
+        with in_tenant(tenant):
+            notice = notice_current(tenant)
+            if notice is not None:
+                consent_give(user, notice)
+
+    return _consent
+
+
+def post_messages(client: Any, key: str, body: dict[str, Any], **headers: str) -> Any:
+    return client.post("/v1/messages", data=json.dumps(body), content_type="application/json",
+                       HTTP_X_API_KEY=key, **headers)
+
+
+def sse_events(response: Any) -> list[dict[str, Any]]:
+    raw = b"".join(response.streaming_content).decode()
+    events = []
+    for frame in raw.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
+        events.append({"event": lines.get("event"), **json.loads(lines["data"])})
+    return events
+
+
+def body(text: str = "Hello", *, model: str = "claude-sonnet-5-5", max_tokens: int = 64,
+         **extra: Any) -> dict[str, Any]:
+    return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}], **extra}
