@@ -23,10 +23,18 @@ CHAINED = ("seq", "event_id", "timestamp", "event_type", "actor", "model", "inpu
 
 
 def tenant_key() -> bytes:
+    """The current tenant's audit key (schema_context() leaves only a schema name: the row is looked up)."""
     tenant = getattr(connection, "tenant", None)
-    key = getattr(tenant, "audit_key", None)
-    if not key or getattr(tenant, "schema_name", "public") == "public":
+    schema = getattr(tenant, "schema_name", None) or getattr(connection, "schema_name", "public")
+    if schema == "public":
         raise RuntimeError("audit entries live in a tenant schema; no tenant is active")
+    key = getattr(tenant, "audit_key", None)
+    if not key:
+        from tenants.models import Tenant
+
+        key = Tenant.objects.filter(schema_name=schema).values_list("audit_key", flat=True).first()
+        if not key:
+            raise RuntimeError(f"no audit key for schema {schema!r}")
     return str(key).encode()
 
 

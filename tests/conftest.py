@@ -142,8 +142,9 @@ def make_user(in_tenant: Callable[[Any], contextlib.AbstractContextManager[None]
 def subprocess_env(**overrides: str) -> dict[str, str]:
     """Environment for a child process that must see this test session's database and Redis."""
     from django.conf import settings
+    from django.db import connection
 
-    db = settings.DATABASES["default"]
+    db = connection.settings_dict  # the test database pytest-django created, not the configured one
     host = db.get("HOST") or "127.0.0.1"
     from urllib.parse import quote
 
@@ -239,3 +240,65 @@ def committed(tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[None]
             yield
         finally:
             connection.set_schema_to_public()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def hosts_resolve(*hosts: str) -> None:
+    """Make `<tenant>.localhost` resolve for clients that do their own DNS (SDKs, curl), as `make run` does."""
+    from config.devstack import ensure_hosts_entry
+
+    for host in hosts:
+        ensure_hosts_entry(host)
+
+
+class WebServer:
+    """A real gunicorn serving Atrium (threads, several worker processes) on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2) -> None:
+        self.env = env
+        self.workers = workers
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(f"/tmp/atrium-web-{self.port}.log")
+
+    def url(self, host: str) -> str:
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> WebServer:
+        import urllib.request
+
+        self.log_handle = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind",
+             f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--threads", "8", "--access-logfile", "-"],
+            cwd=ROOT, env=self.env, stdout=self.log_handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early; see {self.log}")
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{self.port}/healthz", headers={"Host": "localhost"})
+                with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer /healthz; see {self.log}")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)

@@ -1,0 +1,244 @@
+"""Against a real gunicorn (two worker processes): the official Python and TypeScript SDKs, and quotas that hold
+exactly across processes under concurrent clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from inference.breaker import breaker_reset
+from inference.simulator import Simulator
+from tests.chat.conftest import SIM_ENV, quota_keys_clear
+from tests.conftest import ROOT, WebServer, hosts_resolve, subprocess_env
+
+pytestmark = pytest.mark.slow
+QUOTA_TENANT = "gamma"
+
+
+@pytest.fixture(scope="module")
+def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[WebServer]:
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision
+
+    with django_db_blocker.unblock():
+        if not Tenant.objects.filter(schema_name=QUOTA_TENANT).exists():
+            tenant_provision(slug=QUOTA_TENANT, name="Gamma")
+    hosts_resolve("alpha.localhost", "beta.localhost", f"{QUOTA_TENANT}.localhost")
+    env = subprocess_env(
+        **SIM_ENV,
+        ATRIUM_ANTHROPIC_BASE_URL=f"{simulator.url}/anthropic",
+        ATRIUM_BEDROCK_BASE_URL=f"{simulator.url}/bedrock/{{region}}",
+        ATRIUM_VERTEX_BASE_URL=f"{simulator.url}/vertex/v1",
+        ATRIUM_PROVIDER_ORDER="anthropic,bedrock:us-east-1,vertex:us-east5",
+    )
+    server = WebServer(env, workers=2).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clean(simulator: Simulator) -> Iterator[None]:
+    simulator.faults.clear()
+    breaker_reset()
+    quota_keys_clear()
+    yield
+    simulator.faults.clear()
+    breaker_reset()
+    quota_keys_clear()
+
+
+@pytest.fixture
+def committed_user(committed: None) -> Iterator[Callable[..., tuple[Any, str]]]:
+    """Committed users with API keys (the server process must see them); deleted afterwards."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django_tenants.utils import schema_context
+
+    from access.services import api_key_create
+
+    made: list[tuple[str, int]] = []
+
+    def _make(schema: str, role: str = "basic_user") -> tuple[Any, str]:
+        with schema_context(schema):
+            name = f"{role}-{uuid.uuid4().hex[:8]}"
+            user = get_user_model().objects.create_user(username=name, email=f"{name}@example.com")
+            user.groups.add(Group.objects.get(name=role))
+            _row, raw = api_key_create(user=user, name="sdk test")
+            made.append((schema, user.pk))
+            return user, raw
+
+    yield _make
+    for schema, pk in made:
+        with schema_context(schema):
+            get_user_model().objects.filter(pk=pk).delete()
+
+
+@pytest.fixture
+def quota_policy(committed: None) -> Iterator[Callable[..., None]]:
+    from tenants.models import Tenant
+
+    fields = ("requests_per_minute", "tokens_per_day", "user_requests_per_minute", "user_tokens_per_day")
+    original = Tenant.objects.filter(schema_name=QUOTA_TENANT).values(*fields).get()
+
+    def _set(**values: Any) -> None:
+        Tenant.objects.filter(schema_name=QUOTA_TENANT).update(**values)
+
+    yield _set
+    Tenant.objects.filter(schema_name=QUOTA_TENANT).update(**original)
+
+
+@pytest.mark.django_db  # also makes pytest-django create the test database when this module runs alone
+def test_quota_tenant_has_its_roles(web: WebServer) -> None:
+    from django.contrib.auth.models import Group
+    from django_tenants.utils import schema_context
+
+    with schema_context(QUOTA_TENANT):
+        assert {"viewer", "basic_user", "power_user", "admin", "compliance_officer"} <= set(
+            Group.objects.values_list("name", flat=True))
+
+
+def sdk(web: WebServer, key: str, host: str = "alpha.localhost") -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=key, base_url=web.url(host), max_retries=0)
+
+
+def test_python_sdk_create_and_stream(web: WebServer, clean: None, committed_user: Any) -> None:
+    _user, key = committed_user("alpha")
+    client = sdk(web, key)
+    message = client.messages.create(model="claude-sonnet-5-5", max_tokens=64,
+                                     messages=[{"role": "user", "content": "Hello from the SDK"}])
+    assert message.type == "message" and message.model == "claude-sonnet-5-5"
+    assert message.content[0].type == "text" and message.content[0].text
+    assert message.usage.output_tokens > 0
+    with client.messages.stream(model="claude-haiku-5-5", max_tokens=64,
+                                messages=[{"role": "user", "content": "Stream it"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and text == final.content[0].text
+    assert final.stop_reason in ("end_turn", "max_tokens")
+    models = [m.id for m in client.models.list()]
+    assert "claude-sonnet-5-5" in models and "claude-opus-5-5" not in models
+
+
+def test_python_sdk_raises_the_right_exception_classes(web: WebServer, simulator: Simulator, clean: None,
+                                                       committed_user: Any) -> None:
+    _user, key = committed_user("alpha")
+    client = sdk(web, key)
+    ask: dict[str, Any] = {"max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(anthropic.AuthenticationError):
+        sdk(web, "atr_00000000_forged").messages.create(model="claude-sonnet-5-5", **ask)
+    with pytest.raises(anthropic.PermissionDeniedError, match="use_opus"):
+        client.messages.create(model="claude-opus-5-5", **ask)
+    with pytest.raises(anthropic.NotFoundError, match="claude-unknown"):
+        client.messages.create(model="claude-unknown", **ask)
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        client.messages.create(model="claude-sonnet-5-5", max_tokens=0, messages=ask["messages"])
+    simulator.faults.set("anthropic", status=503)
+    simulator.faults.set("bedrock", "*", status=503)
+    simulator.faults.set("vertex", "*", status=529)
+    with pytest.raises(anthropic.OverloadedError):
+        client.messages.create(model="claude-sonnet-5-5", **ask)
+    # A stream that breaks after it started raises the SDK's stream error instead of truncating silently.
+    simulator.faults.clear()
+    breaker_reset()
+    simulator.faults.set("anthropic", error_after_events=4)
+    with pytest.raises(anthropic.APIStatusError), client.messages.stream(
+            model="claude-sonnet-5-5", **ask) as stream:
+        "".join(stream.text_stream)
+
+
+def test_python_sdk_rate_limit_error_with_retry_after(web: WebServer, clean: None, committed_user: Any,
+                                                      quota_policy: Any) -> None:
+    quota_policy(requests_per_minute=None, user_requests_per_minute=1)
+    _user, key = committed_user(QUOTA_TENANT)
+    client = sdk(web, key, f"{QUOTA_TENANT}.localhost")
+    client.messages.create(model="claude-haiku-5-5", max_tokens=16, messages=[{"role": "user", "content": "one"}])
+    with pytest.raises(anthropic.RateLimitError) as info:
+        client.messages.create(model="claude-haiku-5-5", max_tokens=16, messages=[{"role": "user", "content": "2"}])
+    assert int(info.value.response.headers["retry-after"]) >= 1
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_typescript_sdk(web: WebServer, clean: None, committed_user: Any) -> None:
+    _user, key = committed_user("alpha")
+    ask = {"max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    cases = [
+        {"name": "auth", "expect": "AuthenticationError", "key": "atr_00000000_forged",
+         "body": {"model": "claude-sonnet-5-5", **ask}},
+        {"name": "permission", "expect": "PermissionDeniedError", "body": {"model": "claude-opus-5-5", **ask}},
+        {"name": "not_found", "expect": "NotFoundError", "body": {"model": "claude-unknown", **ask}},
+        {"name": "bad_request", "expect": "BadRequestError",
+         "body": {"model": "claude-sonnet-5-5", "max_tokens": 0, "messages": ask["messages"]}},
+    ]
+    env = dict(os.environ, ATRIUM_BASE_URL=web.url("alpha.localhost"), ATRIUM_API_KEY=key,
+               ATRIUM_CASES=json.dumps(cases))
+    done = subprocess.run(["node", "sdk_check.mjs"], cwd=ROOT / "tests" / "node" / "sdk", env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["create"]["type"] == "message" and out["create"]["model"] == "claude-sonnet-5-5"
+    assert out["create"]["text"] and out["create"]["usage"]["output_tokens"] > 0
+    assert out["stream"]["text"] and out["stream"]["text"] == out["stream"]["final_text"]
+    for case in cases:
+        result = out["errors"][case["name"]]
+        assert result["raised"] == case["expect"] and result["instance"] is True, (case["name"], result)
+
+
+def _hammer(web: WebServer, key: str, count: int, max_tokens: int) -> list[httpx.Response]:
+    url = web.url(f"{QUOTA_TENANT}.localhost") + "/v1/messages"
+    payload = {"model": "claude-haiku-5-5", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "q"}]}
+
+    def one(_: int) -> httpx.Response:
+        with httpx.Client(timeout=60) as client:
+            return client.post(url, json=payload, headers={"x-api-key": key})
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_requests_per_minute_is_exact_across_processes(web: WebServer, clean: None, committed_user: Any,
+                                                       quota_policy: Any) -> None:
+    quota_policy(requests_per_minute=15, tokens_per_day=None, user_requests_per_minute=None,
+                 user_tokens_per_day=None)
+    _user, key = committed_user(QUOTA_TENANT, "power_user")
+    responses = _hammer(web, key, 40, 16)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 15, statuses
+    assert statuses.count(429) == 25, statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["type"] == "rate_limit_error" and int(refused.headers["retry-after"]) >= 1
+
+
+def test_tokens_per_day_never_exceeded_and_settled_exactly(web: WebServer, clean: None, committed_user: Any,
+                                                           quota_policy: Any) -> None:
+    from django_tenants.utils import schema_context
+
+    from access.quotas import quota_tokens_used_today
+    from inference.models import UsageDaily
+    from tenants.models import Tenant
+
+    quota_policy(requests_per_minute=None, tokens_per_day=1500, user_requests_per_minute=None,
+                 user_tokens_per_day=None)
+    user, key = committed_user(QUOTA_TENANT, "power_user")
+    responses = _hammer(web, key, 30, 200)
+    ok = [r.json() for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert ok and refused
+    used = sum(m["usage"]["input_tokens"] + m["usage"]["output_tokens"] for m in ok)
+    tenant = Tenant.objects.get(schema_name=QUOTA_TENANT)
+    assert quota_tokens_used_today(tenant=tenant) == used <= 1500
+    with schema_context(QUOTA_TENANT):
+        rows = UsageDaily.objects.filter(user_id=user.pk)
+        assert sum(r.requests for r in rows) == len(ok)
+        assert sum(r.input_tokens + r.output_tokens for r in rows) == used
