@@ -1,3 +1,7 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from audit import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("consent/", views.consent, name="consent"),
+]

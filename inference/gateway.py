@@ -33,6 +33,9 @@ from inference.types import Attempt, MessageRequest
 
 logger = logging.getLogger(__name__)
 
+# Called inside the transaction that records usage and audit: (message or None, provider, region).
+Persist = Callable[[dict[str, Any] | None, str, str], None]
+
 # Body fields the gateway owns; everything else is passed to the provider as the caller sent it.
 _OWN = {"model", "stream"}
 ROLES = {"user", "assistant"}
@@ -221,7 +224,7 @@ def _usage_upsert(user_id: int | None, model: str, provider: str, input_tokens: 
 
 def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
             attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False,
-            persist: Callable[[dict[str, Any] | None], None] | None = None) -> None:
+            persist: Persist | None = None) -> None:
     call = admitted.call
     usage = (message or {}).get("usage") or {}
     input_tokens, output_tokens = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
@@ -244,7 +247,7 @@ def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str
         metadata["clamp_reason"] = admitted.decision.clamp_reason
     with tenant_context(call.tenant), transaction.atomic():
         if persist is not None:
-            persist(message)
+            persist(message, provider, region)
         _usage_upsert(call.user.pk, admitted.entry.model_id, provider, input_tokens, output_tokens, status != "success")
         params = admitted.message_request.params
         audit_record(event_type="model_call", user=call.user, request=call.request, model=admitted.entry.model_id,
@@ -266,7 +269,7 @@ def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, A
 
 
 def gateway_complete(admitted: Admitted,
-                     persist: Callable[[dict[str, Any] | None], None] | None = None) -> dict[str, Any]:
+                     persist: Persist | None = None) -> dict[str, Any]:
     """Non-streaming call. Returns the Anthropic Message JSON; raises InferenceError subclasses."""
     targets = targets_for_tenant(admitted.call.tenant)
     try:
@@ -286,7 +289,7 @@ def gateway_complete(admitted: Admitted,
 
 
 def gateway_stream(admitted: Admitted,
-                   persist: Callable[[dict[str, Any] | None], None] | None = None) -> Iterator[dict[str, Any]]:
+                   persist: Persist | None = None) -> Iterator[dict[str, Any]]:
     """Open the stream now (failover happens here, before the first byte); iterate for Anthropic events.
 
     Raises InferenceError subclasses before returning if no provider could start. After the first event an

@@ -230,3 +230,10 @@ ATRIUM_OIDC_HTTP_TIMEOUT_S = env.float("ATRIUM_OIDC_HTTP_TIMEOUT_S", default=5.0
 # (or the secret key while this is empty) invalidates every API key.
 ATRIUM_API_KEY_PEPPER = env.str("ATRIUM_API_KEY_PEPPER", default="")
 ATRIUM_API_KEYS_PER_USER = env.int("ATRIUM_API_KEYS_PER_USER", default=25)
+
+# --- chat, metrics, compliance ---------------------------------------------------------------------
+ATRIUM_METRICS_TOKEN = env.str("ATRIUM_METRICS_TOKEN", default="")  # empty: /metrics open (restrict by network)
+ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed download links and files expire
+ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere
+ATRIUM_GDPR_BATCH = env.int("ATRIUM_GDPR_BATCH", default=2000)  # rows per transaction in GDPR jobs
+ATRIUM_RETENTION_BATCH = env.int("ATRIUM_RETENTION_BATCH", default=1000)

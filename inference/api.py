@@ -1,0 +1,206 @@
+"""Conversations API (DRF): the web chat's backend, usable with a session, an API key or a bearer token.
+
+Every conversation belongs to one user: another user's (or tenant's) conversation id answers 404, exactly as a
+missing one. Sending a message answers `text/event-stream` (Anthropic stream events, then `atrium.saved`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference.api_v1 import error_from_exception, models_for
+from inference.catalog.selectors import catalog_entry
+from inference.chat import chat_send, conversation_create, conversation_rename
+from inference.models import Conversation
+from inference.selectors import conversation_get, conversation_list, usage_today
+
+
+def _tenant() -> Any:
+    return connection.tenant  # type: ignore[attr-defined]
+
+
+def _not_found() -> Response:
+    return Response({"type": "error", "error": {"type": "not_found_error", "message": "No such conversation."}},
+                    status=status.HTTP_404_NOT_FOUND)
+
+
+def _invalid(errors: Any) -> Response:
+    message = "; ".join(f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in errors.items())
+    return Response({"type": "error", "error": {"type": "invalid_request_error", "message": message}},
+                    status=status.HTTP_400_BAD_REQUEST)
+
+
+class ConversationOutput(serializers.Serializer[Conversation]):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    model = serializers.CharField()
+    system = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class MessageOutput(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    role = serializers.CharField()
+    content = serializers.JSONField()
+    model = serializers.CharField()
+    provider = serializers.CharField()
+    incomplete = serializers.BooleanField()
+    stop_reason = serializers.CharField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class ConversationListCreateApi(APIView):
+    class Pagination(PageNumberPagination):
+        page_size = 20
+        page_size_query_param = "page_size"
+        max_page_size = 100
+
+    class CreateInput(serializers.Serializer[Any]):
+        model = serializers.CharField(max_length=120)
+        title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        system = serializers.CharField(required=False, allow_blank=True, default="", max_length=20000)
+
+    @extend_schema(responses=ConversationOutput(many=True))
+    def get(self, request: Request) -> Response:
+        paginator = self.Pagination()
+        page = paginator.paginate_queryset(conversation_list(user=request.user), request, view=self)
+        return paginator.get_paginated_response(ConversationOutput(page, many=True).data)
+
+    @extend_schema(request=CreateInput, responses={201: ConversationOutput})
+    def post(self, request: Request) -> Response:
+        data = self.CreateInput(data=request.data)
+        if not data.is_valid():
+            return _invalid(data.errors)
+        entry = catalog_entry(data.validated_data["model"])
+        if entry is None or entry not in models_for(request.user, _tenant()):
+            return Response({"type": "error", "error": {"type": "permission_error" if entry else "not_found_error",
+                                                        "message": f"model: {data.validated_data['model']} is not "
+                                                                   f"available to you."}},
+                            status=403 if entry else 404)
+        conversation = conversation_create(user=request.user, model=entry.model_id,
+                                           title=data.validated_data["title"], system=data.validated_data["system"])
+        return Response(ConversationOutput(conversation).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationDetailApi(APIView):
+    class RenameInput(serializers.Serializer[Any]):
+        title = serializers.CharField(max_length=200, allow_blank=False)
+
+    class DetailOutput(ConversationOutput):
+        messages = MessageOutput(many=True)
+
+    @extend_schema(responses=DetailOutput)
+    def get(self, request: Request, conversation_id: str) -> Response:
+        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        if conversation is None:
+            return _not_found()
+        payload = dict(ConversationOutput(conversation).data)
+        payload["messages"] = MessageOutput(conversation.messages.order_by("created_at"), many=True).data
+        return Response(payload)
+
+    @extend_schema(request=RenameInput, responses=ConversationOutput)
+    def patch(self, request: Request, conversation_id: str) -> Response:
+        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        if conversation is None:
+            return _not_found()
+        data = self.RenameInput(data=request.data)
+        if not data.is_valid():
+            return _invalid(data.errors)
+        return Response(ConversationOutput(conversation_rename(conversation, data.validated_data["title"])).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, conversation_id: str) -> Response:
+        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        if conversation is None:
+            return _not_found()
+        conversation.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class _StreamingApi(APIView):
+    retry = False
+
+    class SendInput(serializers.Serializer[Any]):
+        content = serializers.CharField(required=False, allow_blank=False, max_length=200_000)
+        model = serializers.CharField(required=False, max_length=120)
+        max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=200_000)
+
+    def post(self, request: Request, conversation_id: str) -> HttpResponse | Response:
+        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        if conversation is None:
+            return _not_found()
+        data = self.SendInput(data=request.data)
+        if not data.is_valid():
+            return _invalid(data.errors)
+        if not self.retry and not data.validated_data.get("content"):
+            return _invalid({"content": ["the message text is required."]})
+        try:
+            turn = chat_send(conversation=conversation, user=request.user, tenant=_tenant(), request=request,
+                             content=data.validated_data.get("content"), model=data.validated_data.get("model"),
+                             max_tokens=data.validated_data.get("max_tokens"), retry=self.retry)
+        except Exception as exc:
+            return error_from_exception(exc)
+        response = StreamingHttpResponse(turn.sse(), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        for name, value in turn.admitted.clamp_headers.items():
+            response[name] = value
+        return response
+
+
+class MessageSendApi(_StreamingApi):
+    @extend_schema(request=_StreamingApi.SendInput, responses={(200, "text/event-stream"): str})
+    def post(self, request: Request, conversation_id: str) -> HttpResponse | Response:
+        return super().post(request, conversation_id)
+
+
+class MessageRetryApi(_StreamingApi):
+    retry = True
+
+    @extend_schema(request=_StreamingApi.SendInput, responses={(200, "text/event-stream"): str})
+    def post(self, request: Request, conversation_id: str) -> HttpResponse | Response:
+        return super().post(request, conversation_id)
+
+
+class ModelListApi(APIView):
+    class ModelOutput(serializers.Serializer[Any]):
+        id = serializers.CharField(source="model_id")
+        display_name = serializers.CharField()
+        tier = serializers.CharField(allow_null=True)
+
+    @extend_schema(responses=ModelOutput(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(self.ModelOutput(models_for(request.user, _tenant()), many=True).data)
+
+
+class UsageMeApi(APIView):
+    class UsageOutput(serializers.Serializer[Any]):
+        requests = serializers.IntegerField()
+        input_tokens = serializers.IntegerField()
+        output_tokens = serializers.IntegerField()
+        tokens_per_day_limit = serializers.IntegerField(allow_null=True)
+        tokens_left = serializers.IntegerField(allow_null=True)
+
+    @extend_schema(responses=UsageOutput)
+    def get(self, request: Request) -> Response:
+        return Response(self.UsageOutput(usage_me(request.user, _tenant())).data)
+
+
+def usage_me(user: Any, tenant: Any) -> dict[str, Any]:
+    usage: dict[str, Any] = dict(usage_today(user=user))
+    limit = tenant.user_tokens_per_day
+    usage["tokens_per_day_limit"] = limit
+    usage["tokens_left"] = None if limit is None else max(0, limit - usage["input_tokens"] - usage["output_tokens"])
+    return usage

@@ -1,0 +1,185 @@
+"""Conversations API and web chat pages: ownership, streaming turns, retry, consent, safe rendering."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from inference.models import Conversation, Message
+from inference.rendering import render_markdown
+from tests.chat.conftest import sse_events
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(tenant_a: Any, make_user: Any, client_a: Any, in_tenant: Any) -> Any:
+    user = make_user(tenant_a, "basic_user")
+    with in_tenant(tenant_a):
+        client_a.force_login(user)
+    return user
+
+
+def _create(client: Any, model: str = "claude-sonnet-5-5", **extra: Any) -> Any:
+    return client.post("/api/conversations/", data=json.dumps({"model": model, **extra}),
+                       content_type="application/json")
+
+
+def _send(client: Any, conversation_id: str, content: str, **extra: Any) -> Any:
+    return client.post(f"/api/conversations/{conversation_id}/messages/",
+                       data=json.dumps({"content": content, **extra}), content_type="application/json")
+
+
+def test_create_list_retrieve_rename_delete(sim: Any, client_a: Any, alice: Any) -> None:
+    created = _create(client_a, title="First")
+    assert created.status_code == 201
+    cid = created.json()["id"]
+    assert created.json()["model"] == "claude-sonnet-5-5"
+    for n in range(3):
+        assert _create(client_a, title=f"more {n}").status_code == 201
+    listing = client_a.get("/api/conversations/?page_size=2").json()
+    assert listing["count"] == 4 and len(listing["results"]) == 2 and listing["next"]
+    detail = client_a.get(f"/api/conversations/{cid}/").json()
+    assert detail["title"] == "First" and detail["messages"] == []
+    renamed = client_a.patch(f"/api/conversations/{cid}/", data=json.dumps({"title": "Renamed"}),
+                             content_type="application/json")
+    assert renamed.status_code == 200 and renamed.json()["title"] == "Renamed"
+    assert client_a.delete(f"/api/conversations/{cid}/").status_code == 204
+    assert client_a.get(f"/api/conversations/{cid}/").status_code == 404
+
+
+def test_create_refuses_models_the_user_may_not_use(sim: Any, client_a: Any, alice: Any) -> None:
+    response = _create(client_a, model="claude-opus-5-5")
+    assert response.status_code == 403 and response.json()["error"]["type"] == "permission_error"
+    assert _create(client_a, model="nope").status_code == 404
+    bad = client_a.post("/api/conversations/", data="{}", content_type="application/json")
+    assert bad.status_code == 400 and "model" in bad.json()["error"]["message"]
+
+
+def test_send_streams_and_saves_both_messages(sim: Any, client_a: Any, alice: Any, tenant_a: Any,
+                                              in_tenant: Any) -> None:
+    cid = _create(client_a).json()["id"]
+    response = _send(client_a, cid, "Explain **quotas**")
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    events = sse_events(response)
+    assert events[0]["type"] == "message_start"
+    saved = events[-1]
+    assert saved["event"] == "atrium.saved" and saved["incomplete"] is False and "<p>" in saved["html"]
+    with in_tenant(tenant_a):
+        conversation = Conversation.objects.get(pk=cid)
+        roles = list(conversation.messages.order_by("created_at").values_list("role", flat=True))
+        assert roles == ["user", "assistant"]
+        answer = conversation.messages.get(role="assistant")
+        assert str(answer.id) == saved["message_id"] and answer.provider == "anthropic" and answer.output_tokens > 0
+        assert conversation.title == "Explain **quotas**"
+    # The history goes back to the model with the next message.
+    sse_events(_send(client_a, cid, "And tokens?"))
+    assert json.loads(json.dumps(client_a.get(f"/api/conversations/{cid}/").json()))["messages"][2]["role"] == "user"
+    usage = client_a.get("/api/usage/me/").json()
+    assert usage["requests"] == 2 and usage["output_tokens"] > 0
+
+
+def test_retry_replaces_the_last_answer(sim: Any, client_a: Any, alice: Any, tenant_a: Any, in_tenant: Any) -> None:
+    cid = _create(client_a).json()["id"]
+    sse_events(_send(client_a, cid, "Once"))
+    with in_tenant(tenant_a):
+        first = Message.objects.get(conversation_id=cid, role="assistant")
+    events = sse_events(client_a.post(f"/api/conversations/{cid}/retry/", data="{}", content_type="application/json"))
+    assert events[-1]["event"] == "atrium.saved"
+    with in_tenant(tenant_a):
+        answers = list(Message.objects.filter(conversation_id=cid, role="assistant"))
+        assert len(answers) == 1 and answers[0].id != first.id
+        assert Message.objects.filter(conversation_id=cid).count() == 2
+
+
+def test_refusals_come_back_as_json_before_any_stream(sim: Any, client_a: Any, alice: Any, tenant_a: Any,
+                                                      tenant_update: Any, in_tenant: Any) -> None:
+    cid = _create(client_a).json()["id"]
+    forbidden = _send(client_a, cid, "hi", model="claude-opus-5-5")
+    assert forbidden.status_code == 403 and "access.use_opus" in forbidden.json()["error"]["message"]
+    tenant_update(tenant_a, requests_per_minute=0)
+    limited = _send(client_a, cid, "hi")
+    assert limited.status_code == 429 and limited["retry-after"]
+    with in_tenant(tenant_a):
+        assert not Message.objects.filter(conversation_id=cid).exists(), "refused turns save nothing"
+
+
+def test_ownership_across_users_and_tenants(sim: Any, client_a: Any, client_b: Any, alice: Any, tenant_a: Any,
+                                            tenant_b: Any, make_user: Any, in_tenant: Any) -> None:
+    from django.test import Client
+
+    from tests.conftest import tenant_host
+
+    cid = _create(client_a).json()["id"]
+    sse_events(_send(client_a, cid, "private"))
+    bob = make_user(tenant_a, "basic_user")
+    other = Client(HTTP_HOST=tenant_host(tenant_a))
+    with in_tenant(tenant_a):
+        other.force_login(bob)
+    assert other.get(f"/api/conversations/{cid}/").status_code == 404
+    assert other.patch(f"/api/conversations/{cid}/", data='{"title": "x"}',
+                       content_type="application/json").status_code == 404
+    assert other.delete(f"/api/conversations/{cid}/").status_code == 404
+    assert _send(other, cid, "hijack").status_code == 404
+    assert other.get("/api/conversations/").json()["count"] == 0
+    assert other.get(f"/chat/{cid}/").status_code == 404
+    carol = make_user(tenant_b, "basic_user")
+    with in_tenant(tenant_b):
+        client_b.force_login(carol)
+    assert client_b.get(f"/api/conversations/{cid}/").status_code == 404
+    assert client_a.get("/api/conversations/not-a-uuid/").status_code == 404
+
+
+def test_api_requires_authentication(sim: Any, client_a: Any) -> None:
+    assert client_a.get("/api/conversations/").status_code in (401, 403)
+
+
+def test_consent_gate_on_web_chat_and_api(sim: Any, client_a: Any, alice: Any, tenant_a: Any,
+                                          tenant_update: Any) -> None:
+    tenant_update(tenant_a, processing_notice="We keep conversations 30 days.")
+    page = client_a.get("/chat/")
+    assert page.status_code == 302 and page["Location"].startswith("/consent/")
+    cid = _create(client_a).json()["id"]
+    refused = _send(client_a, cid, "hello")
+    assert refused.status_code == 403 and "/consent/" in refused.json()["error"]["message"]
+    notice_page = client_a.get("/consent/")
+    assert b"We keep conversations 30 days." in notice_page.content
+    accepted = client_a.post("/consent/", {"action": "accept", "version": "1", "next": "/chat/"})
+    assert accepted.status_code == 302 and accepted["Location"] == "/chat/"
+    assert client_a.get("/chat/").status_code == 200
+    assert _send(client_a, cid, "hello").status_code == 200
+    client_a.post("/consent/", {"action": "withdraw"})
+    assert client_a.get("/chat/").status_code == 302
+
+
+def test_chat_page_offers_only_permitted_models(sim: Any, client_a: Any, alice: Any) -> None:
+    page = client_a.get("/chat/").content.decode()
+    assert 'value="claude-sonnet-5-5"' in page and 'value="claude-haiku-5-5"' in page
+    assert 'value="claude-opus-5-5"' not in page
+
+
+def test_model_output_is_rendered_without_script(sim: Any, client_a: Any, alice: Any) -> None:
+    cid = _create(client_a).json()["id"]
+    attack = '<script>alert(1)</script> <img src=x onerror=alert(2)> [x](javascript:alert(3))'
+    saved = sse_events(_send(client_a, cid, attack))[-1]
+    html = saved["html"]
+    assert "<script" not in html and "<img" not in html and 'href="javascript:' not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, "raw HTML is shown as text, not dropped"
+    page = client_a.get(f"/chat/{cid}/").content.decode()
+    assert "<script>alert" not in page and "<img" not in page and 'href="javascript:' not in page
+    assert page.count("&lt;script&gt;alert(1)") >= 2  # the question and the answer's echo, both as text
+
+
+def test_render_markdown_keeps_code_blocks() -> None:
+    html = render_markdown("Run this:\n\n```python\nprint('<b>hi</b>')\n```\n\n**bold**")
+    assert "<pre><code" in html and "&lt;b&gt;hi&lt;/b&gt;" in html and "<strong>bold</strong>" in html
+
+
+def test_openapi_schema_and_docs(sim: Any, client_a: Any, alice: Any) -> None:
+    schema = client_a.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert "/api/conversations/" in paths and "/api/conversations/{conversation_id}/messages/" in paths
+    assert client_a.get("/api/docs/").status_code == 200
