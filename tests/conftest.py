@@ -54,6 +54,19 @@ def _ensure_tenant(slug: str) -> Any:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(request: pytest.FixtureRequest, django_test_environment: None, django_db_blocker: Any,
+                    django_db_keepdb: bool, django_db_createdb: bool, django_db_modify_db_settings: None) -> None:
+    """The test database, always: pytest-django only creates it when a collected test is marked django_db, but
+    the server, worker and browser tests use committed data without that mark (their writes must be visible to
+    other processes), and may run alone."""
+    from django.test.utils import setup_databases
+
+    with django_db_blocker.unblock():
+        setup_databases(verbosity=request.config.option.verbose, interactive=False, aliases={"default"},
+                        keepdb=django_db_keepdb and not django_db_createdb)
+
+
+@pytest.fixture(scope="session")
 def tenants(django_db_setup: None, django_db_blocker: Any) -> dict[str, Any]:
     """Two committed tenants (alpha, beta) shared by the whole session."""
     with django_db_blocker.unblock():

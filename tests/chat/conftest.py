@@ -6,6 +6,7 @@ Providers are the project's simulator on loopback; credentials are placeholders 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,9 @@ import pytest
 from inference.breaker import breaker_reset
 from inference.providers.base import provider_clients_clear
 from inference.simulator import Simulator
+from tests.conftest import WebServer, hosts_resolve, subprocess_env
+
+QUOTA_TENANT = "gamma"  # a committed tenant whose quotas the server tests change
 
 SIM_ENV = {
     "ANTHROPIC_API_KEY": "sk-ant-test",
@@ -117,3 +121,80 @@ def sse_events(response: Any) -> list[dict[str, Any]]:
 def body(text: str = "Hello", *, model: str = "claude-sonnet-5-5", max_tokens: int = 64,
          **extra: Any) -> dict[str, Any]:
     return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}], **extra}
+
+
+# --- a real gunicorn for the SDK, quota and browser tests ------------------------------------------
+
+@pytest.fixture(scope="module")
+def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[WebServer]:
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision
+
+    with django_db_blocker.unblock():
+        if not Tenant.objects.filter(schema_name=QUOTA_TENANT).exists():
+            tenant_provision(slug=QUOTA_TENANT, name="Gamma")
+    hosts_resolve("alpha.localhost", "beta.localhost", f"{QUOTA_TENANT}.localhost")
+    env = subprocess_env(
+        **SIM_ENV,
+        ATRIUM_ANTHROPIC_BASE_URL=f"{simulator.url}/anthropic",
+        ATRIUM_BEDROCK_BASE_URL=f"{simulator.url}/bedrock/{{region}}",
+        ATRIUM_VERTEX_BASE_URL=f"{simulator.url}/vertex/v1",
+        ATRIUM_PROVIDER_ORDER="anthropic,bedrock:us-east-1,vertex:us-east5",
+    )
+    server = WebServer(env, workers=2).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clean(simulator: Simulator) -> Iterator[None]:
+    simulator.faults.clear()
+    breaker_reset()
+    quota_keys_clear()
+    yield
+    simulator.faults.clear()
+    breaker_reset()
+    quota_keys_clear()
+
+
+@pytest.fixture
+def committed_user(committed: None) -> Iterator[Callable[..., tuple[Any, str]]]:
+    """Committed users with API keys (the server process must see them); deleted afterwards."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django_tenants.utils import schema_context
+
+    from access.services import api_key_create
+
+    made: list[tuple[str, int]] = []
+
+    def _make(schema: str, role: str = "basic_user", password: str | None = None) -> tuple[Any, str]:
+        with schema_context(schema):
+            name = f"{role}-{uuid.uuid4().hex[:8]}"
+            user = get_user_model().objects.create_user(username=name, email=f"{name}@example.com",
+                                                        password=password)
+            user.groups.add(Group.objects.get(name=role))
+            _row, raw = api_key_create(user=user, name="sdk test")
+            made.append((schema, user.pk))
+            return user, raw
+
+    yield _make
+    for schema, pk in made:
+        with schema_context(schema):
+            get_user_model().objects.filter(pk=pk).delete()
+
+
+@pytest.fixture
+def quota_policy(committed: None) -> Iterator[Callable[..., None]]:
+    from tenants.models import Tenant
+
+    fields = ("requests_per_minute", "tokens_per_day", "user_requests_per_minute", "user_tokens_per_day")
+    original = Tenant.objects.filter(schema_name=QUOTA_TENANT).values(*fields).get()
+
+    def _set(**values: Any) -> None:
+        Tenant.objects.filter(schema_name=QUOTA_TENANT).update(**values)
+
+    yield _set
+    Tenant.objects.filter(schema_name=QUOTA_TENANT).update(**original)

@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,88 +16,13 @@ import pytest
 
 from inference.breaker import breaker_reset
 from inference.simulator import Simulator
-from tests.chat.conftest import SIM_ENV, quota_keys_clear
-from tests.conftest import ROOT, WebServer, hosts_resolve, subprocess_env
+from tests.chat.conftest import QUOTA_TENANT
+from tests.conftest import ROOT, WebServer
 
 pytestmark = pytest.mark.slow
-QUOTA_TENANT = "gamma"
 
 
-@pytest.fixture(scope="module")
-def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[WebServer]:
-    from tenants.models import Tenant
-    from tenants.services import tenant_provision
-
-    with django_db_blocker.unblock():
-        if not Tenant.objects.filter(schema_name=QUOTA_TENANT).exists():
-            tenant_provision(slug=QUOTA_TENANT, name="Gamma")
-    hosts_resolve("alpha.localhost", "beta.localhost", f"{QUOTA_TENANT}.localhost")
-    env = subprocess_env(
-        **SIM_ENV,
-        ATRIUM_ANTHROPIC_BASE_URL=f"{simulator.url}/anthropic",
-        ATRIUM_BEDROCK_BASE_URL=f"{simulator.url}/bedrock/{{region}}",
-        ATRIUM_VERTEX_BASE_URL=f"{simulator.url}/vertex/v1",
-        ATRIUM_PROVIDER_ORDER="anthropic,bedrock:us-east-1,vertex:us-east5",
-    )
-    server = WebServer(env, workers=2).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def clean(simulator: Simulator) -> Iterator[None]:
-    simulator.faults.clear()
-    breaker_reset()
-    quota_keys_clear()
-    yield
-    simulator.faults.clear()
-    breaker_reset()
-    quota_keys_clear()
-
-
-@pytest.fixture
-def committed_user(committed: None) -> Iterator[Callable[..., tuple[Any, str]]]:
-    """Committed users with API keys (the server process must see them); deleted afterwards."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-    from django_tenants.utils import schema_context
-
-    from access.services import api_key_create
-
-    made: list[tuple[str, int]] = []
-
-    def _make(schema: str, role: str = "basic_user") -> tuple[Any, str]:
-        with schema_context(schema):
-            name = f"{role}-{uuid.uuid4().hex[:8]}"
-            user = get_user_model().objects.create_user(username=name, email=f"{name}@example.com")
-            user.groups.add(Group.objects.get(name=role))
-            _row, raw = api_key_create(user=user, name="sdk test")
-            made.append((schema, user.pk))
-            return user, raw
-
-    yield _make
-    for schema, pk in made:
-        with schema_context(schema):
-            get_user_model().objects.filter(pk=pk).delete()
-
-
-@pytest.fixture
-def quota_policy(committed: None) -> Iterator[Callable[..., None]]:
-    from tenants.models import Tenant
-
-    fields = ("requests_per_minute", "tokens_per_day", "user_requests_per_minute", "user_tokens_per_day")
-    original = Tenant.objects.filter(schema_name=QUOTA_TENANT).values(*fields).get()
-
-    def _set(**values: Any) -> None:
-        Tenant.objects.filter(schema_name=QUOTA_TENANT).update(**values)
-
-    yield _set
-    Tenant.objects.filter(schema_name=QUOTA_TENANT).update(**original)
-
-
-@pytest.mark.django_db  # also makes pytest-django create the test database when this module runs alone
+@pytest.mark.django_db
 def test_quota_tenant_has_its_roles(web: WebServer) -> None:
     from django.contrib.auth.models import Group
     from django_tenants.utils import schema_context
