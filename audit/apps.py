@@ -5,3 +5,9 @@ class AuditConfig(AppConfig):
     name = "audit"
     verbose_name = "Audit and compliance"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from audit import receivers
+        from tenants.signals import tenant_policy_changed
+
+        tenant_policy_changed.connect(receivers.tenant_policy_changed, dispatch_uid="audit_tenant_policy_changed")

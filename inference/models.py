@@ -80,6 +80,8 @@ class UsageDaily(models.Model):
                                     nulls_distinct=False),
         ]
         indexes = [models.Index(fields=["day"], name="usage_daily_day")]
+        verbose_name = "usage"
+        verbose_name_plural = "usage"
 
     def __str__(self) -> str:
         return f"usage {self.day} {self.model} {self.provider}"

@@ -12,6 +12,7 @@ from django_tenants.admin import TenantAdminMixin
 from django_tenants.utils import get_public_schema_name
 
 from tenants.models import Domain, Tenant
+from tenants.signals import tenant_policy_changed
 from tenants.validators import validate_allowed_models, validate_provider_order
 
 # Credential inputs: (form field, provider, key, is_secret). Secrets are never rendered back.
@@ -173,8 +174,14 @@ class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):
             credentials.pop(provider, None)
         for provider, values in form.credential_changes().items():
             credentials[provider] = {**(credentials.get(provider) or {}), **values}
+        credentials_changed = sorted(set(form.cleaned_data.get("clear_credentials") or [])
+                                     | set(form.credential_changes()))
         obj.credentials = credentials
         super().save_model(request, obj, form, change)
+        if change and (form.changed_data or credentials_changed):
+            policy_fields = [f for f in form.changed_data if f in form.Meta.fields]
+            tenant_policy_changed.send(sender=Tenant, tenant=obj, fields=policy_fields,
+                                       credentials=credentials_changed, actor=request.user.get_username())
 
 
 @admin.register(Domain)

@@ -5,3 +5,8 @@ from django.dispatch import Signal
 # Sent with schema_name=<schema> while the connection is set to that schema, after its tables exist.
 # Receivers must be idempotent: it is sent for the template schema and again for each clone.
 tenant_provisioned = Signal()
+
+# Sent inside the transaction that saves a tenant's policy or credentials from the public admin, with
+# tenant=<Tenant>, fields=[changed policy field names], credentials=[providers whose credentials changed],
+# actor=<public admin username>, created=<bool>. The audit app records it in the tenant's own trail.
+tenant_policy_changed = Signal()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from tenants.models import Tenant
+
 TIER_CHOICES = [("opus", "Opus"), ("sonnet", "Sonnet"), ("haiku", "Haiku")]
 
 
@@ -73,3 +75,12 @@ class ProviderHealthCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target} {self.status} at {self.checked_at:%Y-%m-%d %H:%M:%S}"
+
+
+class TenantUsage(Tenant):
+    """The public admin's usage-per-tenant page (a proxy: no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "usage per tenant"
+        verbose_name_plural = "usage per tenant"

@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 
@@ -126,3 +127,26 @@ def catalog_cheapest() -> CatalogEntry | None:
 def known_model_names() -> list[str]:
     """Every name the catalog accepts (tiers, ids, aliases); tenants.validators uses it for allow-lists."""
     return sorted(_current().by_name)
+
+
+def usage_per_tenant(days: int = 30) -> list[dict[str, Any]]:
+    """Requests and tokens of every tenant over the last `days` days (one query per tenant schema)."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.db import connection
+
+    from tenants.models import Tenant
+
+    since = datetime.now(UTC).date() - timedelta(days=days - 1)
+    rows = []
+    for tenant in Tenant.objects.exclude(schema_name="public").order_by("name"):
+        schema = tenant.schema_name.replace('"', "")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), '  # noqa: S608 - schema from our table
+                f'COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0) '
+                f'FROM "{schema}".inference_usagedaily WHERE day >= %s', [since])
+            requests, errors, input_tokens, output_tokens = cursor.fetchone() or (0, 0, 0, 0)
+        rows.append({"tenant": tenant.schema_name, "name": tenant.name, "requests": int(requests),
+                     "errors": int(errors), "input_tokens": int(input_tokens), "output_tokens": int(output_tokens)})
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from tenants.models import Domain, Tenant
@@ -75,6 +76,19 @@ def test_public_admin_manages_tenants(public_client: Any, tenant_a: Any) -> None
     assert tenant.provider_order == ["anthropic", "bedrock:eu-west-1"]
     assert tenant.credentials["anthropic"]["api_key"] == "sk-new-key"
     assert Domain.objects.filter(tenant=tenant).exists()
+    # The edit is in the tenant's own audit trail (which fields, which providers; never the values).
+    from django_tenants.utils import tenant_context
+
+    from audit.models import AuditEntry
+
+    with tenant_context(tenant):
+        policy = AuditEntry.objects.filter(event_type="policy_change").order_by("-seq").first()
+        creds = AuditEntry.objects.filter(event_type="credentials_change").order_by("-seq").first()
+        assert policy is not None and "retention_days" in policy.metadata["fields"]
+        assert policy.personal["username"] == "platform-admin"
+        assert creds is not None and creds.metadata["providers"] == ["anthropic"]
+        assert "sk-new-key" not in str(creds.metadata)
+    connection.set_schema_to_public()
 
 
 def test_public_admin_rejects_invalid_policy(public_client: Any, tenant_a: Any) -> None:

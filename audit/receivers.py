@@ -1,0 +1,30 @@
+"""Audit entries for changes other apps make (they send signals; audit records them in the right schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from audit.services import audit_record
+
+
+def tenant_policy_changed(sender: Any, tenant: Any, fields: list[str], credentials: list[str], actor: str,
+                          **kwargs: Any) -> None:
+    """A platform admin edited this tenant's policy or credentials: record it in the tenant's own trail.
+
+    Runs inside the admin's transaction (same connection), so the edit and its audit entry commit together.
+    Credential values never appear: only which providers changed.
+    """
+    previous = getattr(connection, "tenant", None)
+    with tenant_context(tenant):
+        if fields:
+            audit_record(event_type="policy_change", metadata={"fields": sorted(fields), "by": "platform admin"},
+                         personal={"username": actor})
+        if credentials:
+            audit_record(event_type="credentials_change", metadata={"providers": credentials,
+                                                                    "by": "platform admin"},
+                         personal={"username": actor})
+    if previous is not None:
+        connection.set_tenant(previous)  # type: ignore[attr-defined]
