@@ -80,17 +80,23 @@ def audit_record(*, event_type: str, user: Any = None, request: Any = None, mode
     return entry
 
 
+def audit_redact_batch(user_id: int, batch: int) -> int:
+    """Blank the personal columns of up to `batch` of one user's entries; the chain still verifies."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE audit_auditentry SET user_id = NULL, personal = '{}'::jsonb, redacted_at = now() "
+            "WHERE id IN (SELECT id FROM audit_auditentry WHERE user_id = %s LIMIT %s)",
+            [user_id, batch],
+        )
+        return int(cursor.rowcount)
+
+
 def audit_redact_user(user_id: int, *, batch: int = 5000) -> int:
-    """Blank the personal columns of one user's entries (GDPR deletion). The chain still verifies."""
+    """Blank the personal columns of every entry of one user (GDPR deletion), batch by batch."""
     total = 0
     while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE audit_auditentry SET user_id = NULL, personal = '{}'::jsonb, redacted_at = now() "
-                "WHERE id IN (SELECT id FROM audit_auditentry WHERE user_id = %s LIMIT %s)",
-                [user_id, batch],
-            )
-            changed = cursor.rowcount
+        with transaction.atomic():
+            changed = audit_redact_batch(user_id, batch)
         total += changed
         if changed < batch:
             return total

@@ -156,6 +156,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "audit.tasks.export_expire",
         "schedule": crontab(minute=23),
     },
+    "gdpr-recover": {
+        "task": "audit.tasks.gdpr_recover",
+        "schedule": 60.0,
+        "tenant_schemas": ["public"],
+    },
 }
 
 # --- REST framework, schema --------------------------------------------------------------------
@@ -237,3 +242,5 @@ ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed 
 ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere
 ATRIUM_GDPR_BATCH = env.int("ATRIUM_GDPR_BATCH", default=2000)  # rows per transaction in GDPR jobs
 ATRIUM_RETENTION_BATCH = env.int("ATRIUM_RETENTION_BATCH", default=1000)
+ATRIUM_GDPR_BATCH_PAUSE_MS = env.int("ATRIUM_GDPR_BATCH_PAUSE_MS", default=0)  # throttle between GDPR batches
+ATRIUM_GDPR_QUEUE = env.str("ATRIUM_GDPR_QUEUE", default="celery")  # Celery queue of export and deletion jobs

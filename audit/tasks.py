@@ -1,0 +1,42 @@
+"""Celery tasks of the audit app. tenant-schemas-celery runs each in the schema it was sent from; beat entries
+without `tenant_schemas` run once per tenant (settings.CELERY_BEAT_SCHEDULE)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from audit import gdpr
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def gdpr_run(job_id: str) -> str:
+    return gdpr.gdpr_run(job_id)
+
+
+@shared_task(ignore_result=True)
+def gdpr_recover() -> int:
+    """Resume jobs whose worker died (their lease expired). Sent in the public schema: walks every tenant."""
+    from tenants.models import Tenant
+
+    if connection.schema_name != "public":  # type: ignore[attr-defined]
+        return gdpr.gdpr_recover()
+    total = 0
+    for tenant in Tenant.objects.exclude(schema_name="public"):
+        with tenant_context(tenant):
+            total += gdpr.gdpr_recover()
+    return total
+
+
+@shared_task(ignore_result=True)
+def retention_run() -> int:
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(schema_name=connection.schema_name)  # type: ignore[attr-defined]
+    return gdpr.retention_run(tenant)
+
+
+@shared_task(ignore_result=True)
+def export_expire() -> int:
+    return gdpr.export_expire()
