@@ -417,6 +417,8 @@ def _deletion_exports(job: GdprJob, subject_id: int) -> None:
             status = GdprJob.Status.EXPIRED if other.kind == GdprJob.Kind.EXPORT else other.status
             GdprJob.objects.filter(pk=other.pk).update(subject_id=None, subject_label="", file="", status=status)
             count += 1
+        # Jobs the subject asked for (their own exports, or others' as compliance staff) lose the link to them.
+        GdprJob.objects.filter(requested_by_id=subject_id).exclude(pk=job.pk).update(requested_by=None)
         return count
 
     _atomic_step(job, "exports", work)
