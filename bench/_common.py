@@ -1,0 +1,46 @@
+"""Shared set-up for the benchmarks: a private, freshly migrated database on DATABASE_URL's server."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+SERVER = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/atrium").rsplit("/", 1)[0]
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+def bench_database(name: str) -> str:
+    """Drop and create `name`, point DATABASE_URL at it, set Django up and migrate. Returns the URL."""
+    import psycopg
+
+    admin_url = f"{SERVER}/postgres".replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = f"{SERVER}/{name}"
+    os.environ["DATABASE_URL"] = url
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+    return url
+
+
+def bench_tenant(slug: str = "bench") -> Any:
+    from tenants.services import tenant_provision, tenant_public_ensure
+
+    tenant_public_ensure(domain="localhost")
+    return tenant_provision(slug=slug, name=slug.title()).tenant
+
+
+def emit(result: dict[str, Any]) -> None:
+    import json
+
+    print(json.dumps(result), flush=True)
