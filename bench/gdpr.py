@@ -70,7 +70,8 @@ def main() -> None:
     env = dict(os.environ, DATABASE_URL=url, ATRIUM_GDPR_QUEUE=queue, DJANGO_SETTINGS_MODULE="config.settings.test",
                CELERY_BROKER_URL=settings.CELERY_BROKER_URL, REDIS_URL=settings.REDIS_URL,
                ATRIUM_MEDIA_ROOT=str(settings.MEDIA_ROOT))
-    log = open("/tmp/atrium-bench-gdpr-worker.log", "wb")  # noqa: SIM115 - closed below
+    (ROOT / "var").mkdir(exist_ok=True)
+    log = (ROOT / "var" / "bench-gdpr-worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-c", "1",
                                "--pool", "prefork", "-l", "WARNING", "--without-gossip", "--without-mingle",
                                "--without-heartbeat"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
