@@ -42,6 +42,9 @@ typecheck: install
 bench: install
 	$(PY) bench/tenant_create.py
 	$(PY) bench/failover.py
+	$(PY) bench/overhead.py
+	$(PY) bench/gdpr.py
+	$(PY) bench/audit_verify.py
 
 clean:
 	rm -rf var/test $(VENV)

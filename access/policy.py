@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from access.errors import ModelNotAllowed, NotPermitted, ToolsNotAllowed, VisionNotAllowed, WriteNotAllowed
+from access.selectors import permissions_load
 
 # Without access.high_tokens a request gets at most this many output tokens.
 STANDARD_MAX_TOKENS = 4096
@@ -53,8 +54,9 @@ def policy_check(
     `tier` is the catalog tier of `model` (opus, sonnet, haiku) or None when the model has none;
     a model without a tier needs the tenant admin's access.admin permission.
     """
-    # Permissions are read from the database through user.has_perm on every request (Django caches
-    # them only on this user object), so a role edited in the admin applies to the next request.
+    # Permissions are read from the database on every request (one query; Django then caches them on this
+    # user object only), so a role edited in the admin applies to the next request.
+    permissions_load(user)
     if not getattr(tenant, "is_active", True):
         raise NotPermitted("This organisation is deactivated.", permission=None)
     if not getattr(user, "is_active", False):

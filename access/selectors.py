@@ -38,3 +38,24 @@ def api_key_get_for_owner(*, user: Any, key_id: str) -> ApiKey | None:
     except ValueError:
         return None
     return ApiKey.objects.filter(pk=parsed, user=user).first()
+
+
+def permissions_load(user: Any) -> None:
+    """Fill Django's per-request permission cache with one query (Django's backend would run two).
+
+    Read on every request, never cached across requests: a role edited in the admin applies to the next one.
+    """
+    if hasattr(user, "_perm_cache") or not getattr(user, "is_active", False) or getattr(user, "is_superuser", False):
+        return
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ct.app_label || '.' || p.codename FROM auth_permission p "
+            "JOIN django_content_type ct ON ct.id = p.content_type_id WHERE p.id IN ("
+            "SELECT permission_id FROM auth_user_user_permissions WHERE user_id = %s UNION "
+            "SELECT gp.permission_id FROM auth_user_groups ug JOIN auth_group_permissions gp "
+            "ON gp.group_id = ug.group_id WHERE ug.user_id = %s)",
+            [user.pk, user.pk],
+        )
+        user._perm_cache = {row[0] for row in cursor.fetchall()}

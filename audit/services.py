@@ -107,9 +107,9 @@ def audit_redact_user(user_id: int, *, batch: int = 5000) -> int:
 def notice_current(tenant: Any) -> ProcessingNotice | None:
     """The newest processing notice; a new version is published when the tenant's notice text changed."""
     text = (getattr(tenant, "processing_notice", "") or "").strip()
-    latest = ProcessingNotice.objects.order_by("-version").first()
     if not text:
         return None
+    latest = ProcessingNotice.objects.order_by("-version").first()
     if latest is not None and latest.text == text:
         return latest
     with transaction.atomic():

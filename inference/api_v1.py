@@ -93,12 +93,25 @@ def messages(request: HttpRequest) -> HttpResponse:
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
         else:
-            response = JsonResponse(gateway_complete(admitted))
+            after: list[Any] = []
+            response = JsonResponse(gateway_complete(admitted, defer=after.append))
+            for record in after:
+                response._resource_closers.append(_safely(record))  # runs when the server closes the response
         for name, value in admitted.clamp_headers.items():
             response[name] = value
         return response
     except Exception as exc:
         return error_from_exception(exc)
+
+
+def _safely(record: Any) -> Any:
+    def run() -> None:
+        try:
+            record()
+        except Exception:
+            logger.exception("could not record a completed model call")
+
+    return run
 
 
 def models_for(user: Any, tenant: Any) -> list[CatalogEntry]:

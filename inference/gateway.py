@@ -268,9 +268,13 @@ def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, A
     return message
 
 
-def gateway_complete(admitted: Admitted,
-                     persist: Persist | None = None) -> dict[str, Any]:
-    """Non-streaming call. Returns the Anthropic Message JSON; raises InferenceError subclasses."""
+def gateway_complete(admitted: Admitted, persist: Persist | None = None,
+                     defer: Callable[[Callable[[], None]], None] | None = None) -> dict[str, Any]:
+    """Non-streaming call. Returns the Anthropic Message JSON; raises InferenceError subclasses.
+
+    With `defer`, recording a successful call (usage, audit, quota settlement) is handed to it to run after the
+    response has gone out (the /v1 view runs it when the response is closed), so those writes add no latency.
+    """
     targets = targets_for_tenant(admitted.call.tenant)
     try:
         result = route(admitted.message_request, targets)
@@ -283,8 +287,15 @@ def gateway_complete(admitted: Admitted,
         quota_release(admitted.reservation)
         raise
     message = _public_message(result.message, admitted.entry)
-    _record(admitted, message=message, provider=result.provider, region=result.region, model_id=result.model_id,
-            attempts=result.attempts, status="success", persist=persist)
+
+    def record() -> None:
+        _record(admitted, message=message, provider=result.provider, region=result.region,
+                model_id=result.model_id, attempts=result.attempts, status="success", persist=persist)
+
+    if defer is None:
+        record()
+    else:
+        defer(record)
     return message
 
 

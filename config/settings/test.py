@@ -16,6 +16,8 @@ ATRIUM_ENCRYPTION_KEYS = env.list(
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tests edit tenant policy inside a transaction and expect the next request to see it.
+ATRIUM_TENANT_CACHE_S = env.float("ATRIUM_TENANT_CACHE_S", default=0.0)
 CELERY_TASK_ALWAYS_EAGER = False
 MEDIA_ROOT = env.path("ATRIUM_MEDIA_ROOT", default="/tmp/atrium-test-media")  # noqa: S108
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -159,9 +160,17 @@ def test_tokens_per_day_never_exceeded_and_settled_exactly(web: WebServer, clean
     refused = [r for r in responses if r.status_code == 429]
     assert ok and refused
     used = sum(m["usage"]["input_tokens"] + m["usage"]["output_tokens"] for m in ok)
+    assert used <= 1500
     tenant = Tenant.objects.get(schema_name=QUOTA_TENANT)
-    assert quota_tokens_used_today(tenant=tenant) == used <= 1500
-    with schema_context(QUOTA_TENANT):
-        rows = UsageDaily.objects.filter(user_id=user.pk)
-        assert sum(r.requests for r in rows) == len(ok)
-        assert sum(r.input_tokens + r.output_tokens for r in rows) == used
+
+    def recorded() -> tuple[int, int, int]:
+        with schema_context(QUOTA_TENANT):
+            rows = list(UsageDaily.objects.filter(user_id=user.pk))
+        return (quota_tokens_used_today(tenant=tenant), sum(r.requests for r in rows),
+                sum(r.input_tokens + r.output_tokens for r in rows))
+
+    # Usage and the quota settlement are written just after each response has gone out: wait for the last.
+    deadline = time.monotonic() + 30
+    while recorded() != (used, len(ok), used) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert recorded() == (used, len(ok), used)
