@@ -134,7 +134,7 @@
     }
   }
 
-  async function ensureConversation(model) {
+  async function ensureConversation(model, title) {
     if (conversationId) return conversationId;
     const response = await api("POST", "/api/conversations/", { model });
     if (!response.ok) {
@@ -144,6 +144,18 @@
     const created = await response.json();
     conversationId = created.id;
     history.replaceState(null, "", `/chat/${conversationId}/`);
+    const list = $("conversation-list");
+    if (list) {
+      const empty = list.querySelector(".muted");
+      if (empty) empty.remove();
+      const item = document.createElement("li");
+      item.className = "active";
+      const link = document.createElement("a");
+      link.href = `/chat/${conversationId}/`;
+      link.textContent = title || "New chat";
+      item.appendChild(link);
+      list.prepend(item);
+    }
     return conversationId;
   }
 
@@ -154,7 +166,7 @@
       const content = prompt.value.trim();
       if (!content) return;
       const model = $("model").value;
-      const id = await ensureConversation(model);
+      const id = await ensureConversation(model, content.split(/\s+/).join(" ").slice(0, 60));
       if (!id) return;
       const mine = bubble("user");
       mine.querySelector(".body").textContent = content;

@@ -144,7 +144,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 # Schedule kept in the public schema; an entry without "tenant_schemas" runs once per tenant.
-CELERY_BEAT_SCHEDULER = "tenant_schemas_celery.db_scheduler:TenantAwareDatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "config.beat:PlatformBeatScheduler"
 CELERY_TIMEZONE = "UTC"
 ATRIUM_HEALTH_CHECK_INTERVAL_S = env.int("ATRIUM_HEALTH_CHECK_INTERVAL_S", default=60)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {

@@ -57,6 +57,7 @@ def test_chat_in_the_browser(page_factory: Any, web: WebServer, clean: None, com
     assert re.search(r"/chat/[0-9a-f-]{36}/$", page.url)
     assert page.locator(".message.user .body").last.inner_text() == "Tell me about **streaming**"
     assert int(page.inner_text("#usage-requests")) == 1
+    assert page.locator("#conversation-list li.active a").inner_text() == "Tell me about **streaming**"
 
     # A tampered picker (opus is not offered to basic_user) is refused by the server, shown clearly.
     page.evaluate("""() => { const o = document.createElement('option'); o.value = 'claude-opus-5-5';

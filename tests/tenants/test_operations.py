@@ -77,3 +77,26 @@ def test_task_sent_in_tenant_runs_in_that_tenants_schema(celery_worker_process: 
     assert result_public.get(timeout=60) == "public"
     assert connection.schema_name == "public"
     redis_client().ping()
+
+
+def test_beat_schedule_loads_with_tenants(tenants: Any) -> None:
+    """The tenant-aware database scheduler, as `celery beat` runs it (its own process: it manages its own
+    connections), sees each entry once — it raised on duplicates while the periodic task table was shared."""
+    import json
+
+    from tests.conftest import ROOT, subprocess_env
+
+    script = (
+        "import django, json; django.setup()\n"
+        "from django.conf import settings; from django.utils.module_loading import import_string\n"
+        "from config.celery import app\n"
+        "cls = import_string(settings.CELERY_BEAT_SCHEDULER.replace(':', '.'))\n"
+        "s = cls(app=app, lazy=True); s.setup_schedule()\n"
+        "print(json.dumps(sorted(m.name for m in s.enabled_models())))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert {"retention@__all_tenants_only__", "export-expiry@__all_tenants_only__", "provider-health@public",
+            "gdpr-recover@public"} <= names
