@@ -49,6 +49,12 @@ class JobRefused(Exception):
         self.message = message
 
 
+def _subject(job: GdprJob) -> int:
+    if job.subject_id is None:
+        raise JobRefused("the job has no subject (already deleted?)")
+    return int(job.subject_id)
+
+
 def _pause() -> None:
     pause = settings.ATRIUM_GDPR_BATCH_PAUSE_MS
     if pause:
@@ -176,7 +182,7 @@ def _export_conversations(job: GdprJob, total: int) -> Iterator[dict[str, Any]]:
     from inference.models import Conversation, Message
 
     last_progress = time.monotonic()
-    conversations = Conversation.objects.filter(user_id=job.subject_id).order_by("created_at", "id")
+    conversations = Conversation.objects.filter(user_id=_subject(job)).order_by("created_at", "id")
     for done, conversation in enumerate(conversations.iterator(chunk_size=200), start=1):
         messages = Message.objects.filter(conversation_id=conversation.id).order_by("created_at").values(
             "id", "role", "content", "model", "provider", "region", "input_tokens", "output_tokens", "stop_reason",
@@ -195,7 +201,7 @@ def _export_files(job: GdprJob, user: Any) -> list[tuple[str, Callable[[IO[bytes
     from access.models import ApiKey, UserIdentity
     from inference.models import ChatPreference, Conversation, UsageDaily
 
-    total = Conversation.objects.filter(user_id=job.subject_id).count()
+    total = Conversation.objects.filter(user_id=_subject(job)).count()
 
     def write_list(rows: Any) -> Callable[[IO[bytes]], int]:
         return lambda stream: _json_array(stream, iter(rows))
@@ -203,21 +209,21 @@ def _export_files(job: GdprJob, user: Any) -> list[tuple[str, Callable[[IO[bytes
     profile = {"id": user.pk, "username": user.username, "email": user.email, "first_name": user.first_name,
                "last_name": user.last_name, "date_joined": user.date_joined, "last_login": user.last_login,
                "is_active": user.is_active, "roles": list(user.groups.values_list("name", flat=True))}
-    audit_rows = AuditEntry.objects.filter(user_id=job.subject_id).order_by("seq").values(
+    audit_rows = AuditEntry.objects.filter(user_id=_subject(job)).order_by("seq").values(
         "seq", "event_id", "timestamp", "event_type", "model", "input_tokens", "output_tokens", "latency_ms",
         "status", "personal")
     return [
         ("profile.json", lambda s: s.write(json.dumps(profile, default=str, indent=1).encode()) and 1),
         ("conversations.json", lambda s: _json_array(s, _export_conversations(job, total))),
-        ("preferences.json", write_list(ChatPreference.objects.filter(user_id=job.subject_id).values(
+        ("preferences.json", write_list(ChatPreference.objects.filter(user_id=_subject(job)).values(
             "default_model", "settings", "updated_at"))),
-        ("consents.json", write_list(Consent.objects.filter(user_id=job.subject_id).values(
+        ("consents.json", write_list(Consent.objects.filter(user_id=_subject(job)).values(
             "notice__version", "notice__text", "accepted_at", "withdrawn_at"))),
-        ("usage.json", write_list(UsageDaily.objects.filter(user_id=job.subject_id).order_by("day").values(
+        ("usage.json", write_list(UsageDaily.objects.filter(user_id=_subject(job)).order_by("day").values(
             "day", "model", "provider", "requests", "errors", "input_tokens", "output_tokens"))),
-        ("api_keys.json", write_list(ApiKey.objects.filter(user_id=job.subject_id).values(
+        ("api_keys.json", write_list(ApiKey.objects.filter(user_id=_subject(job)).values(
             "name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"))),
-        ("identities.json", write_list(UserIdentity.objects.filter(user_id=job.subject_id).values(
+        ("identities.json", write_list(UserIdentity.objects.filter(user_id=_subject(job)).values(
             "issuer", "subject"))),
         ("audit_summary.json", write_list({**r, "event_id": str(r["event_id"])} for r in audit_rows.iterator())),
     ]
@@ -240,7 +246,7 @@ README = {
 
 
 def export_run(job: GdprJob) -> None:
-    user = get_user_model().objects.filter(pk=job.subject_id).first()
+    user = get_user_model().objects.filter(pk=_subject(job)).first()
     if user is None:
         raise JobRefused("the user no longer exists")
     _renew(job, progress=1, step="collecting")

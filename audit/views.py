@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.db import connection, transaction
 from django.db.models import Q
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -47,7 +48,7 @@ def consent(request: HttpRequest) -> HttpResponse:
             consent_withdraw(request.user, request)
             messages.info(request, "Consent withdrawn. You can no longer use models until you accept again.")
             return redirect("/consent/")
-    history = Consent.objects.filter(user=request.user).select_related("notice")[:20]
+    history = Consent.objects.filter(user_id=int(request.user.pk or 0)).select_related("notice")[:20]
     return render(request, "audit/consent.html", {
         "notice": notice, "accepted": notice is not None and consent_active(request.user, notice),
         "history": history, "next": _next(request),
@@ -111,9 +112,10 @@ def compliance(request: HttpRequest) -> HttpResponse:
                 except JobRefused as exc:
                     messages.error(request, exc.message)
         elif action == "retry":
-            job = GdprJob.objects.filter(pk=request.POST.get("job")).first() if request.POST.get("job") else None
-            if job is not None:
-                gdpr_retry(job, by=user, request=request)
+            job_id = request.POST.get("job", "")
+            failed = GdprJob.objects.filter(pk=job_id).first() if _uuid(job_id) else None
+            if failed is not None:
+                gdpr_retry(failed, by=user, request=request)
         elif action == "verify" and user.has_perm("audit.view_audit"):
             result = chain_verify()
             with transaction.atomic():
@@ -162,7 +164,7 @@ def compliance_jobs(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @login_required
-def export_download(request: HttpRequest, job_id: str) -> HttpResponse:
+def export_download(request: HttpRequest, job_id: str) -> HttpResponseBase:
     job = GdprJob.objects.filter(pk=job_id).first() if _uuid(job_id) else None
     if job is None:
         return render(request, "audit/refused.html", {"message": "No such export."}, status=404)

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from access.authentication import AuthInfo, authenticate_api_request
@@ -75,7 +76,7 @@ def sse(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
 
 
 @csrf_exempt
-def messages(request: HttpRequest) -> HttpResponse:
+def messages(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return api_error(405, f"Method {request.method} not allowed on /v1/messages; use POST.")
     try:
@@ -89,14 +90,14 @@ def messages(request: HttpRequest) -> HttpResponse:
         admitted = gateway_admit(call)
         if body.get("stream"):
             events = gateway_stream(admitted)
-            response: HttpResponse = StreamingHttpResponse(sse(events), content_type="text/event-stream")
+            response: HttpResponseBase = StreamingHttpResponse(sse(events), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
         else:
             after: list[Any] = []
             response = JsonResponse(gateway_complete(admitted, defer=after.append))
             for record in after:
-                response._resource_closers.append(_safely(record))  # runs when the server closes the response
+                response._resource_closers.append(_safely(record))  # type: ignore[attr-defined]  # run on close
         for name, value in admitted.clamp_headers.items():
             response[name] = value
         return response

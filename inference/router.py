@@ -261,7 +261,7 @@ def _stream_error_type(exc: BaseException) -> str:
     """An upstream `event: error` arrives as an APIStatusError (HTTP status 200) carrying the provider's error body."""
     if isinstance(exc, anthropic.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        error: dict[str, Any] = body.get("error") if isinstance(body.get("error"), dict) else {}  # type: ignore[assignment]
         if error.get("type") == "overloaded_error" or exc.status_code == 529:
             return "overloaded_error"
     return "api_error"

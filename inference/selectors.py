@@ -52,7 +52,7 @@ def usage_series(*, days: int = 30, user_id: int | None = None) -> dict[str, Any
     series = []
     for offset in range(days):
         day = (since + timedelta(days=offset)).isoformat()
-        row = per_day.get(day, {})
+        row: dict[str, Any] = dict(per_day.get(day) or {})
         series.append({"day": day, "requests": int(row.get("requests") or 0),
                        "input_tokens": int(row.get("input_tokens") or 0),
                        "output_tokens": int(row.get("output_tokens") or 0), "errors": int(row.get("errors") or 0)})

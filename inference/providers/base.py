@@ -85,7 +85,7 @@ def _body(model_id: str, params: Mapping[str, Any], stream: bool) -> dict[str, A
     return body
 
 
-def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any) -> dict[str, Any]:
     """One non-streaming Messages call; the Message JSON as the provider sent it.
 
     `cast_to=object` is the SDK's documented way to call an endpoint and get the raw JSON back: it skips building
@@ -100,7 +100,7 @@ def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], ti
     return result
 
 
-def provider_stream(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float) -> Stream[Any]:
+def provider_stream(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any) -> Stream[Any]:
     """Open a streaming Messages call. Status errors raise here; stream errors raise while iterating."""
     stream: Stream[Any] = client.post(
         "/v1/messages", body=_body(model_id, params, True), cast_to=object, stream=True,

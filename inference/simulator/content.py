@@ -156,7 +156,7 @@ def stream_events(body: dict[str, Any], *, provider: str, region: str, model: st
                   msg_id: str) -> list[dict[str, Any]]:
     """The full event sequence of a streamed answer, as the Messages API sends it."""
     text, out_tokens, stop_reason = answer(body, provider=provider, region=region, model=model)
-    start = {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
+    start: dict[str, Any] = {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
              "stop_reason": None, "stop_sequence": None,
              "usage": {"input_tokens": input_tokens(body), "output_tokens": 1,
                        "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
