@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection, transaction
 from django_tenants.utils import tenant_context
@@ -29,9 +29,10 @@ from inference.catalog.selectors import CatalogEntry, catalog_entry
 from inference.errors import InferenceError, ModelNotFound
 from inference.router import route, route_stream
 from inference.targets import targets_for_tenant
-from inference.types import Attempt, MessageRequest
+from inference.types import Attempt, MessageRequest, ProviderTarget
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Called inside the transaction that records usage and audit: (message or None, provider, region).
 Persist = Callable[[dict[str, Any] | None, str, str], None]
@@ -268,16 +269,10 @@ def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, A
     return message
 
 
-def gateway_complete(admitted: Admitted, persist: Persist | None = None,
-                     defer: Callable[[Callable[[], None]], None] | None = None) -> dict[str, Any]:
-    """Non-streaming call. Returns the Anthropic Message JSON; raises InferenceError subclasses.
-
-    With `defer`, recording a successful call (usage, audit, quota settlement) is handed to it to run after the
-    response has gone out (the /v1 view runs it when the response is closed), so those writes add no latency.
-    """
-    targets = targets_for_tenant(admitted.call.tenant)
+def _start(admitted: Admitted, router: Callable[[MessageRequest, list[ProviderTarget]], T]) -> T:
+    """Run the router; when no provider could start, record the failure (usage, audit) and re-raise."""
     try:
-        result = route(admitted.message_request, targets)
+        return router(admitted.message_request, targets_for_tenant(admitted.call.tenant))
     except InferenceError as exc:
         attempts = list(getattr(exc, "attempts", []) or [])
         _record(admitted, message=None, provider="", region="", model_id="", attempts=attempts, status="error",
@@ -286,6 +281,16 @@ def gateway_complete(admitted: Admitted, persist: Persist | None = None,
     except BaseException:
         quota_release(admitted.reservation)
         raise
+
+
+def gateway_complete(admitted: Admitted, persist: Persist | None = None,
+                     defer: Callable[[Callable[[], None]], None] | None = None) -> dict[str, Any]:
+    """Non-streaming call. Returns the Anthropic Message JSON; raises InferenceError subclasses.
+
+    With `defer`, recording a successful call (usage, audit, quota settlement) is handed to it to run after the
+    response has gone out (the /v1 view runs it when the response is closed), so those writes add no latency.
+    """
+    result = _start(admitted, route)
     message = _public_message(result.message, admitted.entry)
 
     def record() -> None:
@@ -306,17 +311,7 @@ def gateway_stream(admitted: Admitted,
     Raises InferenceError subclasses before returning if no provider could start. After the first event an
     upstream failure ends the iteration with an `error` event; the partial answer is recorded as incomplete.
     """
-    targets = targets_for_tenant(admitted.call.tenant)
-    try:
-        stream = route_stream(admitted.message_request, targets)
-    except InferenceError as exc:
-        attempts = list(getattr(exc, "attempts", []) or [])
-        _record(admitted, message=None, provider="", region="", model_id="", attempts=attempts, status="error",
-                error=exc.message)
-        raise
-    except BaseException:
-        quota_release(admitted.reservation)
-        raise
+    stream = _start(admitted, route_stream)
 
     def events() -> Iterator[dict[str, Any]]:
         finished = False

@@ -64,16 +64,10 @@ class Attempt:
         }
 
 
-@dataclass
-class RouterResult:
-    """A completed (non-streaming) call. `message` is the Anthropic Message JSON exactly as the provider sent it."""
+class _MessageUsage:
+    """Token counts read from the `usage` of the (accumulated) Message JSON."""
 
     message: dict[str, Any]
-    provider: str
-    region: str
-    model_id: str
-    latency_ms: float
-    attempts: list[Attempt]
 
     @property
     def input_tokens(self) -> int:
@@ -84,7 +78,19 @@ class RouterResult:
         return int((self.message.get("usage") or {}).get("output_tokens") or 0)
 
 
-class RouterStream:
+@dataclass
+class RouterResult(_MessageUsage):
+    """A completed (non-streaming) call. `message` is the Anthropic Message JSON exactly as the provider sent it."""
+
+    message: dict[str, Any]
+    provider: str
+    region: str
+    model_id: str
+    latency_ms: float
+    attempts: list[Attempt]
+
+
+class RouterStream(_MessageUsage):
     """A streaming call already connected to one target; iterate it for Anthropic stream events (dicts).
 
     Failover happened (if at all) before this object was returned: the first event is already in hand. If the
@@ -125,11 +131,3 @@ class RouterStream:
         if self._close is not None:
             self._close()
             self._close = None
-
-    @property
-    def input_tokens(self) -> int:
-        return int((self.message.get("usage") or {}).get("input_tokens") or 0)
-
-    @property
-    def output_tokens(self) -> int:
-        return int((self.message.get("usage") or {}).get("output_tokens") or 0)

@@ -13,6 +13,7 @@ from django_tenants.utils import get_public_schema_name
 
 from inference.catalog.models import CatalogModel, ProviderHealthCheck, TenantUsage
 from inference.catalog.selectors import usage_per_tenant
+from inference.reports import ReportAdmin
 
 
 class PublicOnlyAdmin(admin.ModelAdmin):
@@ -103,43 +104,16 @@ class ProviderHealthCheckAdmin(PublicOnlyAdmin):
 
 
 @admin.register(TenantUsage)
-class TenantUsageAdmin(PublicOnlyAdmin):
+class TenantUsageAdmin(ReportAdmin):
     change_list_template = "admin/catalog/tenantusage/change_list.html"
+    report_title = "Usage per tenant"
+    report_url_name = "catalog_tenantusage_data"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def report(self, days: int) -> dict[str, Any]:
+        return {"days": days, "tenants": usage_per_tenant(days)}
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return PublicOnlyAdmin._public() and super().has_module_permission(request)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_urls(self) -> list[Any]:
-        from django.urls import path
-
-        return [path("data.json", self.admin_site.admin_view(self.data_view), name="catalog_tenantusage_data"),
-                *super().get_urls()]
-
-    @staticmethod
-    def _days(request: HttpRequest) -> int:
-        try:
-            return max(1, min(366, int(request.GET.get("days", "30"))))
-        except ValueError:
-            return 30
-
-    def data_view(self, request: HttpRequest) -> HttpResponse:
-        from django.http import JsonResponse
-
-        if not self.has_view_permission(request):
-            return JsonResponse({"error": "You may not view usage."}, status=403)
-        return JsonResponse({"days": self._days(request), "tenants": usage_per_tenant(self._days(request))})
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        from django.template.response import TemplateResponse
-
-        if not self.has_view_permission(request):
-            return HttpResponse(status=403)
-        context = {**self.admin_site.each_context(request), "title": "Usage per tenant", "opts": self.model._meta,
-                   "days": self._days(request), "rows": usage_per_tenant(self._days(request))}
-        return TemplateResponse(request, self.change_list_template, context)
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return PublicOnlyAdmin._public() and super().has_view_permission(request, obj)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,27 +14,12 @@ from tests.conftest import WebServer
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("chromium") is None and not os.path.exists("/usr/bin/chromium"),
                                  reason="Debian's chromium is not installed (make test-deps installs it)")]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 PASSWORD = "pw-Browser-123"
 
 
-@pytest.fixture(scope="module")
-def page_factory() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def test_chat_in_the_browser(page_factory: Any, web: WebServer, clean: None, committed_user: Any) -> None:
+def test_chat_in_the_browser(browser: Any, web: WebServer, clean: None, committed_user: Any) -> None:
     user, _key = committed_user("alpha", "basic_user", password=PASSWORD)
-    context = page_factory.new_context()
+    context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(20_000)
     base = web.url("alpha.localhost")
