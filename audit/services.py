@@ -54,9 +54,9 @@ def audit_record(*, event_type: str, user: Any = None, request: Any = None, mode
     uid = user_id if user_id is not None else (getattr(user, "pk", None) if user is not None else None)
     personal_fields = personal if personal is not None else _personal(user, request)
     personal_fields = chain.normalise(personal_fields)
-    with transaction.atomic():
-        chain.chain_lock()
-        last_seq, prev = chain.chain_head()
+    # No savepoint: an append that fails must fail the change it records, and a savepoint costs two round trips.
+    with transaction.atomic(savepoint=False):
+        last_seq, prev = chain.chain_lock_head()
         fields: dict[str, Any] = {
             "seq": last_seq + 1,
             "event_id": uuid.uuid4(),

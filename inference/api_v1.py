@@ -24,6 +24,7 @@ from access.policy import model_allowed_by_tenant, permitted_tiers
 from inference.catalog.selectors import CatalogEntry, catalog_entries, catalog_entry
 from inference.errors import InferenceError, UpstreamRequestError
 from inference.gateway import Call, InvalidRequest, gateway_admit, gateway_complete, gateway_stream
+from inference.recorder import record_later
 
 logger = logging.getLogger(__name__)
 
@@ -94,25 +95,12 @@ def messages(request: HttpRequest) -> HttpResponseBase:
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
         else:
-            after: list[Any] = []
-            response = JsonResponse(gateway_complete(admitted, defer=after.append))
-            for record in after:
-                response._resource_closers.append(_safely(record))  # type: ignore[attr-defined]  # run on close
+            response = JsonResponse(gateway_complete(admitted, defer=record_later))
         for name, value in admitted.clamp_headers.items():
             response[name] = value
         return response
     except Exception as exc:
         return error_from_exception(exc)
-
-
-def _safely(record: Any) -> Any:
-    def run() -> None:
-        try:
-            record()
-        except Exception:
-            logger.exception("could not record a completed model call")
-
-    return run
 
 
 def models_for(user: Any, tenant: Any) -> list[CatalogEntry]:

@@ -287,8 +287,8 @@ def gateway_complete(admitted: Admitted, persist: Persist | None = None,
                      defer: Callable[[Callable[[], None]], None] | None = None) -> dict[str, Any]:
     """Non-streaming call. Returns the Anthropic Message JSON; raises InferenceError subclasses.
 
-    With `defer`, recording a successful call (usage, audit, quota settlement) is handed to it to run after the
-    response has gone out (the /v1 view runs it when the response is closed), so those writes add no latency.
+    With `defer`, recording a successful call (usage, audit, quota settlement) is handed to it (the /v1 view
+    passes inference.recorder.record_later), so those writes add no latency to the call.
     """
     result = _start(admitted, route)
     message = _public_message(result.message, admitted.entry)

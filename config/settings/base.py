@@ -243,6 +243,8 @@ ATRIUM_API_KEY_PEPPER = env.str("ATRIUM_API_KEY_PEPPER", default="")
 ATRIUM_API_KEYS_PER_USER = env.int("ATRIUM_API_KEYS_PER_USER", default=25)
 
 # --- chat, metrics, compliance ---------------------------------------------------------------------
+ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py
+ATRIUM_RECORDER_THREADS = env.int("ATRIUM_RECORDER_THREADS", default=4)
 ATRIUM_METRICS_TOKEN = env.str("ATRIUM_METRICS_TOKEN", default="")  # empty: /metrics open (restrict by network)
 ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed download links and files expire
 ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere

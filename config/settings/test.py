@@ -16,6 +16,8 @@ ATRIUM_ENCRYPTION_KEYS = env.list(
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tests read usage and audit rows right after a call, inside their own transaction.
+ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=False)
 # Tests edit tenant policy inside a transaction and expect the next request to see it.
 ATRIUM_TENANT_CACHE_S = env.float("ATRIUM_TENANT_CACHE_S", default=0.0)
 CELERY_TASK_ALWAYS_EAGER = False

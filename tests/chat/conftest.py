@@ -140,6 +140,7 @@ def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -
         ATRIUM_BEDROCK_BASE_URL=f"{simulator.url}/bedrock/{{region}}",
         ATRIUM_VERTEX_BASE_URL=f"{simulator.url}/vertex/v1",
         ATRIUM_PROVIDER_ORDER="anthropic,bedrock:us-east-1,vertex:us-east5",
+        ATRIUM_RECORD_IN_BACKGROUND="true",  # the production path: records written off the request thread
     )
     server = WebServer(env, workers=2).start()
     try:
