@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -197,6 +197,29 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: Any, request: Any = None) -> 
     return locked
 
 
+_KEY_FIELDS = [f.attname for f in ApiKey._meta.concrete_fields]
+
+
+def _api_key_with_user(prefix: str) -> ApiKey | None:
+    """The key and its user in one plain query: every API call runs this, and the ORM's query building costs
+    more than the round trip (bench/overhead.py)."""
+    user_model = get_user_model()
+    user_fields = [f.attname for f in user_model._meta.concrete_fields]
+    columns = [f'k."{c}"' for c in _KEY_FIELDS] + [f'u."{c}"' for c in user_fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(columns)} FROM {ApiKey._meta.db_table} k "  # noqa: S608 - model metadata only
+            f"JOIN {user_model._meta.db_table} u ON u.id = k.user_id WHERE k.prefix = %s",
+            [prefix],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key = ApiKey.from_db("default", _KEY_FIELDS, row[: len(_KEY_FIELDS)])
+    key.user = user_model.from_db("default", user_fields, row[len(_KEY_FIELDS):])
+    return key
+
+
 def api_key_authenticate(*, raw_key: str, tenant_label: str) -> ApiKey:
     """The live key for a presented raw key; raises AuthenticationFailed saying why not.
 
@@ -206,7 +229,7 @@ def api_key_authenticate(*, raw_key: str, tenant_label: str) -> ApiKey:
     match = API_KEY_RE.match(raw_key.strip())
     if match is None:
         raise AuthenticationFailed(f"malformed API key (tenant {tenant_label})")
-    key = ApiKey.objects.select_related("user").filter(prefix=match.group(1)).first()
+    key = _api_key_with_user(match.group(1))
     # Compare even when no row exists so a missing prefix and a wrong secret take the same time.
     expected = key.secret_hash if key is not None else "0" * 64
     if not hmac.compare_digest(expected, api_key_hash(raw_key.strip())) or key is None:

@@ -228,7 +228,13 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": ATRIUM_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("ATRIUM_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # HTTP clients log every upstream request at INFO (URL and status): noise per model call, and a cost on
+        # the hot path. Atrium logs failed attempts itself.
+        **{name: {"level": env.str("ATRIUM_HTTP_CLIENT_LOG_LEVEL", default="WARNING")}
+           for name in ("httpx", "httpx2", "httpcore", "anthropic", "botocore", "urllib3")},
+    },
 }
 
 # --- Access: SSO, bearer tokens, API keys (access/) ----------------------------------------------
