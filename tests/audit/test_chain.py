@@ -142,3 +142,18 @@ def test_concurrent_writers_keep_one_chain(tenants: dict[str, Any], committed: N
         assert len(seqs) == before + 150
         assert seqs == list(range(1, len(seqs) + 1))
         assert chain_verify().ok
+
+
+def test_admin_shows_entries_read_only(tenant_a: Any, in_tenant: Any, make_user: Any, client_a: Any) -> None:
+    admin_user = make_user(tenant_a, "admin", is_staff=True, is_superuser=True)
+    with in_tenant(tenant_a):
+        entry = audit_record(event_type="admin_view_test", metadata={"k": "v"})
+        client_a.force_login(admin_user)
+    listing = client_a.get("/admin/audit/auditentry/?event_type=admin_view_test")
+    assert listing.status_code == 200 and b"admin_view_test" in listing.content
+    detail = client_a.get(f"/admin/audit/auditentry/{entry.pk}/change/")
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content
+    assert client_a.post(f"/admin/audit/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client_a.get("/admin/audit/auditentry/add/").status_code == 403
+    with in_tenant(tenant_a):
+        assert AuditEntry.objects.filter(pk=entry.pk).exists()
