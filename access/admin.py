@@ -203,8 +203,8 @@ class AuditedUserAdmin(UserAdmin):
         after = set(user.groups.values_list("name", flat=True))
         if before != after and _on_tenant_site():
             access_audit("role_change", user=request.user, request=request,
-                         metadata={"source": "admin", "target_user_id": user.pk,
-                                   "added": sorted(after - before), "removed": sorted(before - after)})
+                         metadata={"source": "admin", "added": sorted(after - before),
+                                   "removed": sorted(before - after)}, subject_id=user.pk)
 
 
 for _model, _admin_class in ((Group, AuditedGroupAdmin), (get_user_model(), AuditedUserAdmin)):

@@ -37,10 +37,9 @@ def login_failed_audit(sender: Any, credentials: dict[str, Any], request: Any = 
 
     method = _method(None, credentials)
     metadata: dict[str, Any] = {"method": method}
-    if method == "password":
-        metadata["username"] = str(credentials.get("username", ""))[:150]
+    attempted = str(credentials.get("username", ""))[:150] if method == "password" else None
     failure = getattr(request, FAILURE_ATTR, None) if request is not None else None
     if failure:
         metadata["reason"] = failure[1]
     access_audit("login_failed", request=request, status="error", metadata=metadata,
-                 error=failure[0] if failure else "")
+                 error=failure[0] if failure else "", attempted_username=attempted)

@@ -178,8 +178,9 @@ def api_key_create(*, user: Any, name: str, expires_at: datetime | None = None, 
                 key = ApiKey.objects.create(user=user, name=name, prefix=prefix, secret_hash=api_key_hash(raw),
                                             expires_at=expires_at, created_by=created_by or user)
                 access_audit("api_key_create", user=created_by or user, request=request,
-                             metadata={"key_id": str(key.id), "prefix": prefix, "owner_id": user.pk,
-                                       "expires_at": expires_at.isoformat() if expires_at else None})
+                             metadata={"key_id": str(key.id), "prefix": prefix,
+                                       "expires_at": expires_at.isoformat() if expires_at else None},
+                             subject_id=user.pk)
             return key, raw
         except IntegrityError:
             continue  # prefix collision (1 in 4 billion): draw again
@@ -193,7 +194,7 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: Any, request: Any = None) -> 
             locked.revoked_at = timezone.now()
             locked.save(update_fields=["revoked_at"])
             access_audit("api_key_revoke", user=revoked_by, request=request,
-                         metadata={"key_id": str(locked.id), "prefix": locked.prefix, "owner_id": locked.user_id})
+                         metadata={"key_id": str(locked.id), "prefix": locked.prefix}, subject_id=locked.user_id)
     return locked
 
 

@@ -22,6 +22,12 @@ def _personal(user: Any, request: Any) -> dict[str, Any]:
     personal: dict[str, Any] = {}
     if user is not None and getattr(user, "pk", None) is not None:
         personal["username"] = user.get_username()
+    return {**personal, **request_personal(request)}
+
+
+def request_personal(request: Any) -> dict[str, Any]:
+    """Session (as a keyed digest), IP address and user agent of a request: personal, hence redactable."""
+    personal: dict[str, Any] = {}
     if request is not None:
         session = getattr(request, "session", None)
         session_key = getattr(session, "session_key", None) if session is not None else None

@@ -36,6 +36,10 @@ def user_with_data(user: Any, *, conversations: int = 3, models: tuple[str, ...]
                        "input_tokens, output_tokens) VALUES (%s, %s, %s, 'anthropic', 4, 0, 100, 200)",
                        [user.pk, datetime.now(UTC).date(), models[0]])
     api_key_create(user=user, name="laptop")
+    from access.audit_hooks import access_audit
+
+    access_audit("login_failed", status="error", metadata={"method": "password"}, attempted_username=user.username)
+    access_audit("role_change", metadata={"source": "admin", "added": ["basic_user"]}, subject_id=user.pk)
     audit_record(event_type="login", user=user, personal={"username": user.username, "ip": ip,
                                                           "user_agent": "pytest"})
     return made
