@@ -79,6 +79,7 @@ class Embedded:
             [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
              "--appendonly", "yes", "--save", ""],
             stdout=subprocess.DEVNULL,
+            start_new_session=True,  # outlives a terminal Ctrl-C until the worker and beat have stopped
         )
         for _ in range(50):
             if port_open("127.0.0.1", port):
@@ -182,7 +183,17 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PY, "manage.py", *args], env=env, cwd=ROOT, check=True)
 
 
+def _stop_on_signal(signum: int, frame: object) -> None:
+    # Once: a second Ctrl-C or SIGTERM must not interrupt the clean-up of the children and embedded servers.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def run() -> int:
+    # The children run in their own sessions; SIGTERM/SIGHUP to this process must stop them as Ctrl-C does.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on_signal)
     env = dict(os.environ)
     # Importing the config package (for `-m config.devstack`) set a production default; the demo is dev.
     env["DJANGO_SETTINGS_MODULE"] = os.environ.get("ATRIUM_DEV_SETTINGS", "config.settings.development")
