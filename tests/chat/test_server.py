@@ -119,6 +119,38 @@ def test_typescript_sdk(web: WebServer, clean: None, committed_user: Any) -> Non
         assert result["raised"] == case["expect"] and result["instance"] is True, (case["name"], result)
 
 
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_typescript_sdk_rate_limit_and_overloaded(web: WebServer, simulator: Simulator, clean: None,
+                                                  committed_user: Any, quota_policy: Any) -> None:
+    quota_policy(requests_per_minute=None, user_requests_per_minute=1)
+    _user, limited_key = committed_user(QUOTA_TENANT)
+    _user, key = committed_user("alpha")
+    ask = {"max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    quota_url = web.url(f"{QUOTA_TENANT}.localhost")
+    cases = [
+        # Every provider fails below, so this first call is admitted (counted) and then overloaded...
+        {"name": "first", "expect": "OverloadedError", "key": limited_key, "base_url": quota_url,
+         "body": {"model": "claude-haiku-5-5", **ask}},
+        # ...and the second is over the per-user rate before any provider is tried.
+        {"name": "rate_limit", "expect": "RateLimitError", "key": limited_key, "base_url": quota_url,
+         "body": {"model": "claude-haiku-5-5", **ask}},
+        {"name": "overloaded", "expect": "OverloadedError", "body": {"model": "claude-sonnet-5-5", **ask}},
+    ]
+    simulator.faults.set("anthropic", status=503)
+    simulator.faults.set("bedrock", "*", status=503)
+    simulator.faults.set("vertex", "*", status=529)
+    env = dict(os.environ, ATRIUM_BASE_URL=web.url("alpha.localhost"), ATRIUM_API_KEY=key,
+               ATRIUM_CASES=json.dumps(cases), ATRIUM_ONLY_CASES="1")
+    done = subprocess.run(["node", "sdk_check.mjs"], cwd=ROOT / "tests" / "node" / "sdk", env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    errors = json.loads(done.stdout.strip().splitlines()[-1])["errors"]
+    for case in cases:
+        result = errors[case["name"]]
+        assert result["raised"] == case["expect"] and result["instance"] is True, (case["name"], result)
+    assert errors["rate_limit"]["status"] == 429 and errors["overloaded"]["status"] == 529
+
+
 def _hammer(web: WebServer, key: str, count: int, max_tokens: int) -> list[httpx.Response]:
     url = web.url(f"{QUOTA_TENANT}.localhost") + "/v1/messages"
     payload = {"model": "claude-haiku-5-5", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "q"}]}

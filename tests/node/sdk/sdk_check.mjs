@@ -1,11 +1,13 @@
 // Drives Atrium's /v1 API with the official TypeScript SDK; prints one JSON object for tests/chat/test_sdk.py.
-// Env: ATRIUM_BASE_URL, ATRIUM_API_KEY (basic_user), ATRIUM_CASES (JSON list of error cases to run).
+// Env: ATRIUM_BASE_URL, ATRIUM_API_KEY (basic_user), ATRIUM_CASES (JSON list of error cases to run),
+// ATRIUM_ONLY_CASES=1 to skip the successful calls (when the test has made every provider fail).
 import Anthropic from '@anthropic-ai/sdk';
 
 const baseURL = process.env.ATRIUM_BASE_URL;
 const client = new Anthropic({ apiKey: process.env.ATRIUM_API_KEY, baseURL, maxRetries: 0 });
 const out = {};
 
+if (!process.env.ATRIUM_ONLY_CASES) {
 const created = await client.messages.create({
   model: 'claude-sonnet-5-5', max_tokens: 64, messages: [{ role: 'user', content: 'Hello from Node' }],
 });
@@ -18,6 +20,7 @@ let streamed = '';
 stream.on('text', (text) => { streamed += text; });
 const final = await stream.finalMessage();
 out.stream = { text: streamed, final_text: final.content[0].text, stop_reason: final.stop_reason, usage: final.usage };
+}
 
 const errorClasses = {
   BadRequestError: Anthropic.BadRequestError, AuthenticationError: Anthropic.AuthenticationError,
@@ -27,7 +30,8 @@ const errorClasses = {
 };
 out.errors = {};
 for (const item of JSON.parse(process.env.ATRIUM_CASES || '[]')) {
-  const c = new Anthropic({ apiKey: item.key || process.env.ATRIUM_API_KEY, baseURL, maxRetries: 0 });
+  const c = new Anthropic({ apiKey: item.key || process.env.ATRIUM_API_KEY, baseURL: item.base_url || baseURL,
+    maxRetries: 0 });
   try {
     await c.messages.create(item.body);
     out.errors[item.name] = { raised: null };
