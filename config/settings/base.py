@@ -30,6 +30,7 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN (self-hosted, offline)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -182,6 +183,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
 }
 SPECTACULAR_SETTINGS = {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TITLE": "Atrium API",
     "DESCRIPTION": "Conversations API of the Atrium web chat. The Anthropic-compatible API lives at /v1/.",
     "VERSION": "1.0.0",
