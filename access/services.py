@@ -20,6 +20,7 @@ from access.audit_hooks import access_audit
 from access.errors import AccessError, AuthenticationFailed
 from access.models import ApiKey, OIDCConfig, UserIdentity
 from access.oidc import claim_values
+from access.selectors import PERMISSIONS_OF_USER_SQL
 
 API_KEY_PREFIX = "atr_"
 # atr_<8 lowercase hex>_<43 url-safe chars>: the prefix identifies a key in lists and logs.
@@ -209,15 +210,19 @@ def _api_key_with_user(prefix: str) -> ApiKey | None:
     columns = [f'k."{c}"' for c in _KEY_FIELDS] + [f'u."{c}"' for c in user_fields]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {', '.join(columns)} FROM {ApiKey._meta.db_table} k "  # noqa: S608 - model metadata only
-            f"JOIN {user_model._meta.db_table} u ON u.id = k.user_id WHERE k.prefix = %s",
+            f"SELECT {', '.join(columns)}, {PERMISSIONS_OF_USER_SQL} "  # noqa: S608 - model metadata only
+            f"FROM {ApiKey._meta.db_table} k JOIN {user_model._meta.db_table} u ON u.id = k.user_id "
+            f"WHERE k.prefix = %s",
             [prefix],
         )
         row = cursor.fetchone()
     if row is None:
         return None
     key = ApiKey.from_db("default", _KEY_FIELDS, row[: len(_KEY_FIELDS)])
-    key.user = user_model.from_db("default", user_fields, row[len(_KEY_FIELDS):])
+    user = user_model.from_db("default", user_fields, row[len(_KEY_FIELDS):-1])
+    # The user's permissions come with the same query (read fresh on every request, as permissions_load does).
+    user._perm_cache = set(row[-1] or ())  # type: ignore[attr-defined]
+    key.user = user
     return key
 
 
