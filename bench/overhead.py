@@ -66,9 +66,9 @@ class Target:
         self.name, self.url, self.headers = name, url, headers
         self.client = httpx.Client(timeout=30, headers=headers, limits=httpx.Limits(max_connections=64))
 
-    def call(self) -> float:
+    def call(self, client: httpx.Client | None = None) -> float:
         started = time.perf_counter()
-        response = self.client.post(self.url, json=BODY)
+        response = (client or self.client).post(self.url, json=BODY)
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
             raise SystemExit(f"{self.name}: HTTP {response.status_code} {response.text[:300]}")
@@ -100,9 +100,10 @@ def throughput(target: Target, concurrency: int, seconds: float) -> float:
     done = [0] * concurrency
 
     def worker(index: int) -> None:
-        while time.monotonic() < deadline:
-            target.call()
-            done[index] += 1
+        with httpx.Client(timeout=30, headers=target.headers) as client:  # one connection per simulated user
+            while time.monotonic() < deadline:
+                target.call(client)
+                done[index] += 1
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
