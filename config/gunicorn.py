@@ -14,3 +14,21 @@ keepalive = 5
 accesslog = "-"
 # Access log lines carry the path and status only, never bodies or headers (no keys, no prompts).
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+
+# Prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR set): start from an empty directory, and drop the live
+# gauges of a worker that exits, so /metrics sums the workers that exist.
+def on_starting(server):  # type: ignore[no-untyped-def]
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

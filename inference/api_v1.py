@@ -72,8 +72,16 @@ def _auth_metadata(info: AuthInfo) -> dict[str, Any]:
 
 
 def sse(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    for event in events:
-        yield f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+    try:
+        for event in events:
+            data = json.dumps(event, separators=(",", ":"))
+            yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
+    finally:
+        # The client went away (the server closed us): close the upstream stream now, which records the call
+        # as incomplete, rather than whenever the garbage collector gets to it.
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 @csrf_exempt

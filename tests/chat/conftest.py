@@ -6,6 +6,7 @@ Providers are the project's simulator on loopback; credentials are placeholders 
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -141,6 +142,7 @@ def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -
         ATRIUM_VERTEX_BASE_URL=f"{simulator.url}/vertex/v1",
         ATRIUM_PROVIDER_ORDER="anthropic,bedrock:us-east-1,vertex:us-east5",
         ATRIUM_RECORD_IN_BACKGROUND="true",  # the production path: records written off the request thread
+        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="atrium-prom-"),  # /metrics sums both workers
     )
     server = WebServer(env, workers=2).start()
     try:

@@ -151,6 +151,26 @@ def test_typescript_sdk_rate_limit_and_overloaded(web: WebServer, simulator: Sim
     assert errors["rate_limit"]["status"] == 429 and errors["overloaded"]["status"] == 529
 
 
+def _api_successes(web: WebServer) -> float:
+    text = httpx.get(web.url("localhost") + "/metrics", timeout=10).text
+    line = next((line for line in text.splitlines() if line.startswith("atrium_model_requests_total{")
+                 and 'source="api"' in line and 'status="success"' in line and 'tenant="alpha"' in line), None)
+    return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+
+def test_metrics_sum_every_worker(web: WebServer, clean: None, committed_user: Any) -> None:
+    _user, key = committed_user("alpha")
+    before = _api_successes(web)
+    url = web.url("alpha.localhost") + "/v1/messages"
+    payload = {"model": "claude-haiku-5-5", "max_tokens": 16, "messages": [{"role": "user", "content": "m"}]}
+    for _ in range(8):  # a new connection each time: both gunicorn workers serve some
+        assert httpx.post(url, json=payload, headers={"x-api-key": key}, timeout=30).status_code == 200
+    deadline = time.monotonic() + 30  # counted by the background recorder just after each response
+    while _api_successes(web) - before < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _api_successes(web) - before == 8
+
+
 def _hammer(web: WebServer, key: str, count: int, max_tokens: int) -> list[httpx.Response]:
     url = web.url(f"{QUOTA_TENANT}.localhost") + "/v1/messages"
     payload = {"model": "claude-haiku-5-5", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "q"}]}

@@ -286,3 +286,20 @@ def test_permission_matrix_through_the_api(role: str, sim: Any, client_a: Any, t
     expected = 6000 if "high_tokens" in perms else 4096
     assert sim.requests()[-1]["max_tokens"] == expected
     assert ("atrium-max-tokens-clamped" in big) == (expected != 6000)
+
+
+def test_client_going_away_mid_stream_is_recorded_incomplete(sim: Any, client_a: Any, basic: Any, tenant_a: Any,
+                                                             in_tenant: Any) -> None:
+    """The web chat's Stop button (or a dropped connection) closes the stream: what was produced is recorded,
+    marked incomplete, and the quota is charged for it."""
+    user, key = basic
+    response = post_messages(client_a, key, body("Stop me", stream=True))
+    chunks = iter(response.streaming_content)
+    first = next(chunks)
+    assert b"message_start" in first
+    for close in response._resource_closers:  # what response.close() does when the client disconnects (without
+        close()                               # the request_finished signal, which would close the test's DB connection)
+    with in_tenant(tenant_a):
+        entry = AuditEntry.objects.filter(event_type="model_call", user_id=user.pk).get()
+        assert entry.status == "incomplete" and entry.metadata["incomplete"] is True
+        assert "went away" in entry.error
