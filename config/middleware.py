@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django_tenants.middleware.main import TenantMainMiddleware
 
@@ -48,6 +50,29 @@ class TenantMiddleware(TenantMainMiddleware):
 
     _cache: dict[str, tuple[float, Any]] = {}
     _lock = threading.Lock()
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        """On a cache hit, skip the detour through the public schema; and when this thread's connection is
+        already on the tenant (the previous request was for it), leave its search path alone: django-tenants
+        would reset it and pay a `SET search_path` round trip on the next query."""
+        ttl = float(getattr(settings, "ATRIUM_TENANT_CACHE_S", 0) or 0)
+        if ttl > 0:
+            try:
+                hostname = self.hostname_from_request(request)
+            except DisallowedHost:
+                hostname = ""
+            hit = self._cache.get(hostname) if hostname else None
+            if hit is not None and hit[0] > time.monotonic():
+                tenant: Any = hit[1]
+                tenant.domain_url = hostname
+                request.tenant = tenant  # type: ignore[attr-defined]
+                on_it = getattr(connection, "tenant", None) is tenant
+                if not on_it or getattr(connection, "schema_name", None) != getattr(tenant, "schema_name", ""):
+                    connection.set_tenant(tenant)  # type: ignore[attr-defined]
+                self.setup_url_routing(request)
+                return None
+        response: HttpResponse | None = super().process_request(request)
+        return response
 
     def get_tenant(self, domain_model: Any, hostname: str) -> Any:
         ttl = float(getattr(settings, "ATRIUM_TENANT_CACHE_S", 0) or 0)

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
+from django_tenants.utils import schema_context
 
 from tenants.models import Domain, Tenant
 
@@ -117,3 +118,26 @@ def test_tenant_admin_does_not_list_tenants(client_a: Any, make_user: Any, tenan
     index = client_a.get("/admin/")
     assert index.status_code == 200
     assert b"/admin/tenants/tenant/" not in index.content
+
+
+def test_tenant_lookup_cache_keeps_hosts_apart(tenants: Any, db: None, settings: Any, make_user: Any) -> None:
+    """With the production lookup cache on, alternating hosts still land each request in its own schema, and
+    an API key of one tenant is unknown on the other."""
+    from access.services import api_key_create
+    from tests.conftest import tenant_host
+
+    settings.ATRIUM_TENANT_CACHE_S = 60.0
+    keys = {}
+    for slug in ("alpha", "beta"):
+        user = make_user(tenants[slug], "basic_user")
+        with schema_context(slug):
+            keys[slug] = api_key_create(user=user, name="cache")[1]
+    clients = {slug: Client(HTTP_HOST=tenant_host(tenants[slug])) for slug in ("alpha", "beta")}
+    for _ in range(3):
+        for slug in ("alpha", "beta", "beta", "alpha"):
+            me = clients[slug].get("/api/access/me/", HTTP_X_API_KEY=keys[slug])
+            assert me.status_code == 200 and me.json()["tenant"] == slug
+            other = "beta" if slug == "alpha" else "alpha"
+            assert clients[slug].get("/api/access/me/", HTTP_X_API_KEY=keys[other]).status_code == 401
+    assert Client(HTTP_HOST="localhost").get("/healthz").status_code == 200
+    assert clients["alpha"].get("/api/access/me/", HTTP_X_API_KEY=keys["alpha"]).json()["tenant"] == "alpha"
