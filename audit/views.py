@@ -80,7 +80,8 @@ def _job_json(job: GdprJob, viewer: Any) -> dict[str, Any]:
         "counts": job.counts, "size": job.size,
         "expires_at": job.expires_at.isoformat() if job.expires_at else None,
     }
-    if job.kind == GdprJob.Kind.EXPORT and job.status == GdprJob.Status.DONE:
+    may_download = viewer.pk == job.subject_id or viewer.has_perm("audit.export_data")
+    if job.kind == GdprJob.Kind.EXPORT and job.status == GdprJob.Status.DONE and may_download:
         data["download"] = f"/compliance/exports/{job.id}/download/?token={download_token(job, viewer)}"
     return data
 

@@ -259,3 +259,20 @@ def test_user_requests_own_export(people: dict[str, Any], tenant_a: Any, in_tena
         gdpr.gdpr_run(str(job.id))
     page = client_a.get("/account/data/").content.decode()
     assert "Download ZIP" in page and f"/compliance/exports/{job.id}/download/?token=" in page
+
+
+def test_auditor_without_export_permission_gets_no_download_link(people: dict[str, Any], tenant_a: Any,
+                                                                 in_tenant: Any, client_a: Any, make_user: Any) -> None:
+    from django.contrib.auth.models import Permission
+
+    auditor = make_user(tenant_a, None, username="auditor-only")
+    with in_tenant(tenant_a):
+        auditor.user_permissions.add(Permission.objects.get(codename="view_audit"))
+        job = gdpr.gdpr_request(kind="export", subject=people["subject"], requested_by=people["officer"])
+        gdpr.gdpr_run(str(job.id))
+        client_a.force_login(auditor)
+    jobs = client_a.get("/compliance/jobs.json").json()["jobs"]
+    mine = next(j for j in jobs if j["id"] == str(job.id))
+    assert mine["status"] == "done" and "download" not in mine
+    page = client_a.get("/compliance/")
+    assert page.status_code == 200 and b"Request a job" not in page.content
