@@ -9,32 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db import connection
 from django.http import HttpRequest
-from django_tenants.utils import get_public_schema_name
 
 from audit.models import AuditEntry, Consent, DeletionReceipt, GdprJob, ProcessingNotice
+from config.admin_mixins import ReadOnlyAdminMixin, TenantSiteMixin
 
 
-def _on_tenant_site() -> bool:
-    return getattr(connection, "schema_name", None) not in (None, get_public_schema_name())
-
-
-class ReadOnlyTenantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _on_tenant_site() and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _on_tenant_site() and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class ReadOnlyTenantAdmin(TenantSiteMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    pass
 
 
 @admin.register(AuditEntry)

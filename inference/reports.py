@@ -9,24 +9,18 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from config.admin_mixins import ReadOnlyAdminMixin
 
-class ReportAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Subclasses set `change_list_template`, `report_title` and implement `report(days)`."""
+
+class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Subclasses set `change_list_template`, `report_title` and implement `report(days)`; combine with
+    TenantSiteMixin or PublicSiteMixin (listed first) to pick the site."""
 
     report_title = "Report"
     report_url_name = "report_data"
 
     def report(self, days: int) -> dict[str, Any]:
         raise NotImplementedError
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[URLPattern]:
         return [path("data.json", self.admin_site.admin_view(self.data_view), name=self.report_url_name),

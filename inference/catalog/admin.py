@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django_tenants.utils import get_public_schema_name
 
+from config.admin_mixins import PublicSiteMixin
 from inference.catalog.models import CatalogModel, ProviderHealthCheck, TenantUsage
 from inference.catalog.selectors import usage_per_tenant
 from inference.reports import ReportAdmin
@@ -104,16 +105,10 @@ class ProviderHealthCheckAdmin(PublicOnlyAdmin):
 
 
 @admin.register(TenantUsage)
-class TenantUsageAdmin(ReportAdmin):
+class TenantUsageAdmin(PublicSiteMixin, ReportAdmin):
     change_list_template = "admin/catalog/tenantusage/change_list.html"
     report_title = "Usage per tenant"
     report_url_name = "catalog_tenantusage_data"
 
     def report(self, days: int) -> dict[str, Any]:
         return {"days": days, "tenants": usage_per_tenant(days)}
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return PublicOnlyAdmin._public() and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return PublicOnlyAdmin._public() and super().has_view_permission(request, obj)
