@@ -204,3 +204,17 @@ def usage_me(user: Any, tenant: Any) -> dict[str, Any]:
     usage["tokens_per_day_limit"] = limit
     usage["tokens_left"] = None if limit is None else max(0, limit - usage["input_tokens"] - usage["output_tokens"])
     return usage
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus: an oversized body is a JSON 413 (Django would answer an HTML 400 page)."""
+    from django.conf import settings
+    from django.core.exceptions import RequestDataTooBig
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"type": "error", "error": {
+            "type": "request_too_large",
+            "message": f"The request body is larger than this server accepts "
+                       f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes)."}}, status=413)
+    return drf_exception_handler(exc, context)

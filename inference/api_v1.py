@@ -13,6 +13,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -92,6 +94,9 @@ def messages(request: HttpRequest) -> HttpResponseBase:
         user, info = _authenticate(request)
         try:
             body = json.loads(request.body or b"null")
+        except RequestDataTooBig:
+            return api_error(413, f"The request body is larger than this server accepts "
+                                  f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).")
         except ValueError as exc:
             raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
         call = Call(tenant=connection.tenant, user=user, body=body, source="api", request=request,  # type: ignore[attr-defined]

@@ -181,6 +181,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "inference.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -251,6 +252,10 @@ ATRIUM_OIDC_HTTP_TIMEOUT_S = env.float("ATRIUM_OIDC_HTTP_TIMEOUT_S", default=5.0
 # (or the secret key while this is empty) invalidates every API key.
 ATRIUM_API_KEY_PEPPER = env.str("ATRIUM_API_KEY_PEPPER", default="")
 ATRIUM_API_KEYS_PER_USER = env.int("ATRIUM_API_KEYS_PER_USER", default=25)
+
+# Request bodies up to the Anthropic API's own limit (images and documents travel base64 in the JSON); larger is a
+# 413 request_too_large on /v1/.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ATRIUM_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)
 
 # --- chat, metrics, compliance ---------------------------------------------------------------------
 ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py

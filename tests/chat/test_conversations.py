@@ -185,3 +185,11 @@ def test_openapi_schema_and_docs(sim: Any, client_a: Any, alice: Any) -> None:
     docs = client_a.get("/api/docs/")
     assert docs.status_code == 200
     assert b"cdn.jsdelivr.net" not in docs.content and b"/static/drf_spectacular_sidecar/" in docs.content
+
+
+def test_oversized_message_is_a_clear_error(sim: Any, client_a: Any, alice: Any, settings: Any) -> None:
+    cid = _create(client_a).json()["id"]
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    response = _send(client_a, cid, "x" * 20_000)
+    assert response.status_code == 413, response.content
+    assert "larger than" in response.json()["error"]["message"]

@@ -303,3 +303,13 @@ def test_client_going_away_mid_stream_is_recorded_incomplete(sim: Any, client_a:
         entry = AuditEntry.objects.filter(event_type="model_call", user_id=user.pk).get()
         assert entry.status == "incomplete" and entry.metadata["incomplete"] is True
         assert "went away" in entry.error
+
+
+def test_oversized_body_is_413_not_500(sim: Any, client_a: Any, basic: Any, settings: Any) -> None:
+    _user, key = basic
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    response = post_messages(client_a, key, body("x" * 20_000))
+    assert response.status_code == 413
+    assert _error(response) == ("request_too_large",
+                                "The request body is larger than this server accepts (10000 bytes).")
+    assert not sim.requests()
