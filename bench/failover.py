@@ -66,7 +66,7 @@ def main() -> None:
     from inference.targets import parse_target
     from inference.types import MessageRequest
 
-    creds = {"mode": "keys", "access_key": "AKIABENCHBENCHBENCH0", "secret_key": "bench"}
+    creds = {"mode": "keys", "access_key": "bench-placeholder-key-id", "secret_key": "bench-placeholder-secret"}
     primary = parse_target("bedrock:us-east-1", creds)
     secondary = parse_target("bedrock:us-west-2", creds)
     request = MessageRequest(model="haiku", params={"max_tokens": 16,

@@ -135,7 +135,7 @@ def simulator_env(env: dict[str, str], port: int) -> None:
     # Placeholder credentials the simulator accepts (it checks their shape, as the real services do), so every
     # provider in the default order is configured and failover can be tried in the demo.
     env.setdefault("ANTHROPIC_API_KEY", "sk-ant-simulator")
-    env.setdefault("AWS_ACCESS_KEY_ID", "AKIASIMULATOR000000")
+    env.setdefault("AWS_ACCESS_KEY_ID", "simulator-placeholder-key-id")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "simulator-secret")
     env.setdefault("ATRIUM_VERTEX_ACCESS_TOKEN", "simulator-token")
     env.setdefault("ANTHROPIC_VERTEX_PROJECT_ID", "atrium-demo")
