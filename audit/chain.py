@@ -77,18 +77,12 @@ def chain_lock() -> None:
 
 
 def chain_lock_head() -> tuple[int, str]:
-    """chain_lock() and chain_head() in one round trip (a function in each tenant schema, migration 0004)."""
+    """Take the append lock (as chain_lock) and read the chain's last (seq, mac) in one round trip: a function in
+    each tenant schema (migration 0004)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT head_seq, head_mac FROM atrium_audit_lock_head()")
         row = cursor.fetchone()
     return (int(row[0]), str(row[1])) if row and row[0] is not None else (0, GENESIS)
-
-
-def chain_head() -> tuple[int, str]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT seq, mac FROM audit_auditentry ORDER BY seq DESC LIMIT 1")
-        row = cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
 @dataclass

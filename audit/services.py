@@ -97,17 +97,6 @@ def audit_redact_batch(user_id: int, batch: int) -> int:
         return int(cursor.rowcount)
 
 
-def audit_redact_user(user_id: int, *, batch: int = 5000) -> int:
-    """Blank the personal columns of every entry of one user (GDPR deletion), batch by batch."""
-    total = 0
-    while True:
-        with transaction.atomic():
-            changed = audit_redact_batch(user_id, batch)
-        total += changed
-        if changed < batch:
-            return total
-
-
 # --- consent -----------------------------------------------------------------------------------------
 
 def notice_current(tenant: Any) -> ProcessingNotice | None:

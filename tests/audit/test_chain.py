@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 
 from audit.chain import chain_verify
 from audit.models import AuditEntry
-from audit.services import audit_record, audit_redact_user
+from audit.services import audit_record, audit_redact_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -106,7 +106,7 @@ def test_redaction_blanks_personal_fields_and_chain_still_verifies(tenant_a: Any
     with in_tenant(tenant_a):
         audit_record(event_type="login", user=user, personal={"username": user.username, "ip": "10.1.2.3"})
         _write(2)
-        assert audit_redact_user(user.pk) == 1
+        assert audit_redact_batch(user.pk, 100) == 1
         entry = AuditEntry.objects.filter(event_type="login").order_by("-seq").first()
         assert entry is not None and entry.user_id is None and entry.personal == {} and entry.actor
         assert chain_verify().ok
