@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from access.errors import QuotaExceeded
-from config.redis import redis_client
+from config.redis import redis_client, redis_script
 
 PREFIX = "atrium:quota:"
 WINDOW_S = 60
@@ -80,17 +80,6 @@ class Reservation:
     settled: bool = False
 
 
-_scripts: dict[str, Any] = {}
-
-
-def _script(source: str) -> Any:
-    """A registered script: EVALSHA (the hash, not the source, goes over the wire), reloaded if Redis lost it."""
-    script = _scripts.get(source)
-    if script is None:
-        script = _scripts[source] = redis_client().register_script(source)
-    return script
-
-
 def _day(now: datetime) -> str:
     return now.strftime("%Y%m%d")
 
@@ -125,7 +114,7 @@ def quota_reserve(*, tenant: Any, user: Any, tokens: int) -> Reservation:
     keys = [k for k, _, _ in rpm] + [k for k, _, _ in tpd]
     args: list[Any] = [int(time.time() * 1000), uuid.uuid4().hex, int(tokens), len(rpm)]
     args += [limit for _, limit, _ in rpm] + [limit for _, limit, _ in tpd]
-    result = _script(_RESERVE)(keys=keys, args=args)
+    result = redis_script(_RESERVE)(keys=keys, args=args)
     if int(result[0]) == 1:
         return Reservation(tokens=int(tokens), day_keys=[k for k, _, _ in tpd])
     index, retry_ms = int(result[1]) - 1, int(result[2])
@@ -146,7 +135,7 @@ def quota_settle(reservation: Reservation, used_tokens: int) -> None:
     reservation.settled = True
     delta = int(used_tokens) - reservation.tokens
     if reservation.day_keys and delta:
-        _script(_ADJUST)(keys=reservation.day_keys, args=[delta])
+        redis_script(_ADJUST)(keys=reservation.day_keys, args=[delta])
 
 
 def quota_release(reservation: Reservation) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
-from config.redis import redis_client
+from config.redis import redis_client, redis_script
 
 PREFIX = "atrium:breaker:"
 
@@ -68,24 +68,6 @@ class BreakerState:
     opened_at: float | None
 
 
-class _Scripts:
-    def __init__(self) -> None:
-        client = redis_client()
-        self.allow = client.register_script(_ALLOW)
-        self.failure = client.register_script(_FAILURE)
-        self.success = client.register_script(_SUCCESS)
-
-
-_scripts: _Scripts | None = None
-
-
-def _s() -> _Scripts:
-    global _scripts
-    if _scripts is None:
-        _scripts = _Scripts()
-    return _scripts
-
-
 def _key(target: str) -> str:
     return PREFIX + target
 
@@ -95,12 +77,12 @@ def breaker_allow(target: str) -> int:
 
     After ALLOW_CLEAN a success needs no write (nothing to reset), which saves a round trip per request.
     """
-    return int(_s().allow(keys=[_key(target)], args=[time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]))
+    return int(redis_script(_ALLOW)(keys=[_key(target)], args=[time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]))
 
 
 def breaker_record_failure(target: str, *, reason: str = "", force_open: bool = False) -> str:
     """Count a failure; opens after ATRIUM_BREAKER_FAILURES in a row, at once when probing or when forced."""
-    result = _s().failure(
+    result = redis_script(_FAILURE)(
         keys=[_key(target)],
         args=[time.time(), settings.ATRIUM_BREAKER_FAILURES, settings.ATRIUM_BREAKER_COOLDOWN_S,
               "1" if force_open else "0", reason[:200]],
@@ -109,7 +91,7 @@ def breaker_record_failure(target: str, *, reason: str = "", force_open: bool = 
 
 
 def breaker_record_success(target: str) -> None:
-    _s().success(keys=[_key(target)])
+    redis_script(_SUCCESS)(keys=[_key(target)])
 
 
 def breaker_reset(target: str | None = None) -> None:
