@@ -36,6 +36,17 @@ def _no_provider_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_catalog_cache() -> Iterator[None]:
+    """A test that edits the model catalog inside its rolled-back transaction leaves the in-process catalog cache
+    holding the edit (the rollback sends no signal); start and end every test with the database's catalog."""
+    from inference.catalog.selectors import catalog_invalidate
+
+    catalog_invalidate()
+    yield
+    catalog_invalidate()
+
+
 def _ensure_tenant(slug: str) -> Any:
     from django_tenants.utils import schema_context
 

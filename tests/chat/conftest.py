@@ -68,16 +68,25 @@ def sim(simulator: Simulator, settings: Any, db: Any, monkeypatch: pytest.Monkey
 
 
 @pytest.fixture
-def tenant_update(in_tenant: Any) -> Callable[..., None]:
-    """Change the tenant's policy row inside the test transaction (the middleware reads it per request)."""
+def tenant_update(in_tenant: Any) -> Iterator[Callable[..., None]]:
+    """Change the tenant's policy row inside the test transaction (the middleware reads it per request).
+
+    The session-wide tenant objects get the new values too, and their old values back after the test (the row
+    itself is restored by the rollback).
+    """
     from tenants.models import Tenant
+
+    saved: list[tuple[Any, str, Any]] = []
 
     def _update(tenant: Any, **fields: Any) -> None:
         Tenant.objects.filter(pk=tenant.pk).update(**fields)
         for name, value in fields.items():
+            saved.append((tenant, name, getattr(tenant, name)))
             setattr(tenant, name, value)
 
-    return _update
+    yield _update
+    for tenant, name, value in reversed(saved):
+        setattr(tenant, name, value)
 
 
 @pytest.fixture
