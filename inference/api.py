@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import connection
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -17,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference.api_v1 import error_from_exception, models_for
+from inference.api_v1 import error_body, error_from_exception, models_for
 from inference.catalog.selectors import catalog_entry
 from inference.chat import chat_send, conversation_create, conversation_rename
 from inference.models import Conversation
@@ -28,15 +29,17 @@ def _tenant() -> Any:
     return connection.tenant  # type: ignore[attr-defined]
 
 
+def _error(code: int, message: str) -> Response:
+    return Response(error_body(code, message), status=code)
+
+
 def _not_found() -> Response:
-    return Response({"type": "error", "error": {"type": "not_found_error", "message": "No such conversation."}},
-                    status=status.HTTP_404_NOT_FOUND)
+    return _error(status.HTTP_404_NOT_FOUND, "No such conversation.")
 
 
 def _invalid(errors: Any) -> Response:
-    message = "; ".join(f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in errors.items())
-    return Response({"type": "error", "error": {"type": "invalid_request_error", "message": message}},
-                    status=status.HTTP_400_BAD_REQUEST)
+    return _error(status.HTTP_400_BAD_REQUEST,
+                  "; ".join(f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in errors.items()))
 
 
 class ConversationOutput(serializers.Serializer[Conversation]):
@@ -85,10 +88,7 @@ class ConversationListCreateApi(APIView):
             return _invalid(data.errors)
         entry = catalog_entry(data.validated_data["model"])
         if entry is None or entry not in models_for(request.user, _tenant()):
-            return Response({"type": "error", "error": {"type": "permission_error" if entry else "not_found_error",
-                                                        "message": f"model: {data.validated_data['model']} is not "
-                                                                   f"available to you."}},
-                            status=403 if entry else 404)
+            return _error(403 if entry else 404, f"model: {data.validated_data['model']} is not available to you.")
         conversation = conversation_create(user=request.user, model=entry.model_id,
                                            title=data.validated_data["title"], system=data.validated_data["system"])
         return Response(ConversationOutput(conversation).data, status=status.HTTP_201_CREATED)
@@ -206,15 +206,11 @@ def usage_me(user: Any, tenant: Any) -> dict[str, Any]:
     return usage
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus: an oversized body is a JSON 413 (Django would answer an HTML 400 page)."""
-    from django.conf import settings
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponseBase | None:
+    """DRF's handler, plus: an oversized body is the same JSON 413 as on /v1/ (Django would answer an HTML 400)."""
     from django.core.exceptions import RequestDataTooBig
     from rest_framework.views import exception_handler as drf_exception_handler
 
     if isinstance(exc, RequestDataTooBig):
-        return Response({"type": "error", "error": {
-            "type": "request_too_large",
-            "message": f"The request body is larger than this server accepts "
-                       f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes)."}}, status=413)
+        return error_from_exception(exc)
     return drf_exception_handler(exc, context)

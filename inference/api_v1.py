@@ -35,10 +35,14 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
                422: "invalid_request_error", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
 
 
+def error_body(status: int, message: str, error_type: str | None = None) -> dict[str, Any]:
+    """Anthropic's error JSON, for /v1/ and the conversations API alike."""
+    return {"type": "error", "error": {"type": error_type or ERROR_TYPES.get(status, "api_error"), "message": message}}
+
+
 def api_error(status: int, message: str, error_type: str | None = None,
               headers: dict[str, str] | None = None) -> JsonResponse:
-    response = JsonResponse({"type": "error", "error": {"type": error_type or ERROR_TYPES.get(status, "api_error"),
-                                                        "message": message}}, status=status)
+    response = JsonResponse(error_body(status, message, error_type), status=status)
     for name, value in (headers or {}).items():
         response[name] = value
     return response
@@ -46,6 +50,9 @@ def api_error(status: int, message: str, error_type: str | None = None,
 
 def error_from_exception(exc: Exception) -> JsonResponse:
     """One place that maps every typed failure to its Anthropic-shaped response."""
+    if isinstance(exc, RequestDataTooBig):
+        return api_error(413, f"The request body is larger than this server accepts "
+                              f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).")
     if isinstance(exc, QuotaExceeded):
         return api_error(429, exc.message, headers={"retry-after": str(exc.retry_after)})
     if isinstance(exc, AccessError):
@@ -93,10 +100,7 @@ def messages(request: HttpRequest) -> HttpResponseBase:
     try:
         user, info = _authenticate(request)
         try:
-            body = json.loads(request.body or b"null")
-        except RequestDataTooBig:
-            return api_error(413, f"The request body is larger than this server accepts "
-                                  f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).")
+            body = json.loads(request.body or b"null")  # too large: RequestDataTooBig, mapped to 413 below
         except ValueError as exc:
             raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
         call = Call(tenant=connection.tenant, user=user, body=body, source="api", request=request,  # type: ignore[attr-defined]
