@@ -51,40 +51,38 @@ class TenantMiddleware(TenantMainMiddleware):
     _cache: dict[str, tuple[float, Any]] = {}
     _lock = threading.Lock()
 
+    @staticmethod
+    def _ttl() -> float:
+        return float(getattr(settings, "ATRIUM_TENANT_CACHE_S", 0) or 0)
+
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         """On a cache hit, skip the detour through the public schema; and when this thread's connection is
         already on the tenant (the previous request was for it), leave its search path alone: django-tenants
         would reset it and pay a `SET search_path` round trip on the next query."""
-        ttl = float(getattr(settings, "ATRIUM_TENANT_CACHE_S", 0) or 0)
-        if ttl > 0:
-            try:
-                hostname = self.hostname_from_request(request)
-            except DisallowedHost:
-                hostname = ""
-            hit = self._cache.get(hostname) if hostname else None
-            if hit is not None and hit[0] > time.monotonic():
-                tenant: Any = hit[1]
-                tenant.domain_url = hostname
-                request.tenant = tenant  # type: ignore[attr-defined]
-                on_it = getattr(connection, "tenant", None) is tenant
-                if not on_it or getattr(connection, "schema_name", None) != getattr(tenant, "schema_name", ""):
-                    connection.set_tenant(tenant)  # type: ignore[attr-defined]
-                self.setup_url_routing(request)
-                return None
-        response: HttpResponse | None = super().process_request(request)
-        return response
+        try:
+            hostname = self.hostname_from_request(request) if self._ttl() > 0 else ""
+        except DisallowedHost:
+            hostname = ""
+        hit = self._cache.get(hostname) if hostname else None
+        if hit is None or hit[0] <= time.monotonic():
+            response: HttpResponse | None = super().process_request(request)  # fills the cache (get_tenant)
+            return response
+        tenant: Any = hit[1]
+        tenant.domain_url = hostname
+        request.tenant = tenant  # type: ignore[attr-defined]
+        on_it = getattr(connection, "tenant", None) is tenant
+        if not on_it or getattr(connection, "schema_name", None) != getattr(tenant, "schema_name", ""):
+            connection.set_tenant(tenant)  # type: ignore[attr-defined]
+        self.setup_url_routing(request)
+        return None
 
     def get_tenant(self, domain_model: Any, hostname: str) -> Any:
-        ttl = float(getattr(settings, "ATRIUM_TENANT_CACHE_S", 0) or 0)
-        if ttl <= 0:
-            return super().get_tenant(domain_model, hostname)
-        now = time.monotonic()
-        hit = self._cache.get(hostname)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        """The database lookup (a cache miss); remembered for the next requests."""
         tenant = super().get_tenant(domain_model, hostname)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[hostname] = (now + ttl, tenant)
+        ttl = self._ttl()
+        if ttl > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[hostname] = (time.monotonic() + ttl, tenant)
         return tenant

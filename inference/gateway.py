@@ -14,10 +14,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from django.db import connection, transaction
+from django.db import transaction
 from django_tenants.utils import tenant_context
 
 from access.errors import NotPermitted, QuotaExceeded
@@ -28,6 +27,7 @@ from inference import metrics
 from inference.catalog.selectors import CatalogEntry, catalog_entry
 from inference.errors import InferenceError, ModelNotFound
 from inference.router import route, route_stream
+from inference.services import usage_add
 from inference.targets import targets_for_tenant
 from inference.types import Attempt, MessageRequest, ProviderTarget
 
@@ -209,20 +209,6 @@ def gateway_admit(call: Call) -> Admitted:
 
 # --- the call and its records ------------------------------------------------------------------------
 
-def _usage_upsert(user_id: int | None, model: str, provider: str, input_tokens: int, output_tokens: int,
-                  error: bool) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "
-            "output_tokens) VALUES (%s, %s, %s, %s, 1, %s, %s, %s) "
-            "ON CONFLICT (user_id, day, model, provider) DO UPDATE SET requests = inference_usagedaily.requests + 1, "
-            "errors = inference_usagedaily.errors + EXCLUDED.errors, "
-            "input_tokens = inference_usagedaily.input_tokens + EXCLUDED.input_tokens, "
-            "output_tokens = inference_usagedaily.output_tokens + EXCLUDED.output_tokens",
-            [user_id, datetime.now(UTC).date(), model, provider, int(error), input_tokens, output_tokens],
-        )
-
-
 def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
             attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False,
             persist: Persist | None = None) -> None:
@@ -249,7 +235,8 @@ def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str
     with tenant_context(call.tenant), transaction.atomic():
         if persist is not None:
             persist(message, provider, region)
-        _usage_upsert(call.user.pk, admitted.entry.model_id, provider, input_tokens, output_tokens, status != "success")
+        usage_add(user_id=call.user.pk, model=admitted.entry.model_id, provider=provider, input_tokens=input_tokens,
+                  output_tokens=output_tokens, error=status != "success")
         params = admitted.message_request.params
         audit_record(event_type="model_call", user=call.user, request=call.request, model=admitted.entry.model_id,
                      input_payload={"system": params.get("system"), "messages": params.get("messages")},

@@ -22,30 +22,35 @@ from django.db import close_old_connections
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
 _pending: set[Future[None]] = set()
-_slots = threading.BoundedSemaphore(1)  # replaced with the configured size on first use
 
 
-def _run(work: Callable[[], None]) -> None:
-    close_old_connections()
-    try:
-        work()
-    except Exception:
-        logger.exception("could not record a completed model call")
-    finally:
+class _Pool:
+    """The thread pool and the semaphore that bounds what may wait in it, created together on first use."""
+
+    def __init__(self) -> None:
+        threads = int(getattr(settings, "ATRIUM_RECORDER_THREADS", 4))
+        self.slots = threading.BoundedSemaphore(threads * 64)
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="atrium-recorder")
+        atexit.register(recorder_flush)
+
+    def run(self, work: Callable[[], None]) -> None:
         close_old_connections()
-        _slots.release()
+        try:
+            _safe(work)
+        finally:
+            close_old_connections()
+            self.slots.release()
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool, _slots
+_pool: _Pool | None = None
+
+
+def _get_pool() -> _Pool:
+    global _pool
     with _lock:
         if _pool is None:
-            threads = int(getattr(settings, "ATRIUM_RECORDER_THREADS", 4))
-            _slots = threading.BoundedSemaphore(threads * 64)
-            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="atrium-recorder")
-            atexit.register(recorder_flush)
+            _pool = _Pool()
         return _pool
 
 
@@ -54,11 +59,11 @@ def record_later(work: Callable[[], None]) -> None:
     if not getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
         _safe(work)
         return
-    pool = _executor()
-    if not _slots.acquire(blocking=False):
+    pool = _get_pool()
+    if not pool.slots.acquire(blocking=False):
         _safe(work)  # back-pressure: the pool is saturated
         return
-    future = pool.submit(_run, work)
+    future = pool.executor.submit(pool.run, work)
     with _lock:
         _pending.add(future)
     future.add_done_callback(_forget)

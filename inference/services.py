@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
+
+# Adds a row's counts to the existing (user, day, model, provider) row, if any.
+_USAGE_UPSERT = (
+    "ON CONFLICT (user_id, day, model, provider) DO UPDATE SET "
+    "requests = inference_usagedaily.requests + EXCLUDED.requests, "
+    "errors = inference_usagedaily.errors + EXCLUDED.errors, "
+    "input_tokens = inference_usagedaily.input_tokens + EXCLUDED.input_tokens, "
+    "output_tokens = inference_usagedaily.output_tokens + EXCLUDED.output_tokens"
+)
+
+
+def usage_add(*, user_id: int | None, model: str, provider: str, input_tokens: int, output_tokens: int,
+              error: bool) -> None:
+    """Count one call in today's usage row (UTC), atomically against concurrent callers."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "  # noqa: S608 - constant clause
+            f"output_tokens) VALUES (%s, %s, %s, %s, 1, %s, %s, %s) {_USAGE_UPSERT}",
+            [user_id, datetime.now(UTC).date(), model, provider, int(error), input_tokens, output_tokens],
+        )
 
 
 def usage_anonymise(user_id: int) -> int:
@@ -14,14 +35,9 @@ def usage_anonymise(user_id: int) -> int:
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "
+            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "  # noqa: S608 - constant clause
             "output_tokens) SELECT NULL, day, model, provider, requests, errors, input_tokens, output_tokens "
-            "FROM inference_usagedaily WHERE user_id = %s "
-            "ON CONFLICT (user_id, day, model, provider) DO UPDATE SET "
-            "requests = inference_usagedaily.requests + EXCLUDED.requests, "
-            "errors = inference_usagedaily.errors + EXCLUDED.errors, "
-            "input_tokens = inference_usagedaily.input_tokens + EXCLUDED.input_tokens, "
-            "output_tokens = inference_usagedaily.output_tokens + EXCLUDED.output_tokens",
+            f"FROM inference_usagedaily WHERE user_id = %s {_USAGE_UPSERT}",
             [user_id],
         )
         cursor.execute("DELETE FROM inference_usagedaily WHERE user_id = %s", [user_id])
