@@ -16,16 +16,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
-BENCH_DB = "atrium_bench_failover"
-server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/atrium").rsplit("/", 1)[0]
-os.environ["DATABASE_URL"] = f"{server}/{BENCH_DB}"
-redis_server = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-os.environ["REDIS_URL"] = f"{redis_server}/15"
+from _common import bench_database
+
+# The breaker's state lives in Redis: use a database of its own on REDIS_URL's server.
+os.environ["REDIS_URL"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
 for name in list(os.environ):
     if name.startswith(("ANTHROPIC_", "AWS_", "GOOGLE_")) or name == "CLOUD_ML_REGION":
         del os.environ[name]
@@ -46,19 +41,9 @@ def timed(n: int, prepare: Callable[[], None], call: Callable[[], object]) -> li
 
 
 def main() -> None:
-    import django
-    import psycopg
-
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    admin_url = f"{server}/postgres".replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    django.setup()
+    bench_database("atrium_bench_failover")
     from django.conf import settings
-    from django.core.management import call_command
-
-    call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
 
     from inference import breaker
     from inference.router import route
