@@ -280,6 +280,11 @@ def download_token(job: GdprJob, viewer: Any) -> str:
     return signing.dumps({"job": str(job.id), "user": viewer.pk}, salt=SIGNING_SALT)
 
 
+def may_download(job: GdprJob, viewer: Any) -> bool:
+    """Only the person exported and compliance staff with the export permission."""
+    return bool(viewer.pk == job.subject_id or viewer.has_perm("audit.export_data"))
+
+
 def download_check(job: GdprJob, viewer: Any, token: str) -> str | None:
     """None when `viewer` may download `job` with `token`; else the reason it may not."""
     max_age = timedelta(days=settings.ATRIUM_EXPORT_TTL_DAYS)
@@ -295,7 +300,7 @@ def download_check(job: GdprJob, viewer: Any, token: str) -> str | None:
         return "This export is not available."
     if job.expires_at is None or job.expires_at <= timezone.now():
         return "This export has expired and was deleted."
-    if viewer.pk != job.subject_id and not viewer.has_perm("audit.export_data"):
+    if not may_download(job, viewer):
         return "Only the person exported and compliance staff may download it."
     return None
 

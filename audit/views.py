@@ -20,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from audit.chain import chain_verify, pseudonym, tenant_key
-from audit.gdpr import JobRefused, download_check, download_token, gdpr_request, gdpr_retry
+from audit.gdpr import JobRefused, download_check, download_token, gdpr_request, gdpr_retry, may_download
 from audit.models import AuditEntry, Consent, GdprJob
 from audit.services import audit_record, consent_active, consent_give, consent_withdraw, notice_current
 
@@ -80,8 +80,7 @@ def _job_json(job: GdprJob, viewer: Any) -> dict[str, Any]:
         "counts": job.counts, "size": job.size,
         "expires_at": job.expires_at.isoformat() if job.expires_at else None,
     }
-    may_download = viewer.pk == job.subject_id or viewer.has_perm("audit.export_data")
-    if job.kind == GdprJob.Kind.EXPORT and job.status == GdprJob.Status.DONE and may_download:
+    if job.kind == GdprJob.Kind.EXPORT and job.status == GdprJob.Status.DONE and may_download(job, viewer):
         data["download"] = f"/compliance/exports/{job.id}/download/?token={download_token(job, viewer)}"
     return data
 

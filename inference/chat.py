@@ -18,7 +18,7 @@ from inference.api_v1 import sse
 from inference.gateway import Admitted, Call, InvalidRequest, gateway_admit, gateway_stream
 from inference.models import Conversation, Message
 from inference.rendering import render_markdown
-from inference.selectors import conversation_history
+from inference.selectors import conversation_history, message_text
 
 DEFAULT_MAX_TOKENS = 2048
 TITLE_LENGTH = 60
@@ -60,10 +60,9 @@ def _answer(conversation: Conversation, turn: ChatTurn, replace: Message | None)
             stop_reason=str(message.get("stop_reason") or ""), incomplete=bool(message.get("incomplete")),
         )
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-        text = "".join(b.get("text", "") for b in saved.content if isinstance(b, dict) and b.get("type") == "text")
         turn.saved.update({"message_id": str(saved.id), "incomplete": saved.incomplete,
                            "usage": {"input_tokens": saved.input_tokens, "output_tokens": saved.output_tokens},
-                           "html": render_markdown(text)})
+                           "html": render_markdown(message_text(saved))})
 
     return persist
 
