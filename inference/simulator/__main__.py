@@ -21,10 +21,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(host: str, port: int, chunk_delay_ms: int = 0) -> int:
     try:
-        sim = Simulator(port=port, host=host, chunk_delay_ms=chunk_delay_ms)
+        serve(host, port, chunk_delay_ms)
     except OSError as exc:
         print(f"provider simulator: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 1
+    return 0
+
+
+def serve(host: str, port: int, chunk_delay_ms: int = 0) -> None:
+    """Serve until SIGTERM or Ctrl-C; OSError when the address cannot be bound."""
+    sim = Simulator(port=port, host=host, chunk_delay_ms=chunk_delay_ms)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -39,7 +45,6 @@ def run(host: str, port: int, chunk_delay_ms: int = 0) -> int:
     finally:
         sim.released.set()
         sim._server.server_close()
-    return 0
 
 
 if __name__ == "__main__":

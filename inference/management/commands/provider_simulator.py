@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from inference.simulator.__main__ import run
+from inference.simulator.__main__ import serve
 
 
 class Command(BaseCommand):
@@ -18,5 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--chunk-delay-ms", type=int, default=0, help="pause between streamed text deltas")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if run(options["host"], options["port"], options["chunk_delay_ms"]) != 0:
-            raise CommandError(f"cannot listen on {options['host']}:{options['port']}")
+        try:
+            serve(options["host"], options["port"], options["chunk_delay_ms"])
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror}") from exc
