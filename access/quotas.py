@@ -60,11 +60,10 @@ end
 return {1}
 """
 
-# KEYS: day keys. ARGV: delta (may be negative). Never lets a counter go below zero.
+# KEYS: day keys. ARGV: one delta per key (may be negative). Never lets a counter go below zero.
 _ADJUST = """
-local delta = tonumber(ARGV[1])
 for j = 1, #KEYS do
-  local value = redis.call('INCRBY', KEYS[j], delta)
+  local value = redis.call('INCRBY', KEYS[j], tonumber(ARGV[j]))
   if value < 0 then redis.call('SET', KEYS[j], 0, 'KEEPTTL') end
 end
 return 1
@@ -130,12 +129,22 @@ def quota_reserve(*, tenant: Any, user: Any, tokens: int) -> Reservation:
 
 def quota_settle(reservation: Reservation, used_tokens: int) -> None:
     """Charge what the call really used: refund the rest of the reservation (or charge an overrun)."""
-    if reservation.settled:
-        return
-    reservation.settled = True
-    delta = int(used_tokens) - reservation.tokens
-    if reservation.day_keys and delta:
-        redis_script(_ADJUST)(keys=reservation.day_keys, args=[delta])
+    quota_settle_many([(reservation, used_tokens)])
+
+
+def quota_settle_many(settlements: list[tuple[Reservation, int]]) -> None:
+    """Settle several reservations with one script call (the per-key deltas summed)."""
+    deltas: dict[str, int] = {}
+    for reservation, used_tokens in settlements:
+        if reservation.settled:
+            continue
+        reservation.settled = True
+        delta = int(used_tokens) - reservation.tokens
+        for key in reservation.day_keys if delta else ():
+            deltas[key] = deltas.get(key, 0) + delta
+    deltas = {key: delta for key, delta in deltas.items() if delta}
+    if deltas:
+        redis_script(_ADJUST)(keys=list(deltas), args=list(deltas.values()))
 
 
 def quota_release(reservation: Reservation) -> None:

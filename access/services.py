@@ -21,6 +21,7 @@ from access.errors import AccessError, AuthenticationFailed
 from access.models import ApiKey, OIDCConfig, UserIdentity
 from access.oidc import claim_values
 from access.selectors import PERMISSIONS_OF_USER_SQL
+from config.tenant_cache import TenantCache
 
 API_KEY_PREFIX = "atr_"
 # atr_<8 lowercase hex>_<43 url-safe chars>: the prefix identifies a key in lists and logs.
@@ -200,10 +201,15 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: Any, request: Any = None) -> 
 
 
 _KEY_FIELDS = [f.attname for f in ApiKey._meta.concrete_fields]
+_LAST_USED = _KEY_FIELDS.index("last_used_at")
+
+# (key row, user row, the user's permissions), per schema and key prefix; see config/tenant_cache.py.
+KeyRows = tuple[tuple[Any, ...], tuple[Any, ...], frozenset[str]]
+_key_cache: TenantCache[KeyRows] = TenantCache("api_keys")
 
 
-def _api_key_with_user(prefix: str) -> ApiKey | None:
-    """The key and its user in one plain query: every API call runs this, and the ORM's query building costs
+def _api_key_rows(prefix: str) -> KeyRows | None:
+    """The key, its user and the user's permissions in one plain query: the ORM's query building would cost
     more than the round trip (bench/overhead.py)."""
     user_model = get_user_model()
     user_fields = [f.attname for f in user_model._meta.concrete_fields]
@@ -218,19 +224,49 @@ def _api_key_with_user(prefix: str) -> ApiKey | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    key = ApiKey.from_db("default", _KEY_FIELDS, row[: len(_KEY_FIELDS)])
-    user = user_model.from_db("default", user_fields, row[len(_KEY_FIELDS):-1])
-    # The user's permissions come with the same query (read fresh on every request, as permissions_load does).
-    user._perm_cache = set(row[-1] or ())  # type: ignore[attr-defined]
+    return tuple(row[: len(_KEY_FIELDS)]), tuple(row[len(_KEY_FIELDS):-1]), frozenset(row[-1] or ())
+
+
+def _api_key_with_user(prefix: str) -> ApiKey | None:
+    """The key with its user (permissions loaded): from this process's cache, which the database empties when
+    a key, a user, a role or a permission changes (config/tenant_cache.py), else from one query."""
+    schema: str = connection.schema_name  # type: ignore[attr-defined]
+    rows = _key_cache.get_or_load(schema, prefix, lambda: _api_key_rows(prefix))
+    if rows is None:
+        return None
+    key_row, user_row, permissions = rows
+    user_model = get_user_model()
+    key = ApiKey.from_db("default", _KEY_FIELDS, key_row)
+    user = user_model.from_db("default", [f.attname for f in user_model._meta.concrete_fields], user_row)
+    user._perm_cache = set(permissions)  # type: ignore[attr-defined]
     key.user = user
     return key
+
+
+def _last_used_record(key: ApiKey, now: datetime) -> None:
+    """Record last use at most once per LAST_USED_WRITE_INTERVAL, so a busy key is not a row update per call.
+
+    Conditional update: concurrent requests in several processes still write at most once. The column sends no
+    invalidation (it changes too often), so this process refreshes its own cached row.
+    """
+    ApiKey.objects.filter(pk=key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_WRITE_INTERVAL)
+    ).update(last_used_at=now)
+    key.last_used_at = now
+
+    def stamped(rows: KeyRows) -> KeyRows:
+        key_row = list(rows[0])
+        key_row[_LAST_USED] = now
+        return tuple(key_row), rows[1], rows[2]
+
+    _key_cache.update(connection.schema_name, key.prefix, stamped)  # type: ignore[attr-defined]
 
 
 def api_key_authenticate(*, raw_key: str, tenant_label: str) -> ApiKey:
     """The live key for a presented raw key; raises AuthenticationFailed saying why not.
 
-    Records last use at most once per LAST_USED_WRITE_INTERVAL so a busy key does not turn every
-    request into a row update.
+    Reads the key from this process's cache when it can (`_api_key_with_user`); the checks below run on
+    every call, on the cached row as on a fresh one.
     """
     match = API_KEY_RE.match(raw_key.strip())
     if match is None:
@@ -248,10 +284,6 @@ def api_key_authenticate(*, raw_key: str, tenant_label: str) -> ApiKey:
     if not key.user.is_active:
         raise AuthenticationFailed(f"the owner of API key {key.display} is deactivated (tenant {tenant_label})")
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_WRITE_INTERVAL:
-        # Conditional update: concurrent requests in several processes still write at most once.
-        ApiKey.objects.filter(pk=key.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_WRITE_INTERVAL)
-        ).update(last_used_at=now)
-        key.last_used_at = now
+        _last_used_record(key, now)
     return key
 

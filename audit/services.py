@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -10,6 +12,10 @@ from django.utils import timezone
 
 from audit import chain
 from audit.models import AuditEntry, Consent, ProcessingNotice
+from config.tenant_cache import TenantCache
+
+# (user id, hash of the notice text) -> True: the user has accepted the current notice.
+_consent_cache: TenantCache[bool] = TenantCache("consent")
 
 
 def _client_ip(request: Any) -> str:
@@ -50,40 +56,75 @@ def content_hash(key: bytes, payload: Any) -> str:
     return chain.keyed_hash(key, text)
 
 
-def audit_record(*, event_type: str, user: Any = None, request: Any = None, model: str = "",
-                 input_payload: Any = None, output_payload: Any = None, input_tokens: int = 0,
-                 output_tokens: int = 0, latency_ms: int = 0, status: str = "success",
-                 metadata: dict[str, Any] | None = None, error: str = "", user_id: int | None = None,
-                 personal: dict[str, Any] | None = None) -> AuditEntry:
-    """Append one entry to the current tenant's chain (inside the caller's transaction, if any)."""
-    key = chain.tenant_key()
+@dataclass
+class AuditEvent:
+    """One entry to append, with everything taken from the request already resolved (so it can be written later,
+    from another thread, in a batch: see audit_append)."""
+
+    event_type: str
+    user_id: int | None = None
+    personal: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    input_payload: Any = None
+    output_payload: Any = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: int = 0
+    status: str = "success"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    timestamp: datetime = field(default_factory=timezone.now)
+
+
+def audit_event(*, event_type: str, user: Any = None, request: Any = None, user_id: int | None = None,
+                personal: dict[str, Any] | None = None, **fields: Any) -> AuditEvent:
+    """An AuditEvent for `user` and `request` (their personal fields read now); `fields` as AuditEvent's."""
     uid = user_id if user_id is not None else (getattr(user, "pk", None) if user is not None else None)
     personal_fields = personal if personal is not None else _personal(user, request)
-    personal_fields = chain.normalise(personal_fields)
+    return AuditEvent(event_type=event_type, user_id=uid, personal=personal_fields, **fields)
+
+
+def audit_record(*, event_type: str, user: Any = None, request: Any = None, user_id: int | None = None,
+                 personal: dict[str, Any] | None = None, **fields: Any) -> AuditEntry:
+    """Append one entry to the current tenant's chain (inside the caller's transaction, if any)."""
+    event = audit_event(event_type=event_type, user=user, request=request, user_id=user_id, personal=personal,
+                        **fields)
+    return audit_append([event])[0]
+
+
+def audit_append(events: list[AuditEvent]) -> list[AuditEntry]:
+    """Append entries to the current tenant's chain, in order, with one lock and one INSERT."""
+    key = chain.tenant_key()
+    entries: list[AuditEntry] = []
     # No savepoint: an append that fails must fail the change it records, and a savepoint costs two round trips.
     with transaction.atomic(savepoint=False):
         last_seq, prev = chain.chain_lock_head()
-        fields: dict[str, Any] = {
-            "seq": last_seq + 1,
-            "event_id": uuid.uuid4(),
-            "timestamp": timezone.now(),
-            "event_type": event_type,
-            "actor": chain.pseudonym(key, uid),
-            "model": model or "",
-            "input_hash": content_hash(key, input_payload),
-            "output_hash": content_hash(key, output_payload),
-            "input_tokens": int(input_tokens or 0),
-            "output_tokens": int(output_tokens or 0),
-            "latency_ms": int(latency_ms or 0),
-            "status": status,
-            "metadata": chain.normalise(metadata or {}),
-            "error": (error or "")[:2000],
-            "subject_mac": chain.subject_mac(key, uid, personal_fields),
-        }
-        mac = chain.entry_mac(key, prev, fields)
-        entry = AuditEntry(**fields, user_id=uid, personal=personal_fields, prev_mac=prev, mac=mac)
-        entry.save(force_insert=True)
-    return entry
+        for event in events:
+            personal_fields = chain.normalise(event.personal)
+            last_seq += 1
+            fields: dict[str, Any] = {
+                "seq": last_seq,
+                "event_id": uuid.uuid4(),
+                "timestamp": event.timestamp,
+                "event_type": event.event_type,
+                "actor": chain.pseudonym(key, event.user_id),
+                "model": event.model or "",
+                "input_hash": content_hash(key, event.input_payload),
+                "output_hash": content_hash(key, event.output_payload),
+                "input_tokens": int(event.input_tokens or 0),
+                "output_tokens": int(event.output_tokens or 0),
+                "latency_ms": int(event.latency_ms or 0),
+                "status": event.status,
+                "metadata": chain.normalise(event.metadata or {}),
+                "error": (event.error or "")[:2000],
+                "subject_mac": chain.subject_mac(key, event.user_id, personal_fields),
+            }
+            mac = chain.entry_mac(key, prev, fields)
+            entries.append(AuditEntry(**fields, user_id=event.user_id, personal=personal_fields, prev_mac=prev,
+                                      mac=mac))
+            prev = mac
+        AuditEntry.objects.bulk_create(entries)
+    return entries
 
 
 def audit_redact_batch(user_id: int, batch: int) -> int:
@@ -122,11 +163,26 @@ def consent_active(user: Any, notice: ProcessingNotice) -> bool:
 
 
 def consent_required(user: Any, tenant: Any) -> ProcessingNotice | None:
-    """The notice this user must accept before a model call, or None when nothing is pending."""
-    notice = notice_current(tenant)
-    if notice is None or consent_active(user, notice):
+    """The notice this user must accept before a model call, or None when nothing is pending.
+
+    "Nothing pending" is remembered per process for this user and notice text (config/tenant_cache.py: the
+    database announces every consent and notice change), so a model call does not pay two queries for it.
+    """
+    text = (getattr(tenant, "processing_notice", "") or "").strip()
+    if not text:
         return None
-    return notice
+    pending: list[ProcessingNotice] = []
+
+    def settled() -> bool | None:
+        notice = notice_current(tenant)
+        if notice is None or consent_active(user, notice):
+            return True
+        pending.append(notice)
+        return None
+
+    if _consent_cache.get_or_load(tenant.schema_name, (user.pk, hash(text)), settled):
+        return None
+    return pending[0]
 
 
 def consent_give(user: Any, notice: ProcessingNotice, request: Any = None) -> Consent:

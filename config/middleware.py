@@ -1,11 +1,9 @@
-"""Request middleware: request ids for log correlation, and the tenant lookup with a short in-process cache."""
+"""Request middleware: request ids for log correlation, and the tenant lookup with an in-process cache."""
 
 from __future__ import annotations
 
 import contextvars
 import re
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +13,8 @@ from django.core.exceptions import DisallowedHost
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django_tenants.middleware.main import TenantMainMiddleware
+
+from config.tenant_cache import TenantCache
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("atrium_request_id", default="")
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -41,33 +41,33 @@ class RequestIdMiddleware:
         return response
 
 
+def _tenant_cache_ttl() -> float:
+    return float(getattr(settings, "ATRIUM_TENANT_CACHE_S", 0) or 0)
+
+
+# host -> tenant, in the public schema's entries: emptied at once when a tenant or a domain changes.
+_tenants: TenantCache[Any] = TenantCache("tenant_hosts", ttl=_tenant_cache_ttl)
+
+
 class TenantMiddleware(TenantMainMiddleware):
-    """django-tenants' middleware with the host -> tenant lookup cached in-process for ATRIUM_TENANT_CACHE_S.
+    """django-tenants' middleware with the host -> tenant lookup cached in-process (config/tenant_cache.py).
 
-    Saves a database round trip on every request. A policy edit in the public admin reaches the other processes
-    within that many seconds (default 2; 0 turns the cache off).
+    Saves a database round trip on every request. A change of a tenant or a domain empties the cache of every
+    process when it commits; ATRIUM_TENANT_CACHE_S bounds an entry's life all the same (0 turns the cache off).
     """
-
-    _cache: dict[str, tuple[float, Any]] = {}
-    _lock = threading.Lock()
-
-    @staticmethod
-    def _ttl() -> float:
-        return float(getattr(settings, "ATRIUM_TENANT_CACHE_S", 0) or 0)
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         """On a cache hit, skip the detour through the public schema; and when this thread's connection is
         already on the tenant (the previous request was for it), leave its search path alone: django-tenants
         would reset it and pay a `SET search_path` round trip on the next query."""
         try:
-            hostname = self.hostname_from_request(request) if self._ttl() > 0 else ""
+            hostname = self.hostname_from_request(request)
         except DisallowedHost:
             hostname = ""
-        hit = self._cache.get(hostname) if hostname else None
-        if hit is None or hit[0] <= time.monotonic():
+        tenant: Any = _tenants.peek("public", hostname) if hostname else None
+        if tenant is None:
             response: HttpResponse | None = super().process_request(request)  # fills the cache (get_tenant)
             return response
-        tenant: Any = hit[1]
         tenant.domain_url = hostname
         request.tenant = tenant  # type: ignore[attr-defined]
         on_it = getattr(connection, "tenant", None) is tenant
@@ -78,11 +78,5 @@ class TenantMiddleware(TenantMainMiddleware):
 
     def get_tenant(self, domain_model: Any, hostname: str) -> Any:
         """The database lookup (a cache miss); remembered for the next requests."""
-        tenant = super().get_tenant(domain_model, hostname)
-        ttl = self._ttl()
-        if ttl > 0:
-            with self._lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[hostname] = (time.monotonic() + ttl, tenant)
-        return tenant
+        return _tenants.get_or_load("public", hostname, lambda: super(TenantMiddleware, self).get_tenant(
+            domain_model, hostname))

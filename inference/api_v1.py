@@ -26,7 +26,6 @@ from access.policy import model_allowed_by_tenant, permitted_tiers
 from inference.catalog.selectors import CatalogEntry, catalog_entries, catalog_entry
 from inference.errors import InferenceError, UpstreamRequestError
 from inference.gateway import Call, InvalidRequest, gateway_admit, gateway_complete, gateway_stream
-from inference.recorder import record_later
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ def messages(request: HttpRequest) -> HttpResponseBase:
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
         else:
-            response = JsonResponse(gateway_complete(admitted, defer=record_later))
+            response = JsonResponse(gateway_complete(admitted, background=True))
         for name, value in admitted.clamp_headers.items():
             response[name] = value
         return response

@@ -21,13 +21,14 @@ from django_tenants.utils import tenant_context
 
 from access.errors import NotPermitted, QuotaExceeded
 from access.policy import PolicyDecision, policy_check
-from access.quotas import Reservation, quota_release, quota_reserve, quota_settle
-from audit.services import audit_record, consent_required
+from access.quotas import Reservation, quota_release, quota_reserve, quota_settle_many
+from audit.services import AuditEvent, audit_append, audit_event, audit_record, consent_required
 from inference import metrics
 from inference.catalog.selectors import CatalogEntry, catalog_entry
 from inference.errors import InferenceError, ModelNotFound
+from inference.recorder import BatchWriter
 from inference.router import route, route_stream
-from inference.services import usage_add
+from inference.services import UsageCount, usage_add_many
 from inference.targets import targets_for_tenant
 from inference.types import Attempt, MessageRequest, ProviderTarget
 
@@ -209,9 +210,21 @@ def gateway_admit(call: Call) -> Admitted:
 
 # --- the call and its records ------------------------------------------------------------------------
 
-def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
-            attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False,
-            persist: Persist | None = None) -> None:
+@dataclass
+class CallRecord:
+    """What a finished (or failed) call leaves behind: its usage, its audit entry and its quota settlement."""
+
+    tenant: Any
+    usage: UsageCount
+    audit: AuditEvent
+    reservation: Reservation
+    used_tokens: int
+    settle: bool  # False: release the whole reservation (nothing was produced)
+
+
+def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
+                 attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False) -> CallRecord:
+    """Count the call in the metrics and describe its records; everything from the request is resolved here."""
     call = admitted.call
     usage = (message or {}).get("usage") or {}
     input_tokens, output_tokens = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
@@ -232,21 +245,53 @@ def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str
     }
     if admitted.decision.clamp_reason:
         metadata["clamp_reason"] = admitted.decision.clamp_reason
-    with tenant_context(call.tenant), transaction.atomic():
-        if persist is not None:
-            persist(message, provider, region)
-        usage_add(user_id=call.user.pk, model=admitted.entry.model_id, provider=provider, input_tokens=input_tokens,
-                  output_tokens=output_tokens, error=status != "success")
-        params = admitted.message_request.params
-        audit_record(event_type="model_call", user=call.user, request=call.request, model=admitted.entry.model_id,
-                     input_payload={"system": params.get("system"), "messages": params.get("messages")},
-                     output_payload=(message or {}).get("content"), input_tokens=input_tokens,
-                     output_tokens=output_tokens, latency_ms=latency_ms, status=status, metadata=metadata,
-                     error=error)
-    if status == "success" or message:
-        quota_settle(admitted.reservation, input_tokens + output_tokens)
+    params = admitted.message_request.params
+    model = admitted.entry.model_id
+    with tenant_context(call.tenant):  # the session digest in the personal fields is keyed by the tenant
+        audit = audit_event(event_type="model_call", user=call.user, request=call.request, model=model,
+                            input_payload={"system": params.get("system"), "messages": params.get("messages")},
+                            output_payload=(message or {}).get("content"), input_tokens=input_tokens,
+                            output_tokens=output_tokens, latency_ms=latency_ms, status=status, metadata=metadata,
+                            error=error)
+    return CallRecord(tenant=call.tenant, audit=audit, reservation=admitted.reservation,
+                      usage=UsageCount(call.user.pk, model, provider, input_tokens, output_tokens, status != "success"),
+                      used_tokens=input_tokens + output_tokens, settle=status == "success" or bool(message))
+
+
+def records_write(records: list[CallRecord], persist: Callable[[], None] | None = None) -> None:
+    """Write calls' records: per tenant one transaction (with the caller's own writes, `persist`), then every
+    quota settlement in one Redis call. The reservations are settled even when the database write fails."""
+    try:
+        by_tenant: dict[str, list[CallRecord]] = {}
+        for record in records:
+            by_tenant.setdefault(record.tenant.schema_name, []).append(record)
+        for group in by_tenant.values():
+            with tenant_context(group[0].tenant), transaction.atomic():
+                if persist is not None:
+                    persist()
+                usage_add_many([r.usage for r in group])
+                audit_append([r.audit for r in group])
+    finally:
+        quota_settle_many([(r.reservation, r.used_tokens if r.settle else 0) for r in records])
+
+
+_writer: BatchWriter[CallRecord] = BatchWriter("recorder", records_write)
+
+
+def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
+            attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False,
+            persist: Persist | None = None, background: bool = False) -> None:
+    record = _call_record(admitted, message=message, provider=provider, region=region, model_id=model_id,
+                          attempts=attempts, status=status, error=error, incomplete=incomplete)
+    if background:
+        _writer.submit(record)
     else:
-        quota_release(admitted.reservation)
+        records_write([record], None if persist is None else lambda: persist(message, provider, region))
+
+
+def recorder_flush(timeout: float = 30.0) -> bool:
+    """Wait until every call record handed to the background writer is written (tests, graceful stops)."""
+    return _writer.flush(timeout)
 
 
 def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, Any]:
@@ -270,24 +315,17 @@ def _start(admitted: Admitted, router: Callable[[MessageRequest, list[ProviderTa
         raise
 
 
-def gateway_complete(admitted: Admitted, persist: Persist | None = None,
-                     defer: Callable[[Callable[[], None]], None] | None = None) -> dict[str, Any]:
+def gateway_complete(admitted: Admitted, persist: Persist | None = None, *,
+                     background: bool = False) -> dict[str, Any]:
     """Non-streaming call. Returns the Anthropic Message JSON; raises InferenceError subclasses.
 
-    With `defer`, recording a successful call (usage, audit, quota settlement) is handed to it (the /v1 view
-    passes inference.recorder.record_later), so those writes add no latency to the call.
+    With `background` (the /v1 view), a successful call's records (usage, audit, quota settlement) are written
+    by this process's batch writer (inference.recorder) after the response, so they add no latency to the call.
     """
     result = _start(admitted, route)
     message = _public_message(result.message, admitted.entry)
-
-    def record() -> None:
-        _record(admitted, message=message, provider=result.provider, region=result.region,
-                model_id=result.model_id, attempts=result.attempts, status="success", persist=persist)
-
-    if defer is None:
-        record()
-    else:
-        defer(record)
+    _record(admitted, message=message, provider=result.provider, region=result.region, model_id=result.model_id,
+            attempts=result.attempts, status="success", persist=persist, background=background and persist is None)
     return message
 
 

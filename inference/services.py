@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,11 +21,42 @@ _USAGE_UPSERT = (
 def usage_add(*, user_id: int | None, model: str, provider: str, input_tokens: int, output_tokens: int,
               error: bool) -> None:
     """Count one call in today's usage row (UTC), atomically against concurrent callers."""
+    usage_add_many([UsageCount(user_id, model, provider, input_tokens, output_tokens, error)])
+
+
+@dataclass(frozen=True)
+class UsageCount:
+    """One call's contribution to its user's usage row of the day."""
+
+    user_id: int | None
+    model: str
+    provider: str
+    input_tokens: int
+    output_tokens: int
+    error: bool
+
+
+def usage_add_many(counts: list[UsageCount]) -> None:
+    """Count several calls in today's usage rows (UTC) with one statement (one row per user, model, provider)."""
+    if not counts:
+        return
+    day = datetime.now(UTC).date()
+    rows: dict[tuple[int | None, str, str], list[int]] = {}
+    for count in counts:
+        row = rows.setdefault((count.user_id, count.model, count.provider), [0, 0, 0, 0])
+        row[0] += 1
+        row[1] += int(count.error)
+        row[2] += int(count.input_tokens)
+        row[3] += int(count.output_tokens)
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    params: list[Any] = []
+    for (user_id, model, provider), (requests, errors, input_tokens, output_tokens) in rows.items():
+        params += [user_id, day, model, provider, requests, errors, input_tokens, output_tokens]
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "  # noqa: S608 - constant clause
-            f"output_tokens) VALUES (%s, %s, %s, %s, 1, %s, %s, %s) {_USAGE_UPSERT}",
-            [user_id, datetime.now(UTC).date(), model, provider, int(error), input_tokens, output_tokens],
+            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "  # noqa: S608 - placeholders only
+            f"output_tokens) VALUES {values} {_USAGE_UPSERT}",
+            params,
         )
 
 

@@ -56,9 +56,13 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 # Set the search path once per request (and after set_tenant / rollback), not before every query: halves the
 # database round trips of an API call (bench/overhead.py).
 TENANT_LIMIT_SET_CALLS = True
-# Host -> tenant lookups are cached this long in each process; a public-admin policy edit reaches every process
-# within it. 0 disables the cache.
-ATRIUM_TENANT_CACHE_S = env.float("ATRIUM_TENANT_CACHE_S", default=2.0)
+# Per-process caches that PostgreSQL empties (LISTEN/NOTIFY) when their rows change (config/tenant_cache.py):
+# host -> tenant lookups, and API keys with their users, permissions and consent. Each value is the most an
+# entry lives should a notification be missed; 0 turns that cache off. The listener needs a session-mode
+# connection: behind PgBouncer in transaction mode, set ATRIUM_CACHE_LISTEN_URL to the database itself.
+ATRIUM_TENANT_CACHE_S = env.float("ATRIUM_TENANT_CACHE_S", default=30.0)
+ATRIUM_AUTH_CACHE_S = env.float("ATRIUM_AUTH_CACHE_S", default=30.0)
+ATRIUM_CACHE_LISTEN_URL = env.str("ATRIUM_CACHE_LISTEN_URL", default="")
 # Whole-domain names for the public site; tenants live on "<slug>.<ATRIUM_BASE_DOMAIN>".
 ATRIUM_BASE_DOMAIN = env.str("ATRIUM_BASE_DOMAIN", default="localhost")
 
@@ -259,7 +263,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ATRIUM_MAX_REQUEST_BYTES", default=32 * 1
 
 # --- chat, metrics, compliance ---------------------------------------------------------------------
 ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py
-ATRIUM_RECORDER_THREADS = env.int("ATRIUM_RECORDER_THREADS", default=4)
+ATRIUM_RECORDER_LINGER_MS = env.float("ATRIUM_RECORDER_LINGER_MS", default=50)  # wait this long to batch records
+ATRIUM_RECORDER_BATCH = env.int("ATRIUM_RECORDER_BATCH", default=500)  # most records in one batch
+ATRIUM_RECORDER_MAX_PENDING = env.int("ATRIUM_RECORDER_MAX_PENDING", default=10_000)  # then callers write their own
 ATRIUM_METRICS_TOKEN = env.str("ATRIUM_METRICS_TOKEN", default="")  # empty: /metrics open (restrict by network)
 ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed download links and files expire
 ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere

@@ -1,0 +1,225 @@
+"""Per-process caches of database rows that PostgreSQL itself invalidates, at commit, in every process.
+
+The hot path of an API call reads rows that change rarely (the API key, its user and permissions, the user's
+consent); reading them on every call costs database round trips that dominate the gateway's overhead
+(bench/overhead.py). They are cached in each process, and the database tells every process when to forget them:
+
+- a statement trigger on each cached table runs `pg_notify('atrium_cache', <schema>)` (`notify_trigger_sql`,
+  attached by the owning app's migration). PostgreSQL delivers a notification only when its transaction commits,
+  and for every way of writing: the admin, services, `QuerySet.update()`, raw SQL, GDPR jobs;
+- one daemon thread per process LISTENs on that channel (its own connection) and drops the cached entries of that
+  schema.
+
+Correctness rules:
+- the cache serves entries only while the listener is connected: before it has subscribed, after its connection
+  broke, and while it reconnects, every lookup reads the database (and the cache is emptied on reconnect);
+- a value read from the database is stored only if no invalidation for its schema arrived since the read began
+  (a per-schema generation number), so a read racing a commit can never store the pre-commit row;
+- every entry also expires after `ATRIUM_AUTH_CACHE_S` seconds, a bound should a notification ever be missed.
+
+What remains is the delivery delay (a notification reaches the other processes a few milliseconds after the
+commit). With a pooler in transaction mode (PgBouncer) LISTEN does not work: point `ATRIUM_CACHE_LISTEN_URL` at
+the database directly or set `ATRIUM_AUTH_CACHE_S=0`, which turns these caches off (the test settings do).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "atrium_cache"
+V = TypeVar("V")
+
+# Created (or replaced) by every migration that attaches a trigger, in the schema it migrates.
+NOTIFY_FUNCTION_SQL = f"""
+CREATE OR REPLACE FUNCTION atrium_cache_notify() RETURNS trigger AS $$
+BEGIN
+  PERFORM pg_notify('{CHANNEL}', TG_TABLE_SCHEMA);
+  RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+
+def notify_trigger_sql(table: str, update_of: list[str] | None = None) -> tuple[str, str]:
+    """(forward, backward) SQL for a statement trigger that announces every change of `table`.
+
+    `update_of` limits UPDATEs to those columns (a key's last-use timestamp must not empty the cache).
+    """
+    update = f"UPDATE OF {', '.join(update_of)}" if update_of else "UPDATE"
+    name = f"{table}_atrium_cache"
+    forward = (f"{NOTIFY_FUNCTION_SQL}\nCREATE TRIGGER {name} AFTER INSERT OR {update} OR DELETE OR TRUNCATE "
+               f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION atrium_cache_notify();")
+    return forward, f"DROP TRIGGER IF EXISTS {name} ON {table};"
+
+
+def cache_ttl() -> float:
+    return float(getattr(settings, "ATRIUM_AUTH_CACHE_S", 0) or 0)
+
+
+class _Listener:
+    """The process's LISTEN connection and the per-schema generation numbers it bumps."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = 0
+        self.connected = False
+        self.generation: dict[str, int] = {}
+        self.epoch = 0  # bumped on every (re)connection and disconnection: invalidates everything
+        self.caches: list[TenantCache[Any]] = []
+        self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+
+    def ensure_started(self) -> bool:
+        """Start the listener in this process if needed; True when the caches may serve entries."""
+        if self.pid != os.getpid():
+            with self.lock:
+                if self.pid != os.getpid():  # a new process (a forked worker): nothing inherited is trusted
+                    self.pid = os.getpid()
+                    self.connected = False
+                    self.epoch += 1
+                    for cache in self.caches:
+                        cache.clear()
+                    self.thread = threading.Thread(target=self._run, name="atrium-cache-listener", daemon=True)
+                    self.thread.start()
+        return self.connected
+
+    def stamp(self, schema: str) -> tuple[int, int]:
+        return self.epoch, self.generation.get(schema, 0)
+
+    def invalidate(self, schema: str | None) -> None:
+        with self.lock:
+            if schema is None:
+                self.epoch += 1
+            else:
+                self.generation[schema] = self.generation.get(schema, 0) + 1
+            for cache in self.caches:
+                cache.forget_schema(schema)
+
+    def _conninfo(self) -> dict[str, Any] | str:
+        url = str(getattr(settings, "ATRIUM_CACHE_LISTEN_URL", "") or "")
+        if url:
+            return url
+        from django.db import connections
+
+        params = dict(connections["default"].get_connection_params())
+        for name in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
+            params.pop(name, None)
+        return params
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = 0.5
+        pid = os.getpid()
+        while not self.stopping.is_set() and pid == os.getpid():
+            try:
+                info = self._conninfo()
+                conn = psycopg.connect(info, autocommit=True) if isinstance(info, str) else \
+                    psycopg.connect(autocommit=True, **info)
+                with conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    with self.lock:
+                        self.epoch += 1  # anything stored before the subscription is suspect
+                        for cache in self.caches:
+                            cache.clear()
+                        self.connected = True
+                    backoff = 0.5
+                    while not self.stopping.is_set():
+                        for notify in conn.notifies(timeout=5.0):
+                            self.invalidate(notify.payload or None)
+                        conn.execute("SELECT 1")  # notices a dead connection while all is quiet
+            except Exception as exc:  # any failure: stop serving from the caches, then reconnect
+                logger.warning("cache invalidation listener disconnected (%s); caches bypassed until it is back",
+                               type(exc).__name__)
+            with self.lock:
+                self.connected = False
+                self.epoch += 1
+                for cache in self.caches:
+                    cache.clear()
+            self.stopping.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+_listener = _Listener()
+
+
+class TenantCache(Generic[V]):
+    """A bounded map of (schema, key) -> value, emptied per schema by the listener and expiring after a TTL."""
+
+    def __init__(self, name: str, ttl: Callable[[], float] = cache_ttl, max_entries: int = 20_000) -> None:
+        self.name = name
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._data: dict[tuple[str, Hashable], tuple[float, V]] = {}
+        with _listener.lock:
+            _listener.caches.append(self)
+
+    def get_or_load(self, schema: str, key: Hashable, load: Callable[[], V | None]) -> V | None:
+        """The cached value, or `load()`'s (stored when it is not None and nothing changed meanwhile)."""
+        ttl = self.ttl()
+        if ttl <= 0 or not _listener.ensure_started():
+            return load()
+        hit = self._data.get((schema, key))
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        stamp = _listener.stamp(schema)
+        value = load()
+        if value is not None:
+            self.put(schema, key, value, stamp, now + ttl)
+        return value
+
+    def peek(self, schema: str, key: Hashable) -> V | None:
+        """The cached value, or None (not cached, expired, or the cache may not serve now)."""
+        if self.ttl() <= 0 or not _listener.ensure_started():
+            return None
+        hit = self._data.get((schema, key))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def put(self, schema: str, key: Hashable, value: V, stamp: tuple[int, int], expires: float) -> None:
+        with _listener.lock:
+            if not _listener.connected or _listener.stamp(schema) != stamp:
+                return  # an invalidation arrived while the value was being read: it may be stale
+            if len(self._data) >= self.max_entries:
+                self._data.clear()
+            self._data[(schema, key)] = (expires, value)
+
+    def update(self, schema: str, key: Hashable, change: Callable[[V], V]) -> None:
+        """Rewrite a present entry in place (after this process's own write of a column that sends no
+        notification); a missing entry stays missing."""
+        with _listener.lock:
+            hit = self._data.get((schema, key))
+            if hit is not None:
+                self._data[(schema, key)] = (hit[0], change(hit[1]))
+
+    def forget_schema(self, schema: str | None) -> None:
+        if schema is None:
+            self._data.clear()
+            return
+        for entry in [k for k in self._data if k[0] == schema]:
+            self._data.pop(entry, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def cache_listener_ready(timeout: float = 10.0) -> bool:
+    """Start this process's listener and wait until it is subscribed (tests, and warm-up at start)."""
+    deadline = time.monotonic() + timeout
+    while not _listener.ensure_started():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
