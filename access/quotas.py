@@ -24,41 +24,42 @@ from config.redis import redis_client, redis_script
 PREFIX = "atrium:quota:"
 WINDOW_S = 60
 
-# KEYS: n_rpm window keys, then n_tpd day keys. ARGV: now_ms, member, tokens, n_rpm, then the n_rpm limits,
-# then the n_tpd limits. Returns {0, index, retry_ms} on refusal (index: 1-based over rpm then tpd), {1} when
-# admitted.
-_RESERVE = """
-local now = tonumber(ARGV[1])
-local member = ARGV[2]
-local tokens = tonumber(ARGV[3])
-local n_rpm = tonumber(ARGV[4])
-local window = 60000
-for i = 1, n_rpm do
-  local key = KEYS[i]
-  local limit = tonumber(ARGV[4 + i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) >= limit then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    local retry = window
-    if oldest[2] then retry = tonumber(oldest[2]) + window - now end
-    return {0, i, retry}
+# A Lua function, so the gateway can run it in the same script as its breaker check (one Redis round trip).
+# K: n_rpm window keys, then n_tpd day keys. A: now_ms, member, tokens, n_rpm, then the n_rpm limits, then the
+# n_tpd limits. Returns {0, index, retry_ms} on refusal (index: 1-based over rpm then tpd), {1} when admitted.
+RESERVE_LUA = """
+local function quota_reserve(K, A)
+  local now = tonumber(A[1])
+  local member = A[2]
+  local tokens = tonumber(A[3])
+  local n_rpm = tonumber(A[4])
+  local window = 60000
+  for i = 1, n_rpm do
+    local limit = tonumber(A[4 + i])
+    redis.call('ZREMRANGEBYSCORE', K[i], '-inf', now - window)
+    if redis.call('ZCARD', K[i]) >= limit then
+      local oldest = redis.call('ZRANGE', K[i], 0, 0, 'WITHSCORES')
+      local retry = window
+      if oldest[2] then retry = tonumber(oldest[2]) + window - now end
+      return {0, i, retry}
+    end
   end
+  for j = n_rpm + 1, #K do
+    local used = tonumber(redis.call('GET', K[j]) or '0')
+    if used + tokens > tonumber(A[4 + j]) then return {0, j, -1} end
+  end
+  for i = 1, n_rpm do
+    redis.call('ZADD', K[i], now, member)
+    redis.call('PEXPIRE', K[i], window + 1000)
+  end
+  for j = n_rpm + 1, #K do
+    redis.call('INCRBY', K[j], tokens)
+    redis.call('EXPIRE', K[j], 172800)
+  end
+  return {1}
 end
-for j = n_rpm + 1, #KEYS do
-  local limit = tonumber(ARGV[4 + j])
-  local used = tonumber(redis.call('GET', KEYS[j]) or '0')
-  if used + tokens > limit then return {0, j, -1} end
-end
-for i = 1, n_rpm do
-  redis.call('ZADD', KEYS[i], now, member)
-  redis.call('PEXPIRE', KEYS[i], window + 1000)
-end
-for j = n_rpm + 1, #KEYS do
-  redis.call('INCRBY', KEYS[j], tokens)
-  redis.call('EXPIRE', KEYS[j], 172800)
-end
-return {1}
 """
+_RESERVE = RESERVE_LUA + "return quota_reserve(KEYS, ARGV)\n"
 
 # KEYS: day keys. ARGV: one delta per key (may be negative). Never lets a counter go below zero.
 _ADJUST = """
@@ -104,27 +105,46 @@ def _limits(tenant: Any, user: Any) -> tuple[list[tuple[str, int, str]], list[tu
     return rpm, tpd
 
 
-def quota_reserve(*, tenant: Any, user: Any, tokens: int) -> Reservation:
-    """Admit one request and hold `tokens`; raises QuotaExceeded (with retry_after seconds) otherwise."""
+@dataclass
+class QuotaPlan:
+    """The keys and arguments of one reservation (RESERVE_LUA), and how to read its answer (quota_outcome)."""
+
+    keys: list[str]
+    args: list[Any]
+    tokens: int
+    limits: list[tuple[str, int, str]]  # rpm then tpd: (key, limit, label)
+    n_rpm: int
+
+
+def quota_plan(*, tenant: Any, user: Any, tokens: int) -> QuotaPlan:
     rpm, tpd = _limits(tenant, user)
-    if not rpm and not tpd:
-        return Reservation(tokens=0)
-    now = datetime.now(UTC)
     keys = [k for k, _, _ in rpm] + [k for k, _, _ in tpd]
     args: list[Any] = [int(time.time() * 1000), uuid.uuid4().hex, int(tokens), len(rpm)]
     args += [limit for _, limit, _ in rpm] + [limit for _, limit, _ in tpd]
-    result = redis_script(_RESERVE)(keys=keys, args=args)
+    return QuotaPlan(keys=keys, args=args, tokens=int(tokens), limits=rpm + tpd, n_rpm=len(rpm))
+
+
+def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:
+    """The reservation RESERVE_LUA granted, or QuotaExceeded (with retry_after seconds) naming the limit."""
     if int(result[0]) == 1:
-        return Reservation(tokens=int(tokens), day_keys=[k for k, _, _ in tpd])
+        return Reservation(tokens=plan.tokens if plan.keys else 0, day_keys=plan.keys[plan.n_rpm:])
     index, retry_ms = int(result[1]) - 1, int(result[2])
-    _key, limit, label = (rpm + tpd)[index]
-    if index < len(rpm):
+    _key, limit, label = plan.limits[index]
+    if index < plan.n_rpm:
         retry = max(1, (retry_ms + 999) // 1000)
         raise QuotaExceeded(f"Rate limit reached: {label} is {limit}. Retry in {retry} s.",
                             retry_after=retry, limit="requests_per_minute")
-    retry = _seconds_to_midnight(now)
-    raise QuotaExceeded(f"Token budget reached: {label} is {limit} (this request needs up to {tokens}). "
-                        f"It resets at 00:00 UTC.", retry_after=retry, limit="tokens_per_day")
+    raise QuotaExceeded(f"Token budget reached: {label} is {limit} (this request needs up to {plan.tokens}). "
+                        f"It resets at 00:00 UTC.", retry_after=_seconds_to_midnight(datetime.now(UTC)),
+                        limit="tokens_per_day")
+
+
+def quota_reserve(*, tenant: Any, user: Any, tokens: int) -> Reservation:
+    """Admit one request and hold `tokens`; raises QuotaExceeded (with retry_after seconds) otherwise."""
+    plan = quota_plan(tenant=tenant, user=user, tokens=tokens)
+    if not plan.keys:
+        return Reservation(tokens=0)
+    return quota_outcome(plan, redis_script(_RESERVE)(keys=plan.keys, args=plan.args))
 
 
 def quota_settle(reservation: Reservation, used_tokens: int) -> None:

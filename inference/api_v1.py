@@ -106,7 +106,7 @@ def messages(request: HttpRequest) -> HttpResponseBase:
                     auth_method=info.method, auth_metadata=_auth_metadata(info))
         admitted = gateway_admit(call)
         if body.get("stream"):
-            events = gateway_stream(admitted)
+            events = gateway_stream(admitted, background=True)
             response: HttpResponseBase = StreamingHttpResponse(sse(events), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"

@@ -17,22 +17,25 @@ from config.redis import redis_client, redis_script
 
 PREFIX = "atrium:breaker:"
 
-# KEYS[1] breaker hash; ARGV: now, probe_ttl.
+# A Lua function, so the gateway can run it in the same script as its quota reservation (one round trip).
+# key: the breaker hash; now, probe_ttl: seconds.
 # Returns 1 allow (clean: no recent failure), 3 allow (closed, some failures), 2 allow as the probe, 0 skip.
-_ALLOW = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 1 end
-if state == 'closed' then return 3 end
-local now = tonumber(ARGV[1])
-if state == 'open' then
-  local until_ = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
-  if now < until_ then return 0 end
+ALLOW_LUA = """
+local function breaker_allow(key, now, probe_ttl)
+  local state = redis.call('HGET', key, 'state')
+  if not state then return 1 end
+  if state == 'closed' then return 3 end
+  if state == 'open' then
+    local until_ = tonumber(redis.call('HGET', key, 'open_until') or '0')
+    if now < until_ then return 0 end
+  end
+  local lease = tonumber(redis.call('HGET', key, 'probe_until') or '0')
+  if now < lease then return 0 end
+  redis.call('HSET', key, 'state', 'half_open', 'probe_until', now + probe_ttl)
+  return 2
 end
-local lease = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0')
-if now < lease then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[2]))
-return 2
 """
+_ALLOW = ALLOW_LUA + "return breaker_allow(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
 
 # KEYS[1]; ARGV: now, threshold, cooldown, force(1 = open now), reason. Returns the new state.
 _FAILURE = """
@@ -68,7 +71,7 @@ class BreakerState:
     opened_at: float | None
 
 
-def _key(target: str) -> str:
+def breaker_key(target: str) -> str:
     return PREFIX + target
 
 
@@ -77,13 +80,14 @@ def breaker_allow(target: str) -> int:
 
     After ALLOW_CLEAN a success needs no write (nothing to reset), which saves a round trip per request.
     """
-    return int(redis_script(_ALLOW)(keys=[_key(target)], args=[time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]))
+    args = [time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]
+    return int(redis_script(_ALLOW)(keys=[breaker_key(target)], args=args))
 
 
 def breaker_record_failure(target: str, *, reason: str = "", force_open: bool = False) -> str:
     """Count a failure; opens after ATRIUM_BREAKER_FAILURES in a row, at once when probing or when forced."""
     result = redis_script(_FAILURE)(
-        keys=[_key(target)],
+        keys=[breaker_key(target)],
         args=[time.time(), settings.ATRIUM_BREAKER_FAILURES, settings.ATRIUM_BREAKER_COOLDOWN_S,
               "1" if force_open else "0", reason[:200]],
     )
@@ -91,14 +95,14 @@ def breaker_record_failure(target: str, *, reason: str = "", force_open: bool = 
 
 
 def breaker_record_success(target: str) -> None:
-    redis_script(_SUCCESS)(keys=[_key(target)])
+    redis_script(_SUCCESS)(keys=[breaker_key(target)])
 
 
 def breaker_reset(target: str | None = None) -> None:
     """Forget breaker state: one target, or all of them (operators, tests)."""
     client = redis_client()
     if target is not None:
-        client.delete(_key(target))
+        client.delete(breaker_key(target))
         return
     keys = list(client.scan_iter(match=PREFIX + "*", count=500))
     if keys:
@@ -106,7 +110,7 @@ def breaker_reset(target: str | None = None) -> None:
 
 
 def breaker_state(target: str) -> BreakerState:
-    raw: dict[Any, Any] = redis_client().hgetall(_key(target))
+    raw: dict[Any, Any] = redis_client().hgetall(breaker_key(target))
     data = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()}
     state = data.get("state", "closed")

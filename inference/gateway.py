@@ -16,14 +16,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import transaction
 from django_tenants.utils import tenant_context
 
 from access.errors import NotPermitted, QuotaExceeded
 from access.policy import PolicyDecision, policy_check
-from access.quotas import Reservation, quota_release, quota_reserve, quota_settle_many
+from access.quotas import RESERVE_LUA, Reservation, quota_outcome, quota_plan, quota_release, quota_settle_many
 from audit.services import AuditEvent, audit_append, audit_event, audit_record, consent_required
+from config.redis import redis_script
 from inference import metrics
+from inference.breaker import ALLOW_LUA, breaker_key
 from inference.catalog.selectors import CatalogEntry, catalog_entry
 from inference.errors import InferenceError, ModelNotFound
 from inference.recorder import BatchWriter
@@ -75,6 +78,8 @@ class Admitted:
     reservation: Reservation
     message_request: MessageRequest
     started: float
+    targets: list[ProviderTarget] = field(default_factory=list)
+    admissions: dict[str, int] = field(default_factory=dict)  # breaker answers obtained at admission
 
     @property
     def clamp_headers(self) -> dict[str, str]:
@@ -172,6 +177,40 @@ def _refused(call: Call, exc: Exception, *, model: str = "", reason: str) -> Non
         logger.exception("could not audit a refused model call")
 
 
+# One Redis round trip admits a call: the quota reservation and, only when it is granted, the circuit breaker of
+# the targets serving the model, in the router's order, up to the first one it may call (the router uses those
+# answers instead of asking again). KEYS: quota keys, then breaker keys. ARGV: number of quota keys, number of
+# quota arguments, the quota arguments, now (s), probe lease (s). Returns {quota answer, breaker answers}.
+_ADMIT = RESERVE_LUA + ALLOW_LUA + """
+local nq, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local qk, qa = {}, {}
+for i = 1, nq do qk[i] = KEYS[i] end
+for i = 1, na do qa[i] = ARGV[2 + i] end
+local granted = quota_reserve(qk, qa)
+if granted[1] == 0 then return {granted, {}} end
+local now, probe_ttl = tonumber(ARGV[na + 3]), tonumber(ARGV[na + 4])
+local codes = {}
+for j = nq + 1, #KEYS do
+  local code = breaker_allow(KEYS[j], now, probe_ttl)
+  codes[#codes + 1] = code
+  if code ~= 0 then break end
+end
+return {granted, codes}
+"""
+
+
+def _reserve(call: Call, entry: CatalogEntry, tokens: int,
+             targets: list[ProviderTarget]) -> tuple[Reservation, dict[str, int]]:
+    """Reserve the quota and consult the breakers in one round trip (_ADMIT); raises QuotaExceeded."""
+    plan = quota_plan(tenant=call.tenant, user=call.user, tokens=tokens)
+    served = [t for t in targets if entry.provider_model_id(t.provider, t.region) is not None]
+    keys = plan.keys + [breaker_key(t.key) for t in served]
+    args = [len(plan.keys), len(plan.args), *plan.args, time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]
+    granted, codes = redis_script(_ADMIT)(keys=keys, args=args)
+    reservation = quota_outcome(plan, granted)
+    return reservation, {target.key: int(code) for target, code in zip(served, codes, strict=False)}
+
+
 def gateway_admit(call: Call) -> Admitted:
     """Every check before a model call, in order; raises a typed error naming what stopped it."""
     _validate(call.body)
@@ -193,9 +232,9 @@ def gateway_admit(call: Call) -> Admitted:
     except NotPermitted as exc:
         _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
         raise
-    tokens = decision.max_tokens + _estimate_input_tokens(body)
+    targets = targets_for_tenant(call.tenant)
     try:
-        reservation = quota_reserve(tenant=call.tenant, user=call.user, tokens=tokens)
+        reservation, admissions = _reserve(call, entry, decision.max_tokens + _estimate_input_tokens(body), targets)
     except QuotaExceeded as exc:
         _refused(call, exc, model=entry.model_id, reason=exc.limit)
         raise
@@ -205,7 +244,8 @@ def gateway_admit(call: Call) -> Admitted:
     if system is not None:
         params["system"] = system
     return Admitted(call=call, entry=entry, decision=decision, reservation=reservation,
-                    message_request=MessageRequest(model=entry.model_id, params=params), started=time.monotonic())
+                    message_request=MessageRequest(model=entry.model_id, params=params), started=time.monotonic(),
+                    targets=targets, admissions=admissions)
 
 
 # --- the call and its records ------------------------------------------------------------------------
@@ -301,10 +341,10 @@ def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, A
     return message
 
 
-def _start(admitted: Admitted, router: Callable[[MessageRequest, list[ProviderTarget]], T]) -> T:
+def _start(admitted: Admitted, router: Callable[..., T]) -> T:
     """Run the router; when no provider could start, record the failure (usage, audit) and re-raise."""
     try:
-        return router(admitted.message_request, targets_for_tenant(admitted.call.tenant))
+        return router(admitted.message_request, admitted.targets, admissions=admitted.admissions)
     except InferenceError as exc:
         attempts = list(getattr(exc, "attempts", []) or [])
         _record(admitted, message=None, provider="", region="", model_id="", attempts=attempts, status="error",
@@ -329,12 +369,13 @@ def gateway_complete(admitted: Admitted, persist: Persist | None = None, *,
     return message
 
 
-def gateway_stream(admitted: Admitted,
-                   persist: Persist | None = None) -> Iterator[dict[str, Any]]:
+def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
+                   background: bool = False) -> Iterator[dict[str, Any]]:
     """Open the stream now (failover happens here, before the first byte); iterate for Anthropic events.
 
     Raises InferenceError subclasses before returning if no provider could start. After the first event an
     upstream failure ends the iteration with an `error` event; the partial answer is recorded as incomplete.
+    With `background` (and no `persist`), the records are written by the batch writer, as in gateway_complete.
     """
     stream = _start(admitted, route_stream)
 
@@ -357,7 +398,7 @@ def gateway_stream(admitted: Admitted,
             try:
                 _record(admitted, message=message, provider=stream.provider, region=stream.region,
                         model_id=stream.model_id, attempts=stream.attempts, status=status, error=error,
-                        incomplete=incomplete, persist=persist)
+                        incomplete=incomplete, persist=persist, background=background and persist is None)
             except Exception:
                 logger.exception("could not record a streamed model call")
                 quota_release(admitted.reservation)

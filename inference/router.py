@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -107,8 +107,12 @@ def _timeout(deadline: float) -> anthropic.Timeout:
 class _Attempts:
     """Walks the targets: resolves the model id, consults the breaker, records each attempt."""
 
-    def __init__(self, request: MessageRequest, targets: Sequence[ProviderTarget], deadline_s: float | None) -> None:
+    def __init__(self, request: MessageRequest, targets: Sequence[ProviderTarget], deadline_s: float | None,
+                 admissions: Mapping[str, int] | None = None) -> None:
         self.entry = _resolve(request)
+        # Breaker answers the caller already obtained (the gateway asks with its quota script), by target key;
+        # each is used once, for the first visit of its target.
+        self.admissions = dict(admissions or {})
         self.request = request
         self.targets = targets
         self.started = time.monotonic()
@@ -125,7 +129,9 @@ class _Attempts:
             served = True
             if time.monotonic() >= self.deadline:
                 raise ProviderUnavailable(self.attempts, deadline_exceeded=True)
-            admission = breaker.breaker_allow(target.key)
+            admission = self.admissions.pop(target.key, None)
+            if admission is None:
+                admission = breaker.breaker_allow(target.key)
             if admission == breaker.SKIP:
                 self.attempts.append(Attempt(target.key, model_id, "skipped", reason="circuit open"))
                 continue
@@ -156,10 +162,14 @@ class _Attempts:
 
 
 def route(
-    request: MessageRequest, targets: Sequence[ProviderTarget], *, deadline_s: float | None = None
+    request: MessageRequest, targets: Sequence[ProviderTarget], *, deadline_s: float | None = None,
+    admissions: Mapping[str, int] | None = None,
 ) -> RouterResult:
-    """Call the first target that answers. Raises UpstreamRequestError, ModelNotFound or ProviderUnavailable."""
-    walk = _Attempts(request, targets, deadline_s)
+    """Call the first target that answers. Raises UpstreamRequestError, ModelNotFound or ProviderUnavailable.
+
+    `admissions`: breaker answers (breaker_allow's codes) already obtained for some targets, used instead of
+    asking again."""
+    walk = _Attempts(request, targets, deadline_s, admissions)
     for target, model_id, admission in walk.candidates():
         t0 = time.monotonic()
         try:
@@ -181,10 +191,11 @@ def route(
 
 
 def route_stream(
-    request: MessageRequest, targets: Sequence[ProviderTarget], *, deadline_s: float | None = None
+    request: MessageRequest, targets: Sequence[ProviderTarget], *, deadline_s: float | None = None,
+    admissions: Mapping[str, int] | None = None,
 ) -> RouterStream:
     """Open a stream on the first target that produces an event; failover happens only before that event."""
-    walk = _Attempts(request, targets, deadline_s)
+    walk = _Attempts(request, targets, deadline_s, admissions)
     for target, model_id, admission in walk.candidates():
         t0 = time.monotonic()
         stream = None

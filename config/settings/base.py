@@ -76,9 +76,10 @@ DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 MIDDLEWARE = [
-    "config.middleware.TenantMiddleware",  # django-tenants' TenantMainMiddleware with a short lookup cache
+    "config.middleware.TenantMiddleware",  # django-tenants' TenantMainMiddleware with a lookup cache
     "config.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ApiFastPathMiddleware",  # /v1/ is served here, past the browser middleware below
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -40,6 +40,8 @@ def test_chat_in_the_browser(browser: Any, web: WebServer, clean: None, committe
     assert "Simulated answer" in answer.inner_text()
     assert re.search(r"/chat/[0-9a-f-]{36}/$", page.url)
     assert page.locator(".message.user .body").last.inner_text() == "Tell me about **streaming**"
+    # The usage line is refreshed by a fetch after the answer is saved: wait for it rather than race it.
+    page.wait_for_function("document.getElementById('usage-requests').textContent.trim() !== '0'")
     assert int(page.inner_text("#usage-requests")) == 1
     assert page.locator("#conversation-list li.active a").inner_text() == "Tell me about **streaming**"
 
