@@ -1,20 +1,79 @@
-"""The Anthropic API: an API key from the tenant's settings or ANTHROPIC_API_KEY."""
+"""The Anthropic API: an API key from the tenant's settings or ANTHROPIC_API_KEY.
+
+Streams go through the official SDK client. Non-streaming Messages calls, the gateway's hot path, are sent over
+a urllib3 connection pool instead (`AnthropicClient.messages_create_raw`): the same request the SDK would send
+(URL, headers, JSON body), and the SDK's own exception classes on failure, at about half the client-side cost
+(the SDK's request building and its HTTP stack take longer than the loopback round trip: docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 import anthropic
+import httpx2
+import urllib3
 from django.conf import settings
 
 from inference.errors import ProviderMisconfigured
 from inference.types import ProviderTarget
 
+API_VERSION = "2023-06-01"
 
-def build(target: ProviderTarget) -> anthropic.Anthropic:
+
+class AnthropicClient(anthropic.Anthropic):
+    """The SDK client plus a pooled direct path for non-streaming Messages calls."""
+
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
+        # Retries off: the router owns retries and failover, and an SDK retry would spend the request's deadline.
+        super().__init__(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        self._messages_url = str(self.base_url).rstrip("/") + "/v1/messages"
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=64, block=False, retries=False)
+        self._headers = {"x-api-key": api_key, "anthropic-version": API_VERSION, "content-type": "application/json",
+                         "accept": "application/json", "user-agent": f"atrium {self.user_agent}"}
+
+    def messages_create_raw(self, body: dict[str, Any], timeout: Any) -> Any:
+        """POST /v1/messages; the decoded JSON. Raises what `messages.create` would (APIStatusError subclasses,
+        APITimeoutError, APIConnectionError)."""
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        try:
+            response = self._pool.request("POST", self._messages_url, body=payload, headers=self._headers,
+                                          timeout=_timeout(timeout), redirect=False, preload_content=True)
+        except urllib3.exceptions.TimeoutError as exc:
+            raise anthropic.APITimeoutError(request=self._failed_request(payload)) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise anthropic.APIConnectionError(message=f"Connection error: {exc}",
+                                               request=self._failed_request(payload)) from exc
+        if response.status >= 400:
+            raise self._make_status_error_from_response(httpx2.Response(
+                response.status, headers=dict(response.headers), content=response.data,
+                request=self._failed_request(payload)))
+        try:
+            return json.loads(response.data)
+        except ValueError as exc:
+            raise anthropic.APIResponseValidationError(
+                response=httpx2.Response(response.status, content=response.data, request=self._failed_request(payload)),
+                body=response.data.decode(errors="replace"), message="provider answered with something other "
+                                                                     "than JSON") from exc
+
+    def _failed_request(self, payload: bytes) -> httpx2.Request:
+        """The request as the SDK's exceptions carry it (built only when something failed)."""
+        return httpx2.Request("POST", self._messages_url, content=payload)
+
+
+def _timeout(timeout: Any) -> urllib3.Timeout:
+    if isinstance(timeout, int | float):
+        return urllib3.Timeout(connect=float(timeout), read=float(timeout))
+    read = timeout.read if timeout.read is not None else settings.ATRIUM_REQUEST_DEADLINE_S
+    connect = timeout.connect if timeout.connect is not None else read
+    return urllib3.Timeout(connect=connect, read=read)
+
+
+def build(target: ProviderTarget) -> AnthropicClient:
     api_key = target.credentials.get("api_key") or os.environ.get("ANTHROPIC_API_KEY")
     if not api_key:
         raise ProviderMisconfigured("anthropic: no API key (tenant credentials or ANTHROPIC_API_KEY)")
-    # Retries off: the router owns retries and failover, and an SDK retry would spend the request's deadline.
-    return anthropic.Anthropic(api_key=api_key, base_url=settings.ATRIUM_ANTHROPIC_BASE_URL, max_retries=0,
-                               timeout=settings.ATRIUM_REQUEST_DEADLINE_S)
+    return AnthropicClient(api_key=api_key, base_url=settings.ATRIUM_ANTHROPIC_BASE_URL,
+                           timeout=settings.ATRIUM_REQUEST_DEADLINE_S)

@@ -90,10 +90,15 @@ def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], ti
 
     `cast_to=object` is the SDK's documented way to call an endpoint and get the raw JSON back: it skips building
     pydantic models we would only turn back into JSON. The Bedrock and Vertex clients rewrite `/v1/messages` to
-    their own paths (invoke, rawPredict) and sign the request exactly as `messages.create` does.
+    their own paths (invoke, rawPredict) and sign the request exactly as `messages.create` does. A client that
+    offers `messages_create_raw(body, timeout)` (the Anthropic API's) is called through that instead.
     """
-    result = client.post("/v1/messages", body=_body(model_id, params, False), cast_to=object,
-                         options={"timeout": timeout})
+    direct = getattr(client, "messages_create_raw", None)  # a provider's faster path (anthropic_api)
+    if direct is not None:
+        result = direct(_body(model_id, params, False), timeout)
+    else:
+        result = client.post("/v1/messages", body=_body(model_id, params, False), cast_to=object,
+                             options={"timeout": timeout})
     if not isinstance(result, dict):
         raise anthropic.APIResponseValidationError(response=None, body=result,  # type: ignore[arg-type]
                                                    message="provider answered with something other than a message")

@@ -106,12 +106,14 @@ def test_dropped_connection_fails_over(sim: Simulator) -> None:
     assert result.attempts[0].reason.startswith("connection error")
 
 
-def test_hang_times_out_within_the_deadline_and_fails_over(sim: Simulator, settings: Any) -> None:
-    sim.faults.set("vertex", "us-east5", hang=True)
+@pytest.mark.parametrize("target", ["vertex:us-east5", "anthropic"])  # the SDK's transport and the direct one
+def test_hang_times_out_within_the_deadline_and_fails_over(sim: Simulator, settings: Any, target: str) -> None:
+    provider, _, region = target.partition(":")
+    sim.faults.set(provider, region, hang=True)
     with pytest.raises(ProviderUnavailable) as info:
-        route(ask(), targets("vertex:us-east5"), deadline_s=0.5)
+        route(ask(), targets(target), deadline_s=0.5)
     assert info.value.attempts[0].reason == "timeout"
-    assert "vertex:us-east5: timeout" in info.value.message
+    assert f"{target}: timeout" in info.value.message
 
 
 def test_added_latency_is_survivable(sim: Simulator) -> None:
