@@ -36,6 +36,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 CHANNEL = "atrium_cache"
+APPLICATION_NAME = "atrium-cache-listener"
 V = TypeVar("V")
 
 # Created (or replaced) by every migration that attaches a trigger, in the schema it migrates.
@@ -113,6 +114,7 @@ class _Listener:
         params = dict(connections["default"].get_connection_params())
         for name in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
             params.pop(name, None)
+        params["application_name"] = APPLICATION_NAME  # how operators (and the tests) find it in pg_stat_activity
         return params
 
     def _run(self) -> None:

@@ -48,7 +48,8 @@ def usage_add_many(counts: list[UsageCount]) -> None:
         row[1] += int(count.error)
         row[2] += int(count.input_tokens)
         row[3] += int(count.output_tokens)
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    # A user deleted since the call (a GDPR deletion) counts as anonymous, as usage_anonymise would have made it.
+    values = ", ".join(["((SELECT id FROM auth_user WHERE id = %s), %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
     params: list[Any] = []
     for (user_id, model, provider), (requests, errors, input_tokens, output_tokens) in rows.items():
         params += [user_id, day, model, provider, requests, errors, input_tokens, output_tokens]

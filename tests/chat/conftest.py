@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -151,6 +152,8 @@ def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -
         ATRIUM_VERTEX_BASE_URL=f"{simulator.url}/vertex/v1",
         ATRIUM_PROVIDER_ORDER="anthropic,bedrock:us-east-1,vertex:us-east5",
         ATRIUM_RECORD_IN_BACKGROUND="true",  # the production path: records written off the request thread
+        ATRIUM_AUTH_CACHE_S="30",  # the production path: keys, hosts and consent cached per process, emptied
+        ATRIUM_TENANT_CACHE_S="30",  # by PostgreSQL at every commit (config/tenant_cache.py)
         PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="atrium-prom-"),  # /metrics sums both workers
     )
     server = WebServer(env, workers=2).start()
@@ -193,9 +196,18 @@ def committed_user(committed: None) -> Iterator[Callable[..., tuple[Any, str]]]:
             return user, raw
 
     yield _make
+    from django.db import IntegrityError
+
     for schema, pk in made:
         with schema_context(schema):
-            get_user_model().objects.filter(pk=pk).delete()
+            for attempt in range(50):  # a server's background writer may still be recording the last calls
+                try:
+                    get_user_model().objects.filter(pk=pk).delete()
+                    break
+                except IntegrityError:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.1)
 
 
 @pytest.fixture

@@ -55,6 +55,34 @@ def test_python_sdk_create_and_stream(web: WebServer, clean: None, committed_use
     assert "claude-sonnet-5-5" in models and "claude-opus-5-5" not in models
 
 
+def test_a_revoked_key_is_refused_by_every_worker(web: WebServer, clean: None, committed_user: Any) -> None:
+    """Both workers cache the key (config/tenant_cache.py); the revocation, committed here, empties both."""
+    from django_tenants.utils import schema_context
+
+    from access.models import ApiKey
+    from access.services import api_key_revoke
+    from tests.tenants.test_cache_invalidation import eventually
+
+    user, key = committed_user("alpha")
+    client = sdk(web, key)
+    for _ in range(8):  # keep-alive off per call below, so both workers see the key
+        assert client.with_options(default_headers={"Connection": "close"}).models.list().data
+    with schema_context("alpha"):
+        api_key_revoke(api_key=ApiKey.objects.get(user=user), revoked_by=user)
+
+    def refused_everywhere() -> bool:
+        outcomes = []
+        for _ in range(8):
+            try:
+                client.with_options(default_headers={"Connection": "close"}).models.list()
+                outcomes.append(False)
+            except anthropic.AuthenticationError as exc:
+                outcomes.append("revoked" in str(exc))
+        return all(outcomes)
+
+    eventually(refused_everywhere, "every worker refuses the revoked key")
+
+
 def test_python_sdk_raises_the_right_exception_classes(web: WebServer, simulator: Simulator, clean: None,
                                                        committed_user: Any) -> None:
     _user, key = committed_user("alpha")

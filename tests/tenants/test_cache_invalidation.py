@@ -1,0 +1,201 @@
+"""The per-process caches of the API hot path (config/tenant_cache.py): served from memory, emptied by PostgreSQL
+at commit (LISTEN/NOTIFY) whatever wrote the change, never filled with a value read before an invalidation,
+bypassed while the listener is down."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import schema_context
+
+from access.errors import AuthenticationFailed
+from config import tenant_cache
+from config.tenant_cache import TenantCache, cache_listener_ready
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Wait for something another thread or process does (not a speed limit: a bound on waiting)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+def served_from_memory(call: Callable[[], Any]) -> Any:
+    """Call until a call costs no query (the notifications of the set-up's own writes may arrive after the
+    first read, and rightly empty what it cached); returns that call's result."""
+    results: list[Any] = []
+
+    def check() -> bool:
+        with CaptureQueriesContext(connection) as queries:
+            results.append(call())
+        return len(queries) == 0
+
+    eventually(check, "a call answered from the cache")
+    return results[-1]
+
+
+def other_connection() -> psycopg.Connection[Any]:
+    """A second database session, as a script, a psql prompt or another process would use."""
+    params = dict(connection.get_connection_params())
+    for name in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(name, None)
+    return psycopg.connect(autocommit=True, **params)
+
+
+@pytest.fixture
+def caches_on(settings: Any, committed: None) -> None:
+    settings.ATRIUM_AUTH_CACHE_S = 300  # far longer than any test: what empties an entry here is the database
+    settings.ATRIUM_TENANT_CACHE_S = 300
+    assert cache_listener_ready(), "the cache listener did not subscribe"
+
+
+@pytest.fixture
+def key_user(caches_on: None) -> Iterator[tuple[Any, str]]:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from access.services import api_key_create
+
+    with schema_context("alpha"):
+        user = get_user_model().objects.create_user(username=f"cache-{uuid.uuid4().hex[:8]}")
+        user.groups.add(Group.objects.get(name="basic_user"))
+        row, raw = api_key_create(user=user, name="cache test")
+    yield row, raw
+    with schema_context("alpha"):
+        get_user_model().objects.filter(pk=user.pk).delete()
+
+
+def authenticate(raw: str) -> Any:
+    from access.services import api_key_authenticate
+
+    with schema_context("alpha"):
+        return api_key_authenticate(raw_key=raw, tenant_label="alpha")
+
+
+def refused(raw: str, fragment: str) -> bool:
+    try:
+        authenticate(raw)
+    except AuthenticationFailed as exc:
+        return fragment in exc.message
+    return False
+
+
+def test_a_cached_key_costs_no_query_and_a_bare_update_elsewhere_empties_it(key_user: tuple[Any, str]) -> None:
+    row, raw = key_user
+    with schema_context("alpha"):
+        key = served_from_memory(lambda: authenticate(raw))
+    assert key.user.has_perm("access.use_sonnet") and not key.user.has_perm("access.use_opus")
+
+    with other_connection() as other:  # no Django signal, no service: only the trigger can announce it
+        other.execute("UPDATE alpha.access_apikey SET revoked_at = now() WHERE id = %s", [row.id])
+    eventually(lambda: refused(raw, "was revoked"), "the revocation reached this process's cache")
+
+
+def test_a_role_change_reaches_the_cached_permissions(key_user: tuple[Any, str]) -> None:
+    from django.contrib.auth.models import Group
+
+    row, raw = key_user
+    assert not authenticate(raw).user.has_perm("access.use_opus")
+    with schema_context("alpha"):
+        row.user.groups.add(Group.objects.get(name="power_user"))
+    eventually(lambda: authenticate(raw).user.has_perm("access.use_opus"), "the new role's permission")
+
+
+def test_a_key_last_use_does_not_empty_the_cache(key_user: tuple[Any, str]) -> None:
+    from access.services import _key_cache
+
+    row, raw = key_user
+    with schema_context("alpha"):
+        served_from_memory(lambda: authenticate(raw))
+    with other_connection() as other:
+        other.execute("UPDATE alpha.access_apikey SET last_used_at = now() WHERE id = %s", [row.id])
+        other.execute("SELECT pg_sleep(0.2)")  # time for a notification, had one been sent
+    assert _key_cache.peek("alpha", row.prefix) is not None
+
+
+def test_a_value_read_before_an_invalidation_is_not_stored(caches_on: None) -> None:
+    cache: TenantCache[str] = TenantCache(f"race-{uuid.uuid4().hex[:6]}")
+
+    def slow_read() -> str:
+        tenant_cache._listener.invalidate("alpha")  # a commit lands while the row is being read
+        return "stale"
+
+    assert cache.get_or_load("alpha", "k", slow_read) == "stale"
+    assert cache.peek("alpha", "k") is None
+    assert cache.get_or_load("alpha", "k", lambda: "fresh") == "fresh"
+    assert cache.peek("alpha", "k") == "fresh"
+    assert cache.get_or_load("beta", "k", lambda: "other tenant") == "other tenant"
+    tenant_cache._listener.invalidate("alpha")
+    assert cache.peek("alpha", "k") is None and cache.peek("beta", "k") == "other tenant"
+
+
+def test_while_the_listener_is_down_nothing_is_served_from_memory(caches_on: None) -> None:
+    cache: TenantCache[str] = TenantCache(f"down-{uuid.uuid4().hex[:6]}")
+    cache.get_or_load("alpha", "k", lambda: "v")
+    assert cache.peek("alpha", "k") == "v"
+    epoch = tenant_cache._listener.epoch
+    with other_connection() as other:
+        killed = other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
+                               "AND pid <> pg_backend_pid()", [tenant_cache.APPLICATION_NAME]).fetchall()
+    assert killed, "no listener connection found"
+    eventually(lambda: tenant_cache._listener.epoch > epoch, "the listener noticed its connection died")
+    assert cache.peek("alpha", "k") is None  # emptied: a change may have been missed meanwhile
+    eventually(cache_listener_ready, "the listener reconnected")
+    assert cache.get_or_load("alpha", "k", lambda: "again") == "again"
+    assert cache.peek("alpha", "k") == "again"
+
+
+def test_a_tenant_change_empties_the_host_cache(caches_on: None) -> None:
+    from django.test import Client
+
+    from config.middleware import _tenants
+    from tenants.models import Tenant
+
+    assert Client(HTTP_HOST="alpha.localhost").get("/healthz").status_code == 200
+    tenant = _tenants.peek("public", "alpha.localhost")
+    assert tenant is not None and tenant.schema_name == "alpha"
+    original = tenant.max_tokens_per_request
+    try:
+        Tenant.objects.filter(schema_name="alpha").update(max_tokens_per_request=original + 1)
+        eventually(lambda: _tenants.peek("public", "alpha.localhost") is None, "the host cache forgot alpha")
+    finally:
+        Tenant.objects.filter(schema_name="alpha").update(max_tokens_per_request=original)
+
+
+@pytest.fixture
+def notice_tenant(caches_on: None) -> Any:
+    """A tenant of its own with a processing notice (the shared tenants' notice history stays as tests expect)."""
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision
+
+    tenant = Tenant.objects.filter(schema_name="noticecache").first()
+    if tenant is None:
+        tenant = tenant_provision(slug="noticecache", name="Notice cache").tenant
+    tenant.processing_notice = f"Notice {uuid.uuid4().hex[:6]}"
+    Tenant.objects.filter(pk=tenant.pk).update(processing_notice=tenant.processing_notice)
+    return tenant
+
+
+def test_consent_is_cached_until_it_is_withdrawn(notice_tenant: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    from audit.services import consent_give, consent_required, consent_withdraw, notice_current
+
+    tenant = notice_tenant
+    with schema_context(tenant.schema_name):
+        user = get_user_model().objects.create_user(username=f"consent-{uuid.uuid4().hex[:8]}")
+        notice = notice_current(tenant)
+        assert notice is not None and consent_required(user, tenant) == notice
+        consent_give(user, notice)
+        assert served_from_memory(lambda: consent_required(user, tenant)) is None
+        consent_withdraw(user)
+        eventually(lambda: consent_required(user, tenant) is not None, "the withdrawal is seen")
