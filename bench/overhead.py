@@ -3,8 +3,9 @@ LiteLLM proxy in front of the same simulator, side by side in one run.
 
 Starts the simulator (its own process), Atrium under gunicorn (2 workers x 16 threads) on a private database,
 and LiteLLM (`litellm[proxy]` in .venv-litellm, created on first run) itself.
-  - concurrency 1: p50/p99 over REQUESTS requests (default 1000), non-streaming; time to first token streaming
-  - concurrency 32: requests per second, non-streaming
+  - concurrency 1: p50/p99 over REQUESTS requests (default 1000) to each, non-streaming, the targets taking
+    turns in blocks of 50 (so the shared machine's noise falls on all alike); time to first token streaming
+  - concurrency 32: requests per second, non-streaming, 10 s per target
 Final line: {"overhead_p50_ms", "overhead_p99_ms", "rps_c32", "litellm_overhead_p50_ms", "litellm_rps_c32", ...}.
 Targets: overhead p50 <= 2 ms, p99 <= 10 ms, rps_c32 above LiteLLM's.
 
@@ -89,10 +90,20 @@ class Target:
         raise SystemExit(f"{self.name}: stream had no content_block_delta")
 
 
-def latencies(fn: Callable[[], float], count: int) -> list[float]:
-    for _ in range(min(50, count)):
-        fn()  # warm-up: connections, caches, imports
-    return [fn() for _ in range(count)]
+def interleaved(fns: dict[str, Callable[[], float]], count: int, block: int = 50) -> dict[str, list[float]]:
+    """`count` timings of each function, taken in blocks of `block` back-to-back calls, the targets taking turns
+    (the order rotating every round): the shared machine's slow and fast spells fall on every target alike, while
+    each target still sees back-to-back requests, as under load."""
+    for fn in fns.values():
+        for _ in range(min(50, count)):
+            fn()  # warm-up: connections, caches, imports
+    names = list(fns)
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range((count + block - 1) // block):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            size = min(block, count - round_ * block)
+            timings[name].extend(fns[name]() for _ in range(size))
+    return timings
 
 
 def throughput(target: Target, concurrency: int, seconds: float) -> float:
@@ -186,11 +197,12 @@ def main() -> None:
             targets["litellm"] = Target("litellm", litellm[1], {"anthropic-version": "2023-06-01",
                                                                 "Authorization": f"Bearer {litellm[2]}"})
 
+        calls = interleaved({name: target.call for name, target in targets.items()}, count)
+        ttfts = interleaved({name: target.ttft for name, target in targets.items()}, max(100, count // 5))
         results: dict[str, dict[str, float]] = {}
         for name, target in targets.items():
-            values = latencies(target.call, count)
-            ttft = latencies(target.ttft, max(100, count // 5))
             rps = throughput(target, 32, 10.0)
+            values, ttft = calls[name], ttfts[name]
             results[name] = {"p50": statistics.median(values), "p99": percentile(values, 99),
                              "ttft_p50": statistics.median(ttft), "rps_c32": rps}
             print(f"{name:8s} c1 p50 {results[name]['p50']:7.2f} ms  p99 {results[name]['p99']:7.2f} ms  "
