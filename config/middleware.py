@@ -13,7 +13,7 @@ from django.core.exceptions import DisallowedHost
 from django.core.handlers.base import BaseHandler
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404
+from django.urls import Resolver404, ResolverMatch, set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
 
 from config.tenant_cache import TenantCache
@@ -94,17 +94,28 @@ class ApiFastPathMiddleware:
     """
 
     PREFIX = "/v1/"
+    HOT = frozenset({"/v1/messages", "/v1/models"})  # resolved once per URLconf, then looked up
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.handler = BaseHandler()  # only for resolve_request (the tenant's URLconf, resolver_match)
+        self._matches: dict[tuple[str, str], ResolverMatch] = {}
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path_info.startswith(self.PREFIX):
+        path = request.path_info
+        if not path.startswith(self.PREFIX):
             return self.get_response(request)
-        try:
-            resolver_match = self.handler.resolve_request(request)
-        except Resolver404:  # a site without /v1/ (the public one): the usual 404
-            return self.get_response(request)
+        key = (str(getattr(request, "urlconf", "")), path)
+        resolver_match = self._matches.get(key)
+        if resolver_match is None:
+            try:
+                resolver_match = self.handler.resolve_request(request)
+            except Resolver404:  # a site without /v1/ (the public one): the usual 404
+                return self.get_response(request)
+            if path in self.HOT:
+                self._matches[key] = resolver_match
+        else:
+            set_urlconf(getattr(request, "urlconf", None))
+            request.resolver_match = resolver_match
         response: HttpResponse = resolver_match.func(request, *resolver_match.args, **resolver_match.kwargs)
         return response
