@@ -94,8 +94,9 @@ def _authenticate_jwt(token: str, label: str) -> tuple[Any, AuthInfo]:
 def authenticate_api_request(request: Any) -> tuple[Any, AuthInfo]:
     """The user behind an API request's key or bearer token; raises access.errors.AuthenticationFailed.
 
-    Works on a Django HttpRequest or a DRF Request. Permissions are not cached: the caller checks them
-    on the returned user, so a role edited in the admin applies to the next request.
+    Works on a Django HttpRequest or a DRF Request. The caller checks permissions on the returned user; an API
+    key's user comes with them from a per-process cache that PostgreSQL empties when a key, a user, a role or a
+    permission changes (access.services._api_key_with_user), so an edit in the admin applies at once.
     """
     label = _tenant_label()
     found = _credentials(request)

@@ -54,8 +54,8 @@ def policy_check(
     `tier` is the catalog tier of `model` (opus, sonnet, haiku) or None when the model has none;
     a model without a tier needs the tenant admin's access.admin permission.
     """
-    # Permissions are read from the database on every request (one query; Django then caches them on this
-    # user object only), so a role edited in the admin applies to the next request.
+    # Permissions come with an API key's user (cached per process, emptied by the database at every change) or
+    # are read here (one query; Django then caches them on this user object only).
     permissions_load(user)
     if not getattr(tenant, "is_active", True):
         raise NotPermitted("This organisation is deactivated.", permission=None)
