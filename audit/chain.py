@@ -17,9 +17,14 @@ from typing import Any
 
 from django.db import connection
 
+from config.tenant_cache import TenantCache
+
 GENESIS = "0" * 64
 CHAINED = ("seq", "event_id", "timestamp", "event_type", "actor", "model", "input_hash", "output_hash",
            "input_tokens", "output_tokens", "latency_ms", "status", "metadata", "error", "subject_mac")
+
+
+_audit_keys: TenantCache[str] = TenantCache("audit_keys")
 
 
 def tenant_key() -> bytes:
@@ -32,7 +37,11 @@ def tenant_key() -> bytes:
     if not key:
         from tenants.models import Tenant
 
-        key = Tenant.objects.filter(schema_name=schema).values_list("audit_key", flat=True).first()
+        def lookup() -> str | None:
+            return Tenant.objects.filter(schema_name=schema).values_list("audit_key", flat=True).first()
+
+        # Cached per process (tenants rows live in the public schema, whose changes empty the entry).
+        key = _audit_keys.get_or_load("public", schema, lookup)
         if not key:
             raise RuntimeError(f"no audit key for schema {schema!r}")
     return str(key).encode()
