@@ -10,6 +10,7 @@ holds keyed hashes of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django_tenants.utils import tenant_context
 
 from access.errors import NotPermitted, QuotaExceeded
@@ -287,7 +288,9 @@ def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider
         metadata["clamp_reason"] = admitted.decision.clamp_reason
     params = admitted.message_request.params
     model = admitted.entry.model_id
-    with tenant_context(call.tenant):  # the session digest in the personal fields is keyed by the tenant
+    # The session digest in the personal fields is keyed by the tenant (the request's own, normally already active).
+    on_tenant = getattr(connection, "tenant", None) is call.tenant
+    with contextlib.nullcontext() if on_tenant else tenant_context(call.tenant):
         audit = audit_event(event_type="model_call", user=call.user, request=call.request, model=model,
                             input_payload={"system": params.get("system"), "messages": params.get("messages")},
                             output_payload=(message or {}).get("content"), input_tokens=input_tokens,

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import anthropic
+import certifi
 import httpx2
 import urllib3
 from django.conf import settings
@@ -30,7 +31,11 @@ class AnthropicClient(anthropic.Anthropic):
         # Retries off: the router owns retries and failover, and an SDK retry would spend the request's deadline.
         super().__init__(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
         self._messages_url = str(self.base_url).rstrip("/") + "/v1/messages"
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=64, block=False, retries=False)
+        self._path = urllib3.util.parse_url(self._messages_url).request_uri
+        # One pool for the one host (no per-call URL parsing); certificates checked against certifi's bundle,
+        # as the SDK's own client does.
+        tls = {"ca_certs": certifi.where()} if self._messages_url.startswith("https:") else {}
+        self._pool = urllib3.connection_from_url(self._messages_url, maxsize=64, block=False, retries=False, **tls)
         self._headers = {"x-api-key": api_key, "anthropic-version": API_VERSION, "content-type": "application/json",
                          "accept": "application/json", "user-agent": f"atrium {self.user_agent}"}
 
@@ -39,8 +44,9 @@ class AnthropicClient(anthropic.Anthropic):
         APITimeoutError, APIConnectionError)."""
         payload = json.dumps(body, separators=(",", ":")).encode()
         try:
-            response = self._pool.request("POST", self._messages_url, body=payload, headers=self._headers,
-                                          timeout=_timeout(timeout), redirect=False, preload_content=True)
+            response = self._pool.urlopen("POST", self._path, body=payload, headers=self._headers,
+                                          timeout=_timeout(timeout), retries=False, redirect=False,
+                                          preload_content=True)
         except urllib3.exceptions.TimeoutError as exc:
             raise anthropic.APITimeoutError(request=self._failed_request(payload)) from exc
         except urllib3.exceptions.HTTPError as exc:
