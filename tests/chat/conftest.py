@@ -136,17 +136,10 @@ def body(text: str = "Hello", *, model: str = "claude-sonnet-5-5", max_tokens: i
 
 # --- a real gunicorn for the SDK, quota and browser tests ------------------------------------------
 
-@pytest.fixture(scope="module")
-def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[WebServer]:
-    from tenants.models import Tenant
-    from tenants.services import tenant_provision
-
-    with django_db_blocker.unblock():
-        if not Tenant.objects.filter(schema_name=QUOTA_TENANT).exists():
-            tenant_provision(slug=QUOTA_TENANT, name="Gamma")
-    hosts_resolve("alpha.localhost", "beta.localhost", f"{QUOTA_TENANT}.localhost")
-    env = subprocess_env(
-        **SIM_ENV,
+def web_env(simulator: Simulator, **overrides: str) -> dict[str, str]:
+    """The environment of a gunicorn serving Atrium against the simulator, on the production code paths."""
+    defaults = dict(
+        SIM_ENV,
         ATRIUM_ANTHROPIC_BASE_URL=f"{simulator.url}/anthropic",
         ATRIUM_BEDROCK_BASE_URL=f"{simulator.url}/bedrock/{{region}}",
         ATRIUM_VERTEX_BASE_URL=f"{simulator.url}/vertex/v1",
@@ -156,6 +149,19 @@ def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -
         ATRIUM_TENANT_CACHE_S="30",  # by PostgreSQL at every commit (config/tenant_cache.py)
         PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="atrium-prom-"),  # /metrics sums both workers
     )
+    return subprocess_env(**{**defaults, **overrides})
+
+
+@pytest.fixture(scope="module")
+def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[WebServer]:
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision
+
+    with django_db_blocker.unblock():
+        if not Tenant.objects.filter(schema_name=QUOTA_TENANT).exists():
+            tenant_provision(slug=QUOTA_TENANT, name="Gamma")
+    hosts_resolve("alpha.localhost", "beta.localhost", f"{QUOTA_TENANT}.localhost")
+    env = web_env(simulator)
     server = WebServer(env, workers=2).start()
     try:
         yield server

@@ -83,6 +83,32 @@ def test_a_revoked_key_is_refused_by_every_worker(web: WebServer, clean: None, c
     eventually(refused_everywhere, "every worker refuses the revoked key")
 
 
+def test_records_still_waiting_at_a_graceful_stop_are_written(simulator: Simulator, clean: None,
+                                                               committed_user: Any) -> None:
+    """The batch writer lingers (60 s here); SIGTERM, as a deploy or a scale-down sends, writes what waits."""
+    from django_tenants.utils import schema_context
+
+    from audit.models import AuditEntry
+    from inference.models import UsageDaily
+    from tests.chat.conftest import web_env
+
+    server = WebServer(web_env(simulator, ATRIUM_RECORDER_LINGER_MS="60000"), workers=1).start()
+    try:
+        user, key = committed_user("alpha")
+        client = sdk(server, key)
+        for n in range(5):
+            client.messages.create(model="claude-haiku-5-5", max_tokens=16,
+                                   messages=[{"role": "user", "content": f"call {n}"}])
+        with schema_context("alpha"):
+            assert not UsageDaily.objects.filter(user_id=user.pk).exists()  # still lingering in the writer
+    finally:
+        server.stop()  # SIGTERM, then wait for the process to exit
+    assert server.proc is not None and server.proc.returncode == 0
+    with schema_context("alpha"):
+        assert UsageDaily.objects.get(user_id=user.pk, model="claude-haiku-5-5").requests == 5
+        assert AuditEntry.objects.filter(event_type="model_call", user_id=user.pk).count() == 5
+
+
 def test_python_sdk_raises_the_right_exception_classes(web: WebServer, simulator: Simulator, clean: None,
                                                        committed_user: Any) -> None:
     _user, key = committed_user("alpha")
