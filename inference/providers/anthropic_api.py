@@ -1,15 +1,17 @@
 """The Anthropic API: an API key from the tenant's settings or ANTHROPIC_API_KEY.
 
-Streams go through the official SDK client. Non-streaming Messages calls, the gateway's hot path, are sent over
-a urllib3 connection pool instead (`AnthropicClient.messages_create_raw`): the same request the SDK would send
-(URL, headers, JSON body), and the SDK's own exception classes on failure, at about half the client-side cost
-(the SDK's request building and its HTTP stack take longer than the loopback round trip: docs/benchmarks.md).
+Messages calls, the gateway's hot path, are sent over a urllib3 connection pool rather than through the official
+SDK client's request machinery (`AnthropicClient.messages_create_raw`, `messages_stream_raw`): the same request the
+SDK would send (URL, headers, JSON body), the same events out of a stream, and the SDK's own exception classes on
+failure, at about half the client-side cost (the SDK's request building and its HTTP stack take longer than the
+loopback round trip: docs/benchmarks.md). Everything else (health checks, other endpoints) uses the SDK client.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -38,6 +40,7 @@ class AnthropicClient(anthropic.Anthropic):
         self._pool = urllib3.connection_from_url(self._messages_url, maxsize=64, block=False, retries=False, **tls)
         self._headers = {"x-api-key": api_key, "anthropic-version": API_VERSION, "content-type": "application/json",
                          "accept": "application/json", "user-agent": f"atrium {self.user_agent}"}
+        self._stream_headers = {**self._headers, "accept": "text/event-stream"}
 
     def messages_create_raw(self, body: dict[str, Any], timeout: Any) -> Any:
         """POST /v1/messages; the decoded JSON. Raises what `messages.create` would (APIStatusError subclasses,
@@ -64,9 +67,103 @@ class AnthropicClient(anthropic.Anthropic):
                 body=response.data.decode(errors="replace"), message="provider answered with something other "
                                                                      "than JSON") from exc
 
+    def messages_stream_raw(self, body: dict[str, Any], timeout: Any) -> DirectStream:
+        """POST /v1/messages with `stream: true`; the open stream. Status errors raise here, as the SDK's do."""
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        try:
+            response = self._pool.urlopen("POST", self._path, body=payload, headers=self._stream_headers,
+                                          timeout=_timeout(timeout), retries=False, redirect=False,
+                                          preload_content=False)
+        except urllib3.exceptions.TimeoutError as exc:
+            raise anthropic.APITimeoutError(request=self._failed_request(payload)) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise anthropic.APIConnectionError(message=f"Connection error: {exc}",
+                                               request=self._failed_request(payload)) from exc
+        if response.status >= 400:
+            try:
+                data = response.read()
+            finally:
+                response.release_conn()
+            raise self._make_status_error_from_response(httpx2.Response(
+                response.status, headers=dict(response.headers), content=data,
+                request=self._failed_request(payload)))
+        return DirectStream(self, response, payload)
+
     def _failed_request(self, payload: bytes) -> httpx2.Request:
         """The request as the SDK's exceptions carry it (built only when something failed)."""
         return httpx2.Request("POST", self._messages_url, content=payload)
+
+
+class DirectStream:
+    """The events of a streaming Messages response, as the SDK's `Stream` yields them: every event with data but
+    `ping`; an `event: error` raises the SDK's APIStatusError; a broken connection raises APIConnectionError (or
+    APITimeoutError). `close()` gives the connection back to the pool when the stream was read to its end, and
+    discards it otherwise."""
+
+    def __init__(self, client: AnthropicClient, response: Any, payload: bytes) -> None:
+        self._client = client
+        self._response = response
+        self._payload = payload
+        self._finished = False
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._events()
+
+    def _events(self) -> Iterator[Any]:
+        buffer = b""
+        event: str | None = None
+        data: list[bytes] = []
+        try:
+            while True:
+                chunk = self._read()
+                if not chunk:
+                    self._finished = True
+                    return
+                buffer += chunk
+                while (end := buffer.find(b"\n")) >= 0:
+                    line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1:]
+                    if line:
+                        name, _, value = line.partition(b":")
+                        value = value[1:] if value.startswith(b" ") else value
+                        if name == b"event":
+                            event = value.decode()
+                        elif name == b"data":
+                            data.append(value)
+                        continue
+                    if event is not None and event != "ping" and data:  # a blank line ends an event
+                        yield self._decoded(event, b"\n".join(data))
+                    event, data = None, []
+        finally:
+            self.close()
+
+    def _read(self) -> bytes:
+        try:
+            return bytes(self._response.read1(65536))
+        except urllib3.exceptions.TimeoutError as exc:
+            raise anthropic.APITimeoutError(request=self._client._failed_request(self._payload)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise anthropic.APIConnectionError(message=f"Connection error: {exc}",
+                                               request=self._client._failed_request(self._payload)) from exc
+
+    def _decoded(self, event: str, data: bytes) -> Any:
+        if event != "error":
+            return json.loads(data)
+        try:
+            body: Any = json.loads(data)
+        except ValueError:
+            body = data.decode(errors="replace")
+        raise self._client._make_status_error(
+            f"{body}", body=body, response=httpx2.Response(self._response.status, content=data,
+                                                           request=self._client._failed_request(self._payload)))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._finished:
+            self._response.close()  # unread data on it: the connection cannot be reused
+        self._response.release_conn()
 
 
 def _timeout(timeout: Any) -> urllib3.Timeout:

@@ -13,7 +13,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import anthropic
 from anthropic import Stream
@@ -105,16 +105,24 @@ def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], ti
     return result
 
 
-def provider_stream(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any) -> Stream[Any]:
-    """Open a streaming Messages call. Status errors raise here; stream errors raise while iterating."""
+class EventStream(Protocol):
+    """What provider_stream returns: the SDK's `Stream`, or a provider's own (anthropic_api.DirectStream)."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+def provider_stream(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any) -> EventStream:
+    """Open a streaming Messages call. Status errors raise here; stream errors raise while iterating.
+
+    A client that offers `messages_stream_raw(body, timeout)` (the Anthropic API's) is called through that."""
+    direct = getattr(client, "messages_stream_raw", None)  # a provider's faster path (anthropic_api)
+    if direct is not None:
+        opened: EventStream = direct(_body(model_id, params, True), timeout)
+        return opened
     stream: Stream[Any] = client.post(
         "/v1/messages", body=_body(model_id, params, True), cast_to=object, stream=True,
         stream_cls=Stream[object], options={"timeout": timeout},
     )
     return stream
-
-
-def stream_events(stream: Stream[Any]) -> Iterator[dict[str, Any]]:
-    for event in stream:
-        if isinstance(event, dict):
-            yield event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import certifi
 import urllib3
@@ -24,3 +25,39 @@ def test_sends_what_the_sdk_sends() -> None:
     assert client._path == "/anthropic/v1/messages"
     assert client._headers["x-api-key"] == "sk-ant-x" and client._headers["anthropic-version"] == "2023-06-01"
     assert client._headers["content-type"] == "application/json"
+
+
+def test_a_stream_read_to_its_end_gives_its_connection_back(sim: Any) -> None:
+    from inference.providers.base import provider_client, provider_stream
+    from inference.types import ProviderTarget
+
+    client = provider_client(ProviderTarget(provider="anthropic", region="", credentials={"api_key": "sk-ant-x"}))
+    for _ in range(3):
+        stream = provider_stream(client, model_id="claude-haiku-5-5", timeout=5,
+                                 params={"max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]})
+        events = list(stream)
+        assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+        assert not any(e["type"] == "ping" for e in events)
+    assert client._pool.num_connections == 1  # one connection, reused by every stream
+
+
+def test_a_stream_left_early_discards_its_connection(sim: Any) -> None:
+    from inference.providers.base import provider_client, provider_stream
+    from inference.types import ProviderTarget
+
+    client = provider_client(ProviderTarget(provider="anthropic", region="", credentials={"api_key": "sk-ant-x"}))
+    sim.chunk_delay_s = 0.2  # the answer trickles in: most of it is still unread when the caller leaves
+    try:
+        stream = provider_stream(client, model_id="claude-haiku-5-5", timeout=5,
+                                 params={"max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})
+        events = iter(stream)
+        first = next(events)
+    finally:
+        sim.chunk_delay_s = 0
+    assert first["type"] == "message_start"
+    sock = stream._response.connection.sock  # type: ignore[attr-defined]
+    stream.close()  # unread events on the socket: it must not serve another request
+    assert sock.fileno() == -1
+    answer = provider_stream(client, model_id="claude-haiku-5-5", timeout=5,
+                             params={"max_tokens": 16, "messages": [{"role": "user", "content": "again"}]})
+    assert [e["type"] for e in answer][-1] == "message_stop"
