@@ -4,7 +4,7 @@ Messages calls, the gateway's hot path, are sent over a urllib3 connection pool 
 SDK client's request machinery (`AnthropicClient.messages_create_raw`, `messages_stream_raw`): the same request the
 SDK would send (URL, headers, JSON body), the same events out of a stream, and the SDK's own exception classes on
 failure, at about half the client-side cost (the SDK's request building and its HTTP stack take longer than the
-loopback round trip: docs/benchmarks.md). Everything else (health checks, other endpoints) uses the SDK client.
+loopback round trip: docs/benchmarks.md). The client is the SDK's all the same: any other endpoint goes through it.
 """
 
 from __future__ import annotations
