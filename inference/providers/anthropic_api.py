@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,17 +28,25 @@ API_VERSION = "2023-06-01"
 
 
 class AnthropicClient(anthropic.Anthropic):
-    """The SDK client plus a pooled direct path for non-streaming Messages calls."""
+    """The SDK client plus a pooled direct path for Messages calls (non-streaming and streaming)."""
 
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
         # Retries off: the router owns retries and failover, and an SDK retry would spend the request's deadline.
         super().__init__(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
         self._messages_url = str(self.base_url).rstrip("/") + "/v1/messages"
         self._path = urllib3.util.parse_url(self._messages_url).request_uri
-        # One pool for the one host (no per-call URL parsing); certificates checked against certifi's bundle,
-        # as the SDK's own client does.
-        tls = {"ca_certs": certifi.where()} if self._messages_url.startswith("https:") else {}
-        self._pool = urllib3.connection_from_url(self._messages_url, maxsize=64, block=False, retries=False, **tls)
+        # One pool for the one host (no per-call URL parsing); certificates checked against certifi's bundle, and
+        # HTTP(S)_PROXY / NO_PROXY honoured, as the SDK's own client does.
+        tls: dict[str, Any] = {"ca_certs": certifi.where()} if self._messages_url.startswith("https:") else {}
+        proxy = _proxy_for(self._messages_url)
+        self._pool: urllib3.HTTPConnectionPool | urllib3.ProxyManager
+        if proxy:
+            self._pool = urllib3.ProxyManager(proxy, maxsize=64, block=False, retries=False, **tls)
+            self._target = self._messages_url  # a proxy is asked for the absolute URL
+        else:
+            self._pool = urllib3.connection_from_url(self._messages_url, maxsize=64, block=False, retries=False,
+                                                     **tls)
+            self._target = self._path
         self._headers = {"x-api-key": api_key, "anthropic-version": API_VERSION, "content-type": "application/json",
                          "accept": "application/json", "user-agent": f"atrium {self.user_agent}"}
         self._stream_headers = {**self._headers, "accept": "text/event-stream"}
@@ -46,19 +55,7 @@ class AnthropicClient(anthropic.Anthropic):
         """POST /v1/messages; the decoded JSON. Raises what `messages.create` would (APIStatusError subclasses,
         APITimeoutError, APIConnectionError)."""
         payload = json.dumps(body, separators=(",", ":")).encode()
-        try:
-            response = self._pool.urlopen("POST", self._path, body=payload, headers=self._headers,
-                                          timeout=_timeout(timeout), retries=False, redirect=False,
-                                          preload_content=True)
-        except urllib3.exceptions.TimeoutError as exc:
-            raise anthropic.APITimeoutError(request=self._failed_request(payload)) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise anthropic.APIConnectionError(message=f"Connection error: {exc}",
-                                               request=self._failed_request(payload)) from exc
-        if response.status >= 400:
-            raise self._make_status_error_from_response(httpx2.Response(
-                response.status, headers=dict(response.headers), content=response.data,
-                request=self._failed_request(payload)))
+        response = self._send(payload, self._headers, timeout, preload=True)
         try:
             return json.loads(response.data)
         except ValueError as exc:
@@ -70,10 +67,14 @@ class AnthropicClient(anthropic.Anthropic):
     def messages_stream_raw(self, body: dict[str, Any], timeout: Any) -> DirectStream:
         """POST /v1/messages with `stream: true`; the open stream. Status errors raise here, as the SDK's do."""
         payload = json.dumps(body, separators=(",", ":")).encode()
+        return DirectStream(self, self._send(payload, self._stream_headers, timeout, preload=False), payload)
+
+    def _send(self, payload: bytes, headers: dict[str, str], timeout: Any, *, preload: bool) -> Any:
+        """The response of a 2xx, else the SDK's exception for what happened."""
         try:
-            response = self._pool.urlopen("POST", self._path, body=payload, headers=self._stream_headers,
+            response = self._pool.urlopen("POST", self._target, body=payload, headers=headers,
                                           timeout=_timeout(timeout), retries=False, redirect=False,
-                                          preload_content=False)
+                                          preload_content=preload)
         except urllib3.exceptions.TimeoutError as exc:
             raise anthropic.APITimeoutError(request=self._failed_request(payload)) from exc
         except urllib3.exceptions.HTTPError as exc:
@@ -81,13 +82,13 @@ class AnthropicClient(anthropic.Anthropic):
                                                request=self._failed_request(payload)) from exc
         if response.status >= 400:
             try:
-                data = response.read()
+                data = response.data if preload else response.read()
             finally:
                 response.release_conn()
             raise self._make_status_error_from_response(httpx2.Response(
                 response.status, headers=dict(response.headers), content=data,
                 request=self._failed_request(payload)))
-        return DirectStream(self, response, payload)
+        return response
 
     def _failed_request(self, payload: bytes) -> httpx2.Request:
         """The request as the SDK's exceptions carry it (built only when something failed)."""
@@ -164,6 +165,15 @@ class DirectStream:
         if not self._finished:
             self._response.close()  # unread data on it: the connection cannot be reused
         self._response.release_conn()
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), if any."""
+    parsed = urllib3.util.parse_url(url)
+    if parsed.host and urllib.request.proxy_bypass(parsed.host):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parsed.scheme or "https") or proxies.get("all") or None
 
 
 def _timeout(timeout: Any) -> urllib3.Timeout:

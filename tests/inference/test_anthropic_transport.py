@@ -61,3 +61,18 @@ def test_a_stream_left_early_discards_its_connection(sim: Any) -> None:
     answer = provider_stream(client, model_id="claude-haiku-5-5", timeout=5,
                              params={"max_tokens": 16, "messages": [{"role": "user", "content": "again"}]})
     assert [e["type"] for e in answer][-1] == "message_stop"
+
+
+def test_the_environments_proxy_is_used_unless_the_host_is_exempt(monkeypatch: Any) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+                 "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    client = AnthropicClient(api_key="sk-ant-x", base_url="https://api.anthropic.com", timeout=5)
+    assert isinstance(client._pool, urllib3.ProxyManager)
+    assert client._pool.proxy is not None and client._pool.proxy.host == "proxy.internal"
+    assert client._target == "https://api.anthropic.com/v1/messages"
+
+    monkeypatch.setenv("NO_PROXY", "api.anthropic.com")
+    direct = AnthropicClient(api_key="sk-ant-x", base_url="https://api.anthropic.com", timeout=5)
+    assert isinstance(direct._pool, urllib3.HTTPSConnectionPool) and direct._target == "/v1/messages"
