@@ -4,7 +4,8 @@ LiteLLM proxy in front of the same simulator, side by side in one run.
 Starts the simulator (its own process), Atrium under gunicorn (2 workers x 16 threads) on a private database,
 and LiteLLM (`litellm[proxy]` in .venv-litellm, created on first run) itself.
   - concurrency 1: p50/p99 over REQUESTS requests (default 1000) to each, non-streaming, the targets taking
-    turns in blocks of 50 (so the shared machine's noise falls on all alike); time to first token streaming
+    turns in blocks of 50 with a 0.2 s pause after each (so the shared machine's noise falls on all alike, and
+    no gateway's after-call work lands on another's timings); time to first token streaming
   - concurrency 32: requests per second, non-streaming, 10 s per target
 Final line: {"overhead_p50_ms", "overhead_p99_ms", "rps_c32", "litellm_overhead_p50_ms", "litellm_rps_c32", ...}.
 Targets: overhead p50 <= 2 ms, p99 <= 10 ms, rps_c32 above LiteLLM's.
@@ -90,10 +91,12 @@ class Target:
         raise SystemExit(f"{self.name}: stream had no content_block_delta")
 
 
-def interleaved(fns: dict[str, Callable[[], float]], count: int, block: int = 50) -> dict[str, list[float]]:
+def interleaved(fns: dict[str, Callable[[], float]], count: int, block: int = 50,
+                pause: float = 0.2) -> dict[str, list[float]]:
     """`count` timings of each function, taken in blocks of `block` back-to-back calls, the targets taking turns
     (the order rotating every round): the shared machine's slow and fast spells fall on every target alike, while
-    each target still sees back-to-back requests, as under load."""
+    each target still sees back-to-back requests, as under load. A short pause after each block lets a gateway
+    finish its own after-call work (logging, records) before the next target is timed on the same two cores."""
     for fn in fns.values():
         for _ in range(min(50, count)):
             fn()  # warm-up: connections, caches, imports
@@ -103,6 +106,7 @@ def interleaved(fns: dict[str, Callable[[], float]], count: int, block: int = 50
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             size = min(block, count - round_ * block)
             timings[name].extend(fns[name]() for _ in range(size))
+            time.sleep(pause)
     return timings
 
 
