@@ -53,7 +53,9 @@ PERMISSIONS_OF_USER_SQL = (
 def permissions_load(user: Any) -> None:
     """Fill Django's per-request permission cache with one query (Django's backend would run two).
 
-    Read on every request, never cached across requests: a role edited in the admin applies to the next one.
+    For sessions and bearer tokens, read on every request (a role edited in the admin applies to the next one);
+    an API key's user arrives with them already, from the per-process key cache the database empties at every
+    change (access.services._api_key_with_user).
     """
     if hasattr(user, "_perm_cache") or not getattr(user, "is_active", False) or getattr(user, "is_superuser", False):
         return
