@@ -217,6 +217,22 @@ class TenantCache(Generic[V]):
         return len(self._data)
 
 
+def cache_listener_stop(timeout: float = 10.0) -> None:
+    """Stop this process's listener and forget every cached value (tests, before their database is dropped)."""
+    thread = _listener.thread
+    _listener.stopping.set()
+    if thread is not None and thread.is_alive():
+        thread.join(timeout)  # it notices within the notifications' 5 s wait
+    with _listener.lock:
+        _listener.pid = 0
+        _listener.thread = None
+        _listener.connected = False
+        _listener.epoch += 1
+        for cache in _listener.caches:
+            cache.clear()
+    _listener.stopping.clear()
+
+
 def cache_listener_ready(timeout: float = 10.0) -> bool:
     """Start this process's listener and wait until it is subscribed (tests, and warm-up at start)."""
     deadline = time.monotonic() + timeout

@@ -51,6 +51,14 @@ def other_connection() -> psycopg.Connection[Any]:
     return psycopg.connect(autocommit=True, **params)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _listener_stopped_afterwards() -> Iterator[None]:
+    """The listener holds a connection to the test database; let it go before anything may drop that database."""
+    yield
+    tenant_cache.cache_listener_stop()
+    assert tenant_cache._listener.thread is None and not tenant_cache._listener.connected
+
+
 @pytest.fixture
 def caches_on(settings: Any, committed: None) -> None:
     settings.ATRIUM_AUTH_CACHE_S = 300  # far longer than any test: what empties an entry here is the database
