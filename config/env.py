@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import environ
 
 
@@ -10,6 +12,15 @@ class ImproperlyConfiguredSecret(SystemExit):
 
 
 env = environ.Env()
+
+
+def label_key(label: str) -> str:
+    """A Fernet key spelled out from a readable, public label (padded to 32 bytes): for development and tests
+    only, where data must stay decryptable from one run to the next. Nothing it protects is secret."""
+    raw = label.encode()
+    if len(raw) > 32:
+        raise ValueError("a key label is at most 32 bytes")
+    return base64.urlsafe_b64encode(raw.ljust(32, b"0")).decode()
 
 
 def require(name: str) -> str:

@@ -1,6 +1,6 @@
 """Local development and the `make run` demo: debug on, a fixed dev-only secret, simulator upstream."""
 
-from config.env import env
+from config.env import env, label_key
 from config.settings.base import *  # noqa: F403
 from config.settings.base import ATRIUM_ENCRYPTION_KEYS
 
@@ -9,4 +9,4 @@ DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-insecure-only-for-make-run-never-in-production")
 if not ATRIUM_ENCRYPTION_KEYS:
     # A fixed development key so `make run` keeps decrypting what it stored on the previous run.
-    ATRIUM_ENCRYPTION_KEYS = ["ZGV2LW9ubHkta2V5LWZvci1tYWtlLXJ1bi0wMDAwMDA="]
+    ATRIUM_ENCRYPTION_KEYS = [label_key("dev-only-key-for-make-run-")]

@@ -1,6 +1,6 @@
 """Test settings: real PostgreSQL and Redis (see config/devstack.py), fast hashing, no outside network."""
 
-from config.env import env
+from config.env import env, label_key
 from config.settings.base import *  # noqa: F403
 from config.settings.base import DATABASES
 
@@ -11,7 +11,7 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
 SECRET_KEY = "test-only-secret-key-not-for-production"  # noqa: S105
 ATRIUM_ENCRYPTION_KEYS = env.list(
     "ATRIUM_ENCRYPTION_KEYS",
-    default=["dGVzdC1rZXktMC0wMDAwMDAwMDAwMDAwMDAwMDAwMDA=", "dGVzdC1rZXktMS0wMDAwMDAwMDAwMDAwMDAwMDAwMDA="],
+    default=[label_key("test-key-0-"), label_key("test-key-1-")],
 )
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
