@@ -85,13 +85,18 @@ class _Listener:
             with self.lock:
                 if self.pid != os.getpid():  # a new process (a forked worker): nothing inherited is trusted
                     self.pid = os.getpid()
-                    self.connected = False
-                    self.epoch += 1
-                    for cache in self.caches:
-                        cache.clear()
+                    self.forget_all(connected=False)
                     self.thread = threading.Thread(target=self._run, name="atrium-cache-listener", daemon=True)
                     self.thread.start()
         return self.connected
+
+    def forget_all(self, *, connected: bool) -> None:
+        """Empty every cache and void every read in flight (hold `lock`): on a (re)connection, a disconnection,
+        in a new process and on stop, a notification may have been missed."""
+        self.connected = connected
+        self.epoch += 1
+        for cache in self.caches:
+            cache.clear()
 
     def stamp(self, schema: str) -> tuple[int, int]:
         return self.epoch, self.generation.get(schema, 0)
@@ -105,35 +110,31 @@ class _Listener:
             for cache in self.caches:
                 cache.forget_schema(schema)
 
-    def _conninfo(self) -> dict[str, Any] | str:
-        url = str(getattr(settings, "ATRIUM_CACHE_LISTEN_URL", "") or "")
-        if url:
-            return url
-        from django.db import connections
-
-        params = dict(connections["default"].get_connection_params())
-        for name in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
-            params.pop(name, None)
-        params["application_name"] = APPLICATION_NAME  # how operators (and the tests) find it in pg_stat_activity
-        return params
-
-    def _run(self) -> None:
+    def _connect(self) -> Any:
+        """The listening connection: ATRIUM_CACHE_LISTEN_URL, else the default database's own parameters."""
         import psycopg
 
+        url = str(getattr(settings, "ATRIUM_CACHE_LISTEN_URL", "") or "")
+        params: dict[str, Any] = {}
+        if not url:
+            from django.db import connections
+
+            params = dict(connections["default"].get_connection_params())
+            for name in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
+                params.pop(name, None)
+        # How operators (and the tests) find it in pg_stat_activity.
+        params["application_name"] = APPLICATION_NAME
+        return psycopg.connect(url, autocommit=True, **params)
+
+    def _run(self) -> None:
         backoff = 0.5
         pid = os.getpid()
         while not self.stopping.is_set() and pid == os.getpid():
             try:
-                info = self._conninfo()
-                conn = psycopg.connect(info, autocommit=True) if isinstance(info, str) else \
-                    psycopg.connect(autocommit=True, **info)
-                with conn:
+                with self._connect() as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     with self.lock:
-                        self.epoch += 1  # anything stored before the subscription is suspect
-                        for cache in self.caches:
-                            cache.clear()
-                        self.connected = True
+                        self.forget_all(connected=True)  # anything stored before the subscription is suspect
                     backoff = 0.5
                     while not self.stopping.is_set():
                         for notify in conn.notifies(timeout=5.0):
@@ -143,10 +144,7 @@ class _Listener:
                 logger.warning("cache invalidation listener disconnected (%s); caches bypassed until it is back",
                                type(exc).__name__)
             with self.lock:
-                self.connected = False
-                self.epoch += 1
-                for cache in self.caches:
-                    cache.clear()
+                self.forget_all(connected=False)
             self.stopping.wait(backoff)
             backoff = min(backoff * 2, 10.0)
 
@@ -226,10 +224,7 @@ def cache_listener_stop(timeout: float = 10.0) -> None:
     with _listener.lock:
         _listener.pid = 0
         _listener.thread = None
-        _listener.connected = False
-        _listener.epoch += 1
-        for cache in _listener.caches:
-            cache.clear()
+        _listener.forget_all(connected=False)
     _listener.stopping.clear()
 
 

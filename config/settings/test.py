@@ -19,7 +19,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tests read usage and audit rows right after a call, inside their own transaction.
 ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=False)
 # Tests edit tenant policy, keys and roles inside a transaction that is rolled back (so no NOTIFY is ever
-# delivered) and expect the next request to see it; tests/test_tenant_cache.py turns the caches on.
+# delivered) and expect the next request to see it; tests/tenants/test_cache_invalidation.py turns the caches on.
 ATRIUM_TENANT_CACHE_S = env.float("ATRIUM_TENANT_CACHE_S", default=0.0)
 ATRIUM_AUTH_CACHE_S = env.float("ATRIUM_AUTH_CACHE_S", default=0.0)
 CELERY_TASK_ALWAYS_EAGER = False
