@@ -75,11 +75,8 @@ class AnthropicClient(anthropic.Anthropic):
             response = self._pool.urlopen("POST", self._target, body=payload, headers=headers,
                                           timeout=_timeout(timeout), retries=False, redirect=False,
                                           preload_content=preload)
-        except urllib3.exceptions.TimeoutError as exc:
-            raise anthropic.APITimeoutError(request=self._failed_request(payload)) from exc
         except urllib3.exceptions.HTTPError as exc:
-            raise anthropic.APIConnectionError(message=f"Connection error: {exc}",
-                                               request=self._failed_request(payload)) from exc
+            raise self.transport_error(exc, payload) from exc
         if response.status >= 400:
             try:
                 data = response.data if preload else response.read()
@@ -89,6 +86,12 @@ class AnthropicClient(anthropic.Anthropic):
                 response.status, headers=dict(response.headers), content=data,
                 request=self._failed_request(payload)))
         return response
+
+    def transport_error(self, exc: BaseException, payload: bytes) -> anthropic.APIConnectionError:
+        """The SDK's exception for a request that got no answer: APITimeoutError or APIConnectionError."""
+        if isinstance(exc, urllib3.exceptions.TimeoutError):
+            return anthropic.APITimeoutError(request=self._failed_request(payload))
+        return anthropic.APIConnectionError(message=f"Connection error: {exc}", request=self._failed_request(payload))
 
     def _failed_request(self, payload: bytes) -> httpx2.Request:
         """The request as the SDK's exceptions carry it (built only when something failed)."""
@@ -141,11 +144,8 @@ class DirectStream:
     def _read(self) -> bytes:
         try:
             return bytes(self._response.read1(65536))
-        except urllib3.exceptions.TimeoutError as exc:
-            raise anthropic.APITimeoutError(request=self._client._failed_request(self._payload)) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise anthropic.APIConnectionError(message=f"Connection error: {exc}",
-                                               request=self._client._failed_request(self._payload)) from exc
+            raise self._client.transport_error(exc, self._payload) from exc
 
     def _decoded(self, event: str, data: bytes) -> Any:
         if event != "error":
