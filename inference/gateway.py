@@ -324,17 +324,16 @@ _writer: BatchWriter[CallRecord] = BatchWriter("recorder", records_write)
 def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
             attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False,
             persist: Persist | None = None, background: bool = False) -> None:
+    """Write the call's records now, or with `background` hand them to the batch writer (never with `persist`:
+    the caller's own writes belong in the same transaction, now)."""
     record = _call_record(admitted, message=message, provider=provider, region=region, model_id=model_id,
                           attempts=attempts, status=status, error=error, incomplete=incomplete)
-    if background:
+    if persist is not None:
+        records_write([record], lambda: persist(message, provider, region))
+    elif background:
         _writer.submit(record)
     else:
-        records_write([record], None if persist is None else lambda: persist(message, provider, region))
-
-
-def recorder_flush(timeout: float = 30.0) -> bool:
-    """Wait until every call record handed to the background writer is written (tests, graceful stops)."""
-    return _writer.flush(timeout)
+        records_write([record])
 
 
 def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, Any]:
@@ -368,7 +367,7 @@ def gateway_complete(admitted: Admitted, persist: Persist | None = None, *,
     result = _start(admitted, route)
     message = _public_message(result.message, admitted.entry)
     _record(admitted, message=message, provider=result.provider, region=result.region, model_id=result.model_id,
-            attempts=result.attempts, status="success", persist=persist, background=background and persist is None)
+            attempts=result.attempts, status="success", persist=persist, background=background)
     return message
 
 
@@ -401,7 +400,7 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
             try:
                 _record(admitted, message=message, provider=stream.provider, region=stream.region,
                         model_id=stream.model_id, attempts=stream.attempts, status=status, error=error,
-                        incomplete=incomplete, persist=persist, background=background and persist is None)
+                        incomplete=incomplete, persist=persist, background=background)
             except Exception:
                 logger.exception("could not record a streamed model call")
                 quota_release(admitted.reservation)
