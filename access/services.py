@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -208,12 +209,17 @@ KeyRows = tuple[tuple[Any, ...], tuple[Any, ...], frozenset[str]]
 _key_cache: TenantCache[KeyRows] = TenantCache("api_keys")
 
 
+@functools.cache
+def _user_fields() -> list[str]:
+    """The user model's columns, in the order the key query selects them (read once: the model is fixed)."""
+    return [f.attname for f in get_user_model()._meta.concrete_fields]
+
+
 def _api_key_rows(prefix: str) -> KeyRows | None:
     """The key, its user and the user's permissions in one plain query: the ORM's query building would cost
     more than the round trip (bench/overhead.py)."""
     user_model = get_user_model()
-    user_fields = [f.attname for f in user_model._meta.concrete_fields]
-    columns = [f'k."{c}"' for c in _KEY_FIELDS] + [f'u."{c}"' for c in user_fields]
+    columns = [f'k."{c}"' for c in _KEY_FIELDS] + [f'u."{c}"' for c in _user_fields()]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {', '.join(columns)}, {PERMISSIONS_OF_USER_SQL} "  # noqa: S608 - model metadata only
@@ -237,7 +243,7 @@ def _api_key_with_user(prefix: str) -> ApiKey | None:
     key_row, user_row, permissions = rows
     user_model = get_user_model()
     key = ApiKey.from_db("default", _KEY_FIELDS, key_row)
-    user = user_model.from_db("default", [f.attname for f in user_model._meta.concrete_fields], user_row)
+    user = user_model.from_db("default", _user_fields(), user_row)
     user._perm_cache = set(permissions)  # type: ignore[attr-defined]
     key.user = user
     return key
