@@ -1,8 +1,9 @@
 """Quotas exact across every web and worker process: requests per minute and tokens per UTC day, per tenant
 and (where the tenant sets it) per user, in Redis.
 
-One Lua script checks every applicable limit and, only if all pass, records the request and reserves the
-tokens, so concurrent processes can never admit more than a limit between a check and an increment.
+One Lua function (RESERVE_LUA, run by the gateway's admission script) checks every applicable limit and, only if
+all pass, records the request and reserves the tokens, so concurrent processes can never admit more than a limit
+between a check and an increment: `quota_plan` builds its arguments, `quota_outcome` reads its answer.
 After the call `quota_settle` refunds the unused part of the reservation (or charges the overrun);
 `quota_release` returns the whole reservation when the call failed.
 
@@ -59,7 +60,6 @@ local function quota_reserve(K, A)
   return {1}
 end
 """
-_RESERVE = RESERVE_LUA + "return quota_reserve(KEYS, ARGV)\n"
 
 # KEYS: day keys. ARGV: one delta per key (may be negative). Never lets a counter go below zero.
 _ADJUST = """
@@ -137,14 +137,6 @@ def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:
     raise QuotaExceeded(f"Token budget reached: {label} is {limit} (this request needs up to {plan.tokens}). "
                         f"It resets at 00:00 UTC.", retry_after=_seconds_to_midnight(datetime.now(UTC)),
                         limit="tokens_per_day")
-
-
-def quota_reserve(*, tenant: Any, user: Any, tokens: int) -> Reservation:
-    """Admit one request and hold `tokens`; raises QuotaExceeded (with retry_after seconds) otherwise."""
-    plan = quota_plan(tenant=tenant, user=user, tokens=tokens)
-    if not plan.keys:
-        return Reservation(tokens=0)
-    return quota_outcome(plan, redis_script(_RESERVE)(keys=plan.keys, args=plan.args))
 
 
 def quota_settle(reservation: Reservation, used_tokens: int) -> None:

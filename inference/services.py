@@ -18,12 +18,6 @@ _USAGE_UPSERT = (
 )
 
 
-def usage_add(*, user_id: int | None, model: str, provider: str, input_tokens: int, output_tokens: int,
-              error: bool) -> None:
-    """Count one call in today's usage row (UTC), atomically against concurrent callers."""
-    usage_add_many([UsageCount(user_id, model, provider, input_tokens, output_tokens, error)])
-
-
 @dataclass(frozen=True)
 class UsageCount:
     """One call's contribution to its user's usage row of the day."""
