@@ -11,7 +11,9 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from django_tenants.utils import get_public_schema_name
 
 from access.audit_hooks import access_audit
@@ -163,8 +165,19 @@ class ApiKeyAdmin(TenantOnlyAdmin):
             raise
         obj.pk, obj.prefix, obj.created_at = key.pk, key.prefix, key.created_at
         obj._state.adding = False
-        # Shown once: only the hash is stored.
-        messages.warning(request, f"New API key for {obj.user}: {raw} — copy it now, it will not be shown again.")
+        # Shown once, in the response to this POST (response_add): only the hash is stored, and the raw key never
+        # goes into a cookie (the messages framework's cookie is readable without any secret), the session or a URL.
+        obj.raw_key = raw  # type: ignore[attr-defined]
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        raw = getattr(obj, "raw_key", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "key": obj, "raw": raw,
+                   "title": "API key created"}
+        response = TemplateResponse(request, "admin/access/apikey/created.html", context)
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -202,3 +202,13 @@ def consent_withdraw(user: Any, request: Any = None) -> int:
         if changed:
             audit_record(event_type="consent_withdrawn", user=user, request=request, metadata={"consents": changed})
         return changed
+
+
+def audit_chain_check(*, user: Any, request: Any = None) -> chain.VerifyResult:
+    """Verify the tenant's chain and record that it was checked, by whom and with what outcome."""
+    result = chain.chain_verify()
+    with transaction.atomic():
+        audit_record(event_type="audit_verified", user=user, request=request,
+                     status="success" if result.ok else "error",
+                     metadata={"entries": result.entries, "ok": result.ok, "broken_seq": result.broken_seq})
+    return result

@@ -23,8 +23,9 @@ from django.views.decorators.csrf import csrf_exempt
 from access.authentication import AuthInfo, authenticate_api_request
 from access.errors import AccessError, QuotaExceeded
 from access.policy import model_allowed_by_tenant, permitted_tiers
+from config.middleware import current_request_id
 from inference.catalog.selectors import CatalogEntry, catalog_entries, catalog_entry
-from inference.errors import InferenceError, UpstreamRequestError
+from inference.errors import InferenceError, UpstreamRequestError, redact_configuration
 from inference.gateway import Call, InvalidRequest, gateway_admit, gateway_complete, gateway_stream
 
 logger = logging.getLogger(__name__)
@@ -60,12 +61,15 @@ def error_from_exception(exc: Exception) -> JsonResponse:
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error") if isinstance(body.get("error"), dict) else None
         if error and error.get("type") and error.get("message"):
-            return api_error(exc.status, str(error["message"]), str(error["type"]))
-        return api_error(exc.status, exc.message)
+            return api_error(exc.status, redact_configuration(str(error["message"])), str(error["type"]))
+        return api_error(exc.status, exc.public_message)
     if isinstance(exc, InferenceError):
-        return api_error(exc.status, exc.message, exc.error_type)
+        message = exc.public_message
+        if exc.status >= 500:
+            message = f"{message} (request id {current_request_id()})"
+        return api_error(exc.status, message, exc.error_type)
     logger.exception("unexpected error in the /v1 API")
-    return api_error(500, "Internal error; the request id in the response headers identifies it in the logs.")
+    return api_error(500, f"Internal error; request id {current_request_id()} identifies it in the logs.")
 
 
 def _authenticate(request: HttpRequest) -> tuple[Any, AuthInfo]:

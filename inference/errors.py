@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from inference.types import Attempt
+
+# What must never reach a caller: AWS ARNs and account ids, URLs, e-mail-shaped principals (issue 14, "error text").
+_CONFIGURATION = re.compile(r"arn:aws[\w-]*:[^\s,;)\]'\"]*|\b\d{12}\b|[a-z][a-z0-9+.-]*://[^\s,;)\]'\"]+"
+                            r"|[\w.+-]+@[\w-]+\.[\w.-]+", re.IGNORECASE)
+
+
+def redact_configuration(text: str) -> str:
+    """`text` with ARNs, account ids, URLs and principals replaced by "[redacted]"."""
+    return _CONFIGURATION.sub("[redacted]", text)
 
 
 class InferenceError(Exception):
@@ -16,6 +26,12 @@ class InferenceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def public_message(self) -> str:
+        """What the caller sees. `message` (full detail: targets, reasons) goes to the audit entry and the logs;
+        subclasses whose detail describes the platform's configuration say only what the caller can act on."""
+        return redact_configuration(self.message)
 
 
 class ModelNotFound(InferenceError):
@@ -30,6 +46,10 @@ class ProviderMisconfigured(InferenceError):
 
     status = 503
     error_type = "api_error"
+
+    @property
+    def public_message(self) -> str:
+        return "The model's provider is not available to your organisation right now; an administrator can see why."
 
 
 class UpstreamRequestError(InferenceError):
@@ -61,3 +81,12 @@ class ProviderUnavailable(InferenceError):
             detail = "no provider is configured for this organisation"
         prefix = "deadline exceeded" if deadline_exceeded else "all providers failed"
         super().__init__(f"No provider could answer ({prefix}): {detail}")
+
+    @property
+    def public_message(self) -> str:
+        # Never the targets, their order or their failures (ARNs, endpoints, class names): see `message`.
+        if not self.attempts:
+            return "No provider is set up for this model in your organisation; ask an administrator."
+        if self.deadline_exceeded:
+            return "No provider answered within the time allowed; try again shortly."
+        return "All providers are unavailable right now; try again shortly."

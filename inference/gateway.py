@@ -122,16 +122,22 @@ def _validate(body: Any) -> None:
         raise InvalidRequest("tools: must be a list.")
 
 
+STREAM_FAILED_MESSAGE = "The provider failed while answering, so the answer is incomplete; try again."
+_VISION_BLOCKS = frozenset({"image", "document"})
+
+
 def _has_images(body: dict[str, Any]) -> bool:
-    for message in body.get("messages") or []:
-        content = message.get("content")
-        if isinstance(content, list):
-            for block in content:
-                if block.get("type") in ("image", "document"):
-                    return True
-                if block.get("type") == "tool_result" and isinstance(block.get("content"), list) and any(
-                        isinstance(b, dict) and b.get("type") == "image" for b in block["content"]):
-                    return True
+    """Whether any image or document block appears anywhere in the messages, however deeply nested (inside a
+    tool_result, a search result, a future container block): the vision permission must see them all."""
+    stack: list[Any] = [body.get("messages")]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") in _VISION_BLOCKS:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
     return False
 
 
@@ -387,6 +393,12 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
             for event in stream:
                 if event.get("type") == "message_start":
                     event = {**event, "message": {**(event.get("message") or {}), "model": admitted.entry.model_id}}
+                elif event.get("type") == "error":
+                    # The detail (target, upstream reason) is recorded below; the caller learns what it can act on.
+                    upstream = event.get("error")
+                    kind = upstream.get("type") if isinstance(upstream, dict) else None
+                    event = {"type": "error", "error": {"type": kind or "api_error",
+                                                        "message": STREAM_FAILED_MESSAGE}}
                 yield event
             finished = True
         finally:

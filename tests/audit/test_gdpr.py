@@ -233,12 +233,12 @@ def test_compliance_console_access_and_requests(people: dict[str, Any], tenant_a
         client_a.force_login(people["officer"])
     page = client_a.get("/compliance/")
     assert page.status_code == 200 and b"Audit trail" in page.content
-    client_a.post("/compliance/", {"action": "export", "subject": "subject-user@example.com"})
-    client_a.post("/compliance/", {"action": "deletion", "subject": "subject-user"})  # not confirmed
+    client_a.post("/compliance/jobs/export/", {"subject": "subject-user@example.com"})
+    client_a.post("/compliance/jobs/deletion/", {"subject": "subject-user"})  # not confirmed
     with in_tenant(tenant_a):
         assert GdprJob.objects.filter(kind="export", subject_id=people["subject"].pk).count() == 1
         assert not GdprJob.objects.filter(kind="deletion", subject_id=people["subject"].pk).exists()
-    client_a.post("/compliance/", {"action": "deletion", "subject": "subject-user", "confirm": "yes"})
+    client_a.post("/compliance/jobs/deletion/", {"subject": "subject-user", "confirm": "yes"})
     with in_tenant(tenant_a):
         assert GdprJob.objects.filter(kind="deletion", subject_id=people["subject"].pk).count() == 1
     jobs = client_a.get("/compliance/jobs.json").json()["jobs"]
@@ -246,7 +246,7 @@ def test_compliance_console_access_and_requests(people: dict[str, Any], tenant_a
     assert sorted(j["kind"] for j in mine) == ["deletion", "export"]
     filtered = client_a.get("/compliance/?event_type=login&user=subject-user").content.decode()
     assert "login" in filtered
-    verify = client_a.post("/compliance/", {"action": "verify"}, follow=True)
+    verify = client_a.post("/compliance/verify/", follow=True)
     assert b"chain intact" in verify.content
 
 

@@ -179,10 +179,13 @@ def test_all_providers_down_is_529_overloaded(sim: Any, client_a: Any, basic: An
     response = post_messages(client_a, key, body())
     assert response.status_code == 529
     kind, message = _error(response)
-    assert kind == "overloaded_error" and "anthropic" in message
+    # The caller learns what it can act on and the request id; the provider order stays in the audit entry.
+    assert kind == "overloaded_error" and "unavailable" in message and response["request-id"] in message
+    assert not any(provider in message for provider in ("anthropic", "bedrock", "vertex"))
     with in_tenant(tenant_a):
         entry = AuditEntry.objects.filter(event_type="model_call", user_id=user.pk).get()
         assert entry.status == "error" and len(entry.metadata["attempts"]) == 3
+        assert "anthropic" in entry.error
         assert UsageDaily.objects.get(user=user).errors == 1
 
 

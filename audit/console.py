@@ -1,0 +1,194 @@
+"""The compliance console (/compliance/): one view per action.
+
+Each action is its own URL and view: it validates its input, checks the one permission that action needs and calls
+a service. The page itself only reads. (An earlier single POST handler dispatched on an `action` field with the
+checks inline, and the retry branch had none: a user holding only audit.view_audit could re-run a deletion.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.chain import pseudonym, tenant_key
+from audit.gdpr import JobRefused, download_token, gdpr_request, gdpr_retry, may_download
+from audit.models import AuditEntry, GdprJob
+from audit.services import audit_chain_check
+
+COMPLIANCE_PERMS = ("audit.view_audit", "audit.export_data", "audit.delete_data")
+# The permission each job kind needs, to request it and to retry it.
+JOB_PERMS = {GdprJob.Kind.EXPORT: "audit.export_data", GdprJob.Kind.DELETION: "audit.delete_data"}
+View = Callable[..., HttpResponse]
+
+
+def _refused(request: HttpRequest, message: str, status: int = 403) -> HttpResponse:
+    if request.path.endswith(".json"):
+        return JsonResponse({"error": message}, status=status)
+    return render(request, "audit/refused.html", {"message": message}, status=status)
+
+
+def compliance_role(user: Any) -> bool:
+    return any(user.has_perm(p) for p in COMPLIANCE_PERMS)
+
+
+def _needs(*perms: str) -> Callable[[View], View]:
+    """Sign-in, then any of `perms`; a 403 page (JSON for .json URLs) otherwise."""
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not any(request.user.has_perm(p) for p in perms):
+                return _refused(request, f"This needs the permission {' or '.join(perms)}.")
+            return view(request, *args, **kwargs)
+        return never_cache(login_required(wrapped))
+    return decorate
+
+
+def _find_user(query: str) -> Any:
+    query = query.strip()
+    if not query:
+        return None
+    users = get_user_model().objects.filter(Q(username=query) | Q(email__iexact=query))
+    return users.first() if users.count() == 1 else None
+
+
+def job_json(job: GdprJob, viewer: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": str(job.id), "kind": job.kind, "status": job.status, "progress": job.progress, "step": job.step,
+        "subject": job.subject_label or job.subject_ref, "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None, "error": job.error,
+        "counts": job.counts, "size": job.size,
+        "expires_at": job.expires_at.isoformat() if job.expires_at else None,
+    }
+    if job.kind == GdprJob.Kind.EXPORT and job.status == GdprJob.Status.DONE and may_download(job, viewer):
+        data["download"] = f"/compliance/exports/{job.id}/download/?token={download_token(job, viewer)}"
+    return data
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+# --- the page (read only) ----------------------------------------------------------------------------
+
+@require_GET
+@_needs(*COMPLIANCE_PERMS)
+def compliance(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    jobs = [job_json(j, user) for j in GdprJob.objects.select_related("requested_by")[:100]]
+    context: dict[str, Any] = {"jobs": jobs, "can_export": user.has_perm("audit.export_data"),
+                               "can_delete": user.has_perm("audit.delete_data"),
+                               "can_audit": user.has_perm("audit.view_audit")}
+    context["can_retry"] = {kind for kind, perm in JOB_PERMS.items() if user.has_perm(perm)}
+    if context["can_audit"]:
+        context.update(_audit_page(request))
+    return render(request, "audit/compliance.html", context)
+
+
+def _audit_page(request: HttpRequest) -> dict[str, Any]:
+    entries = AuditEntry.objects.all()
+    filters = {k: request.GET.get(k, "").strip() for k in ("event_type", "user", "status", "since", "until")}
+    dates = forms.DateField(required=False)
+    for bound in ("since", "until"):
+        try:
+            dates.clean(filters[bound])
+        except forms.ValidationError:
+            filters[bound] = ""  # a malformed date filters nothing rather than failing the page
+    if filters["event_type"]:
+        entries = entries.filter(event_type=filters["event_type"])
+    if filters["status"]:
+        entries = entries.filter(status=filters["status"])
+    if filters["user"]:
+        found = _find_user(filters["user"])
+        entries = entries.filter(actor=pseudonym(tenant_key(), found.pk)) if found else entries.none()
+    if filters["since"]:
+        entries = entries.filter(timestamp__date__gte=filters["since"])
+    if filters["until"]:
+        entries = entries.filter(timestamp__date__lte=filters["until"])
+    paginator = Paginator(entries.order_by("-seq"), 50)
+    page = paginator.get_page(request.GET.get("page"))
+    event_types = AuditEntry.objects.order_by().values_list("event_type", flat=True).distinct()
+    return {"entries": page, "filters": filters, "event_types": sorted(set(event_types))}
+
+
+@require_GET
+@_needs(*COMPLIANCE_PERMS)
+def compliance_jobs(request: HttpRequest) -> HttpResponse:
+    """JSON the console polls for progress."""
+    return JsonResponse({"jobs": [job_json(j, request.user) for j in GdprJob.objects.all()[:100]]})
+
+
+# --- actions: one view each ----------------------------------------------------------------------------
+
+class JobRequestForm(forms.Form):
+    subject = forms.CharField(max_length=254)
+    confirm = forms.BooleanField(required=False)
+
+
+def _job_request(request: HttpRequest, kind: str) -> HttpResponse:
+    form = JobRequestForm(request.POST)
+    subject = _find_user(form.cleaned_data["subject"]) if form.is_valid() else None
+    if subject is None:
+        messages.error(request, "No single user matches that username or email.")
+    elif kind == GdprJob.Kind.DELETION and not form.cleaned_data["confirm"]:
+        messages.error(request, "Tick the confirmation box to delete a user's data; it cannot be undone.")
+    else:
+        try:
+            job = gdpr_request(kind=kind, subject=subject, requested_by=request.user, request=request)
+            messages.info(request, f"{kind.title()} job {job.id} queued for {subject.get_username()}.")
+        except JobRefused as exc:
+            messages.error(request, exc.message)
+    return redirect("compliance")
+
+
+@require_POST
+@_needs(JOB_PERMS[GdprJob.Kind.EXPORT])
+def job_export(request: HttpRequest) -> HttpResponse:
+    return _job_request(request, GdprJob.Kind.EXPORT)
+
+
+@require_POST
+@_needs(JOB_PERMS[GdprJob.Kind.DELETION])
+def job_deletion(request: HttpRequest) -> HttpResponse:
+    return _job_request(request, GdprJob.Kind.DELETION)
+
+
+@require_POST
+@_needs(*JOB_PERMS.values())
+def job_retry(request: HttpRequest, job_id: str) -> HttpResponse:
+    """Retrying a job needs the same permission as requesting one of its kind."""
+    key = parse_uuid(job_id)
+    job = GdprJob.objects.filter(pk=key).first() if key else None
+    if job is None:
+        return _refused(request, "No such job.", status=404)
+    if not request.user.has_perm(JOB_PERMS[GdprJob.Kind(job.kind)]):
+        return _refused(request, f"Retrying a {job.kind} job needs the permission {JOB_PERMS[GdprJob.Kind(job.kind)]}.")
+    if job.status != GdprJob.Status.FAILED:
+        messages.error(request, "Only a failed job can be retried.")
+    else:
+        gdpr_retry(job, by=request.user, request=request)
+        messages.info(request, f"{job.kind.title()} job {job.id} queued again.")
+    return redirect("compliance")
+
+
+@require_POST
+@_needs("audit.view_audit")
+def chain_verify(request: HttpRequest) -> HttpResponse:
+    result = audit_chain_check(user=request.user, request=request)
+    (messages.info if result.ok else messages.error)(request, f"Audit chain: {result}")
+    return redirect("compliance")
