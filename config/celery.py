@@ -12,3 +12,19 @@ app = CeleryApp("atrium")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+HEARTBEAT_KEY = "atrium:beat:heartbeat"
+
+
+@app.task(name="config.beat_heartbeat", ignore_result=True)
+def beat_heartbeat() -> None:
+    """Sent by beat every ATRIUM_BEAT_HEARTBEAT_S: a counter and the time of the last run, so monitoring (and the
+    cluster test) sees that exactly one beat is sending periodic tasks and that a worker runs them."""
+    import time
+
+    from config.redis import redis_client
+
+    pipe = redis_client().pipeline()
+    pipe.hincrby(HEARTBEAT_KEY, "runs", 1)
+    pipe.hset(HEARTBEAT_KEY, "last", f"{time.time():.3f}")
+    pipe.execute()

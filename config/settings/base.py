@@ -67,7 +67,11 @@ ATRIUM_CACHE_LISTEN_URL = env.str("ATRIUM_CACHE_LISTEN_URL", default="")
 ATRIUM_BASE_DOMAIN = env.str("ATRIUM_BASE_DOMAIN", default="localhost")
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/atrium")}
-DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"]["ENGINE"] = "config.db"  # django-tenants' backend, safe behind PgBouncer (config/db/base.py)
+# "transaction" when DATABASE_URL goes through PgBouncer (or another pooler) in transaction pooling mode.
+DATABASE_POOL_MODE = env.str("DATABASE_POOL_MODE", default="session")
+if DATABASE_POOL_MODE == "transaction":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True  # a named cursor outlives a pooled transaction
 # A Unix-socket host arrives percent-encoded in the URL (postgres://user@%2Fpath%2Fto%2Fdir/db).
 DATABASES["default"]["HOST"] = unquote(str(DATABASES["default"].get("HOST", "")))
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
@@ -173,7 +177,15 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "tenant_schemas": ["public"],
     },
+    "beat-heartbeat": {
+        "task": "config.beat_heartbeat",
+        "schedule": env.float("ATRIUM_BEAT_HEARTBEAT_S", default=30.0),
+        "options": {"expires": env.float("ATRIUM_BEAT_HEARTBEAT_S", default=30.0)},
+        "tenant_schemas": ["public"],
+    },
 }
+# Only the beat holding this Redis lock sends periodic tasks; a second beat waits (config/beat.py).
+ATRIUM_BEAT_LOCK_TTL_S = env.float("ATRIUM_BEAT_LOCK_TTL_S", default=30.0)
 
 # --- REST framework, schema --------------------------------------------------------------------
 REST_FRAMEWORK = {
