@@ -236,8 +236,10 @@ class Cluster:
 
     def start_web(self, name: str) -> Proc:
         port = free_port()
+        metrics = self.workdir / f"prometheus-{name}"  # gunicorn empties it at start: one per instance
+        env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
         proc = self.spawn(name, local_command("web", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                                              "--threads", "8"), port=port)
+                                              "--threads", "8"), env=env, port=port)
         wait_port(port, proc.popen, name)
         return proc
 
