@@ -6,43 +6,21 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.models import Group
-from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
-from django_tenants.utils import get_public_schema_name
 
-from access.audit_hooks import access_audit
+from access import admin_users  # noqa: F401 - registers the user and role admins on the tenant site
 from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
 from access.oidc import OIDCError, discovery
 from access.services import api_key_create, api_key_revoke
+from config.admin_mixins import TenantSiteMixin
+from config.admin_sites import tenant_site
 
 
-def _on_tenant_site() -> bool:
-    return getattr(connection, "schema_name", None) not in (None, get_public_schema_name())
-
-
-class TenantOnlyAdmin(admin.ModelAdmin):
-    """These tables exist only in tenant schemas; the public site must not link to them."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _on_tenant_site() and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _on_tenant_site() and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return _on_tenant_site() and super().has_add_permission(request, *args)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _on_tenant_site() and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _on_tenant_site() and super().has_delete_permission(request, obj)
+class TenantOnlyAdmin(TenantSiteMixin):
+    """These tables exist only in tenant schemas."""
 
 
 class OIDCConfigForm(forms.ModelForm):
@@ -79,7 +57,7 @@ class OIDCGroupMappingInline(admin.TabularInline):
     verbose_name_plural = "Group → role mapping (roles listed here are managed by SSO and synced at each login)"
 
 
-@admin.register(OIDCConfig)
+@admin.register(OIDCConfig, site=tenant_site)
 class OIDCConfigAdmin(TenantOnlyAdmin):
     form = OIDCConfigForm
     inlines = [OIDCGroupMappingInline]
@@ -113,7 +91,7 @@ class OIDCConfigAdmin(TenantOnlyAdmin):
         return f"OK: authorization at {meta['authorization_endpoint']}, keys at {meta['jwks_uri']}"
 
 
-@admin.register(UserIdentity)
+@admin.register(UserIdentity, site=tenant_site)
 class UserIdentityAdmin(TenantOnlyAdmin):
     list_display = ["user", "issuer", "subject", "email", "last_login_at"]
     search_fields = ["user__username", "email", "subject"]
@@ -129,7 +107,7 @@ class ApiKeyAddForm(forms.ModelForm):
         fields = ["user", "name", "expires_at"]
 
 
-@admin.register(ApiKey)
+@admin.register(ApiKey, site=tenant_site)
 class ApiKeyAdmin(TenantOnlyAdmin):
     list_display = ["display", "name", "user", "created_at", "expires_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
@@ -187,40 +165,3 @@ class ApiKeyAdmin(TenantOnlyAdmin):
             count += 1
         messages.success(request, f"Revoked {count} key(s).")
 
-
-# --- role edits in the admin are audited --------------------------------------------------------
-# Django's own Group and User admins, extended to write an audit entry when a role's permissions or
-# a user's roles change. The diff is taken around save_related, where the many-to-many rows are saved.
-
-def _permission_names(group: Group) -> set[str]:
-    return {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
-
-
-class AuditedGroupAdmin(GroupAdmin):
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        before = _permission_names(form.instance) if change else set()
-        super().save_related(request, form, formsets, change)
-        after = _permission_names(form.instance)
-        if before != after and _on_tenant_site():
-            access_audit("role_change", user=request.user, request=request,
-                         metadata={"source": "admin", "role": form.instance.name,
-                                   "permissions_added": sorted(after - before),
-                                   "permissions_removed": sorted(before - after)})
-
-
-class AuditedUserAdmin(UserAdmin):
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        user = form.instance
-        before = set(user.groups.values_list("name", flat=True)) if change else set()
-        super().save_related(request, form, formsets, change)
-        after = set(user.groups.values_list("name", flat=True))
-        if before != after and _on_tenant_site():
-            access_audit("role_change", user=request.user, request=request,
-                         metadata={"source": "admin", "added": sorted(after - before),
-                                   "removed": sorted(before - after)}, subject_id=user.pk)
-
-
-for _model, _admin_class in ((Group, AuditedGroupAdmin), (get_user_model(), AuditedUserAdmin)):
-    if admin.site.is_registered(_model):
-        admin.site.unregister(_model)
-    admin.site.register(_model, _admin_class)

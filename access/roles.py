@@ -16,6 +16,17 @@ ACCESS_PERMISSIONS = [
 ]
 COMPLIANCE_PERMISSIONS = ["audit.export_data", "audit.delete_data", "audit.view_audit"]
 
+# What a tenant's administrator needs on the tenant admin site, as explicit model permissions (no tenant user is
+# ever a superuser). Audit records, consents, jobs and usage are read-only to everybody.
+ADMIN_SITE_PERMISSIONS = [
+    *(f"auth.{action}_{model}" for model in ("user", "group") for action in ("view", "add", "change", "delete")),
+    *(f"access.{action}_{model}" for model in ("oidcconfig", "oidcgroupmapping")
+      for action in ("view", "add", "change", "delete")),
+    "access.view_useridentity", "access.view_apikey", "access.add_apikey", "access.change_apikey",
+    "audit.view_auditentry", "audit.view_consent", "audit.view_processingnotice", "audit.view_gdprjob",
+    "audit.view_deletionreceipt", "inference.view_usagedaily",
+]
+
 ROLES: dict[str, list[str]] = {
     "viewer": ["access.read"],
     "basic_user": ["access.read", "access.write", "access.use_haiku", "access.use_sonnet"],
@@ -23,7 +34,7 @@ ROLES: dict[str, list[str]] = {
         "access.read", "access.write", "access.use_haiku", "access.use_sonnet", "access.use_opus",
         "access.use_tools", "access.use_vision", "access.high_tokens",
     ],
-    "admin": [f"access.{p}" for p in ACCESS_PERMISSIONS] + COMPLIANCE_PERMISSIONS,
+    "admin": [f"access.{p}" for p in ACCESS_PERMISSIONS] + COMPLIANCE_PERMISSIONS + ADMIN_SITE_PERMISSIONS,
     "compliance_officer": ["access.read", *COMPLIANCE_PERMISSIONS],
 }
 

@@ -13,13 +13,14 @@ from django.http import HttpRequest
 
 from audit.models import AuditEntry, Consent, DeletionReceipt, GdprJob, ProcessingNotice
 from config.admin_mixins import ReadOnlyAdminMixin, TenantSiteMixin
+from config.admin_sites import tenant_site
 
 
 class ReadOnlyTenantAdmin(TenantSiteMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     pass
 
 
-@admin.register(AuditEntry)
+@admin.register(AuditEntry, site=tenant_site)
 class AuditEntryAdmin(ReadOnlyTenantAdmin):
     list_display = ["seq", "timestamp", "event_type", "who", "model", "status", "input_tokens", "output_tokens",
                     "latency_ms"]
@@ -40,7 +41,7 @@ class AuditEntryAdmin(ReadOnlyTenantAdmin):
         return {}  # no bulk delete
 
 
-@admin.register(ProcessingNotice)
+@admin.register(ProcessingNotice, site=tenant_site)
 class ProcessingNoticeAdmin(ReadOnlyTenantAdmin):
     """Versions are published from the tenant's notice text (public admin); here they are read."""
 
@@ -48,14 +49,14 @@ class ProcessingNoticeAdmin(ReadOnlyTenantAdmin):
     fields = ["version", "published_at", "text"]
 
 
-@admin.register(Consent)
+@admin.register(Consent, site=tenant_site)
 class ConsentAdmin(ReadOnlyTenantAdmin):
     list_display = ["user", "notice", "accepted_at", "withdrawn_at"]
     list_filter = ["notice", ("withdrawn_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "user__email"]
 
 
-@admin.register(GdprJob)
+@admin.register(GdprJob, site=tenant_site)
 class GdprJobAdmin(ReadOnlyTenantAdmin):
     """Jobs are requested and followed in the compliance console (/compliance/); this is the raw view."""
 
@@ -65,7 +66,7 @@ class GdprJobAdmin(ReadOnlyTenantAdmin):
     search_fields = ["=id", "subject_label", "=subject_ref"]
 
 
-@admin.register(DeletionReceipt)
+@admin.register(DeletionReceipt, site=tenant_site)
 class DeletionReceiptAdmin(ReadOnlyTenantAdmin):
     list_display = ["job", "subject_ref", "requested_at", "completed_at", "account_action"]
     fields = ["job", "subject_ref", "requested_by_ref", "requested_at", "completed_at", "counts", "account_action"]

@@ -7,12 +7,13 @@ from typing import Any
 from django.contrib import admin
 
 from config.admin_mixins import TenantSiteMixin
+from config.admin_sites import tenant_site
 from inference.models import UsageDaily
 from inference.reports import ReportAdmin
 from inference.selectors import usage_series
 
 
-@admin.register(UsageDaily)
+@admin.register(UsageDaily, site=tenant_site)
 class UsageAdmin(TenantSiteMixin, ReportAdmin):
     change_list_template = "admin/inference/usage.html"
     report_title = "Usage"

@@ -6,11 +6,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db import connection
 from django.http import HttpRequest
 from django_tenants.admin import TenantAdminMixin
-from django_tenants.utils import get_public_schema_name
 
+from config.admin_mixins import PublicSiteMixin
+from config.admin_sites import platform_site
+from tenants import admin_beat  # noqa: F401 - the beat schedule's admins, on the platform site
 from tenants.models import Domain, Tenant
 from tenants.signals import tenant_policy_changed
 from tenants.validators import validate_allowed_models, validate_provider_order
@@ -27,10 +28,6 @@ CREDENTIAL_FIELDS: list[tuple[str, str, str, bool]] = [
     ("vertex_mode", "vertex", "mode", False),
     ("vertex_service_account_json", "vertex", "service_account_json", True),
 ]
-
-
-def _on_public_site() -> bool:
-    return getattr(connection, "schema_name", None) == get_public_schema_name()
 
 
 class TenantForm(forms.ModelForm):
@@ -120,8 +117,8 @@ class DomainInline(admin.TabularInline):
     extra = 0
 
 
-@admin.register(Tenant)
-class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):
+@admin.register(Tenant, site=platform_site)
+class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
     form = TenantForm
     inlines = [DomainInline]
     list_display = ["name", "schema_name", "is_active", "primary_domain", "requests_per_minute", "tokens_per_day"]
@@ -152,10 +149,6 @@ class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):
         ),
     ]
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        # Tenants are managed from the public site only; a tenant's own admin never lists them.
-        return _on_public_site() and super().has_module_permission(request)
-
     @admin.display(description="Primary domain")
     def primary_domain(self, obj: Tenant) -> str:
         domain = obj.domains.filter(is_primary=True).first()
@@ -184,10 +177,7 @@ class TenantAdmin(TenantAdminMixin, admin.ModelAdmin):
                                        credentials=credentials_changed, actor=request.user.get_username())
 
 
-@admin.register(Domain)
-class DomainAdmin(admin.ModelAdmin):
+@admin.register(Domain, site=platform_site)
+class DomainAdmin(PublicSiteMixin):
     list_display = ["domain", "tenant", "is_primary"]
     search_fields = ["domain"]
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _on_public_site() and super().has_module_permission(request)

@@ -77,18 +77,18 @@ class Provisioned:
 
 
 def _tenant_admin_create(*, email: str) -> tuple[str, str]:
-    """First administrator of a new tenant, with a random one-time password the caller shows once."""
+    """First administrator of a new tenant, with a random one-time password the caller shows once.
+
+    Staff with the seeded `admin` role's explicit permissions, never a superuser (the schema refuses one)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
     user_model = get_user_model()
     password = secrets.token_urlsafe(12)
     user = user_model.objects.create_user(
-        username=email, email=email, password=password, is_staff=True, is_superuser=True
+        username=email, email=email, password=password, is_staff=True
     )
-    admin_group = Group.objects.filter(name="admin").first()
-    if admin_group is not None:
-        user.groups.add(admin_group)
+    user.groups.add(Group.objects.get(name="admin"))
     return email, password
 
 

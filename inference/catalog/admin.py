@@ -5,42 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django_tenants.utils import get_public_schema_name
 
 from config.admin_mixins import PublicSiteMixin
+from config.admin_sites import on_public_host, platform_site
 from inference.catalog.models import CatalogModel, ProviderHealthCheck, TenantUsage
 from inference.catalog.selectors import usage_per_tenant
 from inference.reports import ReportAdmin
 
 
-class PublicOnlyAdmin(admin.ModelAdmin):
-    """The catalog is platform-wide: only the public site's admin may see or edit it, never a tenant admin."""
-
-    @staticmethod
-    def _public() -> bool:
-        return getattr(connection, "schema_name", None) == get_public_schema_name()
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._public() and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._public() and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._public() and super().has_add_permission(request)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._public() and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._public() and super().has_delete_permission(request, obj)
+class PublicOnlyAdmin(PublicSiteMixin):
+    """The catalog is platform-wide: only the platform site may see or edit it, never a tenant admin."""
 
 
-@admin.register(CatalogModel)
+@admin.register(CatalogModel, site=platform_site)
 class CatalogModelAdmin(PublicOnlyAdmin):
     list_display = ["model_id", "display_name", "tier", "is_tier_default", "enabled", "anthropic_id", "bedrock_id",
                     "bedrock_profile", "vertex_id"]
@@ -57,7 +37,7 @@ class CatalogModelAdmin(PublicOnlyAdmin):
     ]
 
 
-@admin.register(ProviderHealthCheck)
+@admin.register(ProviderHealthCheck, site=platform_site)
 class ProviderHealthCheckAdmin(PublicOnlyAdmin):
     list_display = ["checked_at", "target", "credentials_source", "status", "http_status", "latency_ms", "detail"]
     list_filter = ["status", "target"]
@@ -97,14 +77,14 @@ class ProviderHealthCheckAdmin(PublicOnlyAdmin):
     def reset_breaker(self, request: HttpRequest, target: str) -> HttpResponse:
         from inference.breaker import breaker_reset
 
-        if request.method != "POST" or not self._public() or not request.user.is_superuser:
+        if request.method != "POST" or not on_public_host(request) or not request.user.is_superuser:
             return TemplateResponse(request, "admin/base_site.html", status=405)
         breaker_reset(target)
         messages.info(request, f"Circuit breaker of {target} reset to closed.")
         return HttpResponseRedirect(reverse("admin:catalog_providerhealthcheck_changelist"))
 
 
-@admin.register(TenantUsage)
+@admin.register(TenantUsage, site=platform_site)
 class TenantUsageAdmin(PublicSiteMixin, ReportAdmin):
     change_list_template = "admin/catalog/tenantusage/change_list.html"
     report_title = "Usage per tenant"

@@ -14,7 +14,7 @@ def test_sso_configuration_screen(tenant_b: Any, client_b: Any, make_user: Any, 
 
     from access.models import OIDCConfig
 
-    admin = make_user(tenant_b, role="admin", is_staff=True, is_superuser=True)
+    admin = make_user(tenant_b, role="admin", is_staff=True)
     with in_tenant(tenant_b):
         client_b.force_login(admin)
         OIDCConfig.objects.filter(pk=1).delete()  # this test owns beta's configuration
@@ -88,7 +88,7 @@ def test_role_edited_in_groups_admin_applies_to_the_next_api_request(tenant_a: A
 
     from access.services import api_key_create
 
-    admin_user = make_user(tenant_a, role="admin", is_staff=True, is_superuser=True)
+    admin_user = make_user(tenant_a, role="admin", is_staff=True)
     member = make_user(tenant_a, role="basic_user")
     with in_tenant(tenant_a):
         _key, raw = api_key_create(user=member, name="edit test")

@@ -176,7 +176,7 @@ def test_admin_creates_a_key_for_another_user_and_sees_it_once(tenant_a: Any, cl
                                                                in_tenant: Any) -> None:
     from access.models import ApiKey
 
-    admin = make_user(tenant_a, role="admin", is_staff=True, is_superuser=True)
+    admin = make_user(tenant_a, role="admin", is_staff=True)
     target = make_user(tenant_a, role="basic_user")
     with in_tenant(tenant_a):
         client_a.force_login(admin)

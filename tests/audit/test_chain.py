@@ -145,7 +145,7 @@ def test_concurrent_writers_keep_one_chain(tenants: dict[str, Any], committed: N
 
 
 def test_admin_shows_entries_read_only(tenant_a: Any, in_tenant: Any, make_user: Any, client_a: Any) -> None:
-    admin_user = make_user(tenant_a, "admin", is_staff=True, is_superuser=True)
+    admin_user = make_user(tenant_a, "admin", is_staff=True)
     with in_tenant(tenant_a):
         entry = audit_record(event_type="admin_view_test", metadata={"k": "v"})
         client_a.force_login(admin_user)

@@ -26,7 +26,7 @@ def _traffic(client_a: Any, tenant_a: Any, make_user: Any, api_key_for: Any) -> 
 def test_tenant_admin_usage_page_and_json(sim: Any, client_a: Any, tenant_a: Any, make_user: Any,
                                           api_key_for: Any, in_tenant: Any) -> None:
     calls = _traffic(client_a, tenant_a, make_user, api_key_for)
-    admin = make_user(tenant_a, "admin", is_staff=True, is_superuser=True)
+    admin = make_user(tenant_a, "admin", is_staff=True)
     with in_tenant(tenant_a):
         client_a.force_login(admin)
     page = client_a.get("/admin/inference/usagedaily/")

@@ -46,7 +46,6 @@ class Command(BaseCommand):
                 )
                 if created:
                     user.set_password(password)
-                    user.is_superuser = role == "admin"
                     user.save()
                     user.groups.add(Group.objects.get(name=role))
 
