@@ -46,7 +46,8 @@ def test_usage_page_needs_staff(sim: Any, client_a: Any, tenant_a: Any, make_use
     user = make_user(tenant_a, "basic_user")
     with in_tenant(tenant_a):
         client_a.force_login(user)
-    assert client_a.get("/admin/inference/usagedaily/data.json").status_code == 302
+    # Signed in but not staff: a plain 403 (config/admin_sites.py), not a sign-in form that cannot help.
+    assert client_a.get("/admin/inference/usagedaily/data.json").status_code == 403
 
 
 def test_public_admin_usage_per_tenant(sim: Any, client_a: Any, public_client: Any, tenant_a: Any,
