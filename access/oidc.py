@@ -142,7 +142,7 @@ def token_validate(config: Any, token: str, *, audiences: list[str], nonce: str 
     """
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as exc:
+    except jwt.InvalidTokenError as exc:  # not only DecodeError: PyJWT refuses a non-string `kid` with its base class
         raise TokenRejected("malformed token", reason="malformed") from exc
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS:
@@ -152,7 +152,7 @@ def token_validate(config: Any, token: str, *, audiences: list[str], nonce: str 
         raise TokenRejected("malformed token header", reason="malformed")
     try:
         unverified = jwt.decode(token, options={"verify_signature": False})
-    except jwt.DecodeError as exc:
+    except jwt.InvalidTokenError as exc:
         raise TokenRejected("malformed token", reason="malformed") from exc
     # Refuse another issuer's token before any key lookup, so foreign tokens never trigger a JWKS
     # refetch; the issuer is checked again, verified, below.

@@ -10,6 +10,13 @@ threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 # A streamed answer can take minutes; the router owns the per-request deadline.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "300"))
 graceful_timeout = 30
+# Request line and header limits, refused by gunicorn itself before Django sees the request: a request line over
+# limit_request_line is a 414 ("Request-URI Too Long"), a header over limit_request_field_size or more than
+# limit_request_fields headers a 431. Those answers are gunicorn's own short HTML, not Atrium's JSON: a proxy in front
+# (docs/security.md) can replace them. The field size leaves room for a bearer JWT carrying many groups.
+limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "8190"))
+limit_request_fields = int(os.environ.get("GUNICORN_LIMIT_REQUEST_FIELDS", "100"))
+limit_request_field_size = int(os.environ.get("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", "16384"))
 keepalive = 5
 accesslog = "-"
 # Access log lines carry the path and status only, never bodies or headers (no keys, no prompts).

@@ -12,3 +12,9 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("admin/", platform_site.urls),
 ]
+
+# Django's own error responses: JSON on the APIs, Atrium's pages for browsers (config/error_views.py).
+handler400 = "config.error_views.bad_request"
+handler403 = "config.error_views.permission_denied"
+handler404 = "config.error_views.page_not_found"
+handler500 = "config.error_views.server_error"

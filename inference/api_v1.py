@@ -24,6 +24,7 @@ from access.authentication import AuthInfo, authenticate_api_request
 from access.errors import AccessError, QuotaExceeded
 from access.policy import model_allowed_by_tenant, permitted_tiers
 from config.middleware import current_request_id
+from config.request_limits import JsonTooDeep, json_loads_limited
 from inference.catalog.selectors import CatalogEntry, catalog_entries, catalog_entry
 from inference.errors import InferenceError, UpstreamRequestError, redact_configuration
 from inference.gateway import Call, InvalidRequest, gateway_admit, gateway_complete, gateway_stream
@@ -103,7 +104,9 @@ def messages(request: HttpRequest) -> HttpResponseBase:
     try:
         user, info = _authenticate(request)
         try:
-            body = json.loads(request.body or b"null")  # too large: RequestDataTooBig, mapped to 413 below
+            body = json_loads_limited(request.body or b"null")  # too large: RequestDataTooBig, a 413 below
+        except JsonTooDeep as exc:
+            raise InvalidRequest(f"The request body is nested too deeply ({exc}).") from exc
         except ValueError as exc:
             raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
         call = Call(tenant=connection.tenant, user=user, body=body, source="api", request=request,  # type: ignore[attr-defined]

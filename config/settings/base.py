@@ -82,6 +82,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MIDDLEWARE = [
     "config.middleware.TenantMiddleware",  # django-tenants' TenantMainMiddleware with a lookup cache
     "config.middleware.RequestIdMiddleware",
+    "config.request_limits.BodyLimitMiddleware",  # refuses oversized bodies before anything parses them
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ApiFastPathMiddleware",  # /v1/ is served here, past the browser middleware below
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -199,6 +200,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "inference.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "config.request_limits.LimitedJSONParser",  # JSON nesting depth limit: a 400, not a RecursionError 500
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -273,6 +279,12 @@ ATRIUM_API_KEYS_PER_USER = env.int("ATRIUM_API_KEYS_PER_USER", default=25)
 # Request bodies up to the Anthropic API's own limit (images and documents travel base64 in the JSON); larger is a
 # 413 request_too_large on /v1/.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ATRIUM_MAX_REQUEST_BYTES", default=32 * 1024 * 1024)
+# Only these path prefixes accept bodies that large (config/request_limits.py); every other route (sign-in, forms,
+# the admin) refuses a body over ATRIUM_FORM_MAX_BYTES before reading it.
+ATRIUM_LARGE_BODY_PREFIXES = env.list("ATRIUM_LARGE_BODY_PREFIXES", default=["/v1/", "/api/conversations/"])
+ATRIUM_FORM_MAX_BYTES = env.int("ATRIUM_FORM_MAX_BYTES", default=1024 * 1024)
+ATRIUM_JSON_MAX_DEPTH = env.int("ATRIUM_JSON_MAX_DEPTH", default=64)  # nesting of a JSON body on /v1/ and /api/
+CSRF_FAILURE_VIEW = "config.error_views.csrf_failure"
 
 # --- chat, metrics, compliance ---------------------------------------------------------------------
 ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py

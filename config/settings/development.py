@@ -1,10 +1,13 @@
-"""Local development and the `make run` demo: debug on, a fixed dev-only secret, simulator upstream."""
+"""Local development and the `make run` demo: a fixed dev-only secret, simulator upstream.
+
+Debug is off unless DJANGO_DEBUG=1: the demo is what a new user tries first, and Django's debug pages list every
+URL pattern and setting (issue 14). Errors render Atrium's own pages (config/error_views.py) either way."""
 
 from config.env import env, label_key
 from config.settings.base import *  # noqa: F403
 from config.settings.base import ATRIUM_ENCRYPTION_KEYS
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # Development only. production.py has no default and refuses to start without DJANGO_SECRET_KEY.
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-insecure-only-for-make-run-never-in-production")
 if not ATRIUM_ENCRYPTION_KEYS:
