@@ -59,7 +59,7 @@ def body_limit(path: str) -> int:
 
 def too_large_response(request: HttpRequest, limit: int) -> HttpResponse:
     """413 in the format of the path: Anthropic's error JSON on the APIs, a page for browsers."""
-    message = f"The request body is larger than this server accepts here ({limit} bytes)."
+    message = f"The request body is larger than this server accepts ({limit} bytes)."
     if request.path_info.startswith(("/v1/", "/api/")):
         return JsonResponse({"type": "error", "error": {"type": "request_too_large", "message": message}},
                             status=413)
