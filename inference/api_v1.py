@@ -41,11 +41,21 @@ def error_body(status: int, message: str, error_type: str | None = None) -> dict
     return {"type": "error", "error": {"type": error_type or ERROR_TYPES.get(status, "api_error"), "message": message}}
 
 
+# Statuses Python's http module does not name; without a phrase Django sends "Unknown Status Code".
+REASON_PHRASES = {529: "Overloaded"}
+
+
 def api_error(status: int, message: str, error_type: str | None = None,
               headers: dict[str, str] | None = None) -> JsonResponse:
-    response = JsonResponse(error_body(status, message, error_type), status=status)
+    response = JsonResponse(error_body(status, message, error_type), status=status,
+                            reason=REASON_PHRASES.get(status))
     for name, value in (headers or {}).items():
         response[name] = value
+    if status == 529:
+        # Every provider failing is an upstream condition the operator watches, not a fault of this server:
+        # WARNING with the request id (the audit entry has the attempts), and Django's ERROR log line suppressed.
+        logger.warning("no provider could answer (529 overloaded), request %s", current_request_id() or "-")
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 

@@ -1,4 +1,7 @@
-"""Circuit breaker per provider target, its state in Redis so every web and worker process shares it.
+"""Circuit breaker per provider target and credential scope, its state in Redis so every process shares it.
+
+A breaker is named `<target>` for the platform's own credentials and `<target>@<scope>` for a tenant's
+(`ProviderTarget.breaker_name`): a tenant's bad key or its own account's rate limit opens only its scope's breaker.
 
 States: closed (calls flow), open (calls skipped without a network call until the cool-down ends), half-open
 (one process holds a short probe lease and sends one real request; success closes, failure re-opens).
@@ -125,3 +128,12 @@ def breaker_state(target: str) -> BreakerState:
         last_reason=data.get("last_reason", ""),
         opened_at=float(data["opened_at"]) if data.get("opened_at") else None,
     )
+
+
+def breaker_scopes(target: str) -> list[BreakerState]:
+    """The breakers of the tenants' own credential scopes on this target (`<target>@<scope>`), for the status
+    page; the platform scope's is `breaker_state(target)`."""
+    client = redis_client()
+    names = sorted((k.decode() if isinstance(k, bytes) else k)[len(PREFIX):]
+                   for k in client.scan_iter(match=f"{PREFIX}{target}@*", count=500))
+    return [breaker_state(name) for name in names]

@@ -23,6 +23,11 @@ class InferenceError(Exception):
     status = 500
     error_type = "api_error"
 
+    # Where the failure happened, for usage and audit attribution: the target that answered (or the last tried).
+    provider: str = ""
+    region: str = ""
+    model_id: str = ""
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -55,8 +60,10 @@ class ProviderMisconfigured(InferenceError):
 class UpstreamRequestError(InferenceError):
     """The provider refused the request itself (400, 413, 422): the caller's error, returned as it is, no failover."""
 
-    def __init__(self, status: int, body: dict[str, Any] | None, message: str, attempts: list[Attempt]) -> None:
+    def __init__(self, status: int, body: dict[str, Any] | None, message: str, attempts: list[Attempt], *,
+                 provider: str = "", region: str = "", model_id: str = "") -> None:
         super().__init__(message)
+        self.provider, self.region, self.model_id = provider, region, model_id
         self.status = status
         self.body = body or {}
         self.attempts = attempts
@@ -81,6 +88,12 @@ class ProviderUnavailable(InferenceError):
             detail = "no provider is configured for this organisation"
         prefix = "deadline exceeded" if deadline_exceeded else "all providers failed"
         super().__init__(f"No provider could answer ({prefix}): {detail}")
+        # Attributed to the last target actually called (else the first one skipped).
+        tried = [a for a in attempts if a.outcome in ("failover", "error")] or attempts
+        if tried:
+            last = tried[-1]
+            self.provider, _, self.region = last.target.partition(":")
+            self.model_id = last.model_id
 
     @property
     def public_message(self) -> str:

@@ -211,7 +211,7 @@ def _reserve(call: Call, entry: CatalogEntry, tokens: int,
     """Reserve the quota and consult the breakers in one round trip (_ADMIT); raises QuotaExceeded."""
     plan = quota_plan(tenant=call.tenant, user=call.user, tokens=tokens)
     served = [t for t in targets if entry.provider_model_id(t.provider, t.region) is not None]
-    keys = plan.keys + [breaker_key(t.key) for t in served]
+    keys = plan.keys + [breaker_key(t.breaker_name) for t in served]
     args = [len(plan.keys), len(plan.args), *plan.args, time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]
     granted, codes = redis_script(_ADMIT)(keys=keys, args=args)
     reservation = quota_outcome(plan, granted)
@@ -349,14 +349,22 @@ def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, A
     return message
 
 
+def _hedge_delay_s(tenant: Any) -> float | None:
+    """The tenant's hedging delay (ms in its policy; 0 turns hedging off for it), else None: the setting."""
+    delay = getattr(tenant, "hedge_delay_ms", None)
+    return None if delay is None else delay / 1000
+
+
 def _start(admitted: Admitted, router: Callable[..., T]) -> T:
     """Run the router; when no provider could start, record the failure (usage, audit) and re-raise."""
     try:
-        return router(admitted.message_request, admitted.targets, admissions=admitted.admissions)
+        return router(admitted.message_request, admitted.targets, admissions=admitted.admissions,
+                      hedge_delay_s=_hedge_delay_s(admitted.call.tenant))
     except InferenceError as exc:
         attempts = list(getattr(exc, "attempts", []) or [])
-        _record(admitted, message=None, provider="", region="", model_id="", attempts=attempts, status="error",
-                error=exc.message)
+        # Attributed to the provider that answered (a 400) or was tried last, never to "".
+        _record(admitted, message=None, provider=exc.provider or "none", region=exc.region, model_id=exc.model_id,
+                attempts=attempts, status="error", error=exc.message)
         raise
     except BaseException:
         quota_release(admitted.reservation)

@@ -1,15 +1,12 @@
 """Provider health checks: a one-token call with the cheapest model per configured target, feeding the breaker.
 
-Targets checked are the platform default order with the environment's credentials, plus each active tenant's
-order with its own credentials (once per distinct target and credentials). A failed check opens that target's
-breaker at once; a passing one closes it. A misconfigured target (no or bad credentials) is reported, and left
-out of the breaker: the breaker is shared by every tenant.
+Targets checked are every target in use (the platform default order and each active tenant's), always with the
+platform's (environment) credentials. A failed check opens that target's platform-scope breaker at once; a passing
+one closes it. A misconfigured target (no or bad credentials) is reported, and left out of the breaker.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,25 +40,21 @@ class HealthResult:
 
 
 def health_targets() -> list[tuple[ProviderTarget, str]]:
-    """Distinct (target, credentials) pairs in use: the platform default and every active tenant's order."""
+    """Every target in use (the platform default order and every active tenant's), with the platform's own
+    (environment) credentials only: a check made with a tenant's key would judge that tenant's account (its rate
+    limit, its key) and open the breaker every tenant on the platform's credentials shares. Tenants' own
+    credential scopes have breakers of their own, fed by their traffic and its half-open probes."""
     from tenants.models import Tenant
 
-    seen: set[tuple[str, str]] = set()
+    keys: list[str] = list(settings.ATRIUM_PROVIDER_ORDER)
+    for tenant in Tenant.objects.filter(is_active=True).exclude(schema_name="public").only("provider_order"):
+        keys += provider_order_for(tenant)
+    seen: set[str] = set()
     pairs: list[tuple[ProviderTarget, str]] = []
-
-    def add(target: ProviderTarget, source: str) -> None:
-        fingerprint = hashlib.sha256(json.dumps(dict(target.credentials), sort_keys=True).encode()).hexdigest()
-        if (target.key, fingerprint) not in seen:
-            seen.add((target.key, fingerprint))
-            pairs.append((target, source))
-
-    for key in settings.ATRIUM_PROVIDER_ORDER:
-        add(parse_target(key), "environment")
-    for tenant in Tenant.objects.filter(is_active=True).exclude(schema_name="public"):
-        credentials = dict(tenant.credentials or {})
-        for key in provider_order_for(tenant):
-            section = dict(credentials.get(key.partition(":")[0]) or {})
-            add(parse_target(key, section), f"tenant {tenant.schema_name}" if section else "environment")
+    for key in keys:
+        if key not in seen:
+            seen.add(key)
+            pairs.append((parse_target(key), "environment"))
     return pairs
 
 
@@ -88,13 +81,14 @@ def provider_health_check(target: ProviderTarget, source: str = "environment") -
         if failure.kind == "misconfigured":
             return HealthResult(target.key, source, "misconfigured", failure.status, latency, model_id, failure.reason)
         if failure.kind == "transient":
-            breaker.breaker_record_failure(target.key, reason=f"health check: {failure.reason}", force_open=True)
+            breaker.breaker_record_failure(target.breaker_name, reason=f"health check: {failure.reason}",
+                                           force_open=True)
             return HealthResult(target.key, source, "down", failure.status, latency, model_id, failure.reason)
         # A 400 to a one-token ping means the provider answered: it is up, the catalog id may be wrong.
-        breaker.breaker_record_success(target.key)
+        breaker.breaker_record_success(target.breaker_name)
         return HealthResult(target.key, source, "up", failure.status, latency, model_id, failure.reason)
     latency = int((time.monotonic() - t0) * 1000)
-    breaker.breaker_record_success(target.key)
+    breaker.breaker_record_success(target.breaker_name)
     return HealthResult(target.key, source, "up", 200, latency, model_id, "")
 
 
@@ -135,6 +129,7 @@ def provider_status() -> list[dict[str, Any]]:
             "target": target,
             "latest": latest,
             "breaker": breaker.breaker_state(target),
+            "scopes": breaker.breaker_scopes(target),
             "history": list(reversed(history)),
             "uptime_pct": round(100 * len(ups) / len(history)) if history else None,
             "median_latency_ms": sorted(ups)[len(ups) // 2] if ups else None,

@@ -1,17 +1,23 @@
 """The failover router: try each healthy target in order with the model id it knows, within one deadline.
 
 Errors are classified once (`classify`): the caller's own mistakes (400, 413, 422) return as they are; a provider's
-trouble (connection errors, timeouts, 408, 429, 5xx, 529) fails over and counts against that target's breaker;
-a misconfiguration (401, 403, 404, missing credentials) fails over without touching the breaker, because the
-breaker is shared by every tenant and one tenant's bad key says nothing about the provider's health.
+trouble (connection errors, timeouts, 408, 429, 5xx, 529, no first byte within the attempt's budget) fails over
+and counts against that target's breaker; a credential error (401, 403, missing credentials) fails over and counts
+against the breaker too, which is keyed by provider, region *and credential scope*, so a tenant's bad key or its
+own account's rate limit opens only that tenant's breaker. A 404 (the model is not offered there) and missing
+credentials fail over without touching the breaker.
+
+Each attempt has a time-to-first-byte budget (`inference.attempts`): the provider is always asked for a stream, so
+its first event comes before it generates anything, and a provider that has not produced one within the budget is
+abandoned (its connection closed as soon as it answers) while the next target is tried. With hedging, the next
+target is started after a delay even before the budget ends, and the first to answer wins.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,15 +25,19 @@ import anthropic
 from django.conf import settings
 
 from inference import breaker
+from inference.attempts import Opened, open_first
 from inference.catalog.selectors import CatalogEntry, catalog_entry
 from inference.errors import ModelNotFound, ProviderMisconfigured, ProviderUnavailable, UpstreamRequestError
-from inference.providers.base import provider_client, provider_create, provider_stream
+from inference.streaming import accumulate, close_quietly, collect, relay
 from inference.types import Attempt, MessageRequest, ProviderTarget, RouterResult, RouterStream
+
+__all__ = ["accumulate", "classify", "route", "route_stream"]
 
 logger = logging.getLogger(__name__)
 
 CALLER_ERRORS = frozenset({400, 413, 422})
 MISCONFIGURED = frozenset({401, 403, 404})
+CREDENTIAL_ERRORS = frozenset({401, 403})
 
 Kind = Literal["caller", "transient", "misconfigured"]
 
@@ -38,6 +48,12 @@ class Failure:
     status: int | None
     reason: str
     body: Any = None
+
+    @property
+    def counts_against_breaker(self) -> bool:
+        """Provider trouble and a provider's refusal of the credentials (401, 403) do; a caller error, a model the
+        provider lacks (404) and credentials missing here (no network call was made) do not."""
+        return self.kind == "transient" or self.status in CREDENTIAL_ERRORS
 
 
 def classify(exc: BaseException) -> Failure:
@@ -99,46 +115,60 @@ def _resolve(request: MessageRequest) -> CatalogEntry:
     return entry
 
 
-def _timeout(deadline: float) -> anthropic.Timeout:
-    remaining = max(deadline - time.monotonic(), 0.001)
-    return anthropic.Timeout(remaining, connect=min(settings.ATRIUM_CONNECT_TIMEOUT_S, remaining))
+def first_byte_budget(target: ProviderTarget) -> float:
+    """The target's time-to-first-byte budget: the tenant's own, else ATRIUM_FIRST_BYTE_TIMEOUTS for the target
+    (`bedrock:us-east-1`) or its provider (`bedrock`), else ATRIUM_FIRST_BYTE_TIMEOUT_S."""
+    if target.first_byte_timeout_s is not None:
+        return float(target.first_byte_timeout_s)
+    per: Mapping[str, Any] = settings.ATRIUM_FIRST_BYTE_TIMEOUTS
+    value = per.get(target.key, per.get(target.provider))
+    return float(value) if value is not None else float(settings.ATRIUM_FIRST_BYTE_TIMEOUT_S)
 
 
-class _Attempts:
+class Walk:
     """Walks the targets: resolves the model id, consults the breaker, records each attempt."""
 
     def __init__(self, request: MessageRequest, targets: Sequence[ProviderTarget], deadline_s: float | None,
-                 admissions: Mapping[str, int] | None = None) -> None:
+                 admissions: Mapping[str, int] | None = None, hedge_delay_s: float | None = None) -> None:
         self.entry = _resolve(request)
         # Breaker answers the caller already obtained (the gateway asks with its quota script), by target key;
         # each is used once, for the first visit of its target.
         self.admissions = dict(admissions or {})
         self.request = request
-        self.targets = targets
+        self.targets = list(targets)
+        self.position = 0
+        self.served = False
         self.started = time.monotonic()
         self.deadline = self.started + (deadline_s if deadline_s is not None else settings.ATRIUM_REQUEST_DEADLINE_S)
+        hedge = settings.ATRIUM_HEDGE_DELAY_MS / 1000 if hedge_delay_s is None else hedge_delay_s
+        self.hedge_delay_s: float | None = hedge if hedge and hedge > 0 else None
         self.attempts: list[Attempt] = []
 
-    def candidates(self) -> Iterator[tuple[ProviderTarget, str, int]]:
-        served = False
-        for target in self.targets:
+    def next_candidate(self) -> tuple[ProviderTarget, str, int] | None:
+        """The next target to call (its model id and breaker answer), or None when none is left."""
+        while self.position < len(self.targets):
+            target = self.targets[self.position]
+            self.position += 1
             model_id = self.entry.provider_model_id(target.provider, target.region)
             if model_id is None:
                 self.attempts.append(Attempt(target.key, "", "skipped", reason="model not offered by this provider"))
                 continue
-            served = True
-            if time.monotonic() >= self.deadline:
-                raise ProviderUnavailable(self.attempts, deadline_exceeded=True)
+            self.served = True
             admission = self.admissions.pop(target.key, None)
             if admission is None:
-                admission = breaker.breaker_allow(target.key)
+                admission = breaker.breaker_allow(target.breaker_name)
             if admission == breaker.SKIP:
                 self.attempts.append(Attempt(target.key, model_id, "skipped", reason="circuit open"))
                 continue
-            yield target, model_id, admission
-        if not served and self.targets:
-            raise ModelNotFound(f"model: {self.entry.model_id} is not offered by any provider of this organisation")
-        raise ProviderUnavailable(self.attempts)
+            return target, model_id, admission
+        return None
+
+    def exhausted(self, *, deadline: bool = False) -> Exception:
+        if deadline:
+            return ProviderUnavailable(self.attempts, deadline_exceeded=True)
+        if not self.served and self.targets:
+            return ModelNotFound(f"model: {self.entry.model_id} is not offered by any provider of this organisation")
+        return ProviderUnavailable(self.attempts)
 
     def failed(self, target: ProviderTarget, model_id: str, exc: BaseException, t0: float) -> Failure:
         failure = classify(exc)
@@ -146,180 +176,89 @@ class _Attempts:
         if failure.kind == "caller":
             self.attempts.append(Attempt(target.key, model_id, "error", failure.status, failure.reason, latency))
             # The provider answered sensibly, so it is healthy; a half-open probe ends here too.
-            breaker.breaker_record_success(target.key)
-            raise UpstreamRequestError(failure.status or 400, failure.body, failure.reason, self.attempts) from exc
+            breaker.breaker_record_success(target.breaker_name)
+            raise UpstreamRequestError(failure.status or 400, failure.body, failure.reason, self.attempts,
+                                       provider=target.provider, region=target.region,
+                                       model_id=model_id) from exc
         self.attempts.append(Attempt(target.key, model_id, "failover", failure.status, failure.reason, latency))
-        if failure.kind == "transient":
-            breaker.breaker_record_failure(target.key, reason=failure.reason)
+        if failure.counts_against_breaker:
+            breaker.breaker_record_failure(target.breaker_name, reason=failure.reason)
         logger.warning("provider attempt failed", extra={"target": target.key, "model_id": model_id,
                                                           "status": failure.status, "reason": failure.reason})
         return failure
 
+    def slow(self, target: ProviderTarget, model_id: str, budget: float | None, t0: float) -> None:
+        """No first byte within the budget (None: before the request's deadline): a failure of the provider, for
+        its breaker too."""
+        reason = "timeout" if budget is None else f"no first byte within {budget:g} s"
+        self.attempts.append(Attempt(target.key, model_id, "failover", None, reason,
+                                     (time.monotonic() - t0) * 1000))
+        breaker.breaker_record_failure(target.breaker_name, reason=reason)
+        logger.warning("provider attempt too slow", extra={"target": target.key, "model_id": model_id,
+                                                            "reason": reason})
+
+    def cancelled(self, target: ProviderTarget, model_id: str, t0: float) -> None:
+        self.attempts.append(Attempt(target.key, model_id, "cancelled", None, "another target answered first",
+                                     (time.monotonic() - t0) * 1000))
+
     def succeeded(self, target: ProviderTarget, model_id: str, admission: int, t0: float) -> None:
         self.attempts.append(Attempt(target.key, model_id, "ok", 200, "", (time.monotonic() - t0) * 1000))
         if admission != breaker.ALLOW_CLEAN:
-            breaker.breaker_record_success(target.key)
+            breaker.breaker_record_success(target.breaker_name)
 
 
 def route(
     request: MessageRequest, targets: Sequence[ProviderTarget], *, deadline_s: float | None = None,
-    admissions: Mapping[str, int] | None = None,
+    admissions: Mapping[str, int] | None = None, hedge_delay_s: float | None = None,
 ) -> RouterResult:
     """Call the first target that answers. Raises UpstreamRequestError, ModelNotFound or ProviderUnavailable.
 
+    The provider is asked for a stream (so its first byte arrives before generation, and the time-to-first-byte
+    budget means the same thing as for a streaming caller); the events are folded into the Message JSON. Since
+    nothing has reached the caller yet, a stream that breaks half way fails over too.
+
     `admissions`: breaker answers (breaker_allow's codes) already obtained for some targets, used instead of
-    asking again."""
-    walk = _Attempts(request, targets, deadline_s, admissions)
-    for target, model_id, admission in walk.candidates():
-        t0 = time.monotonic()
+    asking again. `hedge_delay_s`: start the next target this long after the last one (None: the setting)."""
+    walk = Walk(request, targets, deadline_s, admissions, hedge_delay_s)
+    while True:
+        opened = open_first(walk, request.params, first_byte_budget)
         try:
-            client = provider_client(target)
-            message = provider_create(client, model_id=model_id, params=request.params, timeout=_timeout(walk.deadline))
+            message = collect(opened.first, opened.iterator)
         except Exception as exc:
-            walk.failed(target, model_id, exc, t0)
+            close_quietly(opened.stream)
+            walk.failed(opened.target, opened.model_id, exc, opened.t0)
             continue
-        walk.succeeded(target, model_id, admission, t0)
+        walk.succeeded(opened.target, opened.model_id, opened.admission, opened.t0)
         return RouterResult(
             message=message,
-            provider=target.provider,
-            region=target.region,
-            model_id=model_id,
+            provider=opened.target.provider,
+            region=opened.target.region,
+            model_id=opened.model_id,
             latency_ms=(time.monotonic() - walk.started) * 1000,
             attempts=walk.attempts,
         )
-    raise AssertionError("unreachable: candidates() raises when exhausted")  # pragma: no cover
 
 
 def route_stream(
     request: MessageRequest, targets: Sequence[ProviderTarget], *, deadline_s: float | None = None,
-    admissions: Mapping[str, int] | None = None,
+    admissions: Mapping[str, int] | None = None, hedge_delay_s: float | None = None,
 ) -> RouterStream:
     """Open a stream on the first target that produces an event; failover happens only before that event."""
-    walk = _Attempts(request, targets, deadline_s, admissions)
-    for target, model_id, admission in walk.candidates():
-        t0 = time.monotonic()
-        stream = None
-        try:
-            client = provider_client(target)
-            stream = provider_stream(client, model_id=model_id, params=request.params, timeout=_timeout(walk.deadline))
-            iterator = iter(stream)
-            first = next(iterator)
-        except StopIteration:
-            _close(stream)
-            walk.failed(target, model_id, anthropic.APIConnectionError(request=None,  # type: ignore[arg-type]
-                                                                       message="empty stream"), t0)
-            continue
-        except Exception as exc:
-            _close(stream)
-            walk.failed(target, model_id, exc, t0)
-            continue
-        walk.succeeded(target, model_id, admission, t0)
-        result = RouterStream(
-            events=iter(()), provider=target.provider, region=target.region, model_id=model_id,
-            attempts=walk.attempts, started_at=walk.started, close=lambda s=stream: _close(s),
-        )
-        result.first_event_ms = (time.monotonic() - walk.started) * 1000
-        result._events = _relay(result, target, first, iterator)
-        return result
-    raise AssertionError("unreachable: candidates() raises when exhausted")  # pragma: no cover
+    walk = Walk(request, targets, deadline_s, admissions, hedge_delay_s)
+    opened: Opened = open_first(walk, request.params, first_byte_budget)
+    target = opened.target
+    walk.succeeded(target, opened.model_id, opened.admission, opened.t0)
+    result = RouterStream(
+        events=iter(()), provider=target.provider, region=target.region, model_id=opened.model_id,
+        attempts=walk.attempts, started_at=walk.started, close=lambda s=opened.stream: close_quietly(s),
+    )
+    result.first_event_ms = (time.monotonic() - walk.started) * 1000
 
+    def on_failure(exc: BaseException) -> str:
+        failure = classify(exc)
+        if failure.kind == "transient":
+            breaker.breaker_record_failure(target.breaker_name, reason=failure.reason)
+        return failure.reason
 
-def _close(stream: Any) -> None:
-    if stream is not None:
-        try:
-            stream.close()
-        except Exception:
-            logger.debug("closing an upstream stream failed", exc_info=True)
-
-
-def _relay(result: RouterStream, target: ProviderTarget, first: Any, rest: Iterator[Any]) -> Iterator[dict[str, Any]]:
-    """Hand out events, accumulating the message; a failure after the first event ends with an error event."""
-    message: dict[str, Any] = {}
-    result.message = message
-    try:
-        event = first
-        while True:
-            if isinstance(event, dict):
-                accumulate(message, event)
-                yield event
-            try:
-                event = next(rest)
-            except StopIteration:
-                break
-    except GeneratorExit:
-        result.incomplete = message.get("stop_reason") is None
-        result.close()
-        raise
-    except Exception as exc:
-        try:
-            failure = classify(exc)
-            reason = failure.reason
-            if failure.kind == "transient":
-                breaker.breaker_record_failure(target.key, reason=reason)
-        except Exception:
-            reason = f"{type(exc).__name__}"
-            logger.exception("unexpected error while relaying a provider stream")
-        result.incomplete = True
-        error_type = _stream_error_type(exc)
-        result.error = {"type": error_type, "message": f"The provider stream failed after it started ({reason})."}
-        result.close()
-        yield {"type": "error", "error": result.error}
-    finally:
-        result.latency_ms = (time.monotonic() - result.started_at) * 1000
-
-
-def _stream_error_type(exc: BaseException) -> str:
-    """An upstream `event: error` arrives as an APIStatusError (HTTP status 200) carrying the provider's error body."""
-    if isinstance(exc, anthropic.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error: dict[str, Any] = body.get("error") if isinstance(body.get("error"), dict) else {}  # type: ignore[assignment]
-        if error.get("type") == "overloaded_error" or exc.status_code == 529:
-            return "overloaded_error"
-    return "api_error"
-
-
-def accumulate(message: dict[str, Any], event: dict[str, Any]) -> None:
-    """Fold one stream event into the Message JSON it describes."""
-    kind = event.get("type")
-    if kind == "message_start":
-        message.update(event.get("message") or {})
-        message.setdefault("content", [])
-        message["usage"] = dict(message.get("usage") or {})
-    elif kind == "content_block_start":
-        blocks = message.setdefault("content", [])
-        block = dict(event.get("content_block") or {})
-        index = int(event.get("index", len(blocks)))
-        while len(blocks) <= index:
-            blocks.append({})
-        blocks[index] = block
-    elif kind == "content_block_delta":
-        blocks = message.setdefault("content", [])
-        index = int(event.get("index", 0))
-        if index >= len(blocks):
-            return
-        block = blocks[index]
-        delta = event.get("delta") or {}
-        if delta.get("type") == "text_delta":
-            block["text"] = block.get("text", "") + delta.get("text", "")
-        elif delta.get("type") == "input_json_delta":
-            block["_partial_json"] = block.get("_partial_json", "") + delta.get("partial_json", "")
-        elif delta.get("type") == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
-    elif kind == "content_block_stop":
-        blocks = message.get("content") or []
-        index = int(event.get("index", 0))
-        if index < len(blocks) and "_partial_json" in blocks[index]:
-            raw = blocks[index].pop("_partial_json")
-            try:
-                blocks[index]["input"] = json.loads(raw) if raw else {}
-            except ValueError:
-                blocks[index]["input"] = {}
-    elif kind == "message_delta":
-        delta = event.get("delta") or {}
-        for key in ("stop_reason", "stop_sequence"):
-            if key in delta:
-                message[key] = delta[key]
-        usage = message.setdefault("usage", {})
-        for key, value in (event.get("usage") or {}).items():
-            if value is not None:
-                usage[key] = value
+    result._events = relay(result, opened.first, opened.iterator, on_failure)
+    return result

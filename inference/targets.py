@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +13,42 @@ from inference.types import ProviderTarget
 PROVIDERS = ("anthropic", "bedrock", "vertex")
 
 
-def parse_target(key: str, credentials: dict[str, Any] | None = None) -> ProviderTarget:
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def credential_scope(provider: str, credentials: dict[str, Any]) -> str:
+    """Whose account a target's credentials belong to, so its breaker and rate limits are that account's alone.
+
+    "platform" for the environment's credentials (every tenant without its own shares them); otherwise the AWS
+    account of an assumed role, the Google project, or a digest of the key (an API key names no account).
+    Digests, never the secret itself: the scope ends up in Redis keys and on the status page."""
+    mode = credentials.get("mode")
+    if not credentials or mode in ("default", "adc"):
+        return "platform"
+    if provider == "bedrock":
+        arn = str(credentials.get("role_arn") or "")
+        parts = arn.split(":")
+        if mode == "assume_role" and len(parts) > 4 and parts[4]:
+            return f"aws:{parts[4]}"
+        if mode == "profile":
+            return f"profile:{_digest(str(credentials.get('profile')))}"
+        return f"key:{_digest(str(credentials.get('access_key') or ''))}"
+    if provider == "vertex":
+        project = credentials.get("project_id")
+        if not project and credentials.get("service_account_json"):
+            try:
+                project = json.loads(credentials["service_account_json"]).get("project_id")
+            except (ValueError, AttributeError, TypeError):
+                project = None
+        if project:
+            return f"gcp:{project}"
+        return f"token:{_digest(json.dumps(credentials, sort_keys=True, default=str))}"
+    return f"key:{_digest(str(credentials.get('api_key') or json.dumps(credentials, sort_keys=True, default=str)))}"
+
+
+def parse_target(key: str, credentials: dict[str, Any] | None = None, *,
+                 first_byte_timeout_s: float | None = None) -> ProviderTarget:
     """`anthropic`, `bedrock:eu-west-1`, `vertex:us-east5` -> ProviderTarget. ValueError on anything else."""
     provider, _, region = key.strip().partition(":")
     if provider not in PROVIDERS:
@@ -20,7 +57,10 @@ def parse_target(key: str, credentials: dict[str, Any] | None = None) -> Provide
         raise ValueError("the Anthropic API has no region; write just 'anthropic'")
     if provider != "anthropic" and not region:
         raise ValueError(f"{provider} needs a region, e.g. {provider}:us-east-1")
-    return ProviderTarget(provider=provider, region=region, credentials=credentials or {})  # type: ignore[arg-type]
+    credentials = credentials or {}
+    return ProviderTarget(provider=provider, region=region, credentials=credentials,  # type: ignore[arg-type]
+                          first_byte_timeout_s=first_byte_timeout_s,
+                          scope=credential_scope(provider, credentials))
 
 
 def provider_order_for(tenant: Any | None) -> list[str]:
@@ -29,6 +69,9 @@ def provider_order_for(tenant: Any | None) -> list[str]:
 
 
 def targets_for_tenant(tenant: Any | None) -> list[ProviderTarget]:
-    """The tenant's failover order with its credentials (empty credentials = the environment's)."""
+    """The tenant's failover order with its credentials (empty credentials = the environment's) and its own
+    time-to-first-byte budget, if it has one."""
     credentials: dict[str, Any] = dict(getattr(tenant, "credentials", None) or {}) if tenant is not None else {}
-    return [parse_target(key, dict(credentials.get(key.partition(":")[0]) or {})) for key in provider_order_for(tenant)]
+    budget = getattr(tenant, "first_byte_timeout_s", None)
+    return [parse_target(key, dict(credentials.get(key.partition(":")[0]) or {}), first_byte_timeout_s=budget)
+            for key in provider_order_for(tenant)]

@@ -20,11 +20,21 @@ class ProviderTarget:
     provider: Provider
     region: str = ""
     credentials: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
+    # The tenant's own time-to-first-byte budget (seconds); None: the platform's setting for this provider.
+    first_byte_timeout_s: float | None = field(default=None, compare=False)
+    # Whose account the credentials are (inference.targets.credential_scope): "platform" for the environment's.
+    scope: str = field(default="platform", compare=False)
 
     @property
     def key(self) -> str:
         """`anthropic`, `bedrock:eu-west-1`, `vertex:us-east5`: the name used in provider orders and the breaker."""
         return f"{self.provider}:{self.region}" if self.region else self.provider
+
+    @property
+    def breaker_name(self) -> str:
+        """The circuit breaker's name: provider, region and credential scope (`bedrock:us-east-1@aws:1234…`);
+        the platform's own credentials keep the plain target key."""
+        return self.key if self.scope == "platform" else f"{self.key}@{self.scope}"
 
 
 @dataclass(frozen=True)
@@ -39,12 +49,13 @@ class MessageRequest:
     params: Mapping[str, Any]
 
 
-AttemptOutcome = Literal["ok", "failover", "skipped", "error"]
+AttemptOutcome = Literal["ok", "failover", "skipped", "error", "cancelled"]
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """What happened at one target: answered, failed over, skipped (breaker open) or a caller error."""
+    """What happened at one target: answered, failed over (an error, or no first byte within its budget), skipped
+    (breaker open), a caller error, or cancelled (a hedged attempt another target beat)."""
 
     target: str
     model_id: str

@@ -76,7 +76,8 @@ class TenantForm(forms.ModelForm):
         fields = [
             "name", "schema_name", "is_active", "allowed_models", "max_tokens_per_request", "requests_per_minute",
             "tokens_per_day", "user_requests_per_minute", "user_tokens_per_day", "retention_days",
-            "processing_notice", "data_region", "provider_order", "gdpr_account_action",
+            "processing_notice", "data_region", "provider_order", "gdpr_account_action", "first_byte_timeout_s",
+            "hedge_delay_ms", "anthropic_beta_allowed",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -136,6 +137,7 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
                 ]
             },
         ),
+        ("Providers", {"fields": ["first_byte_timeout_s", "hedge_delay_ms", "anthropic_beta_allowed"]}),
         ("Privacy", {"fields": ["processing_notice", "retention_days", "gdpr_account_action"]}),
         (
             "Provider credentials (encrypted; never shown back)",

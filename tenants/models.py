@@ -69,6 +69,23 @@ class Tenant(TenantMixin):
         help_text='Failover order, e.g. ["anthropic", "bedrock:eu-west-1", "vertex:europe-west1"]. '
         "Empty uses the platform default.",
     )
+    first_byte_timeout_s = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1)],
+        help_text="Seconds a provider may take to start answering before the next one is tried. "
+        "Empty uses the platform's setting (ATRIUM_FIRST_BYTE_TIMEOUT_S / ATRIUM_FIRST_BYTE_TIMEOUTS).",
+    )
+    hedge_delay_ms = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="After this many milliseconds without an answer, also ask the next provider and keep the first "
+        "answer. 0 turns hedging off; empty uses the platform's ATRIUM_HEDGE_DELAY_MS.",
+    )
+    anthropic_beta_allowed = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text="anthropic-beta feature names this tenant's callers may send (comma-separated, e.g. "
+        "prompt-caching-2024-07-31). A name not listed is refused with 400. Empty allows none.",
+    )
     gdpr_account_action = models.CharField(
         max_length=20, choices=AccountAction.choices, default=AccountAction.DEACTIVATE
     )

@@ -233,6 +233,13 @@ ATRIUM_MODEL_NAMES_HOOK = "inference.catalog.selectors.known_model_names"
 ATRIUM_BREAKER_FAILURES = env.int("ATRIUM_BREAKER_FAILURES", default=3)  # consecutive failures that open it
 ATRIUM_BREAKER_COOLDOWN_S = env.float("ATRIUM_BREAKER_COOLDOWN_S", default=30.0)  # open, before a half-open probe
 ATRIUM_BREAKER_PROBE_TTL_S = env.float("ATRIUM_BREAKER_PROBE_TTL_S", default=10.0)  # one probe at a time, this long
+# Time-to-first-byte budget of one attempt (s), then the next target is tried; per target or provider in
+# ATRIUM_FIRST_BYTE_TIMEOUTS ("bedrock=8,vertex:us-east5=6"); a tenant's own value (its policy) wins.
+ATRIUM_FIRST_BYTE_TIMEOUT_S = env.float("ATRIUM_FIRST_BYTE_TIMEOUT_S", default=5.0)
+ATRIUM_FIRST_BYTE_TIMEOUTS = {key: float(value) for key, value in
+                              env.dict("ATRIUM_FIRST_BYTE_TIMEOUTS", default={}).items()}
+ATRIUM_HEDGE_DELAY_MS = env.float("ATRIUM_HEDGE_DELAY_MS", default=0)  # >0: also ask the next target after this
+ATRIUM_ATTEMPT_THREADS = env.int("ATRIUM_ATTEMPT_THREADS", default=64)  # threads running attempts, per process
 # Static Vertex AI access token (for tokens refreshed outside Atrium, and the simulator); else Google credentials.
 ATRIUM_VERTEX_ACCESS_TOKEN = env.str("ATRIUM_VERTEX_ACCESS_TOKEN", default="") or None
 ATRIUM_VERTEX_PROJECT_ID = env.str("ANTHROPIC_VERTEX_PROJECT_ID", default="") or None

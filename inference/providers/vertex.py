@@ -16,6 +16,12 @@ MODES = ("adc", "service_account", "access_token")
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
+def base_url(region: str) -> str | None:
+    """ATRIUM_VERTEX_BASE_URL with `{region}` replaced (as the Bedrock one), or None for Google's own endpoint."""
+    template = settings.ATRIUM_VERTEX_BASE_URL
+    return template.replace("{region}", region) if template else None
+
+
 def credential_kwargs(target: ProviderTarget) -> dict[str, Any]:
     creds = target.credentials
     mode = creds.get("mode") or (
@@ -62,6 +68,6 @@ def build(target: ProviderTarget) -> anthropic.AnthropicVertex:
             project = None
     if not project:
         raise ProviderMisconfigured("vertex: no project id (tenant credentials or ANTHROPIC_VERTEX_PROJECT_ID)")
-    return anthropic.AnthropicVertex(region=target.region, project_id=project, base_url=settings.ATRIUM_VERTEX_BASE_URL,
+    return anthropic.AnthropicVertex(region=target.region, project_id=project, base_url=base_url(target.region),
                                      max_retries=0, timeout=settings.ATRIUM_REQUEST_DEADLINE_S,
                                      **credential_kwargs(target))

@@ -29,7 +29,8 @@ BEDROCK_PATH = re.compile(
     r"^/bedrock/(?P<region>[a-z0-9-]+)/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response-stream)$"
 )
 VERTEX_PATH = re.compile(
-    r"^/vertex/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[a-z0-9-]+)/publishers/anthropic/models/"
+    r"^/vertex(/(?P<host_region>[a-z0-9-]+))?/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[a-z0-9-]+)"
+    r"/publishers/anthropic/models/"
     r"(?P<model>[^/:]+):(?P<op>rawPredict|streamRawPredict)$"
 )
 SIGV4 = re.compile(
@@ -311,6 +312,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not (self.headers.get("authorization") or "").startswith("Bearer "):
             self._send(401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
                                        "message": "Request is missing required authentication credential."}})
+            return
+        if match["host_region"] and match["host_region"] != region:
+            # Regional endpoints ({region}-aiplatform.googleapis.com) serve their own location only.
+            self._send(400, content.anthropic_error(400, f"Location {region} is not served by the "
+                                                         f"{match['host_region']} endpoint."))
             return
         if not self._apply_pre_faults("vertex", region):
             return

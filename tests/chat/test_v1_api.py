@@ -163,30 +163,40 @@ def test_unknown_model_is_404(sim: Any, client_a: Any, basic: Any) -> None:
     assert kind == "not_found_error" and "claude-nonexistent-1" in message
 
 
-def test_upstream_400_passes_through_without_failover(sim: Any, client_a: Any, basic: Any) -> None:
-    _user, key = basic
+def test_upstream_400_passes_through_without_failover(sim: Any, client_a: Any, basic: Any, tenant_a: Any,
+                                                      in_tenant: Any) -> None:
+    user, key = basic
     sim.faults.set("anthropic", status=400)
     response = post_messages(client_a, key, body())
     assert response.status_code == 400 and _error(response)[0] == "invalid_request_error"
     assert not sim.requests("bedrock")
+    with in_tenant(tenant_a):  # the failed call is counted under the provider that answered it, not ""
+        usage = UsageDaily.objects.get(user=user)
+        assert (usage.provider, usage.errors) == ("anthropic", 1)
+        assert AuditEntry.objects.get(event_type="model_call", user_id=user.pk).metadata["provider"] == "anthropic"
 
 
 def test_all_providers_down_is_529_overloaded(sim: Any, client_a: Any, basic: Any, tenant_a: Any,
-                                              in_tenant: Any) -> None:
+                                              in_tenant: Any, caplog: Any) -> None:
     user, key = basic
     for provider in ("anthropic", "bedrock", "vertex"):
         sim.faults.set(provider, "*" if provider != "anthropic" else "", status=503)
-    response = post_messages(client_a, key, body())
-    assert response.status_code == 529
+    with caplog.at_level("WARNING"):
+        response = post_messages(client_a, key, body())
+    assert response.status_code == 529 and response.reason_phrase == "Overloaded"
     kind, message = _error(response)
     # The caller learns what it can act on and the request id; the provider order stays in the audit entry.
     assert kind == "overloaded_error" and "unavailable" in message and response["request-id"] in message
     assert not any(provider in message for provider in ("anthropic", "bedrock", "vertex"))
+    logged = [r for r in caplog.records if "529" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["WARNING"] and response["request-id"] in logged[0].getMessage()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
     with in_tenant(tenant_a):
         entry = AuditEntry.objects.filter(event_type="model_call", user_id=user.pk).get()
         assert entry.status == "error" and len(entry.metadata["attempts"]) == 3
         assert "anthropic" in entry.error
-        assert UsageDaily.objects.get(user=user).errors == 1
+        usage = UsageDaily.objects.get(user=user)
+        assert usage.errors == 1 and usage.provider == "vertex"  # the last provider tried, never ""
 
 
 def test_clamp_is_reported_in_a_header(sim: Any, client_a: Any, basic: Any) -> None:
@@ -316,3 +326,26 @@ def test_oversized_body_is_413_not_500(sim: Any, client_a: Any, basic: Any, sett
     assert _error(response) == ("request_too_large",
                                 "The request body is larger than this server accepts (10000 bytes).")
     assert not sim.requests()
+
+
+def test_admission_consults_the_tenants_own_scope_breaker(sim: Any, client_a: Any, basic: Any, tenant_a: Any,
+                                                           tenant_update: Any, in_tenant: Any) -> None:
+    """The one-round-trip admission script reads the breaker of the tenant's credential scope, not the platform's."""
+    from inference import breaker
+    from inference.targets import parse_target
+    from tenants.models import Tenant
+
+    user, key = basic
+    own = {"api_key": "sk-ant-alpha-own"}
+    tenant_update(tenant_a, credentials={"anthropic": own})
+    assert Tenant.objects.get(pk=tenant_a.pk).credentials == {"anthropic": own}
+    breaker.breaker_record_failure(parse_target("anthropic", own).breaker_name, reason="test", force_open=True)
+    response = post_messages(client_a, key, body())
+    assert response.status_code == 200
+    assert not sim.requests("anthropic")  # skipped without a network call
+    with in_tenant(tenant_a):
+        attempts = AuditEntry.objects.get(event_type="model_call", user_id=user.pk).metadata["attempts"]
+    assert [(a["target"], a["outcome"]) for a in attempts][:2] == [("anthropic", "skipped"),
+                                                                   ("bedrock:us-east-1", "ok")]
+    # The platform's breaker (everyone else's) is closed.
+    assert breaker.breaker_state("anthropic").state == "closed"

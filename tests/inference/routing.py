@@ -19,6 +19,11 @@ def target(key: str, **overrides: Any) -> ProviderTarget:
     return parse_target(key, {**CREDENTIALS[provider], **overrides})
 
 
+def bname(key: str) -> str:
+    """The breaker name of `target(key)`: its credential scope's, not the platform's."""
+    return target(key).breaker_name
+
+
 def targets(*keys: str) -> list[ProviderTarget]:
     return [target(k) for k in keys]
 

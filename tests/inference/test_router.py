@@ -13,7 +13,7 @@ from inference.errors import ModelNotFound, ProviderUnavailable, UpstreamRequest
 from inference.router import route, route_stream
 from inference.simulator import Simulator
 from tests.conftest import subprocess_env
-from tests.inference.routing import ask, target, targets
+from tests.inference.routing import ask, bname, target, targets
 
 ORDER = ("anthropic", "bedrock:us-east-1", "bedrock:us-west-2", "vertex:us-east5")
 
@@ -68,7 +68,7 @@ def test_provider_errors_fail_over_and_count_against_the_breaker(sim: Simulator,
     sim.faults.set("anthropic", "", status=status)
     result = route(ask(), targets("anthropic", "vertex:us-east5"))
     assert result.provider == "vertex" and result.attempts[0].status == status
-    assert breaker.breaker_state("anthropic").failures == 1
+    assert breaker.breaker_state(bname("anthropic")).failures == 1
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
@@ -76,7 +76,10 @@ def test_misconfiguration_fails_over_without_touching_the_shared_breaker(sim: Si
     sim.faults.set("bedrock", "us-east-1", status=status)
     result = route(ask(), targets("bedrock:us-east-1", "anthropic"))
     assert result.provider == "anthropic" and result.attempts[0].status == status
+    # The platform's breaker (shared by every tenant on the platform's credentials) is untouched; a refused
+    # credential (401/403) counts against its own scope's breaker only, a missing model (404) against none.
     assert breaker.breaker_state("bedrock:us-east-1").failures == 0
+    assert breaker.breaker_state(bname("bedrock:us-east-1")).failures == (0 if status == 404 else 1)
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])
@@ -155,7 +158,7 @@ def test_open_breaker_skips_the_target_without_calling_it(sim: Simulator) -> Non
     sim.faults.set("anthropic", "", status=503)
     for _ in range(3):
         route(ask(), targets("anthropic", "vertex:us-east5"))
-    assert breaker.breaker_state("anthropic").state == "open"
+    assert breaker.breaker_state(bname("anthropic")).state == "open"
     sim.reset_requests()
     sim.faults.clear()
     result = route(ask(), targets("anthropic", "vertex:us-east5"))
@@ -166,22 +169,22 @@ def test_open_breaker_skips_the_target_without_calling_it(sim: Simulator) -> Non
 
 def test_half_open_probe_closes_the_breaker_on_success(sim: Simulator, settings: Any) -> None:
     settings.ATRIUM_BREAKER_COOLDOWN_S = 0.0
-    breaker.breaker_record_failure("anthropic", force_open=True)
-    assert breaker.breaker_allow("anthropic") == breaker.PROBE
-    assert breaker.breaker_allow("anthropic") == breaker.SKIP  # one probe at a time
-    breaker.breaker_record_success("anthropic")
-    assert breaker.breaker_state("anthropic").state == "closed"
+    breaker.breaker_record_failure(bname("anthropic"), force_open=True)
+    assert breaker.breaker_allow(bname("anthropic")) == breaker.PROBE
+    assert breaker.breaker_allow(bname("anthropic")) == breaker.SKIP  # one probe at a time
+    breaker.breaker_record_success(bname("anthropic"))
+    assert breaker.breaker_state(bname("anthropic")).state == "closed"
     result = route(ask(), targets("anthropic"))
     assert result.provider == "anthropic"
 
 
 def test_failed_probe_reopens(sim: Simulator, settings: Any) -> None:
     settings.ATRIUM_BREAKER_COOLDOWN_S = 0.0
-    breaker.breaker_record_failure("anthropic", force_open=True)
+    breaker.breaker_record_failure(bname("anthropic"), force_open=True)
     sim.faults.set("anthropic", "", status=500)
     result = route(ask(), targets("anthropic", "bedrock:us-east-1"))
     assert result.provider == "bedrock"
-    state = breaker.breaker_state("anthropic")
+    state = breaker.breaker_state(bname("anthropic"))
     assert state.failures == 2 and state.last_reason.startswith("HTTP 500")
 
 
@@ -194,7 +197,7 @@ def test_a_second_process_sees_the_breaker_the_first_opened(sim: Simulator) -> N
     assert out.stdout.split() == [str(breaker.SKIP), str(breaker.ALLOW_CLEAN)]
     # and the other way round: the subprocess opens one, this process skips it.
     code = ("import django; django.setup(); from inference import breaker; "
-            "breaker.breaker_record_failure('vertex:us-east5', reason='other process', force_open=True)")
+            f"breaker.breaker_record_failure('{bname('vertex:us-east5')}', reason='other process', force_open=True)")
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
     result = route(ask(), targets("vertex:us-east5", "anthropic"))
     assert result.provider == "anthropic" and seen(sim, "vertex", "us-east5") == 0
@@ -251,3 +254,13 @@ def test_closing_a_stream_early_marks_it_incomplete(sim: Simulator) -> None:
     next(iterator)
     iterator.close()  # type: ignore[attr-defined]
     assert stream.incomplete
+
+
+def test_vertex_base_url_region_placeholder_is_substituted(sim: Simulator, settings: Any) -> None:
+    settings.ATRIUM_VERTEX_BASE_URL = f"{sim.url}/vertex/{{region}}/v1"
+    for region in ("europe-west1", "us-east5"):
+        result = route(ask(), targets(f"vertex:{region}"))
+        assert (result.provider, result.region) == ("vertex", region)
+    paths = [r["path"] for r in sim.requests(provider="vertex")]
+    assert paths[0].startswith("/vertex/europe-west1/v1/projects/atrium-test/locations/europe-west1/")
+    assert paths[1].startswith("/vertex/us-east5/v1/") and "%7B" not in "".join(paths)

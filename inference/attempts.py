@@ -1,0 +1,165 @@
+"""Opening a provider stream under a time-to-first-byte budget, with optional hedging.
+
+Each attempt runs in a thread of a shared pool (building the client, opening the stream, reading its first
+event); the request's thread waits for the first attempt to produce an event, its budget to pass, the hedging
+delay, or the request's deadline, whichever comes first. An attempt given up on (too slow, or beaten by a hedged
+one) is cancelled: its thread closes the stream the moment the provider answers, so its answer is never read,
+relayed, billed to the tenant or recorded. Only the winner's events go further.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anthropic
+from django.conf import settings
+
+from inference.providers.base import provider_client, provider_stream
+from inference.streaming import close_quietly
+from inference.types import ProviderTarget
+
+if TYPE_CHECKING:
+    from inference.router import Walk
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=settings.ATRIUM_ATTEMPT_THREADS, thread_name_prefix="attempt")
+        return _pool
+
+
+def _forget_pool() -> None:  # a forked child (gunicorn worker, Celery prefork) gets its own pool
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+class Cancelled(Exception):
+    """The attempt was given up on before its provider answered."""
+
+
+@dataclass(eq=False)
+class Opened:
+    """An attempt under way, and once it succeeded: its stream, first event and the rest of the events."""
+
+    target: ProviderTarget
+    model_id: str
+    admission: int
+    t0: float
+    budget: float
+    stream: Any = None
+    first: Any = None
+    iterator: Iterator[Any] = field(default_factory=lambda: iter(()))
+    cancelled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    future: Future[Opened] | None = None
+
+    @property
+    def first_byte_by(self) -> float:
+        return self.t0 + self.budget
+
+    def run(self, params: Mapping[str, Any], timeout: anthropic.Timeout) -> Opened:
+        """In a pool thread: open the stream and read its first event (or raise what the provider did)."""
+        stream = None
+        try:
+            client = provider_client(self.target)
+            stream = provider_stream(client, model_id=self.model_id, params=params, timeout=timeout)
+            iterator = iter(stream)
+            first = next(iterator)
+        except StopIteration:
+            close_quietly(stream)
+            raise anthropic.APIConnectionError(request=None, message="empty stream") from None  # type: ignore[arg-type]
+        except BaseException:
+            close_quietly(stream)
+            raise
+        with self.lock:
+            if self.cancelled:
+                close_quietly(stream)
+                raise Cancelled
+            self.stream, self.first, self.iterator = stream, first, iterator
+        return self
+
+    def cancel(self) -> None:
+        with self.lock:
+            self.cancelled = True
+            stream, self.stream = self.stream, None
+        close_quietly(stream)
+
+
+def _timeout(deadline: float) -> anthropic.Timeout:
+    remaining = max(deadline - time.monotonic(), 0.001)
+    return anthropic.Timeout(remaining, connect=min(settings.ATRIUM_CONNECT_TIMEOUT_S, remaining))
+
+
+def open_first(walk: Walk, params: Mapping[str, Any], budget_of: Callable[[ProviderTarget], float]) -> Opened:
+    """The first attempt to produce an event. Raises UpstreamRequestError (a caller error, which ends the walk),
+    ModelNotFound or ProviderUnavailable (no target left, or the deadline passed)."""
+    running: list[Opened] = []
+    last_start = 0.0
+
+    def start() -> bool:
+        nonlocal last_start
+        candidate = walk.next_candidate()
+        if candidate is None:
+            return False
+        target, model_id, admission = candidate
+        now = time.monotonic()
+        op = Opened(target, model_id, admission, now, budget_of(target))
+        op.future = _executor().submit(op.run, params, _timeout(walk.deadline))
+        running.append(op)
+        last_start = now
+        return True
+
+    def give_up_all() -> None:
+        for op in running:
+            op.cancel()
+        running.clear()
+
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= walk.deadline:
+                for op in running:
+                    walk.slow(op.target, op.model_id, None, op.t0)
+                give_up_all()
+                raise walk.exhausted(deadline=True)
+            if not running and not start():
+                raise walk.exhausted()
+            wake = min([walk.deadline, *(op.first_byte_by for op in running)])
+            can_hedge = walk.hedge_delay_s is not None and walk.position < len(walk.targets)
+            if can_hedge:
+                wake = min(wake, last_start + walk.hedge_delay_s)  # type: ignore[operator]
+            wait([op.future for op in running if op.future is not None], timeout=max(wake - now, 0),
+                 return_when=FIRST_COMPLETED)
+            for op in [op for op in running if op.future is not None and op.future.done()]:
+                running.remove(op)
+                exc = op.future.exception()  # type: ignore[union-attr]
+                if exc is None:
+                    for other in running:
+                        walk.cancelled(other.target, other.model_id, other.t0)
+                    give_up_all()
+                    return op
+                walk.failed(op.target, op.model_id, exc, op.t0)  # raises on a caller error
+            now = time.monotonic()
+            for op in [op for op in running if now >= op.first_byte_by]:
+                running.remove(op)
+                op.cancel()
+                walk.slow(op.target, op.model_id, op.budget, op.t0)
+            if can_hedge and running and now - last_start >= walk.hedge_delay_s:  # type: ignore[operator]
+                start()
+    except BaseException:
+        give_up_all()
+        raise

@@ -1,0 +1,140 @@
+"""Stream events: folding them into the Message JSON they describe, and relaying them after the first one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anthropic
+
+from inference.types import RouterStream
+
+logger = logging.getLogger(__name__)
+
+
+def close_quietly(stream: Any) -> None:
+    if stream is not None:
+        try:
+            stream.close()
+        except Exception:
+            logger.debug("closing an upstream stream failed", exc_info=True)
+
+
+def accumulate(message: dict[str, Any], event: dict[str, Any]) -> None:
+    """Fold one stream event into the Message JSON it describes (as the SDKs' stream helpers do).
+
+    Every field the provider sends is kept: message_start's message as it is, each block as its
+    content_block_start gave it plus its deltas (text, tool input JSON, thinking and its signature, citations),
+    message_delta's fields and usage (cache read/write tokens included)."""
+    kind = event.get("type")
+    if kind == "message_start":
+        message.update(event.get("message") or {})
+        message.setdefault("content", [])
+        message["usage"] = dict(message.get("usage") or {})
+    elif kind == "content_block_start":
+        blocks = message.setdefault("content", [])
+        block = dict(event.get("content_block") or {})
+        index = int(event.get("index", len(blocks)))
+        while len(blocks) <= index:
+            blocks.append({})
+        blocks[index] = block
+    elif kind == "content_block_delta":
+        blocks = message.setdefault("content", [])
+        index = int(event.get("index", 0))
+        if index >= len(blocks):
+            return
+        _apply_delta(blocks[index], event.get("delta") or {})
+    elif kind == "content_block_stop":
+        blocks = message.get("content") or []
+        index = int(event.get("index", 0))
+        if index < len(blocks) and "_partial_json" in blocks[index]:
+            raw = blocks[index].pop("_partial_json")
+            try:
+                blocks[index]["input"] = json.loads(raw) if raw else {}
+            except ValueError:
+                blocks[index]["input"] = {}
+    elif kind == "message_delta":
+        delta = event.get("delta") or {}
+        for key, value in delta.items():
+            message[key] = value
+        usage = message.setdefault("usage", {})
+        for key, value in (event.get("usage") or {}).items():
+            if value is not None:
+                usage[key] = value
+
+
+def _apply_delta(block: dict[str, Any], delta: dict[str, Any]) -> None:
+    kind = delta.get("type")
+    if kind == "text_delta":
+        block["text"] = block.get("text", "") + delta.get("text", "")
+    elif kind == "input_json_delta":
+        block["_partial_json"] = block.get("_partial_json", "") + delta.get("partial_json", "")
+    elif kind == "thinking_delta":
+        block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+    elif kind == "signature_delta":
+        block["signature"] = block.get("signature", "") + delta.get("signature", "")
+    elif kind == "citations_delta":
+        block.setdefault("citations", []).append(delta.get("citation"))
+
+
+def collect(first: Any, rest: Iterator[Any]) -> dict[str, Any]:
+    """The whole Message from a stream whose first event is in hand (raises what the stream raises)."""
+    message: dict[str, Any] = {}
+    if isinstance(first, dict):
+        accumulate(message, first)
+    for event in rest:
+        if isinstance(event, dict):
+            accumulate(message, event)
+    if message.get("stop_reason") is None:
+        raise anthropic.APIConnectionError(request=None,  # type: ignore[arg-type]
+                                           message="the provider's stream ended before message_stop")
+    return message
+
+
+def relay(result: RouterStream, first: Any, rest: Iterator[Any],
+          on_failure: Callable[[BaseException], str]) -> Iterator[dict[str, Any]]:
+    """Hand out events, accumulating the message; a failure after the first event ends with an error event.
+
+    `on_failure(exc)` classifies the failure (counting it against the breaker) and returns its reason."""
+    message: dict[str, Any] = {}
+    result.message = message
+    try:
+        event = first
+        while True:
+            if isinstance(event, dict):
+                accumulate(message, event)
+                yield event
+            try:
+                event = next(rest)
+            except StopIteration:
+                break
+    except GeneratorExit:
+        result.incomplete = message.get("stop_reason") is None
+        result.close()
+        raise
+    except Exception as exc:
+        try:
+            reason = on_failure(exc)
+        except Exception:
+            reason = f"{type(exc).__name__}"
+            logger.exception("unexpected error while relaying a provider stream")
+        result.incomplete = True
+        result.error = {"type": _stream_error_type(exc),
+                        "message": f"The provider stream failed after it started ({reason})."}
+        result.close()
+        yield {"type": "error", "error": result.error}
+    finally:
+        result.latency_ms = (time.monotonic() - result.started_at) * 1000
+
+
+def _stream_error_type(exc: BaseException) -> str:
+    """An upstream `event: error` arrives as an APIStatusError (HTTP status 200) carrying the provider's error body."""
+    if isinstance(exc, anthropic.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error: dict[str, Any] = body.get("error") if isinstance(body.get("error"), dict) else {}  # type: ignore[assignment]
+        if error.get("type") == "overloaded_error" or exc.status_code == 529:
+            return "overloaded_error"
+    return "api_error"
