@@ -349,3 +349,17 @@ def test_admission_consults_the_tenants_own_scope_breaker(sim: Any, client_a: An
                                                                    ("bedrock:us-east-1", "ok")]
     # The platform's breaker (everyone else's) is closed.
     assert breaker.breaker_state("anthropic").state == "closed"
+
+
+def test_hedged_call_is_billed_and_recorded_once(sim: Any, client_a: Any, basic: Any, tenant_a: Any,
+                                                 tenant_update: Any, in_tenant: Any) -> None:
+    user, key = basic
+    tenant_update(tenant_a, hedge_delay_ms=100, provider_order=["anthropic", "bedrock:us-east-1"])
+    sim.faults.set("anthropic", latency_ms=1500)
+    response = post_messages(client_a, key, body("hedged"))
+    assert response.status_code == 200 and "bedrock/us-east-1" in response.json()["content"][0]["text"]
+    with in_tenant(tenant_a):
+        assert list(UsageDaily.objects.filter(user=user).values_list("provider", "requests")) == [("bedrock", 1)]
+        entry = AuditEntry.objects.get(event_type="model_call", user_id=user.pk)
+    assert [(a["target"], a["outcome"]) for a in entry.metadata["attempts"]] == [
+        ("anthropic", "cancelled"), ("bedrock:us-east-1", "ok")]
