@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from tenants.fields import EncryptedTextField
+from tenants.models import Tenant
 
 
 class AccessRights(models.Model):
@@ -169,3 +170,14 @@ class ApiKey(models.Model):
     def is_usable(self, now: object | None = None) -> bool:
         moment = now or timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > moment)  # type: ignore[operator]
+
+
+class TenantPolicy(Tenant):
+    """The current tenant's row as its own administrator sees it on the tenant site (access/admin_policy.py):
+    the platform's policy read-only, the tenant's own tightenings and notice editable. No table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "policy"
+        verbose_name_plural = "policy"
+        default_permissions = ()

@@ -31,8 +31,8 @@ class PolicyDecision:
 
 
 def model_allowed_by_tenant(tenant: Any, model: str, tier: str | None) -> bool:
-    allowed = list(tenant.allowed_models or [])
-    return not allowed or model in allowed or (tier is not None and tier in allowed)
+    """The platform's allow-list and the tenant's own (tighter) one: both must allow the model."""
+    return bool(tenant.model_allowed(model, tier))
 
 
 def model_allowed_for_user(user: Any, tier: str | None) -> bool:
@@ -84,8 +84,9 @@ def policy_check(
     reason: str | None = None
     if granted > STANDARD_MAX_TOKENS and not user.has_perm("access.high_tokens"):
         granted, reason = STANDARD_MAX_TOKENS, "high_tokens"
-    if granted > tenant.max_tokens_per_request:
-        granted, reason = tenant.max_tokens_per_request, "tenant_max"
+    ceiling = tenant.effective_max_tokens_per_request  # the platform's, or the tenant's own when lower
+    if granted > ceiling:
+        granted, reason = ceiling, "tenant_max"
     return PolicyDecision(model=model, tier=tier, max_tokens=granted, requested_max_tokens=max_tokens,
                           clamp_reason=reason)
 

@@ -95,13 +95,16 @@ def _limits(tenant: Any, user: Any) -> tuple[list[tuple[str, int, str]], list[tu
     tpd: list[tuple[str, int, str]] = []
     if tenant.requests_per_minute is not None:
         rpm.append((f"{PREFIX}{schema}:rpm", tenant.requests_per_minute, "the organisation's requests per minute"))
-    if tenant.user_requests_per_minute is not None:
-        rpm.append((f"{PREFIX}{schema}:u{user.pk}:rpm", tenant.user_requests_per_minute, "your requests per minute"))
+    # Per-user limits: the platform's, or the tenant's own when stricter (Tenant.effective_*).
+    user_rpm = tenant.effective_user_requests_per_minute
+    if user_rpm is not None:
+        rpm.append((f"{PREFIX}{schema}:u{user.pk}:rpm", user_rpm, "your requests per minute"))
     day = _day(datetime.now(UTC))
     if tenant.tokens_per_day is not None:
         tpd.append((f"{PREFIX}{schema}:tpd:{day}", tenant.tokens_per_day, "the organisation's tokens per day"))
-    if tenant.user_tokens_per_day is not None:
-        tpd.append((f"{PREFIX}{schema}:u{user.pk}:tpd:{day}", tenant.user_tokens_per_day, "your tokens per day"))
+    user_tpd = tenant.effective_user_tokens_per_day
+    if user_tpd is not None:
+        tpd.append((f"{PREFIX}{schema}:u{user.pk}:tpd:{day}", user_tpd, "your tokens per day"))
     return rpm, tpd
 
 

@@ -200,7 +200,7 @@ class UsageMeApi(APIView):
 
 def usage_me(user: Any, tenant: Any) -> dict[str, Any]:
     usage: dict[str, Any] = dict(usage_today(user=user))
-    limit = tenant.user_tokens_per_day
+    limit = tenant.effective_user_tokens_per_day
     usage["tokens_per_day_limit"] = limit
     usage["tokens_left"] = None if limit is None else max(0, limit - usage["input_tokens"] - usage["output_tokens"])
     return usage

@@ -73,5 +73,12 @@ def targets_for_tenant(tenant: Any | None) -> list[ProviderTarget]:
     time-to-first-byte budget, if it has one."""
     credentials: dict[str, Any] = dict(getattr(tenant, "credentials", None) or {}) if tenant is not None else {}
     budget = getattr(tenant, "first_byte_timeout_s", None)
-    return [parse_target(key, dict(credentials.get(key.partition(":")[0]) or {}), first_byte_timeout_s=budget)
-            for key in provider_order_for(tenant)]
+    targets = []
+    for key in provider_order_for(tenant):
+        section = dict(credentials.get(key.partition(":")[0]) or {})
+        if key.startswith("bedrock") and tenant is not None:
+            # Always this tenant's platform-generated ExternalId, whatever the stored credentials say: a role ARN
+            # copied from another tenant then fails its trust policy (no confused deputy).
+            section["external_id"] = getattr(tenant, "bedrock_external_id", "") or ""
+        targets.append(parse_target(key, section, first_byte_timeout_s=budget))
+    return targets

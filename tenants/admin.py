@@ -51,7 +51,11 @@ class TenantForm(forms.ModelForm):
     bedrock_session_token = forms.CharField(
         required=False, widget=forms.PasswordInput, help_text="Leave blank to keep."
     )
-    bedrock_role_arn = forms.CharField(required=False)
+    bedrock_role_arn = forms.CharField(
+        required=False,
+        help_text="The role's trust policy must require this tenant's ExternalId (shown below) as sts:ExternalId; "
+                  "Atrium sends it on every AssumeRole, so the role is unusable from any other tenant.",
+    )
     vertex_project_id = forms.CharField(required=False)
     vertex_mode = forms.ChoiceField(
         required=False,
@@ -76,7 +80,7 @@ class TenantForm(forms.ModelForm):
         fields = [
             "name", "schema_name", "is_active", "allowed_models", "max_tokens_per_request", "requests_per_minute",
             "tokens_per_day", "user_requests_per_minute", "user_tokens_per_day", "retention_days",
-            "processing_notice", "data_region", "provider_order", "gdpr_account_action", "first_byte_timeout_s",
+            "data_region", "provider_order", "gdpr_account_action", "first_byte_timeout_s",
             "hedge_delay_ms", "anthropic_beta_allowed",
         ]
 
@@ -125,7 +129,10 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
     list_display = ["name", "schema_name", "is_active", "primary_domain", "requests_per_minute", "tokens_per_day"]
     list_filter = ["is_active"]
     search_fields = ["name", "schema_name", "domains__domain"]
-    readonly_fields = ["created_at", "credential_status"]
+    # The tenant's own tightenings and notice are its own (tenant site); the platform sees them, never edits them.
+    readonly_fields = ["created_at", "credential_status", "bedrock_external_id", "processing_notice",
+                       "own_allowed_models", "own_max_tokens_per_request", "own_user_requests_per_minute",
+                       "own_user_tokens_per_day"]
     fieldsets = [
         (None, {"fields": ["name", "schema_name", "is_active", "created_at"]}),
         (
@@ -138,13 +145,19 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
             },
         ),
         ("Providers", {"fields": ["first_byte_timeout_s", "hedge_delay_ms", "anthropic_beta_allowed"]}),
-        ("Privacy", {"fields": ["processing_notice", "retention_days", "gdpr_account_action"]}),
+        ("Privacy", {"fields": ["retention_days", "gdpr_account_action"]}),
+        (
+            "Set by the tenant (stricter values win)",
+            {"fields": ["processing_notice", "own_allowed_models", "own_max_tokens_per_request",
+                        "own_user_requests_per_minute", "own_user_tokens_per_day"]},
+        ),
         (
             "Provider credentials (encrypted; never shown back)",
             {
                 "fields": [
                     "credential_status", "anthropic_api_key", "bedrock_mode", "bedrock_access_key",
-                    "bedrock_secret_key", "bedrock_session_token", "bedrock_role_arn", "vertex_project_id",
+                    "bedrock_secret_key", "bedrock_session_token", "bedrock_role_arn", "bedrock_external_id",
+                    "vertex_project_id",
                     "vertex_mode", "vertex_service_account_json", "clear_credentials",
                 ]
             },

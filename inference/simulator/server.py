@@ -1,6 +1,7 @@
 """The provider simulator's HTTP server: Anthropic, Bedrock and Vertex wire formats on loopback, with faults.
 
-Control plane (JSON): `GET|POST|DELETE /_sim/faults`, `GET|DELETE /_sim/requests`. Providers:
+Control plane (JSON): `GET|POST|DELETE /_sim/faults`, `GET|DELETE /_sim/requests`, `POST /_sim/sts/trust`
+(`{"role_arn", "external_id"}`: that role's trust policy then requires the ExternalId, as AWS enforces it). Providers:
 `/anthropic/v1/messages`, `/anthropic/v1/models`, `/bedrock/{region}/model/{id}/invoke[-with-response-stream]`,
 `/vertex/v1/projects/{p}/locations/{region}/publishers/anthropic/models/{model}:rawPredict|:streamRawPredict`.
 Also `/sts/` (AssumeRole) and `/google/token` (service-account token exchange) so every credential mode can be
@@ -214,6 +215,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._body()
         if path == "/_sim/faults":
             self._control_faults(raw)
+        elif path == "/_sim/sts/trust":
+            spec = self._parse(raw) or {}
+            if not spec.get("role_arn") or not spec.get("external_id"):
+                self._send(400, {"error": "role_arn and external_id are required"})
+                return
+            self.sim.trust_role(str(spec["role_arn"]), str(spec["external_id"]))
+            self._send(200, {"trust": self.sim.role_trust})
         elif path in ("/anthropic/v1/messages", "/anthropic/v1/messages/count_tokens"):
             self._anthropic(path, raw)
         elif match := BEDROCK_PATH.match(path):
@@ -433,9 +441,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sts(self, raw: bytes) -> None:
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-        self.sim.record("sts", "", self.path, "", False, None)
+        self.sim.record("sts", "", self.path, "", False, None, form.get("ExternalId", ""))
         if form.get("Action") != "AssumeRole" or not form.get("RoleArn"):
             self._send(400, b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>",
+                       content_type="text/xml")
+            return
+        required = self.sim.role_trust.get(form["RoleArn"])
+        if required is not None and form.get("ExternalId") != required:
+            # What AWS answers when the trust policy's sts:ExternalId condition does not match.
+            self._send(403, b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>"
+                            b"User is not authorized to perform: sts:AssumeRole</Message></Error></ErrorResponse>",
                        content_type="text/xml")
             return
         expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
@@ -466,6 +481,8 @@ class Simulator:
         self.chunk_delay_s = chunk_delay_ms / 1000
         self._requests: list[dict[str, Any]] = []
         self._requests_lock = threading.Lock()
+        # role ARN -> the ExternalId its trust policy requires (sts:ExternalId); roles not listed trust anyone.
+        self.role_trust: dict[str, str] = {}
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -496,6 +513,10 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def trust_role(self, role_arn: str, external_id: str) -> None:
+        """Give `role_arn` a trust policy that requires `external_id` on AssumeRole, as AWS would enforce it."""
+        self.role_trust[role_arn] = external_id
 
     def record(self, provider: str, region: str, path: str, model: Any, stream: bool,
                body: dict[str, Any] | None, credential: str = "") -> None:
