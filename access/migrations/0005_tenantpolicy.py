@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('access', '0004_no_tenant_superusers'),
-        ('tenants', '0003_tenant_owned_settings_external_id'),
+        ('tenants', '0004_tenant_owned_settings_external_id'),
     ]
 
     operations = [

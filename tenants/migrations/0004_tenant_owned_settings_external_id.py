@@ -23,7 +23,7 @@ def fill_external_ids(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tenants", "0002_cache_invalidation")]
+    dependencies = [("tenants", "0003_provider_options")]
 
     operations = [
         migrations.AddField(
