@@ -4,8 +4,10 @@ and (where the tenant sets it) per user, in Redis.
 One Lua function (RESERVE_LUA, run by the gateway's admission script) checks every applicable limit and, only if
 all pass, records the request and reserves the tokens, so concurrent processes can never admit more than a limit
 between a check and an increment: `quota_plan` builds its arguments, `quota_outcome` reads its answer.
-After the call `quota_settle` refunds the unused part of the reservation (or charges the overrun);
-`quota_release` returns the whole reservation when the call failed.
+After the call is recorded, `quota_settle_many` refunds the unused part of the reservation (or charges the
+overrun), exactly once per request id; `quota_release` returns the whole reservation of a call refused before it
+was sent upstream. When Redis comes back empty, `quota_rebuild` rebuilds the day's token counters from recorded
+usage before anything is admitted (a missing epoch key tells).
 
 Requests per minute is a sliding 60-second window (a sorted set of request ids), not a fixed minute, so a burst
 straddling a minute boundary cannot get twice the limit.
@@ -13,8 +15,10 @@ straddling a minute boundary cannot get twice the limit.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,21 +26,31 @@ from typing import Any
 from access.errors import QuotaExceeded
 from config.redis import redis_client, redis_script
 
+logger = logging.getLogger(__name__)
+
 PREFIX = "atrium:quota:"
 WINDOW_S = 60
 
 # A Lua function, so the gateway can run it in the same script as its breaker check (one Redis round trip).
-# K: n_rpm window keys, then n_tpd day keys. A: now_ms, member, tokens, n_rpm, then the n_rpm limits, then the
-# n_tpd limits. Returns {0, index, retry_ms} on refusal (index: 1-based over rpm then tpd), {1} when admitted.
+# K: n_rpm window keys, then n_tpd day keys, then (when n_tpd > 0) the tenant's epoch key. A: now_ms, member,
+# tokens, n_rpm, n_tpd, then the n_rpm limits, then the n_tpd limits. Returns {0, index, retry_ms} on refusal
+# (index: 1-based over rpm then tpd), {1, epoch} when admitted, {2} when the day counters must first be rebuilt
+# (the epoch key is missing: Redis lost its data; quota_rebuild).
 RESERVE_LUA = """
 local function quota_reserve(K, A)
   local now = tonumber(A[1])
   local member = A[2]
   local tokens = tonumber(A[3])
   local n_rpm = tonumber(A[4])
+  local n_tpd = tonumber(A[5])
+  local epoch = ''
+  if n_tpd > 0 then
+    epoch = redis.call('GET', K[n_rpm + n_tpd + 1])
+    if not epoch then return {2} end
+  end
   local window = 60000
   for i = 1, n_rpm do
-    local limit = tonumber(A[4 + i])
+    local limit = tonumber(A[5 + i])
     redis.call('ZREMRANGEBYSCORE', K[i], '-inf', now - window)
     if redis.call('ZCARD', K[i]) >= limit then
       local oldest = redis.call('ZRANGE', K[i], 0, 0, 'WITHSCORES')
@@ -45,30 +59,86 @@ local function quota_reserve(K, A)
       return {0, i, retry}
     end
   end
-  for j = n_rpm + 1, #K do
+  for j = n_rpm + 1, n_rpm + n_tpd do
     local used = tonumber(redis.call('GET', K[j]) or '0')
-    if used + tokens > tonumber(A[4 + j]) then return {0, j, -1} end
+    if used + tokens > tonumber(A[5 + j]) then return {0, j, -1} end
   end
   for i = 1, n_rpm do
     redis.call('ZADD', K[i], now, member)
     redis.call('PEXPIRE', K[i], window + 1000)
   end
-  for j = n_rpm + 1, #K do
+  for j = n_rpm + 1, n_rpm + n_tpd do
     redis.call('INCRBY', K[j], tokens)
     redis.call('EXPIRE', K[j], 172800)
   end
-  return {1}
+  return {1, epoch}
 end
 """
 
-# KEYS: day keys. ARGV: one delta per key (may be negative). Never lets a counter go below zero.
+# Settles calls exactly once each, whatever is retried or replayed: a call's request id goes into its tenant's
+# settled set of the day, and only the call that added it changes the counters. Under the epoch its tokens were
+# reserved in, the counters get (used - reserved); after Redis lost its data (another epoch: the reservation went
+# with it), they get `used`. quota_rebuild adds recorded calls through the same set, so a call is counted once
+# whether its settlement or the rebuild gets there first.
+# KEYS: every key used. ARGV: n, then per call: request id, settled key index, epoch key index, epoch, reserved,
+# used, number of day keys, their indexes.
+_SETTLE = """
+local n = tonumber(ARGV[1])
+local p = 2
+for _ = 1, n do
+  local id, settled, epoch_key, epoch = ARGV[p], KEYS[tonumber(ARGV[p + 1])], KEYS[tonumber(ARGV[p + 2])], ARGV[p + 3]
+  local reserved, used, nk = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5]), tonumber(ARGV[p + 6])
+  if redis.call('SADD', settled, id) == 1 then
+    redis.call('EXPIRE', settled, 172800)
+    local delta = used
+    if redis.call('GET', epoch_key) == epoch then delta = used - reserved end
+    for k = 1, nk do
+      local key = KEYS[tonumber(ARGV[p + 6 + k])]
+      if redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0) end
+      redis.call('EXPIRE', key, 172800)
+    end
+  end
+  p = p + 7 + nk
+end
+return 1
+"""
+
+# quota_rebuild's part: KEYS: settled set, then day keys. ARGV: n, then per recorded call: request id, tokens,
+# number of day keys, their indexes (into KEYS).
+_REBUILD = """
+local n = tonumber(ARGV[1])
+local p = 2
+for _ = 1, n do
+  local id, tokens, nk = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
+  if redis.call('SADD', KEYS[1], id) == 1 then
+    for k = 1, nk do
+      local key = KEYS[tonumber(ARGV[p + 2 + k])]
+      redis.call('INCRBY', key, tokens)
+      redis.call('EXPIRE', key, 172800)
+    end
+  end
+  p = p + 3 + nk
+end
+redis.call('EXPIRE', KEYS[1], 172800)
+return 1
+"""
+
+
+# KEYS: day keys, then the epoch key. ARGV: one delta per day key (may be negative), then the epoch the deltas
+# belong to: nothing changes when the epoch moved on (the counters were rebuilt without this reservation). Never
+# lets a counter go below zero.
 _ADJUST = """
-for j = 1, #KEYS do
+if redis.call('GET', KEYS[#KEYS]) ~= ARGV[#ARGV] then return 0 end
+for j = 1, #KEYS - 1 do
   local value = redis.call('INCRBY', KEYS[j], tonumber(ARGV[j]))
   if value < 0 then redis.call('SET', KEYS[j], 0, 'KEEPTTL') end
 end
 return 1
 """
+
+
+class QuotaRebuildNeeded(Exception):
+    """Redis has no epoch for this tenant (it restarted empty): the day's counters must be rebuilt first."""
 
 
 @dataclass
@@ -78,6 +148,9 @@ class Reservation:
     tokens: int
     day_keys: list[str] = field(default_factory=list)
     settled: bool = False
+    schema: str = ""
+    epoch: str = ""  # the tenant's quota epoch the tokens were reserved in (see _SETTLE)
+    day: str = ""
 
 
 def _day(now: datetime) -> str:
@@ -117,20 +190,40 @@ class QuotaPlan:
     tokens: int
     limits: list[tuple[str, int, str]]  # rpm then tpd: (key, limit, label)
     n_rpm: int
+    n_tpd: int = 0
+    schema: str = ""
+    day: str = ""
+
+
+def epoch_key(schema: str) -> str:
+    return f"{PREFIX}{schema}:epoch"
+
+
+def settled_key(schema: str, day: str) -> str:
+    return f"{PREFIX}{schema}:settled:{day}"
 
 
 def quota_plan(*, tenant: Any, user: Any, tokens: int) -> QuotaPlan:
     rpm, tpd = _limits(tenant, user)
     keys = [k for k, _, _ in rpm] + [k for k, _, _ in tpd]
-    args: list[Any] = [int(time.time() * 1000), uuid.uuid4().hex, int(tokens), len(rpm)]
+    if tpd:
+        keys.append(epoch_key(tenant.schema_name))
+    args: list[Any] = [int(time.time() * 1000), uuid.uuid4().hex, int(tokens), len(rpm), len(tpd)]
     args += [limit for _, limit, _ in rpm] + [limit for _, limit, _ in tpd]
-    return QuotaPlan(keys=keys, args=args, tokens=int(tokens), limits=rpm + tpd, n_rpm=len(rpm))
+    return QuotaPlan(keys=keys, args=args, tokens=int(tokens), limits=rpm + tpd, n_rpm=len(rpm), n_tpd=len(tpd),
+                     schema=tenant.schema_name, day=_day(datetime.now(UTC)))
 
 
 def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:
-    """The reservation RESERVE_LUA granted, or QuotaExceeded (with retry_after seconds) naming the limit."""
+    """The reservation RESERVE_LUA granted, or QuotaExceeded (with retry_after seconds) naming the limit;
+    QuotaRebuildNeeded when Redis lost the tenant's counters."""
+    if int(result[0]) == 2:
+        raise QuotaRebuildNeeded(plan.schema)
     if int(result[0]) == 1:
-        return Reservation(tokens=plan.tokens if plan.keys else 0, day_keys=plan.keys[plan.n_rpm:])
+        epoch = result[1].decode() if isinstance(result[1], bytes) else str(result[1] or "")
+        return Reservation(tokens=plan.tokens if plan.n_tpd else 0,
+                           day_keys=plan.keys[plan.n_rpm:plan.n_rpm + plan.n_tpd], schema=plan.schema, epoch=epoch,
+                           day=plan.day)
     index, retry_ms = int(result[1]) - 1, int(result[2])
     _key, limit, label = plan.limits[index]
     if index < plan.n_rpm:
@@ -142,29 +235,86 @@ def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:
                         limit="tokens_per_day")
 
 
-def quota_settle(reservation: Reservation, used_tokens: int) -> None:
-    """Charge what the call really used: refund the rest of the reservation (or charge an overrun)."""
-    quota_settle_many([(reservation, used_tokens)])
+def quota_settle_many(settlements: list[tuple[str, Reservation, int]]) -> None:
+    """Settle calls (request id, reservation, tokens used) in one script call, each exactly once (_SETTLE): safe
+    to retry after a Redis error, and to replay. A call is only settled after its usage is committed."""
+    keys: dict[str, int] = {}
 
+    def index(key: str) -> int:
+        return keys.setdefault(key, len(keys) + 1)
 
-def quota_settle_many(settlements: list[tuple[Reservation, int]]) -> None:
-    """Settle several reservations with one script call (the per-key deltas summed)."""
-    deltas: dict[str, int] = {}
-    for reservation, used_tokens in settlements:
-        if reservation.settled:
+    args: list[Any] = [0]
+    for request_id, reservation, used_tokens in settlements:
+        if not reservation.day_keys or not request_id:
             continue
-        reservation.settled = True
-        delta = int(used_tokens) - reservation.tokens
-        for key in reservation.day_keys if delta else ():
-            deltas[key] = deltas.get(key, 0) + delta
-    deltas = {key: delta for key, delta in deltas.items() if delta}
-    if deltas:
-        redis_script(_ADJUST)(keys=list(deltas), args=list(deltas.values()))
+        args += [request_id, index(settled_key(reservation.schema, reservation.day)),
+                 index(epoch_key(reservation.schema)), reservation.epoch, reservation.tokens, int(used_tokens),
+                 len(reservation.day_keys), *[index(k) for k in reservation.day_keys]]
+        args[0] += 1
+    if args[0]:
+        redis_script(_SETTLE)(keys=list(keys), args=args)
 
 
 def quota_release(reservation: Reservation) -> None:
-    """The call failed before using anything: give the whole reservation back."""
-    quota_settle(reservation, 0)
+    """The call was refused before anything was sent upstream: give the whole reservation back. Only for calls
+    that leave no usage record (a recorded call is settled by the recorder, exactly once)."""
+    if reservation.settled or not reservation.day_keys:
+        return
+    reservation.settled = True
+    args = [-reservation.tokens] * len(reservation.day_keys)
+    redis_script(_ADJUST)(keys=[*reservation.day_keys, epoch_key(reservation.schema)],
+                          args=[*args, reservation.epoch])
+
+
+def quota_rebuild(*, tenant: Any, recorded: Callable[[str], Iterator[tuple[str, int | None, int]]],
+                  wait_s: float = 30.0) -> bool:
+    """Rebuild the tenant's token counters of the day from recorded usage, after Redis came back empty.
+
+    `recorded(day)` yields (request id, user id, tokens charged) of the day's recorded calls (the gateway passes
+    the usage ledger's reader: access does not read inference's tables). One process rebuilds (a Redis lock);
+    the others wait for the new epoch. Calls recorded meanwhile are settled through the same settled set, so
+    each counts once. Returns True if this process rebuilt.
+    """
+    client = redis_client()
+    schema = tenant.schema_name
+    lock = f"{PREFIX}{schema}:rebuild"
+    token = uuid.uuid4().hex
+    if not client.set(lock, token, nx=True, px=int(wait_s * 1000)):
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and not client.exists(epoch_key(schema)):
+            time.sleep(0.05)
+        return False
+    try:
+        if client.exists(epoch_key(schema)):
+            return False
+        day = _day(datetime.now(UTC))
+        tenant_key = f"{PREFIX}{schema}:tpd:{day}" if tenant.tokens_per_day is not None else None
+        per_user = tenant.user_tokens_per_day is not None
+        batch: list[tuple[str, int | None, int]] = []
+
+        def send() -> None:
+            keys: dict[str, int] = {settled_key(schema, day): 1}
+            args: list[Any] = [len(batch)]
+            for request_id, user_id, tokens in batch:
+                day_keys = [k for k in (tenant_key, f"{PREFIX}{schema}:u{user_id}:tpd:{day}"
+                                        if per_user and user_id is not None else None) if k]
+                args += [request_id, tokens, len(day_keys),
+                         *[keys.setdefault(k, len(keys) + 1) for k in day_keys]]
+            redis_script(_REBUILD)(keys=list(keys), args=args)
+            batch.clear()
+
+        for row in recorded(datetime.now(UTC).date().isoformat()):
+            batch.append(row)
+            if len(batch) >= 1000:
+                send()
+        if batch:
+            send()
+        client.set(epoch_key(schema), uuid.uuid4().hex)
+        logger.warning("quota counters of %s rebuilt from recorded usage (Redis had lost them)", schema)
+        return True
+    finally:
+        if client.get(lock) == token.encode():
+            client.delete(lock)
 
 
 def quota_tokens_used_today(*, tenant: Any, user: Any | None = None) -> int:

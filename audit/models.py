@@ -61,6 +61,9 @@ class AuditEntry(models.Model):
     personal = models.JSONField(default=dict, blank=True, help_text="username, session id, IP, user agent")
     redacted_at = models.DateTimeField(null=True, blank=True)
     subject_mac = models.CharField(max_length=64, editable=False)
+    # The model call's request id (idempotency key): a retried or replayed record is never written twice. Also in
+    # the chained metadata; this column carries the unique constraint.
+    request_id = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
     prev_mac = models.CharField(max_length=64, editable=False)
     mac = models.CharField(max_length=64, editable=False)
 
@@ -164,6 +167,17 @@ class GdprJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} ({self.status})"
+
+
+class Erasure(models.Model):
+    """A subject whose deletion has started: their calls still in flight are recorded redacted, and nothing new is
+    linked to them (inference.gateway's recorder reads this table inside its write transaction)."""
+
+    user_id = models.BigIntegerField(unique=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"erasure of user {self.user_id}"
 
 
 class DeletionReceipt(models.Model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import chain
-from audit.models import AuditEntry, Consent, ProcessingNotice
+from audit.models import AuditEntry, Consent, Erasure, ProcessingNotice
 from config.tenant_cache import TenantCache
 
 # (user id, hash of the notice text) -> True: the user has accepted the current notice.
@@ -74,6 +74,27 @@ class AuditEvent:
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     timestamp: datetime = field(default_factory=timezone.now)
+    request_id: str = ""  # idempotency key: an event with a request id already in the chain is not written again
+    # Keyed hashes of the payloads, when computed ahead (events_hash, for the local journal: no prompt on disk).
+    input_hash: str | None = None
+    output_hash: str | None = None
+
+    def hashed(self, key: bytes) -> AuditEvent:
+        """This event with its payloads replaced by their keyed hashes (under `key`, the tenant's audit key)."""
+        return replace(self, input_payload=None, output_payload=None,
+                       input_hash=self.input_hash if self.input_hash is not None else content_hash(
+                           key, self.input_payload),
+                       output_hash=self.output_hash if self.output_hash is not None else content_hash(
+                           key, self.output_payload))
+
+
+@dataclass
+class Appended:
+    """What audit_append_once wrote, and which of the events' users are being erased (their events went in
+    redacted; the caller's other writes for them must not link to them either)."""
+
+    entries: list[AuditEntry]
+    erased: frozenset[int]
 
 
 def audit_event(*, event_type: str, user: Any = None, request: Any = None, user_id: int | None = None,
@@ -94,37 +115,79 @@ def audit_record(*, event_type: str, user: Any = None, request: Any = None, user
 
 def audit_append(events: list[AuditEvent]) -> list[AuditEntry]:
     """Append entries to the current tenant's chain, in order, with one lock and one INSERT."""
+    return audit_append_once(events).entries
+
+
+def _already(events: list[AuditEvent]) -> tuple[set[str], frozenset[int]]:
+    """Request ids of `events` already in the chain, and users of `events` whose erasure has started. Read after
+    the chain lock: an erasure starts under the same lock (erasure_start), so it is either seen here or begins
+    after this transaction, whose entries its redaction step then finds."""
+    request_ids = [e.request_id for e in events if e.request_id]
+    user_ids = list({e.user_id for e in events if e.user_id is not None})
+    if not request_ids and not user_ids:
+        return set(), frozenset()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT request_id, NULL FROM audit_auditentry WHERE request_id = ANY(%s) "
+                       "UNION ALL SELECT NULL, user_id FROM audit_erasure WHERE user_id = ANY(%s)",
+                       [request_ids, user_ids])
+        rows = cursor.fetchall()
+    return {str(r[0]) for r in rows if r[0] is not None}, frozenset(int(r[1]) for r in rows if r[1] is not None)
+
+
+def audit_append_once(events: list[AuditEvent]) -> Appended:
+    """audit_append, idempotent by request id: an event whose request id is already in the chain is skipped.
+    Events of a user whose erasure has started are written without their personal fields."""
     key = chain.tenant_key()
     entries: list[AuditEntry] = []
     # No savepoint: an append that fails must fail the change it records, and a savepoint costs two round trips.
     with transaction.atomic(savepoint=False):
         last_seq, prev = chain.chain_lock_head()
+        present, erased = _already(events)
         for event in events:
-            personal_fields = chain.normalise(event.personal)
+            if event.request_id and event.request_id in present:
+                continue
+            if event.request_id:
+                present.add(event.request_id)
+            user_id = None if event.user_id in erased else event.user_id
+            personal_fields = {} if event.user_id in erased else chain.normalise(event.personal)
+            metadata = dict(event.metadata or {})
+            if event.request_id:
+                metadata["request_id"] = event.request_id
             last_seq += 1
             fields: dict[str, Any] = {
                 "seq": last_seq,
                 "event_id": uuid.uuid4(),
                 "timestamp": event.timestamp,
                 "event_type": event.event_type,
-                "actor": chain.pseudonym(key, event.user_id),
+                "actor": chain.pseudonym(key, event.user_id),  # the pseudonym survives erasure
                 "model": event.model or "",
-                "input_hash": content_hash(key, event.input_payload),
-                "output_hash": content_hash(key, event.output_payload),
+                "input_hash": event.input_hash if event.input_hash is not None else content_hash(
+                    key, event.input_payload),
+                "output_hash": event.output_hash if event.output_hash is not None else content_hash(
+                    key, event.output_payload),
                 "input_tokens": int(event.input_tokens or 0),
                 "output_tokens": int(event.output_tokens or 0),
                 "latency_ms": int(event.latency_ms or 0),
                 "status": event.status,
-                "metadata": chain.normalise(event.metadata or {}),
+                "metadata": chain.normalise(metadata),
                 "error": (event.error or "")[:2000],
-                "subject_mac": chain.subject_mac(key, event.user_id, personal_fields),
+                "subject_mac": chain.subject_mac(key, user_id, personal_fields),
             }
             mac = chain.entry_mac(key, prev, fields)
-            entries.append(AuditEntry(**fields, user_id=event.user_id, personal=personal_fields, prev_mac=prev,
-                                      mac=mac))
+            entries.append(AuditEntry(**fields, user_id=user_id, personal=personal_fields, prev_mac=prev, mac=mac,
+                                      request_id=event.request_id or None))
             prev = mac
         AuditEntry.objects.bulk_create(entries)
-    return entries
+    return Appended(entries=entries, erased=erased)
+
+
+def erasure_start(user_id: int) -> bool:
+    """Mark `user_id` as being erased, under the chain lock (see _already); True if newly marked. From here on
+    the user's records are written redacted and usage counts anonymously."""
+    with transaction.atomic():
+        chain.chain_lock()
+        _erasure, created = Erasure.objects.get_or_create(user_id=user_id)
+    return created
 
 
 def audit_redact_batch(user_id: int, batch: int) -> int:

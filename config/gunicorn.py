@@ -39,3 +39,10 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+# The record writer starts with the worker, so it replays what a killed worker journaled (inference/recorder.py).
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    from inference.records import recorder_start
+
+    recorder_start()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,16 +24,32 @@ from django_tenants.utils import tenant_context
 
 from access.errors import NotPermitted, QuotaExceeded
 from access.policy import PolicyDecision, policy_check
-from access.quotas import RESERVE_LUA, Reservation, quota_outcome, quota_plan, quota_release, quota_settle_many
-from audit.services import AuditEvent, audit_append, audit_event, audit_record, consent_required
+from access.quotas import (
+    RESERVE_LUA,
+    QuotaRebuildNeeded,
+    Reservation,
+    quota_outcome,
+    quota_plan,
+    quota_rebuild,
+    quota_release,
+)
+from audit.services import audit_event, audit_record, consent_required
 from config.redis import redis_script
 from inference import metrics
 from inference.breaker import ALLOW_LUA, breaker_key
 from inference.catalog.selectors import CatalogEntry, catalog_entry
 from inference.errors import InferenceError, ModelNotFound
-from inference.recorder import BatchWriter
+from inference.records import (
+    CallRecord,
+    RecordsUnavailable,
+    record_durable,
+    record_now,
+    record_submit,
+    records_available,
+    usage_recorded,
+)
 from inference.router import route, route_stream
-from inference.services import UsageCount, usage_add_many
+from inference.services import UsageCount
 from inference.targets import targets_for_tenant
 from inference.types import Attempt, MessageRequest, ProviderTarget
 
@@ -69,6 +86,23 @@ class Call:
     request: Any = None  # the HttpRequest, for audit IP / user agent / session
     auth_method: str = "session"
     auth_metadata: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""  # the call's idempotency key (request_id_for)
+
+    def __post_init__(self) -> None:
+        if not self.request_id:
+            self.request_id = request_id_for(self.request)
+
+
+def request_id_for(request: Any) -> str:
+    """The request id Atrium generated for this request (the response's `request-id` header). A client-supplied
+    X-Request-Id is kept for log correlation but cannot be the idempotency key (a client reusing one would make
+    a second call's record look like a retry), so it gets a unique suffix."""
+    request_id = str(getattr(request, "request_id", "") or "")
+    if not request_id:
+        return f"req_{uuid.uuid4().hex}"
+    if request is not None and request.headers.get("X-Request-Id", "") == request_id:
+        return f"{request_id}.{uuid.uuid4().hex[:16]}"
+    return request_id
 
 
 @dataclass
@@ -194,7 +228,7 @@ local qk, qa = {}, {}
 for i = 1, nq do qk[i] = KEYS[i] end
 for i = 1, na do qa[i] = ARGV[2 + i] end
 local granted = quota_reserve(qk, qa)
-if granted[1] == 0 then return {granted, {}} end
+if granted[1] ~= 1 then return {granted, {}} end
 local now, probe_ttl = tonumber(ARGV[na + 3]), tonumber(ARGV[na + 4])
 local codes = {}
 for j = nq + 1, #KEYS do
@@ -213,9 +247,16 @@ def _reserve(call: Call, entry: CatalogEntry, tokens: int,
     served = [t for t in targets if entry.provider_model_id(t.provider, t.region) is not None]
     keys = plan.keys + [breaker_key(t.breaker_name) for t in served]
     args = [len(plan.keys), len(plan.args), *plan.args, time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]
-    granted, codes = redis_script(_ADMIT)(keys=keys, args=args)
-    reservation = quota_outcome(plan, granted)
-    return reservation, {target.key: int(code) for target, code in zip(served, codes, strict=False)}
+    for _attempt in range(3):
+        granted, codes = redis_script(_ADMIT)(keys=keys, args=args)
+        try:
+            reservation = quota_outcome(plan, granted)
+        except QuotaRebuildNeeded:
+            # Redis came back empty: the day's token counters are rebuilt from recorded usage before admitting.
+            quota_rebuild(tenant=call.tenant, recorded=usage_recorded)
+            continue
+        return reservation, {target.key: int(code) for target, code in zip(served, codes, strict=False)}
+    raise RecordsUnavailable()
 
 
 def gateway_admit(call: Call) -> Admitted:
@@ -239,6 +280,10 @@ def gateway_admit(call: Call) -> Admitted:
     except NotPermitted as exc:
         _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
         raise
+    if not records_available(call.tenant):
+        unavailable = RecordsUnavailable()
+        _refused(call, unavailable, model=entry.model_id, reason="records_unavailable")
+        raise unavailable
     targets = targets_for_tenant(call.tenant)
     try:
         reservation, admissions = _reserve(call, entry, decision.max_tokens + _estimate_input_tokens(body), targets)
@@ -256,18 +301,6 @@ def gateway_admit(call: Call) -> Admitted:
 
 
 # --- the call and its records ------------------------------------------------------------------------
-
-@dataclass
-class CallRecord:
-    """What a finished (or failed) call leaves behind: its usage, its audit entry and its quota settlement."""
-
-    tenant: Any
-    usage: UsageCount
-    audit: AuditEvent
-    reservation: Reservation
-    used_tokens: int
-    settle: bool  # False: release the whole reservation (nothing was produced)
-
 
 def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
                  attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False) -> CallRecord:
@@ -302,44 +335,30 @@ def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider
                             output_payload=(message or {}).get("content"), input_tokens=input_tokens,
                             output_tokens=output_tokens, latency_ms=latency_ms, status=status, metadata=metadata,
                             error=error)
-    return CallRecord(tenant=call.tenant, audit=audit, reservation=admitted.reservation,
-                      usage=UsageCount(call.user.pk, model, provider, input_tokens, output_tokens, status != "success"),
-                      used_tokens=input_tokens + output_tokens, settle=status == "success" or bool(message))
-
-
-def records_write(records: list[CallRecord], persist: Callable[[], None] | None = None) -> None:
-    """Write calls' records: per tenant one transaction (with the caller's own writes, `persist`), then every
-    quota settlement in one Redis call. The reservations are settled even when the database write fails."""
-    try:
-        by_tenant: dict[str, list[CallRecord]] = {}
-        for record in records:
-            by_tenant.setdefault(record.tenant.schema_name, []).append(record)
-        for group in by_tenant.values():
-            with tenant_context(group[0].tenant), transaction.atomic():
-                if persist is not None:
-                    persist()
-                usage_add_many([r.usage for r in group])
-                audit_append([r.audit for r in group])
-    finally:
-        quota_settle_many([(r.reservation, r.used_tokens if r.settle else 0) for r in records])
-
-
-_writer: BatchWriter[CallRecord] = BatchWriter("recorder", records_write)
+    settle = status == "success" or bool(message)
+    audit.request_id = call.request_id
+    return CallRecord(tenant=call.tenant, request_id=call.request_id, audit=audit, reservation=admitted.reservation,
+                      usage=UsageCount(call.user.pk, model, provider, input_tokens, output_tokens, status != "success",
+                                       request_id=call.request_id, day=audit.timestamp.date(),
+                                       charged_tokens=input_tokens + output_tokens if settle else 0),
+                      used_tokens=input_tokens + output_tokens, settle=settle)
 
 
 def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
             attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False,
-            persist: Persist | None = None, background: bool = False) -> None:
-    """Write the call's records now, or with `background` hand them to the batch writer (never with `persist`:
-    the caller's own writes belong in the same transaction, now)."""
+            persist: Persist | None = None, background: bool = False) -> tuple[CallRecord, Any]:
+    """Write the call's records now, or with `background` hand them to the batch writer and return its ticket
+    (record_durable waits on it); never `background` with `persist`: the caller's own writes belong in the same
+    transaction, now."""
     record = _call_record(admitted, message=message, provider=provider, region=region, model_id=model_id,
                           attempts=attempts, status=status, error=error, incomplete=incomplete)
     if persist is not None:
-        records_write([record], lambda: persist(message, provider, region))
+        record_now(record, lambda: persist(message, provider, region))
     elif background:
-        _writer.submit(record)
+        return record, record_submit(record)
     else:
-        records_write([record])
+        record_now(record)
+    return record, None
 
 
 def _public_message(message: dict[str, Any], entry: CatalogEntry) -> dict[str, Any]:
@@ -380,8 +399,11 @@ def gateway_complete(admitted: Admitted, persist: Persist | None = None, *,
     """
     result = _start(admitted, route)
     message = _public_message(result.message, admitted.entry)
-    _record(admitted, message=message, provider=result.provider, region=result.region, model_id=result.model_id,
-            attempts=result.attempts, status="success", persist=persist, background=background)
+    record, ticket = _record(admitted, message=message, provider=result.provider, region=result.region,
+                             model_id=result.model_id, attempts=result.attempts, status="success", persist=persist,
+                             background=background)
+    if ticket is not None:
+        record_durable(record, ticket)  # the response completes only once its records are durable
     return message
 
 
@@ -397,6 +419,8 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
 
     def events() -> Iterator[dict[str, Any]]:
         finished = False
+        held: dict[str, Any] | None = None  # message_stop, sent once the records are durable
+        pending: list[tuple[CallRecord, Any]] = []
         try:
             for event in stream:
                 if event.get("type") == "message_start":
@@ -407,6 +431,9 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
                     kind = upstream.get("type") if isinstance(upstream, dict) else None
                     event = {"type": "error", "error": {"type": kind or "api_error",
                                                         "message": STREAM_FAILED_MESSAGE}}
+                if background and event.get("type") == "message_stop":
+                    held = event
+                    continue
                 yield event
             finished = True
         finally:
@@ -418,12 +445,24 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
                 "" if finished else "the client went away before the end of the stream")
             status = "success" if not incomplete else "incomplete"
             try:
-                _record(admitted, message=message, provider=stream.provider, region=stream.region,
-                        model_id=stream.model_id, attempts=stream.attempts, status=status, error=error,
-                        incomplete=incomplete, persist=persist, background=background)
+                pending.append(_record(admitted, message=message, provider=stream.provider, region=stream.region,
+                                       model_id=stream.model_id, attempts=stream.attempts, status=status,
+                                       error=error, incomplete=incomplete, persist=persist, background=background))
             except Exception:
                 logger.exception("could not record a streamed model call")
                 quota_release(admitted.reservation)
             stream.close()
+        if held is None:
+            return
+        record, ticket = pending[0] if pending else (None, None)
+        try:
+            if record is None:
+                raise RecordsUnavailable()
+            if ticket is not None:
+                record_durable(record, ticket)
+        except RecordsUnavailable as exc:
+            yield {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
+            return
+        yield held
 
     return events()

@@ -18,3 +18,12 @@ FAILOVERS = Counter("atrium_failovers_total", "Attempts that failed over to the 
 QUOTA_REFUSALS = Counter("atrium_quota_refusals_total", "Requests refused by a quota", ["tenant", "limit"])
 POLICY_REFUSALS = Counter("atrium_policy_refusals_total", "Requests refused by the access policy or consent",
                           ["tenant", "reason"])
+RECORDER_RETRIES = Counter("atrium_recorder_retries_total", "Call records whose write failed and is retried")
+RECORDER_RESTARTS = Counter("atrium_recorder_restarts_total", "Record writer threads found dead and restarted")
+RECORDER_JOURNALED = Counter("atrium_recorder_journaled_total",
+                             "Call records kept in the local journal because the database did not take them in time")
+RECORDER_REPLAYED = Counter("atrium_recorder_replayed_total", "Call records replayed from a dead process's journal")
+RECORDER_BACKPRESSURE = Counter("atrium_recorder_backpressure_total",
+                                "Times a request waited for room in a full record writer")
+RECORDS_REFUSED = Counter("atrium_records_unavailable_total",
+                          "Calls refused (503) because their records could not be made durable", ["tenant"])

@@ -85,3 +85,29 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"usage {self.day} {self.model} {self.provider}"
+
+
+class UsageRecord(models.Model):
+    """One model call's usage, keyed by its request id: the idempotency ledger behind UsageDaily.
+
+    The recorder inserts a call's row and adds it to UsageDaily in one statement, only when the row is new, so a
+    retried or replayed record can never count twice. The rows of the current day also rebuild the Redis token
+    counters after Redis lost them (access.quotas.quota_rebuild); older rows are pruned by retention.
+    """
+
+    request_id = models.CharField(max_length=100, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    day = models.DateField()
+    model = models.CharField(max_length=120)
+    provider = models.CharField(max_length=40)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    # Tokens charged against the day's quota counters (0 for a call released unused).
+    charged_tokens = models.PositiveBigIntegerField(default=0)
+    error = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="usage_record_day")]
+
+    def __str__(self) -> str:
+        return f"usage of {self.request_id}"

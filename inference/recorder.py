@@ -1,64 +1,175 @@
-"""Writing finished calls' records (usage, audit entry, quota settlement) off the request thread, in batches.
+"""Writing finished calls' records (usage, audit entry, quota settlement) durably, in batches (group commit).
 
-A /v1 call that waited for its records would add several database round trips to its latency, and with
-keep-alive even records written in the response's close() delay the next request on the connection. So the
-request thread hands a finished call's record to this process's writer thread and returns. The writer waits up to
-`ATRIUM_RECORDER_LINGER_MS` for more records and writes each tenant's batch in one transaction: one chain lock,
-one INSERT of the audit entries, one usage upsert; then one Redis call settles every reservation of the batch.
-Batching is what keeps the writer from competing with the request threads for the interpreter (each record
-written on its own cost more CPU than the whole call it records: docs/benchmarks.md).
+A /v1 call's response does not complete before its records are committed: the request thread hands the record to
+this process's writer thread and waits for the commit of the batch that carries it (`submit` returns a Ticket;
+`Ticket.wait`). The writer takes whatever records are waiting, writes each tenant's part in one transaction (one
+chain lock, one INSERT of the audit entries, one usage statement) and then settles their quota reservations in
+one Redis call. Concurrent calls share a commit, which is what keeps durability cheap (docs/decisions.md).
 
-Nothing is dropped: when more than `ATRIUM_RECORDER_MAX_PENDING` records wait, the caller writes its own
-(back-pressure); a batch that fails is retried record by record, so one bad record cannot lose the others; on a
-graceful stop (gunicorn's SIGTERM, interpreter exit) everything pending is written first. A hard kill can lose
-the records of the last linger period, the price of the latency (docs/decisions.md).
+Every record carries its request id as an idempotency key (a unique constraint on the audit entry and on the
+usage ledger; a settled set in Redis), so a retry is a no-op. Nothing is dropped: the part of a batch that failed
+is retried with backoff until it is written (`record_retry` in the log, `atrium_recorder_retries_total`); after
+a few failed attempts the records are written one by one, so one bad record cannot hold up the others. While
+records of a tenant are failing, `degraded(tenant)` is true and the gateway applies the tenant's record policy:
+refuse new calls before anything is sent upstream, or serve them and keep their records in the local journal.
+
+The journal (`ATRIUM_RECORD_JOURNAL_DIR`): one append-only file per process, each record a line, fsynced before
+the response goes on. The process holds an exclusive lock on its file; a file whose lock is free belongs to a
+process that died, and is replayed by the next writer that starts (or checks, every few seconds) and then
+removed. Records still pending at a graceful stop are written, or journaled if the database does not take them.
+
+The writer thread is supervised: if it dies, the next submit (or the next check of `degraded`) starts a new one
+with the records the dead one held (`recorder_restarted` in the log, `atrium_recorder_restarts_total`).
 `ATRIUM_RECORD_IN_BACKGROUND=false` writes each record in the request thread instead (the test settings do).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import logging
 import os
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import IO, Generic, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections
+
+from inference import metrics
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class BatchWriter(Generic[T]):
-    """One writer thread per process that calls `write(batch)` with what `submit` handed it."""
+class Ticket:
+    """One submitted record: `wait` returns True once it is committed."""
 
-    def __init__(self, name: str, write: Callable[[list[T]], None]) -> None:
+    __slots__ = ("_done",)
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+
+@dataclass(eq=False)
+class _Pending(Generic[T]):
+    item: T
+    ticket: Ticket
+    key: str
+    attempts: int = 0
+    journaled: bool = False
+    replay: object = None  # the journal file this record was replayed from
+
+
+@dataclass
+class Codec(Generic[T]):
+    """How records go into the journal and come back, and which tenant (key) a record belongs to."""
+
+    key: Callable[[T], str]
+    encode: Callable[[T], str]
+    decode: Callable[[str], T]
+
+
+@dataclass(eq=False)
+class _Replay:
+    path: str
+    handle: IO[bytes]
+    left: int = 0
+    done: bool = False
+    lines: list[str] = field(default_factory=list)
+
+
+def _setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+class BatchWriter(Generic[T]):
+    """One writer thread per process: `write(batch)` writes what `submit` handed it and returns what it could not
+    write (retried until written)."""
+
+    def __init__(self, name: str, write: Callable[[list[T]], list[T]], codec: Codec[T] | None = None) -> None:
         self.name = name
         self.write = write
+        self.codec = codec
         self._cond = threading.Condition()
-        self._queue: deque[T] = deque()
-        self._busy = 0  # records taken off the queue and not yet written
+        self._queue: deque[_Pending[T]] = deque()
+        self._busy: list[_Pending[T]] = []  # taken off the queue by the writer, not yet written
+        self._failing: dict[str, int] = {}  # key -> records of that key that failed and wait for a retry
         self._pid = 0
+        self._thread: threading.Thread | None = None
         self._hurry = False
-        atexit.register(self.flush)
+        self._journal: IO[bytes] | None = None
+        self._journal_path = ""
+        self._journal_lock = threading.Lock()
+        self._journaled = 0  # records in this process's journal not yet written
+        self._replays: list[_Replay] = []
+        self._next_scan = 0.0
+        self._batch_started = 0.0
+        atexit.register(self.stop)
 
-    def submit(self, item: T) -> None:
-        """Hand `item` to the writer (or write it here when background recording is off or the writer is full)."""
+    # --- callers ---------------------------------------------------------------------------------------
+
+    def submit(self, item: T) -> Ticket:
+        """Hand `item` to the writer; the ticket is done once it is committed. Waits for room when the writer is
+        full (back-pressure: nothing is dropped). Without background recording, writes it here and now."""
+        ticket = Ticket()
         if not getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
-            self._write_safely([item])
-            return
+            if self.write([item]):
+                raise RecordNotWritten("the call's records could not be written")
+            ticket._done.set()
+            return ticket
         self._ensure_thread()
+        pending = _Pending(item, ticket, self.codec.key(item) if self.codec else "")
+        limit = int(_setting("ATRIUM_RECORDER_MAX_PENDING", 10_000))
         with self._cond:
-            if len(self._queue) + self._busy < int(getattr(settings, "ATRIUM_RECORDER_MAX_PENDING", 10_000)):
-                self._queue.append(item)
-                if len(self._queue) == 1 or len(self._queue) >= int(getattr(settings, "ATRIUM_RECORDER_BATCH", 500)):
-                    self._cond.notify()
-                return
-        self._write_safely([item])  # back-pressure: the writer is saturated
+            while len(self._queue) + len(self._busy) >= limit > 0:
+                metrics.RECORDER_BACKPRESSURE.inc()
+                self._cond.wait(timeout=0.5)
+            self._queue.append(pending)
+            self._cond.notify_all()
+        return ticket
+
+    def degraded(self, key: str) -> bool:
+        """True while records of `key` (a tenant) fail to be written, or wait far longer than a commit should."""
+        self._ensure_thread()
+        if self._failing.get(key):
+            return True
+        stuck = _setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000
+        with self._cond:
+            return bool(self._busy) and time.monotonic() - self._batch_started > stuck
+
+    def journal(self, item: T) -> None:
+        """Append `item` to this process's journal and fsync it: durable across a kill of the process. Raises
+        OSError when the journal cannot be written."""
+        if self.codec is None:
+            raise RecordNotWritten("this writer has no journal")
+        line = (self.codec.encode(item).replace("\n", " ") + "\n").encode()
+        with self._journal_lock:
+            handle = self._journal_open()
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+            self._journaled += 1
+        metrics.RECORDER_JOURNALED.inc()
+        with self._cond:
+            found = False
+            for pending in (*self._busy, *self._queue):
+                if pending.item is item:
+                    pending.journaled = found = True
+            if not found:  # written meanwhile (or never submitted): nothing will count it down
+                self._journal_written()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything submitted so far is written; False if it did not happen within `timeout`."""
@@ -71,53 +182,208 @@ class BatchWriter(Generic[T]):
                     break
             return not (self._queue or self._busy)
 
+    def stop(self) -> None:
+        """At exit: write what is pending; journal what the database would not take in time."""
+        if self._pid != os.getpid() or not (self._queue or self._busy):
+            return
+        if self.flush(timeout=_setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)) or self.codec is None:
+            return
+        with self._cond:
+            left = [p for p in (*self._busy, *self._queue) if not p.journaled and p.replay is None]
+        for pending in left:
+            try:
+                self.journal(pending.item)
+            except Exception:
+                logger.exception("record_lost: a call record could be neither written nor journaled at exit")
+
+    # --- the writer thread --------------------------------------------------------------------------------
+
     def _ensure_thread(self) -> None:
-        if self._pid == os.getpid():
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
             return
         with self._cond:
             if self._pid != os.getpid():  # first use in this process (a forked worker inherits no thread)
                 self._pid = os.getpid()
                 self._queue.clear()
-                self._busy = 0
-                threading.Thread(target=self._run, name=f"atrium-{self.name}", daemon=True).start()
+                self._busy = []
+                self._failing = {}
+                self._journal = None
+                self._journaled = 0
+                self._replays = []
+            elif self._thread is not None and not self._thread.is_alive():
+                # The writer died: what it held goes back to the front of the queue, and a new writer starts.
+                self._queue.extendleft(reversed(self._busy))
+                self._busy = []
+                metrics.RECORDER_RESTARTS.inc()
+                logger.error("recorder_restarted: the %s writer thread had died; a new one takes its %d records",
+                             self.name, len(self._queue))
+            elif self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name=f"atrium-{self.name}", daemon=True)
+            self._thread.start()
+
+    def start(self) -> None:
+        """Start the writer now (a web worker at boot), which also replays journals of processes that died."""
+        if getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
+            self._ensure_thread()
+
+    def _take(self) -> list[_Pending[T]]:
+        linger = _setting("ATRIUM_RECORDER_LINGER_MS", 0) / 1000
+        limit = int(_setting("ATRIUM_RECORDER_BATCH", 500))
+        with self._cond:
+            while not self._queue:
+                if not self._cond.wait(timeout=1.0):
+                    return []
+            deadline = time.monotonic() + linger
+            while len(self._queue) < limit and not self._hurry:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(timeout=remaining)
+            self._hurry = False
+            batch = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+            self._busy = batch
+            self._batch_started = time.monotonic()
+            return batch
 
     def _run(self) -> None:
-        linger = float(getattr(settings, "ATRIUM_RECORDER_LINGER_MS", 50)) / 1000
-        limit = int(getattr(settings, "ATRIUM_RECORDER_BATCH", 500))
+        backoff = 0.05
         while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                # Linger for more records, unless a full batch is waiting or flush() asks for them now.
-                deadline = time.monotonic() + linger
-                while len(self._queue) < limit and not self._hurry:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(timeout=remaining)
-                self._hurry = False
-                batch = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
-                self._busy = len(batch)
+            self._scan_journals()
+            batch = self._take()
+            if not batch:
+                continue
             close_old_connections()
             try:
-                self._write_safely(batch)
+                failed = self._write(batch)
             finally:
                 close_old_connections()
-                with self._cond:
-                    self._busy = 0
-                    self._cond.notify_all()
+            with self._cond:
+                if failed:
+                    for pending in failed:
+                        pending.attempts += 1
+                        if pending.attempts == 1:
+                            self._failing[pending.key] = self._failing.get(pending.key, 0) + 1
+                    self._queue.extendleft(reversed(failed))  # first in line again, in order
+                self._busy = []
+                not_written = {id(p) for p in failed}
+                for pending in batch:
+                    if id(pending) not in not_written:
+                        self._written(pending)
+                self._cond.notify_all()
+            if failed:
+                metrics.RECORDER_RETRIES.inc(len(failed))
+                logger.warning("record_retry: %d call records not written yet; retrying in %.2f s", len(failed),
+                               backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            else:
+                backoff = 0.05
 
-    def _write_safely(self, batch: list[T]) -> None:
+    def _write(self, batch: list[_Pending[T]]) -> list[_Pending[T]]:
+        """Write the batch; returns what is not written. After repeated failures, one record at a time."""
+        if len(batch) > 1 and max(p.attempts for p in batch) >= 3:
+            return [p for p in batch if self._write([p])]
+        by_item = {id(p.item): p for p in batch}
         try:
-            self.write(batch)
-            return
+            left = self.write([p.item for p in batch])
         except Exception:
-            if len(batch) == 1:
-                logger.exception("could not record a completed model call")
-                return
-            logger.warning("a batch of %d call records failed; writing them one by one", len(batch), exc_info=True)
-        for item in batch:
+            logger.warning("record_retry: writing %d call records failed", len(batch), exc_info=True)
+            return batch
+        return [by_item[id(item)] for item in left]
+
+    def _written(self, pending: _Pending[T]) -> None:
+        """Under the condition: the record is committed."""
+        if pending.attempts:
+            count = self._failing.get(pending.key, 0) - 1
+            if count > 0:
+                self._failing[pending.key] = count
+            else:
+                self._failing.pop(pending.key, None)
+        pending.ticket._done.set()
+        if pending.journaled:
+            self._journal_written()
+        if isinstance(pending.replay, _Replay):
+            replay = pending.replay
+            replay.left -= 1
+            if replay.left <= 0 and replay.done:
+                self._replay_finish(replay)
+
+    # --- the journal ---------------------------------------------------------------------------------------
+
+    def _journal_dir(self) -> str:
+        return str(getattr(settings, "ATRIUM_RECORD_JOURNAL_DIR", "") or "")
+
+    def _journal_open(self) -> IO[bytes]:
+        if self._journal is None:
+            directory = self._journal_dir()
+            if not directory:
+                raise OSError("ATRIUM_RECORD_JOURNAL_DIR is not set")
+            os.makedirs(directory, exist_ok=True)
+            self._journal_path = os.path.join(directory, f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}.journal")
+            handle = open(self._journal_path, "ab")  # noqa: SIM115 - held open for the life of the process
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
+            self._journal = handle
+        return self._journal
+
+    def _journal_written(self) -> None:
+        """One journaled record reached the database; an empty journal is truncated."""
+        with self._journal_lock:
+            self._journaled -= 1
+            if self._journaled <= 0 and self._journal is not None:
+                self._journaled = 0
+                self._journal.truncate(0)
+                self._journal.seek(0)
+                os.fsync(self._journal.fileno())
+
+    def _scan_journals(self) -> None:
+        """Replay the journals of processes that died (their lock is free), each record exactly once (the
+        records' idempotency keys make a second replay harmless too)."""
+        if self.codec is None or time.monotonic() < self._next_scan:
+            return
+        self._next_scan = time.monotonic() + _setting("ATRIUM_RECORD_JOURNAL_SCAN_S", 5)
+        directory = self._journal_dir()
+        if not directory or not os.path.isdir(directory):
+            return
+        busy = {r.path for r in self._replays}
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            if not name.startswith(f"{self.name}-") or not name.endswith(".journal") or path == self._journal_path \
+                    or path in busy:
+                continue
             try:
-                self.write([item])
-            except Exception:
-                logger.exception("could not record a completed model call")
+                handle = open(path, "rb")  # noqa: SIM115 - held (locked) until its records are written
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live process's journal, or gone
+            lines = [line.decode() for line in handle.read().splitlines() if line.strip()]
+            replay = _Replay(path=path, handle=handle, left=len(lines))
+            items = []
+            for line in lines:
+                try:
+                    items.append(self.codec.decode(line))
+                except Exception:
+                    replay.left -= 1  # a torn last line (killed mid-write): its call was never answered
+                    logger.warning("record_journal_skip: an unreadable line in %s", path)
+            logger.warning("record_replay: %d call records from %s", len(items), path)
+            metrics.RECORDER_REPLAYED.inc(len(items))
+            with self._cond:
+                for item in items:
+                    self._queue.append(_Pending(item, Ticket(), self.codec.key(item), replay=replay))
+                replay.done = True
+                if replay.left <= 0:
+                    self._replay_finish(replay)
+                else:
+                    self._replays.append(replay)
+                self._cond.notify_all()
+
+    def _replay_finish(self, replay: _Replay) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(replay.path)
+        replay.handle.close()
+        if replay in self._replays:
+            self._replays.remove(replay)
+
+
+class RecordNotWritten(Exception):
+    """A call's records could not be written (synchronous recording) or journaled."""

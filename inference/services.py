@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db import connection
@@ -20,7 +21,7 @@ _USAGE_UPSERT = (
 
 @dataclass(frozen=True)
 class UsageCount:
-    """One call's contribution to its user's usage row of the day."""
+    """One call's contribution to its user's usage row of the day, keyed by the call's request id."""
 
     user_id: int | None
     model: str
@@ -28,31 +29,42 @@ class UsageCount:
     input_tokens: int
     output_tokens: int
     error: bool
+    request_id: str = ""
+    day: date | None = None  # the call's UTC day (a record replayed after midnight still counts on its day)
+    charged_tokens: int = 0  # what the call charged to the day's quota counters
 
 
-def usage_add_many(counts: list[UsageCount]) -> None:
-    """Count several calls in today's usage rows (UTC) with one statement (one row per user, model, provider)."""
+def usage_add_many(counts: list[UsageCount], *, anonymous: frozenset[int] = frozenset()) -> set[str]:
+    """Count calls in their days' usage rows, exactly once each; returns the request ids counted now.
+
+    One statement: each call's ledger row (inference_usagerecord, unique request id) is inserted unless it exists,
+    and only the rows inserted now are added to the daily rows, so a retried or replayed batch cannot count a call
+    twice. Users in `anonymous` (their erasure has started) and users deleted since the call count anonymously.
+    """
     if not counts:
-        return
-    day = datetime.now(UTC).date()
-    rows: dict[tuple[int | None, str, str], list[int]] = {}
-    for count in counts:
-        row = rows.setdefault((count.user_id, count.model, count.provider), [0, 0, 0, 0])
-        row[0] += 1
-        row[1] += int(count.error)
-        row[2] += int(count.input_tokens)
-        row[3] += int(count.output_tokens)
-    # A user deleted since the call (a GDPR deletion) counts as anonymous, as usage_anonymise would have made it.
-    values = ", ".join(["((SELECT id FROM auth_user WHERE id = %s), %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+        return set()
+    today = datetime.now(UTC).date()
+    values = ", ".join(["(%s, (SELECT id FROM auth_user WHERE id = %s), %s::date, %s, %s, %s, %s, %s, %s)"]
+                       * len(counts))
     params: list[Any] = []
-    for (user_id, model, provider), (requests, errors, input_tokens, output_tokens) in rows.items():
-        params += [user_id, day, model, provider, requests, errors, input_tokens, output_tokens]
+    for count in counts:
+        user_id = None if count.user_id in anonymous else count.user_id
+        params += [count.request_id or f"anon_{uuid.uuid4().hex}", user_id, count.day or today, count.model,
+                   count.provider, int(count.input_tokens), int(count.output_tokens), int(count.charged_tokens),
+                   bool(count.error)]
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "  # noqa: S608 - placeholders only
-            f"output_tokens) VALUES {values} {_USAGE_UPSERT}",
+            "WITH new AS (INSERT INTO inference_usagerecord (request_id, user_id, day, model, provider, "  # noqa: S608 - placeholders only
+            f"input_tokens, output_tokens, charged_tokens, error) VALUES {values} "
+            "ON CONFLICT (request_id) DO NOTHING RETURNING request_id, user_id, day, model, provider, input_tokens, "
+            "output_tokens, error), "
+            "daily AS (INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, "
+            "input_tokens, output_tokens) SELECT user_id, day, model, provider, count(*), sum(error::int), "
+            f"sum(input_tokens), sum(output_tokens) FROM new GROUP BY 1, 2, 3, 4 {_USAGE_UPSERT}) "
+            "SELECT request_id FROM new",
             params,
         )
+        return {str(row[0]) for row in cursor.fetchall()}
 
 
 def usage_anonymise(user_id: int) -> int:
@@ -68,7 +80,9 @@ def usage_anonymise(user_id: int) -> int:
             [user_id],
         )
         cursor.execute("DELETE FROM inference_usagedaily WHERE user_id = %s", [user_id])
-        return int(cursor.rowcount)
+        removed = int(cursor.rowcount)
+        cursor.execute("UPDATE inference_usagerecord SET user_id = NULL WHERE user_id = %s", [user_id])
+        return removed
 
 
 def _user_pre_delete(sender: Any, instance: Any, **kwargs: Any) -> None:

@@ -37,6 +37,10 @@ def _tighter(platform: int | None, own: int | None) -> int | None:
 
 
 class Tenant(TenantMixin):
+    class RecordPolicy(models.TextChoices):
+        FAIL_CLOSED = "fail_closed", "Refuse calls (503) while their records cannot be committed"
+        SERVE_AND_JOURNAL = "serve_and_journal", "Serve, and keep the records in the local journal until committed"
+
     class AccountAction(models.TextChoices):
         DEACTIVATE = "deactivate", "Deactivate and anonymise the account"
         REMOVE = "remove", "Remove the account"
@@ -100,6 +104,12 @@ class Tenant(TenantMixin):
         blank=True,
         help_text="anthropic-beta feature names this tenant's callers may send (comma-separated, e.g. "
         "prompt-caching-2024-07-31). A name not listed is refused with 400. Empty allows none.",
+    )
+    record_policy = models.CharField(
+        max_length=20, choices=RecordPolicy.choices, default=RecordPolicy.FAIL_CLOSED,
+        help_text="What happens when a call's audit entry and usage cannot be committed to the database: refuse "
+        "new calls with 503 before anything is sent upstream (regulated tenants), or serve them and keep their "
+        "records in each web process's fsynced journal until the database takes them.",
     )
     gdpr_account_action = models.CharField(
         max_length=20, choices=AccountAction.choices, default=AccountAction.DEACTIVATE

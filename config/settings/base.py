@@ -295,9 +295,16 @@ CSRF_FAILURE_VIEW = "config.error_views.csrf_failure"
 
 # --- chat, metrics, compliance ---------------------------------------------------------------------
 ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py
-ATRIUM_RECORDER_LINGER_MS = env.float("ATRIUM_RECORDER_LINGER_MS", default=50)  # wait this long to batch records
+# Group commit: a call's response waits for the commit of the batch carrying its records (docs/decisions.md).
+ATRIUM_RECORDER_LINGER_MS = env.float("ATRIUM_RECORDER_LINGER_MS", default=0)  # extra wait to gather a batch
 ATRIUM_RECORDER_BATCH = env.int("ATRIUM_RECORDER_BATCH", default=500)  # most records in one batch
-ATRIUM_RECORDER_MAX_PENDING = env.int("ATRIUM_RECORDER_MAX_PENDING", default=10_000)  # then callers write their own
+ATRIUM_RECORDER_MAX_PENDING = env.int("ATRIUM_RECORDER_MAX_PENDING", default=10_000)  # then callers wait for room
+# How long a response waits for its records' commit before the tenant's record policy applies (503 or journal).
+ATRIUM_RECORD_COMMIT_WAIT_MS = env.float("ATRIUM_RECORD_COMMIT_WAIT_MS", default=3000)
+# The local write-ahead journal of "serve and journal" tenants: a persistent directory of each web host.
+ATRIUM_RECORD_JOURNAL_DIR = env.str("ATRIUM_RECORD_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal"))
+ATRIUM_RECORD_JOURNAL_SCAN_S = env.float("ATRIUM_RECORD_JOURNAL_SCAN_S", default=5)  # look for dead processes' journals
+ATRIUM_RECORDER_STOP_WAIT_S = env.float("ATRIUM_RECORDER_STOP_WAIT_S", default=20)  # at a graceful stop, then journal
 ATRIUM_METRICS_TOKEN = env.str("ATRIUM_METRICS_TOKEN", default="")  # empty: /metrics open (restrict by network)
 ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed download links and files expire
 ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere

@@ -39,11 +39,16 @@ def simulator() -> Iterator[Simulator]:
 
 
 def quota_keys_clear() -> None:
+    from access.quotas import epoch_key
     from config.redis import redis_client
 
     client = redis_client()
     for key in client.scan_iter("atrium:quota:*"):
         client.delete(key)
+    # A fresh day for every test tenant: a new epoch, so the counters start at zero instead of being rebuilt from
+    # the usage earlier tests recorded today (access.quotas.quota_rebuild; tested on its own).
+    for schema in ("alpha", "beta", QUOTA_TENANT):
+        client.set(epoch_key(schema), uuid.uuid4().hex)
 
 
 @pytest.fixture

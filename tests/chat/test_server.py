@@ -83,24 +83,27 @@ def test_a_revoked_key_is_refused_by_every_worker(web: WebServer, clean: None, c
     eventually(refused_everywhere, "every worker refuses the revoked key")
 
 
-def test_records_still_waiting_at_a_graceful_stop_are_written(simulator: Simulator, clean: None,
-                                                               committed_user: Any) -> None:
-    """The batch writer lingers (60 s here); SIGTERM, as a deploy or a scale-down sends, writes what waits."""
+def test_a_200_means_the_calls_records_are_committed(simulator: Simulator, clean: None,
+                                                     committed_user: Any) -> None:
+    """Group commit: the response completes only once its audit entry and usage are committed, each under the
+    request id the client sees; a graceful stop (SIGTERM) then has nothing left to lose."""
     from django_tenants.utils import schema_context
 
     from audit.models import AuditEntry
-    from inference.models import UsageDaily
+    from inference.models import UsageDaily, UsageRecord
     from tests.chat.conftest import web_env
 
-    server = WebServer(web_env(simulator, ATRIUM_RECORDER_LINGER_MS="60000"), workers=1).start()
+    server = WebServer(web_env(simulator), workers=1).start()
     try:
         user, key = committed_user("alpha")
         client = sdk(server, key)
         for n in range(5):
-            client.messages.create(model="claude-haiku-5-5", max_tokens=16,
-                                   messages=[{"role": "user", "content": f"call {n}"}])
-        with schema_context("alpha"):
-            assert not UsageDaily.objects.filter(user_id=user.pk).exists()  # still lingering in the writer
+            raw = client.messages.with_raw_response.create(model="claude-haiku-5-5", max_tokens=16,
+                                                           messages=[{"role": "user", "content": f"call {n}"}])
+            request_id = raw.headers["request-id"]
+            with schema_context("alpha"):  # no waiting: committed before the response ended
+                assert AuditEntry.objects.filter(request_id=request_id, event_type="model_call").count() == 1
+                assert UsageRecord.objects.filter(request_id=request_id, user_id=user.pk).count() == 1
     finally:
         server.stop()  # SIGTERM, then wait for the process to exit
     assert server.proc is not None and server.proc.returncode == 0

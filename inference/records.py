@@ -1,0 +1,185 @@
+"""A model call's records (usage, audit entry, quota settlement): what they are, how they are written exactly once,
+and how the gateway waits for them to be durable before the response completes (docs/decisions.md).
+
+`records_write` writes a batch: per tenant one transaction (the audit entries and the usage ledger, both keyed by
+request id, so a retry is a no-op), then that tenant's quota settlements (idempotent too). It returns the records
+it could not write; the batch writer (inference.recorder) retries them until they are written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django_tenants.utils import tenant_context
+
+from access.quotas import Reservation, quota_settle_many
+from audit import chain
+from audit.services import AuditEvent, audit_append_once
+from inference import metrics
+from inference.errors import InferenceError
+from inference.recorder import BatchWriter, Codec, RecordNotWritten, Ticket
+from inference.services import UsageCount, usage_add_many
+
+logger = logging.getLogger(__name__)
+
+
+class RecordsUnavailable(InferenceError):
+    """The call's records cannot be made durable, and the tenant's policy is to refuse rather than serve."""
+
+    status = 503
+    error_type = "api_error"
+
+    def __init__(self) -> None:
+        super().__init__("Atrium cannot record calls right now, and this organisation does not serve calls it cannot "
+                         "record. Retry in a few seconds.")
+
+
+@dataclass
+class CallRecord:
+    """What a finished (or failed) call leaves behind: its usage, its audit entry and its quota settlement."""
+
+    tenant: Any
+    request_id: str
+    usage: UsageCount
+    audit: AuditEvent
+    reservation: Reservation
+    used_tokens: int
+    settle: bool  # False: release the whole reservation (nothing was produced)
+
+    @property
+    def charged(self) -> int:
+        return self.used_tokens if self.settle else 0
+
+
+def records_write(records: list[CallRecord], persist: Callable[[], None] | None = None) -> list[CallRecord]:
+    """Write calls' records, each tenant's in one transaction (with the caller's own writes, `persist`, which
+    then fail with it), then settle that tenant's reservations. Returns the records not written."""
+    by_tenant: dict[str, list[CallRecord]] = {}
+    for record in records:
+        by_tenant.setdefault(record.tenant.schema_name, []).append(record)
+    failed: list[CallRecord] = []
+    for schema, group in by_tenant.items():
+        try:
+            with tenant_context(group[0].tenant), transaction.atomic():
+                if persist is not None:
+                    persist()
+                appended = audit_append_once([r.audit for r in group])
+                usage_add_many([r.usage for r in group], anonymous=appended.erased)
+        except Exception:
+            if persist is not None:
+                raise
+            logger.warning("record_retry: the records of %d calls of %s were not committed", len(group), schema,
+                           exc_info=True)
+            failed.extend(group)
+            continue
+        try:  # only after the commit: a rebuild of the counters reads committed usage (access.quotas)
+            quota_settle_many([(r.request_id, r.reservation, r.charged) for r in group])
+        except Exception:
+            logger.warning("record_retry: the quota settlement of %d calls of %s failed", len(group), schema,
+                           exc_info=True)
+            failed.extend(group)  # retried whole: the database part is a no-op now, the settlement idempotent
+    return failed
+
+
+# --- the journal's line format (no prompt or completion: their keyed hashes only) --------------------------------
+
+_tenants: dict[str, Any] = {}
+
+
+def _tenant(schema: str) -> Any:
+    tenant = _tenants.get(schema)
+    if tenant is None:
+        from tenants.models import Tenant
+
+        tenant = _tenants[schema] = Tenant.objects.get(schema_name=schema)
+    return tenant
+
+
+def record_encode(record: CallRecord) -> str:
+    on_tenant = getattr(connection, "tenant", None) is record.tenant
+    if on_tenant:
+        event = record.audit.hashed(chain.tenant_key())
+    else:
+        with tenant_context(record.tenant):
+            event = record.audit.hashed(chain.tenant_key())
+    audit = asdict(event)
+    audit["timestamp"] = event.timestamp.isoformat()
+    usage = asdict(record.usage)
+    usage["day"] = record.usage.day.isoformat() if record.usage.day else None
+    return json.dumps({"tenant": record.tenant.schema_name, "request_id": record.request_id, "usage": usage,
+                       "audit": audit, "reservation": asdict(record.reservation), "used_tokens": record.used_tokens,
+                       "settle": record.settle}, separators=(",", ":"), default=str)
+
+
+def record_decode(line: str) -> CallRecord:
+    data = json.loads(line)
+    usage = dict(data["usage"])
+    usage["day"] = date.fromisoformat(usage["day"]) if usage.get("day") else None
+    audit = dict(data["audit"])
+    audit["timestamp"] = datetime.fromisoformat(audit["timestamp"])
+    return CallRecord(tenant=_tenant(data["tenant"]), request_id=data["request_id"], usage=UsageCount(**usage),
+                      audit=AuditEvent(**audit), reservation=Reservation(**data["reservation"]),
+                      used_tokens=int(data["used_tokens"]), settle=bool(data["settle"]))
+
+
+writer: BatchWriter[CallRecord] = BatchWriter(
+    "recorder", records_write, Codec(key=lambda r: str(r.tenant.schema_name), encode=record_encode,
+                                     decode=record_decode))
+
+
+def recorder_start() -> None:
+    """Start this process's writer (gunicorn's post_worker_init): it replays what dead processes journaled."""
+    writer.start()
+
+
+def records_available(tenant: Any) -> bool:
+    """May a call of `tenant` be served now? False when its records are failing to commit and its policy is to
+    fail closed (then the call is refused before anything is sent upstream)."""
+    if not writer.degraded(tenant.schema_name):
+        return True
+    return str(getattr(tenant, "record_policy", "fail_closed")) == "serve_and_journal"
+
+
+def record_now(record: CallRecord, persist: Callable[[], None] | None = None) -> None:
+    """Write the records in this thread (the caller's own writes, `persist`, in the same transaction)."""
+    if records_write([record], persist):
+        raise RecordNotWritten("the call's records could not be written")
+
+
+def record_submit(record: CallRecord) -> Ticket:
+    return writer.submit(record)
+
+
+def record_durable(record: CallRecord, ticket: Ticket) -> None:
+    """Return once the record is durable: committed (group commit), or, when the database does not take it within
+    ATRIUM_RECORD_COMMIT_WAIT_MS and the tenant serves and journals, fsynced to the local journal. Otherwise
+    RecordsUnavailable (the record itself stays queued: it is written when the database is back)."""
+    from django.conf import settings
+
+    if ticket.wait(float(getattr(settings, "ATRIUM_RECORD_COMMIT_WAIT_MS", 3000)) / 1000):
+        return
+    tenant = record.tenant
+    if str(getattr(tenant, "record_policy", "fail_closed")) == "serve_and_journal":
+        try:
+            writer.journal(record)
+            return
+        except Exception:
+            logger.exception("record_journal_failed: a call record could not be journaled")
+    metrics.RECORDS_REFUSED.labels(tenant.schema_name).inc()
+    raise RecordsUnavailable()
+
+
+def usage_recorded(day: str) -> Iterator[tuple[str, int | None, int]]:
+    """The current tenant's recorded calls of `day` that charged tokens, for access.quotas.quota_rebuild."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT request_id, user_id, charged_tokens FROM inference_usagerecord "
+                       "WHERE day = %s AND charged_tokens > 0", [day])
+        while rows := cursor.fetchmany(2000):
+            for request_id, user_id, charged in rows:
+                yield str(request_id), user_id, int(charged)
