@@ -10,10 +10,12 @@ class AccessConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_in, user_login_failed
 
+        from access import personal_data
         from access.receivers import login_failed_audit, login_succeeded_audit
         from access.roles import roles_seed_receiver
         from tenants.signals import tenant_provisioned
 
+        personal_data.register()
         tenant_provisioned.connect(roles_seed_receiver, dispatch_uid="access.roles_seed")
         user_logged_in.connect(login_succeeded_audit, dispatch_uid="access.login_audit")
         user_login_failed.connect(login_failed_audit, dispatch_uid="access.login_failed_audit")

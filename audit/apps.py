@@ -8,6 +8,9 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         from audit import receivers
+        from audit.gdpr import handlers
+
+        handlers.register()
         from tenants.signals import tenant_policy_changed
 
         tenant_policy_changed.connect(receivers.tenant_policy_changed, dispatch_uid="audit_tenant_policy_changed")

@@ -170,14 +170,15 @@ class GdprJob(models.Model):
 
 
 class Erasure(models.Model):
-    """A subject whose deletion has started: their calls still in flight are recorded redacted, and nothing new is
-    linked to them (inference.gateway's recorder reads this table inside its write transaction)."""
+    """A subject whose deletion has started: their calls still in flight (or replayed from a journal later) are
+    recorded redacted, and nothing new is linked to them (audit_append_once reads this table inside the record's
+    write transaction). Kept after the deletion, as the subject's pseudonym only (not the user id)."""
 
-    user_id = models.BigIntegerField(unique=True)
+    subject_ref = models.CharField(max_length=32, unique=True)
     started_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
-        return f"erasure of user {self.user_id}"
+        return f"erasure of {self.subject_ref}"
 
 
 class DeletionReceipt(models.Model):

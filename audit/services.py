@@ -123,15 +123,16 @@ def _already(events: list[AuditEvent]) -> tuple[set[str], frozenset[int]]:
     the chain lock: an erasure starts under the same lock (erasure_start), so it is either seen here or begins
     after this transaction, whose entries its redaction step then finds."""
     request_ids = [e.request_id for e in events if e.request_id]
-    user_ids = list({e.user_id for e in events if e.user_id is not None})
-    if not request_ids and not user_ids:
+    key = chain.tenant_key()
+    refs = {chain.pseudonym(key, user_id): user_id for user_id in {e.user_id for e in events if e.user_id is not None}}
+    if not request_ids and not refs:
         return set(), frozenset()
     with connection.cursor() as cursor:
         cursor.execute("SELECT request_id, NULL FROM audit_auditentry WHERE request_id = ANY(%s) "
-                       "UNION ALL SELECT NULL, user_id FROM audit_erasure WHERE user_id = ANY(%s)",
-                       [request_ids, user_ids])
+                       "UNION ALL SELECT NULL, subject_ref FROM audit_erasure WHERE subject_ref = ANY(%s)",
+                       [request_ids, list(refs)])
         rows = cursor.fetchall()
-    return {str(r[0]) for r in rows if r[0] is not None}, frozenset(int(r[1]) for r in rows if r[1] is not None)
+    return {str(r[0]) for r in rows if r[0] is not None}, frozenset(refs[str(r[1])] for r in rows if r[1] is not None)
 
 
 def audit_append_once(events: list[AuditEvent]) -> Appended:
@@ -186,7 +187,7 @@ def erasure_start(user_id: int) -> bool:
     the user's records are written redacted and usage counts anonymously."""
     with transaction.atomic():
         chain.chain_lock()
-        _erasure, created = Erasure.objects.get_or_create(user_id=user_id)
+        _erasure, created = Erasure.objects.get_or_create(subject_ref=chain.pseudonym(chain.tenant_key(), user_id))
     return created
 
 

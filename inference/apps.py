@@ -9,6 +9,9 @@ class InferenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from inference import personal_data
         from inference.services import _user_pre_delete
+
+        personal_data.register()
 
         pre_delete.connect(_user_pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="usage_anonymise")

@@ -310,5 +310,7 @@ ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed 
 ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere
 ATRIUM_GDPR_BATCH = env.int("ATRIUM_GDPR_BATCH", default=2000)  # rows per transaction in GDPR jobs
 ATRIUM_RETENTION_BATCH = env.int("ATRIUM_RETENTION_BATCH", default=1000)
+# Per-call usage rows (idempotency keys of records, today's quota rebuild) are kept this many days.
+ATRIUM_USAGE_LEDGER_DAYS = env.int("ATRIUM_USAGE_LEDGER_DAYS", default=7)
 ATRIUM_GDPR_BATCH_PAUSE_MS = env.int("ATRIUM_GDPR_BATCH_PAUSE_MS", default=0)  # throttle between GDPR batches
 ATRIUM_GDPR_QUEUE = env.str("ATRIUM_GDPR_QUEUE", default="celery")  # Celery queue of export and deletion jobs

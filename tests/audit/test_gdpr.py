@@ -176,7 +176,7 @@ def test_failed_job_can_be_retried(people: dict[str, Any], tenant_a: Any, in_ten
         def broken(job: Any) -> None:
             raise OSError("disk full")
 
-        monkeypatch.setattr(gdpr, "export_run", broken)
+        monkeypatch.setattr(gdpr.jobs, "export_run", broken)
         assert gdpr.gdpr_run(str(job.id)) == "failed"
         job.refresh_from_db()
         assert job.status == "failed" and "disk full" in job.error
