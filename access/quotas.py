@@ -289,7 +289,7 @@ def quota_rebuild(*, tenant: Any, recorded: Callable[[str], Iterator[tuple[str, 
             return False
         day = _day(datetime.now(UTC))
         tenant_key = f"{PREFIX}{schema}:tpd:{day}" if tenant.tokens_per_day is not None else None
-        per_user = tenant.user_tokens_per_day is not None
+        per_user = tenant.effective_user_tokens_per_day is not None
         batch: list[tuple[str, int | None, int]] = []
 
         def send() -> None:

@@ -302,7 +302,7 @@ def test_settlement_is_idempotent_and_survives_an_emptied_redis(in_tenant: Any, 
     class T:
         schema_name = schema
         tokens_per_day = 10_000
-        user_tokens_per_day = None
+        effective_user_tokens_per_day = None
 
     day = "20261206"
     key = f"atrium:quota:{schema}:tpd:{day}"
