@@ -8,7 +8,8 @@ from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
-app = CeleryApp("atrium")
+# Every task pauses while its tenant is suspended (config/tasks_base.py).
+app = CeleryApp("atrium", task_cls="config.tasks_base:AtriumTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, ResolverMatch, set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
 
+from config.suspended import suspended_response, tenant_suspended
 from config.tenant_cache import TenantCache
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("atrium_request_id", default="")
@@ -69,7 +70,13 @@ class TenantMiddleware(TenantMainMiddleware):
         tenant: Any = _tenants.peek("public", hostname) if hostname else None
         if tenant is None:
             response: HttpResponse | None = super().process_request(request)  # fills the cache (get_tenant)
+            if response is None and tenant_suspended(getattr(request, "tenant", None)):
+                return suspended_response(request)
             return response
+        if tenant_suspended(tenant):
+            suspended = suspended_response(request)
+            if suspended is not None:
+                return suspended
         tenant.domain_url = hostname
         request.tenant = tenant  # type: ignore[attr-defined]
         on_it = getattr(connection, "tenant", None) is tenant

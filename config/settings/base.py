@@ -157,6 +157,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
 # Schedule kept in the public schema; an entry without "tenant_schemas" runs once per tenant.
 CELERY_BEAT_SCHEDULER = "config.beat:PlatformBeatScheduler"
 CELERY_TIMEZONE = "UTC"
+# A task for a suspended tenant is retried this often until the tenant is active again (config/tasks_base.py).
+ATRIUM_SUSPENDED_TASK_RETRY_S = env.int("ATRIUM_SUSPENDED_TASK_RETRY_S", default=300)
 ATRIUM_HEALTH_CHECK_INTERVAL_S = env.int("ATRIUM_HEALTH_CHECK_INTERVAL_S", default=60)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "provider-health": {
