@@ -11,15 +11,16 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
 
+from audit.verify import GENESIS, ChainWalk, CheckpointRef, VerifyResult
 from config.tenant_cache import TenantCache
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "VerifyResult", "chain_verify"]
+
 CHAINED = ("seq", "event_id", "timestamp", "event_type", "actor", "model", "input_hash", "output_hash",
            "input_tokens", "output_tokens", "latency_ms", "status", "metadata", "error", "subject_mac")
 
@@ -94,19 +95,6 @@ def chain_lock_head() -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row and row[0] is not None else (0, GENESIS)
 
 
-@dataclass
-class VerifyResult:
-    entries: int
-    ok: bool
-    broken_seq: int | None = None
-    reason: str = ""
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"ok: {self.entries} entries, chain intact"
-        return f"BROKEN at entry #{self.broken_seq}: {self.reason} ({self.entries} entries checked before it)"
-
-
 def _rows(batch: int) -> Iterator[tuple[Any, ...]]:
     # constant column names, no input
     columns = ", ".join([*CHAINED, "prev_mac", "mac", "user_id", "personal", "redacted_at"])
@@ -122,18 +110,17 @@ def _rows(batch: int) -> Iterator[tuple[Any, ...]]:
         last = rows[-1][0]
 
 
-def chain_verify(batch: int = 20_000) -> VerifyResult:
-    """Walk the current schema's chain in order. Detects edited, deleted, inserted and reordered entries."""
+def chain_verify(batch: int = 20_000, checkpoint: CheckpointRef | None = None) -> VerifyResult:
+    """Walk the current schema's chain in order and compare its head with `checkpoint` (audit.checkpoints).
+
+    Detects gaps, edited, forged, inserted and reordered entries, and with a checkpoint a deleted tail,
+    truncation and a rewritten chain.
+    """
     key = tenant_key()
-    prev, expected_seq, count = GENESIS, 1, 0
+    walk = ChainWalk(checkpoint)
     for row in _rows(batch):
         (seq, event_id, ts, event_type, actor, model, ih, oh, it, ot, lat, status, metadata, error, smac,
          prev_mac, mac, user_id, personal, redacted_at) = row
-        if seq != expected_seq:
-            reason = f"expected entry #{expected_seq} next, found #{seq} (entries deleted)"
-            return VerifyResult(count, False, expected_seq, reason)
-        if prev_mac != prev:
-            return VerifyResult(count, False, seq, "previous-MAC link does not match (deleted or reordered)")
         if isinstance(metadata, str):
             metadata = json.loads(metadata)
         if isinstance(personal, str):
@@ -141,11 +128,11 @@ def chain_verify(batch: int = 20_000) -> VerifyResult:
         fields = {"seq": seq, "event_id": event_id, "timestamp": ts, "event_type": event_type, "actor": actor,
                   "model": model, "input_hash": ih, "output_hash": oh, "input_tokens": it, "output_tokens": ot,
                   "latency_ms": lat, "status": status, "metadata": metadata, "error": error, "subject_mac": smac}
-        if not hmac.compare_digest(entry_mac(key, prev, fields), mac):
-            return VerifyResult(count, False, seq, "entry MAC does not match its content (edited)")
+        extra = None
         if redacted_at is None and not hmac.compare_digest(subject_mac(key, user_id, personal or {}), smac):
-            return VerifyResult(count, False, seq, "personal fields do not match their MAC (edited)")
-        if redacted_at is not None and (user_id is not None or personal):
-            return VerifyResult(count, False, seq, "redacted entry still holds personal fields")
-        prev, expected_seq, count = mac, seq + 1, count + 1
-    return VerifyResult(count, True)
+            extra = "personal fields do not match their MAC (edited)"
+        elif redacted_at is not None and (user_id is not None or personal):
+            extra = "redacted entry still holds personal fields"
+        walk.feed(seq=seq, prev_mac=prev_mac, mac=mac, extra=extra,
+                  content_ok=hmac.compare_digest(entry_mac(key, prev_mac, fields), mac))
+    return walk.finish()

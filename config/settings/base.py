@@ -21,6 +21,7 @@ SHARED_APPS = [
     "tenants",  # before django_tenants so our create_tenant command wins
     "django_tenants",
     "inference.catalog",
+    "audit.platform",  # the platform audit trail and chain checkpoints: public schema only
     "django_celery_beat",
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -144,6 +145,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # --- Secrets at rest ---------------------------------------------------------------------------
 # Comma-separated Fernet keys; the first encrypts, all decrypt (MultiFernet), so keys rotate.
 ATRIUM_ENCRYPTION_KEYS = env.list("ATRIUM_ENCRYPTION_KEYS", default=[])
+
+# --- Audit keys (never stored in the database, so database access alone cannot forge entries or checkpoints) ----
+# HMAC key of the platform audit trail (audit.platform); production refuses to start without it.
+ATRIUM_PLATFORM_AUDIT_KEY = env.str("ATRIUM_PLATFORM_AUDIT_KEY", default="")
 
 # --- Redis, Celery -----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")

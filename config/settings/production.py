@@ -6,6 +6,7 @@ from config.settings.base import *  # noqa: F403
 DEBUG = False
 SECRET_KEY = require("DJANGO_SECRET_KEY")
 ATRIUM_ENCRYPTION_KEYS = [k.strip() for k in require("ATRIUM_ENCRYPTION_KEYS").split(",") if k.strip()]
+ATRIUM_PLATFORM_AUDIT_KEY = require("ATRIUM_PLATFORM_AUDIT_KEY")
 
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

@@ -13,6 +13,7 @@ ATRIUM_ENCRYPTION_KEYS = env.list(
     "ATRIUM_ENCRYPTION_KEYS",
     default=[label_key("test-key-0-"), label_key("test-key-1-")],
 )
+ATRIUM_PLATFORM_AUDIT_KEY = env.str("ATRIUM_PLATFORM_AUDIT_KEY", default="test-only-platform-audit-key")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -1,0 +1,27 @@
+"""Platform admin: the platform audit trail, read-only (the model, the database triggers and this admin all refuse
+changes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from audit.platform.models import PlatformAuditEntry
+from config.admin_mixins import PublicSiteMixin, ReadOnlyAdminMixin
+
+
+@admin.register(PlatformAuditEntry)
+class PlatformAuditEntryAdmin(PublicSiteMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["seq", "timestamp", "actor", "action", "target", "tenant_schema"]
+    list_filter = ["action", "tenant_schema"]
+    search_fields = ["=event_id", "actor", "target", "=tenant_schema"]
+    date_hierarchy = "timestamp"
+    ordering = ["-seq"]
+    show_full_result_count = False
+    fields = ["seq", "event_id", "timestamp", "actor", "action", "target", "tenant_schema", "metadata", "prev_mac",
+              "mac"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        return {}  # no bulk delete
