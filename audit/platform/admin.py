@@ -10,9 +10,10 @@ from django.http import HttpRequest
 
 from audit.platform.models import PlatformAuditEntry
 from config.admin_mixins import PublicSiteMixin, ReadOnlyAdminMixin
+from config.admin_sites import platform_site
 
 
-@admin.register(PlatformAuditEntry)
+@admin.register(PlatformAuditEntry, site=platform_site)
 class PlatformAuditEntryAdmin(PublicSiteMixin, ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["seq", "timestamp", "actor", "action", "target", "tenant_schema"]
     list_filter = ["action", "tenant_schema"]

@@ -131,7 +131,7 @@ def test_admin_lists_entries_read_only_on_the_public_host_only(public_client: An
     assert public_client.post(f"/admin/audit_platform/platformauditentry/{entry.pk}/delete/",
                               {"post": "yes"}).status_code == 403
     assert PlatformAuditEntry.objects.filter(pk=entry.pk).exists()
-    tenant_admin = make_user(tenant_a, "admin", is_staff=True, is_superuser=True)
+    tenant_admin = make_user(tenant_a, "admin", is_staff=True)
     with in_tenant(tenant_a):
         client_a.force_login(tenant_admin)
-    assert client_a.get("/admin/audit_platform/platformauditentry/").status_code in (403, 404)
+    assert client_a.get("/admin/audit_platform/platformauditentry/").status_code == 404
