@@ -153,7 +153,8 @@ def test_while_the_listener_is_down_nothing_is_served_from_memory(caches_on: Non
     epoch = tenant_cache._listener.epoch
     with other_connection() as other:
         killed = other.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
-                               "AND datname = current_database() AND pid <> pg_backend_pid()", [tenant_cache.APPLICATION_NAME]).fetchall()
+                               "AND datname = current_database() AND pid <> pg_backend_pid()",
+                               [tenant_cache.APPLICATION_NAME]).fetchall()
     assert killed, "no listener connection found"
     eventually(lambda: tenant_cache._listener.epoch > epoch, "the listener noticed its connection died")
     assert cache.peek("alpha", "k") is None  # emptied: a change may have been missed meanwhile
