@@ -28,3 +28,13 @@ def tenant_policy_changed(sender: Any, tenant: Any, fields: list[str], credentia
                          personal={"username": actor})
     if previous is not None:
         connection.set_tenant(previous)  # type: ignore[attr-defined]
+
+
+def platform_object_changed(sender: Any, actor: str, action: str, target: str, tenant_schema: str | None,
+                            metadata: dict[str, Any], **kwargs: Any) -> None:
+    """A change to a platform object: one entry in the platform's hash-chained trail (public schema), in the
+    transaction of the change. audit.platform (the platform trail) switches to the public schema itself."""
+    from audit.platform.services import platform_audit_record
+
+    platform_audit_record(actor=actor, action=action, target=target, tenant_schema=tenant_schema,
+                          metadata=metadata)

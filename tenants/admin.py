@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpRequest
 from django_tenants.admin import TenantAdminMixin
 
 from config.admin_mixins import PublicSiteMixin
 from config.admin_sites import platform_site
 from tenants import admin_beat  # noqa: F401 - the beat schedule's admins, on the platform site
+from tenants.admin_create import CREATE_POLICY_FIELDS, TenantCreateForm
 from tenants.models import Domain, Tenant
+from tenants.platform_audit import platform_actor, platform_change
+from tenants.services import tenant_delete, tenant_invite_send, tenant_provision
 from tenants.signals import tenant_policy_changed
-from tenants.validators import validate_allowed_models, validate_provider_order
+from tenants.validators import validate_allowed_models, validate_domain, validate_provider_order
 
 # Credential inputs: (form field, provider, key, is_secret). Secrets are never rendered back.
 CREDENTIAL_FIELDS: list[tuple[str, str, str, bool]] = [
@@ -117,8 +121,21 @@ class TenantForm(forms.ModelForm):
         return changes
 
 
+class DomainFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        if not self.instance.pk:
+            return
+        deleted = {f.instance.pk for f in self.initial_forms if f.cleaned_data.get("DELETE")}
+        added = [f for f in self.extra_forms if f.has_changed() and not f.cleaned_data.get("DELETE")]
+        remaining = Domain.objects.filter(tenant=self.instance).exclude(pk__in=deleted).count() + len(added)
+        if remaining == 0:
+            raise forms.ValidationError("A tenant keeps at least one domain (deleting the last takes it offline).")
+
+
 class DomainInline(admin.TabularInline):
     model = Domain
+    formset = DomainFormSet
     extra = 0
 
 
@@ -175,8 +192,43 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
         configured = [p for p in ("anthropic", "bedrock", "vertex") if stored.get(p)]
         return ", ".join(configured) or "none (environment or platform defaults apply)"
 
+    add_fieldsets = [
+        (None, {"fields": ["name", "slug", "domain", "admin_email"]}),
+        ("Policy", {"fields": CREATE_POLICY_FIELDS}),
+    ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = TenantCreateForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [] if obj is None else super().get_inlines(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [] if obj is None else super().get_readonly_fields(request, obj)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # A tenant's domains go with it: the rule that a tenant keeps one domain does not block its deletion.
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The public tenant is the platform itself.
+        if obj is not None and obj.schema_name == "public":
+            return False
+        return super().has_delete_permission(request, obj)
+
     def save_model(self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, change: bool) -> None:
+        actor = platform_actor(request)
+        if not change:
+            self._create(request, obj, form, actor)
+            return
         assert isinstance(form, TenantForm)
+        before = Tenant.objects.filter(pk=obj.pk).values_list("is_active", flat=True).first()
         credentials = dict(obj.credentials or {})
         for provider in form.cleaned_data.get("clear_credentials") or []:
             credentials.pop(provider, None)
@@ -186,13 +238,123 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
                                      | set(form.credential_changes()))
         obj.credentials = credentials
         super().save_model(request, obj, form, change)
-        if change and (form.changed_data or credentials_changed):
-            policy_fields = [f for f in form.changed_data if f in form.Meta.fields]
-            tenant_policy_changed.send(sender=Tenant, tenant=obj, fields=policy_fields,
+        policy_fields = sorted(f for f in form.changed_data if f in form.Meta.fields and f != "is_active")
+        target = f"tenant:{obj.schema_name}"
+        if before is not None and before != obj.is_active:
+            platform_change(actor=actor, action="tenant_activate" if obj.is_active else "tenant_deactivate",
+                            target=target, tenant_schema=obj.schema_name)
+        if policy_fields:
+            platform_change(actor=actor, action="tenant_policy_change", target=target,
+                            tenant_schema=obj.schema_name, metadata={"fields": policy_fields})
+        if credentials_changed:
+            platform_change(actor=actor, action="tenant_credentials_change", target=target,
+                            tenant_schema=obj.schema_name, metadata={"providers": credentials_changed})
+        if policy_fields or credentials_changed or before != obj.is_active:
+            fields = policy_fields + (["is_active"] if before != obj.is_active else [])
+            tenant_policy_changed.send(sender=Tenant, tenant=obj, fields=fields,
                                        credentials=credentials_changed, actor=request.user.get_username())
+
+    def _create(self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, actor: str) -> None:
+        assert isinstance(form, TenantCreateForm)
+        data = form.cleaned_data
+        result = tenant_provision(slug=data["slug"], name=data["name"], domain=data["domain"],
+                                  admin_email=data["admin_email"], invite=True, **form.policy())
+        tenant = result.tenant
+        platform_change(actor=actor, action="tenant_create", target=f"tenant:{tenant.schema_name}",
+                        tenant_schema=tenant.schema_name,
+                        metadata={"domain": result.domain.domain, "policy": sorted(form.policy())})
+        port = request.get_port()
+        netloc = result.domain.domain if port in ("80", "443") else f"{result.domain.domain}:{port}"
+        base_url = f"{request.scheme}://{netloc}"
+        email = str(data["admin_email"])
+        transaction.on_commit(lambda: tenant_invite_send(schema_name=tenant.schema_name, tenant_name=tenant.name,
+                                                         email=email, base_url=base_url))
+        obj.pk, obj.schema_name, obj.name = tenant.pk, tenant.schema_name, tenant.name
+        obj._state.adding = False
+        messages.success(request, f"Tenant {tenant.name} is ready at {base_url}/; an invitation to set a password "
+                                  f"was sent to {email}.")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """The tenant's domains, edited inline: each addition, change and deletion goes to the platform trail."""
+        actor = platform_actor(request)
+        instances = formset.save(commit=False)
+        for domain in formset.deleted_objects:
+            platform_change(actor=actor, action="domain_delete", target=f"domain:{domain.domain}",
+                            tenant_schema=form.instance.schema_name)
+            domain.delete()
+        for domain in instances:
+            adding = domain._state.adding
+            domain.save()
+            platform_change(actor=actor, action="domain_add" if adding else "domain_change",
+                            target=f"domain:{domain.domain}", tenant_schema=form.instance.schema_name,
+                            metadata={"is_primary": domain.is_primary})
+        formset.save_m2m()
+
+    def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
+        # The schema stays (data is kept until an operator drops it with the CLI); its hosts stop answering.
+        platform_change(actor=platform_actor(request), action="tenant_delete", target=f"tenant:{obj.schema_name}",
+                        tenant_schema=obj.schema_name)
+        tenant_delete(tenant=obj, drop_schema=False)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for tenant in queryset.exclude(schema_name="public"):
+            self.delete_model(request, tenant)
+
+
+class DomainForm(forms.ModelForm):
+    class Meta:
+        model = Domain
+        fields = ["domain", "tenant", "is_primary"]
+
+    def clean_domain(self) -> str:
+        domain = str(self.cleaned_data.get("domain") or "").strip().lower()
+        validate_domain(domain)
+        return domain
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        tenant = cleaned.get("tenant")
+        old = Domain.objects.filter(pk=self.instance.pk).select_related("tenant").first() if self.instance.pk \
+            else None
+        if old is not None and tenant is not None and old.tenant_id != tenant.pk:
+            if old.tenant.schema_name == "public" or tenant.schema_name == "public":
+                raise forms.ValidationError("The platform's own host cannot be moved to or from a tenant.")
+            if not old.tenant.domains.exclude(pk=old.pk).exists():
+                raise forms.ValidationError(f"{old.domain} is {old.tenant.name}'s only domain; add another first.")
+        return cleaned
 
 
 @admin.register(Domain, site=platform_site)
 class DomainAdmin(PublicSiteMixin):
+    form = DomainForm
     list_display = ["domain", "tenant", "is_primary"]
     search_fields = ["domain"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A tenant's (or the platform's) only domain: deleting it would take them offline.
+        if obj is not None and (obj.tenant.schema_name == "public"
+                                or not obj.tenant.domains.exclude(pk=obj.pk).exists()):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Domain, form: Any, change: bool) -> None:
+        old = Domain.objects.filter(pk=obj.pk).values_list("domain", "tenant__schema_name").first() if change else None
+        super().save_model(request, obj, form, change)
+        platform_change(actor=platform_actor(request), action="domain_change" if change else "domain_add",
+                        target=f"domain:{obj.domain}", tenant_schema=obj.tenant.schema_name,
+                        metadata={"before": list(old) if old else None,
+                                  "after": [obj.domain, obj.tenant.schema_name, obj.is_primary]})
+
+    def delete_model(self, request: HttpRequest, obj: Domain) -> None:
+        platform_change(actor=platform_actor(request), action="domain_delete", target=f"domain:{obj.domain}",
+                        tenant_schema=obj.tenant.schema_name)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for domain in queryset:
+            if self.has_delete_permission(request, domain):
+                self.delete_model(request, domain)

@@ -15,28 +15,28 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from config.admin_mixins import PublicSiteMixin
+from config.admin_mixins import PlatformAuditMixin
 from config.admin_sites import platform_site
 
 
-class PeriodicTaskAdmin(PublicSiteMixin, beat_admin.PeriodicTaskAdmin):
-    pass
+class PeriodicTaskAdmin(PlatformAuditMixin, beat_admin.PeriodicTaskAdmin):
+    audit_kind = "beat_schedule"
 
 
-class ClockedScheduleAdmin(PublicSiteMixin, beat_admin.ClockedScheduleAdmin):
-    pass
+class ClockedScheduleAdmin(PlatformAuditMixin, beat_admin.ClockedScheduleAdmin):
+    audit_kind = "beat_schedule"
 
 
-class CrontabScheduleAdmin(PublicSiteMixin, beat_admin.CrontabScheduleAdmin):
-    pass
+class CrontabScheduleAdmin(PlatformAuditMixin, beat_admin.CrontabScheduleAdmin):
+    audit_kind = "beat_schedule"
 
 
-class SolarScheduleAdmin(PublicSiteMixin, beat_admin.SolarScheduleAdmin):
-    pass
+class SolarScheduleAdmin(PlatformAuditMixin, beat_admin.SolarScheduleAdmin):
+    audit_kind = "beat_schedule"
 
 
-class IntervalScheduleAdmin(PublicSiteMixin, beat_admin.IntervalScheduleAdmin):
-    pass
+class IntervalScheduleAdmin(PlatformAuditMixin, beat_admin.IntervalScheduleAdmin):
+    audit_kind = "beat_schedule"
 
 
 BEAT_ADMINS: list[tuple[type, type]] = [

@@ -76,7 +76,7 @@ class Provisioned:
     admin_password: str | None = None
 
 
-def _tenant_admin_create(*, email: str) -> tuple[str, str]:
+def _tenant_admin_create(*, email: str, invite: bool = False) -> tuple[str, str | None]:
     """First administrator of a new tenant, with a random one-time password the caller shows once.
 
     Staff with the seeded `admin` role's explicit permissions, never a superuser (the schema refuses one)."""
@@ -84,7 +84,8 @@ def _tenant_admin_create(*, email: str) -> tuple[str, str]:
     from django.contrib.auth.models import Group
 
     user_model = get_user_model()
-    password = secrets.token_urlsafe(12)
+    # Invited: no password until the administrator sets one through the mailed link (tenant_invite_send).
+    password = None if invite else secrets.token_urlsafe(12)
     user = user_model.objects.create_user(
         username=email, email=email, password=password, is_staff=True
     )
@@ -93,7 +94,8 @@ def _tenant_admin_create(*, email: str) -> tuple[str, str]:
 
 
 def tenant_provision(
-    *, slug: str, name: str, domain: str | None = None, admin_email: str | None = None, **policy: Any
+    *, slug: str, name: str, domain: str | None = None, admin_email: str | None = None, invite: bool = False,
+    **policy: Any
 ) -> Provisioned:
     """Create a tenant: its row, its schema (cloned from the template), its domain, roles and first admin.
 
@@ -128,7 +130,7 @@ def tenant_provision(
             with schema_context(schema_name):
                 tenant_provisioned.send(sender=Tenant, schema_name=schema_name)
                 if admin_email:
-                    admin = _tenant_admin_create(email=admin_email)
+                    admin = _tenant_admin_create(email=admin_email, invite=invite)
     finally:
         connection.set_schema_to_public()  # type: ignore[attr-defined]
     logger.info("tenant provisioned", extra={"tenant": schema_name})
@@ -212,3 +214,33 @@ def tenant_public_ensure(*, domain: str) -> Tenant:
     public, _ = Tenant.objects.get_or_create(schema_name="public", defaults={"name": "Platform"})
     Domain.objects.get_or_create(domain=domain.lower(), defaults={"tenant": public, "is_primary": True})
     return public
+
+
+def tenant_invite_link(*, schema_name: str, username: str, base_url: str) -> str:
+    """A set-password link for `username` on its tenant's host, valid for PASSWORD_RESET_TIMEOUT seconds and
+    only until the password is set (Django's reset tokens hash the password and the last login)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    with schema_context(schema_name):
+        user = get_user_model().objects.get(username=username)
+        uid = urlsafe_base64_encode(force_bytes(user.pk))
+        token = default_token_generator.make_token(user)
+    return f"{base_url.rstrip('/')}/accounts/reset/{uid}/{token}/"
+
+
+def tenant_invite_send(*, schema_name: str, tenant_name: str, email: str, base_url: str) -> None:
+    """Mail the first administrator its set-password link through Django's mail backend."""
+    from django.core.mail import send_mail
+
+    link = tenant_invite_link(schema_name=schema_name, username=email, base_url=base_url)
+    hours = int(settings.PASSWORD_RESET_TIMEOUT // 3600)
+    send_mail(
+        subject=f"You administer {tenant_name} on Atrium",
+        message=(f"An Atrium organisation, {tenant_name}, was created with you as its administrator.\n\n"
+                 f"Set your password here (the link works once and expires in {hours} hours):\n{link}\n\n"
+                 f"Then sign in at {base_url.rstrip('/')}/admin/."),
+        from_email=None, recipient_list=[email],
+    )

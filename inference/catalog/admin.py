@@ -5,23 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from config.admin_mixins import PublicSiteMixin
+from config.admin_mixins import PlatformAuditMixin, PublicSiteMixin
 from config.admin_sites import on_public_host, platform_site
 from inference.catalog.models import CatalogModel, ProviderHealthCheck, TenantUsage
 from inference.catalog.selectors import usage_per_tenant
 from inference.reports import ReportAdmin
 
 
-class PublicOnlyAdmin(PublicSiteMixin):
+class PublicOnlyAdmin(PlatformAuditMixin):
     """The catalog is platform-wide: only the platform site may see or edit it, never a tenant admin."""
 
 
 @admin.register(CatalogModel, site=platform_site)
 class CatalogModelAdmin(PublicOnlyAdmin):
+    audit_kind = "catalog"
     list_display = ["model_id", "display_name", "tier", "is_tier_default", "enabled", "anthropic_id", "bedrock_id",
                     "bedrock_profile", "vertex_id"]
     list_filter = ["tier", "enabled", "bedrock_profile"]
@@ -39,6 +41,7 @@ class CatalogModelAdmin(PublicOnlyAdmin):
 
 @admin.register(ProviderHealthCheck, site=platform_site)
 class ProviderHealthCheckAdmin(PublicOnlyAdmin):
+    audit_kind = "provider_health"
     list_display = ["checked_at", "target", "credentials_source", "status", "http_status", "latency_ms", "detail"]
     list_filter = ["status", "target"]
     date_hierarchy = "checked_at"
@@ -79,7 +82,11 @@ class ProviderHealthCheckAdmin(PublicOnlyAdmin):
 
         if request.method != "POST" or not on_public_host(request) or not request.user.is_superuser:
             return TemplateResponse(request, "admin/base_site.html", status=405)
-        breaker_reset(target)
+        from tenants.platform_audit import platform_actor, platform_change
+
+        with transaction.atomic():
+            platform_change(actor=platform_actor(request), action="breaker_reset", target=f"breaker:{target}")
+            breaker_reset(target)
         messages.info(request, f"Circuit breaker of {target} reset to closed.")
         return HttpResponseRedirect(reverse("admin:catalog_providerhealthcheck_changelist"))
 

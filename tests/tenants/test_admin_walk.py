@@ -159,6 +159,10 @@ def test_walk_every_admin_url_from_the_wrong_side(tenants: dict[str, Any], make_
         status = own.get(url.path).status_code
         if status >= 500:
             problems.append(f"(a) own site {url.path}: GET answered {status}")
+    for url in platform_urls:  # and the platform admin on its own host: every page renders
+        status = platform.get(url.path).status_code
+        if status >= 500:
+            problems.append(f"platform own site {url.path}: GET answered {status}")
     # (b) the tenant admin on another tenant's host: its session replayed, and its account there (not staff).
     problems += [f"(b) {p}" for p in _walk(replay(b_host, cookie), beta_urls, expect_404=False)]
     problems += [f"(b) {p}" for p in _walk(replay(b_host, cookie), platform_urls, expect_404=True)]
