@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
 from access import admin_policy, admin_users  # noqa: F401 - register on the tenant site
+from access.audit_hooks import access_audit
 from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
 from access.oidc import OIDCError, discovery
 from access.services import api_key_create, api_key_revoke
@@ -75,6 +76,32 @@ class OIDCConfigAdmin(TenantOnlyAdmin):
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         # One configuration per tenant.
         return super().has_add_permission(request, *args) and not OIDCConfig.objects.exists()
+
+    def save_model(self, request: HttpRequest, obj: OIDCConfig, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # Which fields changed, never their values (the client secret above all).
+        access_audit("sso_config_change", user=request.user, request=request,
+                     metadata={"source": "admin", "created": not change,
+                               "fields": sorted(f for f in form.changed_data if f != "client_secret"),
+                               "secret_changed": "client_secret" in form.changed_data and bool(
+                                   form.data.get("client_secret"))})
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.has_changed():
+            access_audit("sso_config_change", user=request.user, request=request,
+                         metadata={"source": "admin", "group_mappings": sorted(
+                             f"{m.claim_value}->{m.group.name}" for m in OIDCGroupMapping.objects.select_related(
+                                 "group"))})
+
+    def delete_model(self, request: HttpRequest, obj: OIDCConfig) -> None:
+        access_audit("sso_config_change", user=request.user, request=request,
+                     metadata={"source": "admin", "deleted": True})
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for config in queryset:
+            self.delete_model(request, config)
 
     @admin.display(description="Client secret stored")
     def secret_set(self, obj: OIDCConfig) -> str:

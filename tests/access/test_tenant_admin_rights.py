@@ -115,3 +115,31 @@ def test_tenant_admin_cannot_edit_someone_holding_more_than_itself(tenant_a: Any
     with in_tenant(tenant_a):
         stronger.refresh_from_db()
         assert stronger.check_password("pw-Secret-123")
+
+
+def test_sso_configuration_and_api_key_writes_are_audited_with_the_real_actor(
+        tenant_a: Any, client_a: Any, make_user: Any, in_tenant: Any) -> None:
+    from access.models import ApiKey, OIDCConfig
+    from audit.models import AuditEntry
+
+    admin = _admin_client(make_user, in_tenant, tenant_a, client_a)
+    member = make_user(tenant_a, role="basic_user")
+    with in_tenant(tenant_a):
+        OIDCConfig.objects.filter(pk=1).delete()
+    form = {"enabled": "on", "display_name": "Okta", "issuer": "https://idp.example.com/oauth2/default",
+            "discovery_url": "", "verify_ssl": "on", "end_session_endpoint": "", "client_id": "client-123",
+            "client_secret": "very-secret-value", "scopes": "openid email profile", "groups_claim": "groups",
+            "allowed_email_domains": "example.com", "api_audiences": "",
+            "group_mappings-TOTAL_FORMS": "0", "group_mappings-INITIAL_FORMS": "0",
+            "group_mappings-MIN_NUM_FORMS": "0", "group_mappings-MAX_NUM_FORMS": "1000"}
+    assert client_a.post("/admin/access/oidcconfig/add/", form).status_code == 302
+    assert client_a.post("/admin/access/apikey/add/", {"user": str(member.pk), "name": "ci"}).status_code in (
+        200, 302)
+    with in_tenant(tenant_a):
+        sso = AuditEntry.objects.filter(event_type="sso_config_change").order_by("-seq").first()
+        assert sso is not None and sso.user_id == admin.pk
+        assert "client_id" in sso.metadata["fields"] and sso.metadata["secret_changed"] is True
+        assert "very-secret-value" not in str(sso.metadata)
+        key = ApiKey.objects.get(user=member)
+        created = AuditEntry.objects.filter(event_type="api_key_create").order_by("-seq").first()
+        assert created is not None and created.user_id == admin.pk and key.prefix

@@ -172,3 +172,46 @@ def test_platform_changes_are_announced_with_the_real_actor(root: Client, platfo
     assert "breaker_reset" in actions
     assert "beat_schedule_add" in actions
     assert all(c["actor"] == "platform:root-ops" for c in platform_changes)
+
+
+def test_platform_changes_land_in_the_platform_trail_with_the_real_actor(root: Client, tenant_b: Any,
+                                                                         capsys: Any) -> None:
+    """Each platform change is an entry of the hash-chained platform trail, in the change's own transaction, and
+    `verify_audit --platform` proves the chain."""
+    from django.core.management import call_command
+
+    from audit.platform.models import PlatformAuditEntry
+
+    before = PlatformAuditEntry.objects.count()
+    assert root.post("/admin/tenants/domain/add/", {"domain": "trail.localhost",
+                                                    "tenant": str(tenant_b.pk)}).status_code == 302
+    assert root.post("/admin/catalog/providerhealthcheck/reset/bedrock:us-east-1/").status_code == 302
+    entries = list(PlatformAuditEntry.objects.order_by("seq")[before:])
+    assert [(e.actor, e.action, e.target, e.tenant_schema) for e in entries] == [
+        ("platform:root-ops", "domain_add", "domain:trail.localhost", "beta"),
+        ("platform:root-ops", "breaker_reset", "breaker:bedrock:us-east-1", ""),
+    ]
+    call_command("verify_audit", "--platform")
+    assert "platform" in capsys.readouterr().out
+    # A refused change leaves no entry: the platform's own host cannot be moved.
+    localhost = Domain.objects.get(domain="localhost")
+    root.post(f"/admin/tenants/domain/{localhost.pk}/change/",
+              {"domain": "localhost", "tenant": str(tenant_b.pk), "is_primary": "on"})
+    assert PlatformAuditEntry.objects.count() == before + 2
+
+
+def test_create_tenant_command_is_in_the_platform_trail(tenants: Any, db: None) -> None:
+    import getpass
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from audit.platform.models import PlatformAuditEntry
+
+    call_command("create_tenant", "cli-made", "--name", "CLI Made", "--admin-email", "first@cli.example",
+                 stdout=open("/dev/null", "w"))  # noqa: SIM115 - the one-time password is not for the test log
+    connection.set_schema_to_public()
+    entry = PlatformAuditEntry.objects.order_by("-seq").first()
+    assert entry is not None
+    assert (entry.actor, entry.action, entry.target) == (f"cli:{getpass.getuser()}", "tenant_create",
+                                                         "tenant:cli_made")

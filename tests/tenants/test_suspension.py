@@ -66,3 +66,24 @@ def test_background_work_pauses_for_a_suspended_tenant_except_gdpr_deletion_and_
     assert retention_run.apply(headers=headers).get() == 0  # retention still runs (nothing old to delete)
     _suspend(tenant_a, active=True)
     assert schema_probe.apply(headers=headers).get() == "alpha"
+
+
+def test_gdpr_deletion_runs_for_a_suspended_tenant_and_an_export_waits(tenant_a: Any, in_tenant: Any,
+                                                                        make_user: Any) -> None:
+    from audit.gdpr.jobs import gdpr_request
+    from audit.models import GdprJob
+    from audit.tasks import gdpr_run
+
+    officer = make_user(tenant_a, role="compliance_officer")
+    subject = make_user(tenant_a, role="basic_user")
+    other = make_user(tenant_a, role="basic_user")
+    with in_tenant(tenant_a):
+        deletion = gdpr_request(kind="deletion", subject=subject, requested_by=officer)
+        export = gdpr_request(kind="export", subject=other, requested_by=officer)
+    _suspend(tenant_a)
+    headers = {"_schema_name": "alpha"}
+    gdpr_run.apply(args=[str(export.id)], headers=headers)
+    gdpr_run.apply(args=[str(deletion.id)], headers=headers)
+    with in_tenant(tenant_a):
+        assert GdprJob.objects.get(pk=export.pk).status == GdprJob.Status.QUEUED  # paused
+        assert GdprJob.objects.get(pk=deletion.pk).status == GdprJob.Status.DONE  # the law does not wait

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
+from tenants.platform_audit import platform_change
 from tenants.services import TenantExists, tenant_provision
 
 
@@ -21,12 +24,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            result = tenant_provision(
-                slug=options["slug"],
-                name=options["name"],
-                domain=options.get("domain"),
-                admin_email=options.get("admin_email"),
-            )
+            with transaction.atomic():
+                result = tenant_provision(
+                    slug=options["slug"],
+                    name=options["name"],
+                    domain=options.get("domain"),
+                    admin_email=options.get("admin_email"),
+                )
+                # The real actor of a command line: the operating-system account that ran it.
+                platform_change(actor=f"cli:{getpass.getuser()}", action="tenant_create",
+                                target=f"tenant:{result.tenant.schema_name}", tenant_schema=result.tenant.schema_name,
+                                metadata={"domain": result.domain.domain, "source": "create_tenant"})
         except TenantExists as exc:
             raise CommandError(str(exc)) from exc
         except ValidationError as exc:
