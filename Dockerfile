@@ -23,6 +23,7 @@ COPY static ./static
 # collectstatic needs settings, not secrets: throw-away values that exist only in this RUN's environment.
 RUN DJANGO_SETTINGS_MODULE=config.settings.production DJANGO_SECRET_KEY=collectstatic-only \
     ATRIUM_ENCRYPTION_KEYS=Y29sbGVjdHN0YXRpYy1vbmx5LWtleS0wMDAwMDAwMDA= \
+    ATRIUM_PLATFORM_AUDIT_KEY=collectstatic-only ATRIUM_AUDIT_CHECKPOINT_KEY=collectstatic-only \
     /opt/venv/bin/python manage.py collectstatic --noinput -v 0
 
 # --- runtime: no compiler, no pip cache, an unprivileged user -------------------------------------------------------
@@ -36,11 +37,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     DJANGO_SETTINGS_MODULE=config.settings.production \
     ATRIUM_LOG_FORMAT=json \
     ATRIUM_MEDIA_ROOT=/var/lib/atrium/media \
+    ATRIUM_AUDIT_CHECKPOINT_DIR=/var/lib/atrium/audit-checkpoints \
     PROMETHEUS_MULTIPROC_DIR=/tmp/atrium-metrics \
     GUNICORN_BIND=0.0.0.0:8000
 RUN groupadd --system --gid 10001 atrium \
     && useradd --system --uid 10001 --gid atrium --home-dir /app --shell /usr/sbin/nologin atrium \
-    && mkdir -p /var/lib/atrium/media \
+    && mkdir -p /var/lib/atrium/media /var/lib/atrium/audit-checkpoints \
     && chown -R atrium:atrium /var/lib/atrium
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=root:root /app /app

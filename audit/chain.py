@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection
 
-from audit.verify import GENESIS, ChainWalk, CheckpointRef, VerifyResult
+from audit.verify import GENESIS, ChainWalk, VerifyResult
 from config.tenant_cache import TenantCache
 
 __all__ = ["GENESIS", "VerifyResult", "chain_verify"]
@@ -110,14 +110,18 @@ def _rows(batch: int) -> Iterator[tuple[Any, ...]]:
         last = rows[-1][0]
 
 
-def chain_verify(batch: int = 20_000, checkpoint: CheckpointRef | None = None) -> VerifyResult:
-    """Walk the current schema's chain in order and compare its head with `checkpoint` (audit.checkpoints).
+def chain_verify(batch: int = 20_000, *, checkpoints: bool = True) -> VerifyResult:
+    """Walk the current schema's chain in order and compare its head with its newest signed checkpoint.
 
-    Detects gaps, edited, forged, inserted and reordered entries, and with a checkpoint a deleted tail,
-    truncation and a rewritten chain.
+    Detects gaps, edited, forged, inserted and reordered entries, and (against the checkpoint) a deleted tail,
+    truncation and a chain rewritten with the key. A chain found intact is checkpointed (audit.platform.checkpoints).
     """
+    from audit.platform.checkpoints import checkpoint_latest, checkpoint_take
+
     key = tenant_key()
-    walk = ChainWalk(checkpoint)
+    schema = str(getattr(connection, "schema_name", ""))
+    checkpoint, problems = checkpoint_latest(schema, key) if checkpoints else (None, [])
+    walk = ChainWalk(checkpoint, problems)
     for row in _rows(batch):
         (seq, event_id, ts, event_type, actor, model, ih, oh, it, ot, lat, status, metadata, error, smac,
          prev_mac, mac, user_id, personal, redacted_at) = row
@@ -135,4 +139,7 @@ def chain_verify(batch: int = 20_000, checkpoint: CheckpointRef | None = None) -
             extra = "redacted entry still holds personal fields"
         walk.feed(seq=seq, prev_mac=prev_mac, mac=mac, extra=extra,
                   content_ok=hmac.compare_digest(entry_mac(key, prev_mac, fields), mac))
-    return walk.finish()
+    result = walk.finish()
+    if checkpoints and result.ok:
+        checkpoint_take(chain=schema, chain_key=key, reason="verify", head=(result.head_seq, result.head_mac))
+    return result

@@ -62,9 +62,9 @@ class VerifyResult:
 class ChainWalk:
     """Feed entries in sequence order; `finish()` returns the verdict."""
 
-    def __init__(self, checkpoint: CheckpointRef | None = None) -> None:
+    def __init__(self, checkpoint: CheckpointRef | None = None, problems: list[Finding] | None = None) -> None:
         self.checkpoint = checkpoint
-        self.findings: list[Finding] = []
+        self.findings: list[Finding] = list(problems or [])  # found in the checkpoints themselves
         self.prev = GENESIS
         self.expected_seq = 1
         self.count = 0

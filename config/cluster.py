@@ -34,8 +34,8 @@ ROLE_COMMANDS: dict[str, list[str]] = {
     "migrate": ["python", "manage.py", "deploy_migrate"],
 }
 
-# Environment every role reads (values differ per installation). Secrets are the first two.
-SECRET_ENV = ["DJANGO_SECRET_KEY", "ATRIUM_ENCRYPTION_KEYS"]
+# Environment every role reads (values differ per installation). Secrets are the first four.
+SECRET_ENV = ["DJANGO_SECRET_KEY", "ATRIUM_ENCRYPTION_KEYS", "ATRIUM_PLATFORM_AUDIT_KEY", "ATRIUM_AUDIT_CHECKPOINT_KEY"]
 CONFIG_ENV = [
     "DJANGO_SETTINGS_MODULE",
     "DATABASE_URL",  # through PgBouncer

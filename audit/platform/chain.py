@@ -18,7 +18,7 @@ from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
 from audit.chain import canonical
-from audit.verify import GENESIS, ChainWalk, CheckpointRef, VerifyResult
+from audit.verify import GENESIS, ChainWalk, VerifyResult
 
 CHAINED = ("seq", "event_id", "timestamp", "actor", "action", "target", "tenant_schema", "metadata")
 TABLE = "audit_platform_platformauditentry"
@@ -53,10 +53,14 @@ def platform_lock_head() -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
-def platform_chain_verify(batch: int = 20_000, checkpoint: CheckpointRef | None = None) -> VerifyResult:
-    """Walk the platform chain in order (as audit.chain.chain_verify does for a tenant's)."""
+def platform_chain_verify(batch: int = 20_000, *, checkpoints: bool = True) -> VerifyResult:
+    """Walk the platform chain in order and compare it with its newest checkpoint (as audit.chain.chain_verify
+    does for a tenant's); checkpoint it when intact."""
+    from audit.platform.checkpoints import PLATFORM, checkpoint_latest, checkpoint_take
+
     key = platform_key()
-    walk = ChainWalk(checkpoint)
+    checkpoint, problems = checkpoint_latest(PLATFORM, key) if checkpoints else (None, [])
+    walk = ChainWalk(checkpoint, problems)
     last = 0
     while True:
         with connection.cursor() as cursor:
@@ -73,4 +77,7 @@ def platform_chain_verify(batch: int = 20_000, checkpoint: CheckpointRef | None 
             walk.feed(seq=seq, prev_mac=prev_mac, mac=mac,
                       content_ok=hmac.compare_digest(platform_entry_mac(key, prev_mac, fields), mac))
         last = rows[-1][0]
-    return walk.finish()
+    result = walk.finish()
+    if checkpoints and result.ok:
+        checkpoint_take(chain=PLATFORM, chain_key=key, reason="verify", head=(result.head_seq, result.head_mac))
+    return result

@@ -50,3 +50,37 @@ class PlatformAuditEntry(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise PermissionError("platform audit entries are append-only")
+
+
+class ChainCheckpoint(models.Model):
+    """A signed statement "chain X had N entries ending in MAC M at time T", kept outside the chain's own table.
+
+    Signed with ATRIUM_AUDIT_CHECKPOINT_KEY (a key separate from every chain key, never in the database) and also
+    appended to a file (ATRIUM_AUDIT_CHECKPOINT_DIR), so deleting a chain's newest entries, truncating it or
+    rewriting it shows against the newest checkpoint (audit.platform.checkpoints). Append-only (triggers).
+    """
+
+    chain = models.CharField(max_length=63, help_text="The tenant's schema, or 'public' for the platform chain.")
+    key_id = models.CharField(max_length=16, help_text="Fingerprint of the chain's key: which chain this is.")
+    seq = models.BigIntegerField()
+    head_mac = models.CharField(max_length=64)
+    created_at = models.CharField(max_length=40, help_text="ISO 8601, UTC, as signed.")
+    reason = models.CharField(max_length=20)
+    signature = models.CharField(max_length=64)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["chain", "key_id", "-seq"], name="checkpoint_chain_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.chain} #{self.seq} at {self.created_at}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise PermissionError("checkpoints are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise PermissionError("checkpoints are append-only")

@@ -149,6 +149,14 @@ ATRIUM_ENCRYPTION_KEYS = env.list("ATRIUM_ENCRYPTION_KEYS", default=[])
 # --- Audit keys (never stored in the database, so database access alone cannot forge entries or checkpoints) ----
 # HMAC key of the platform audit trail (audit.platform); production refuses to start without it.
 ATRIUM_PLATFORM_AUDIT_KEY = env.str("ATRIUM_PLATFORM_AUDIT_KEY", default="")
+# HMAC key that signs the checkpoints of every chain's head (audit.platform.checkpoints); separate from the chain
+# keys. Production refuses to start without it.
+ATRIUM_AUDIT_CHECKPOINT_KEY = env.str("ATRIUM_AUDIT_CHECKPOINT_KEY", default="")
+# Where checkpoints are also appended, one JSON line each, one file per chain: put it on storage the database's
+# administrators cannot rewrite (another host's mount, an append-only or WORM volume, a synced object store).
+ATRIUM_AUDIT_CHECKPOINT_DIR = env.str("ATRIUM_AUDIT_CHECKPOINT_DIR",
+                                      default=str(BASE_DIR / "var" / "audit-checkpoints"))
+ATRIUM_AUDIT_CHECKPOINT_INTERVAL_S = env.float("ATRIUM_AUDIT_CHECKPOINT_INTERVAL_S", default=60.0)
 
 # --- Redis, Celery -----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -179,6 +187,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "export-expiry": {
         "task": "audit.tasks.export_expire",
         "schedule": crontab(minute=23),
+    },
+    "audit-checkpoint": {  # every tenant's chain and the platform's: walked from the public schema
+        "task": "audit.platform.tasks.checkpoint_all",
+        "schedule": ATRIUM_AUDIT_CHECKPOINT_INTERVAL_S,
+        "options": {"expires": ATRIUM_AUDIT_CHECKPOINT_INTERVAL_S},
+        "tenant_schemas": ["public"],
     },
     "gdpr-recover": {
         "task": "audit.tasks.gdpr_recover",

@@ -5,7 +5,7 @@ URL pattern and setting (issue 14). Errors render Atrium's own pages (config/err
 
 from config.env import env, label_key
 from config.settings.base import *  # noqa: F403
-from config.settings.base import ATRIUM_ENCRYPTION_KEYS, ATRIUM_PLATFORM_AUDIT_KEY
+from config.settings.base import ATRIUM_AUDIT_CHECKPOINT_KEY, ATRIUM_ENCRYPTION_KEYS, ATRIUM_PLATFORM_AUDIT_KEY
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # Development only. production.py has no default and refuses to start without DJANGO_SECRET_KEY.
@@ -15,3 +15,4 @@ if not ATRIUM_ENCRYPTION_KEYS:
     ATRIUM_ENCRYPTION_KEYS = [label_key("dev-only-key-for-make-run-")]
 # Development only: fixed audit keys so the demo's platform trail keeps verifying from one run to the next.
 ATRIUM_PLATFORM_AUDIT_KEY = ATRIUM_PLATFORM_AUDIT_KEY or "dev-only-platform-audit-key"
+ATRIUM_AUDIT_CHECKPOINT_KEY = ATRIUM_AUDIT_CHECKPOINT_KEY or "dev-only-audit-checkpoint-key"

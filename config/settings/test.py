@@ -14,6 +14,7 @@ ATRIUM_ENCRYPTION_KEYS = env.list(
     default=[label_key("test-key-0-"), label_key("test-key-1-")],
 )
 ATRIUM_PLATFORM_AUDIT_KEY = env.str("ATRIUM_PLATFORM_AUDIT_KEY", default="test-only-platform-audit-key")
+ATRIUM_AUDIT_CHECKPOINT_KEY = env.str("ATRIUM_AUDIT_CHECKPOINT_KEY", default="test-only-audit-checkpoint-key")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -25,4 +26,6 @@ ATRIUM_TENANT_CACHE_S = env.float("ATRIUM_TENANT_CACHE_S", default=0.0)
 ATRIUM_AUTH_CACHE_S = env.float("ATRIUM_AUTH_CACHE_S", default=0.0)
 CELERY_TASK_ALWAYS_EAGER = False
 MEDIA_ROOT = env.path("ATRIUM_MEDIA_ROOT", default="/tmp/atrium-test-media")  # noqa: S108
+# Next to this run's media (one per engineer / CI job); emptied when the test database is created.
+ATRIUM_AUDIT_CHECKPOINT_DIR = env.str("ATRIUM_AUDIT_CHECKPOINT_DIR", default=f"{MEDIA_ROOT}-audit-checkpoints")
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

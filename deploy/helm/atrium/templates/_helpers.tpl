@@ -42,7 +42,7 @@ env:
       secretKeyRef:
         name: {{ include "atrium.secretName" $root }}
         key: {{ .databaseKey }}
-{{- range $key := list "DJANGO_SECRET_KEY" "ATRIUM_ENCRYPTION_KEYS" "ATRIUM_CACHE_LISTEN_URL" "REDIS_URL" "CELERY_BROKER_URL" }}
+{{- range $key := list "DJANGO_SECRET_KEY" "ATRIUM_ENCRYPTION_KEYS" "ATRIUM_PLATFORM_AUDIT_KEY" "ATRIUM_AUDIT_CHECKPOINT_KEY" "ATRIUM_CACHE_LISTEN_URL" "REDIS_URL" "CELERY_BROKER_URL" }}
   - name: {{ $key }}
     valueFrom:
       secretKeyRef:
