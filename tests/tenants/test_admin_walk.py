@@ -181,3 +181,28 @@ def test_walk_every_admin_url_from_the_wrong_side(tenants: dict[str, Any], make_
     # The walk reached real pages: the platform admin on its own host and the tenant admin on its own host.
     assert platform.get(f"/admin/tenants/domain/{platform_ids['tenants.domain']}/change/").status_code == 200
     assert own.get("/admin/auth/user/").status_code == 200
+
+
+def test_domain_repoint_from_a_tenant_host_is_refused(tenants: dict[str, Any], make_user: Any,
+                                                      in_tenant: Any) -> None:
+    """The finding: A's admin POSTed B's domain with tenant=A; B's keys then failed on B's host, A's worked."""
+    from access.services import api_key_create
+    from tenants.models import Domain
+
+    alpha, beta = tenants["alpha"], tenants["beta"]
+    alpha_admin = make_user(alpha, role="admin", is_staff=True)
+    beta_member = make_user(beta, role="basic_user")
+    with in_tenant(beta):
+        _row, beta_key = api_key_create(user=beta_member, name="repoint")
+    own = Client(HTTP_HOST="alpha.localhost")
+    with in_tenant(alpha):
+        own.force_login(alpha_admin)
+    beta_domain = Domain.objects.get(domain="beta.localhost")
+    for path in (f"/admin/tenants/domain/{beta_domain.pk}/change/", "/admin/tenants/domain/add/",
+                 f"/admin/tenants/domain/{beta_domain.pk}/delete/"):
+        response = own.post(path, {"domain": "beta.localhost", "tenant": str(alpha.pk), "is_primary": "on",
+                                   "post": "yes"})
+        assert response.status_code == 404, path
+    assert Domain.objects.get(pk=beta_domain.pk).tenant_id == beta.pk
+    me = Client(HTTP_HOST="beta.localhost").get("/api/access/me/", HTTP_X_API_KEY=beta_key)
+    assert me.status_code == 200 and me.json()["tenant"] == "beta"
