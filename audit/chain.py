@@ -16,10 +16,10 @@ from typing import Any
 
 from django.db import connection
 
-from audit.verify import GENESIS, ChainWalk, VerifyResult
+from audit.verify import GENESIS, ChainWalk, VerifyResult, canonical, entry_mac_of
 from config.tenant_cache import TenantCache
 
-__all__ = ["GENESIS", "VerifyResult", "chain_verify"]
+__all__ = ["GENESIS", "VerifyResult", "canonical", "chain_verify"]
 
 CHAINED = ("seq", "event_id", "timestamp", "event_type", "actor", "model", "input_hash", "output_hash",
            "input_tokens", "output_tokens", "latency_ms", "status", "metadata", "error", "subject_mac")
@@ -56,10 +56,6 @@ def pseudonym(key: bytes, user_id: int | None) -> str:
     return "" if user_id is None else keyed_hash(key, f"user:{user_id}")[:32]
 
 
-def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
 def normalise(value: Any) -> Any:
     """What the value reads back as from jsonb, so the MAC computed on write equals the one on verify."""
     return json.loads(canonical(value))
@@ -73,11 +69,16 @@ def subject_mac(key: bytes, user_id: int | None, personal: dict[str, Any]) -> st
     return hmac.new(key, canonical({"user_id": user_id, "personal": personal}), hashlib.sha256).hexdigest()
 
 
-def entry_mac(key: bytes, prev_mac: str, fields: dict[str, Any]) -> str:
+def chained_body(fields: dict[str, Any]) -> dict[str, Any]:
+    """The chained fields of an entry as its MAC covers them (JSON values: the id and time as text)."""
     body = {name: fields[name] for name in CHAINED}
     body["event_id"] = str(body["event_id"])
     body["timestamp"] = _ts(body["timestamp"])
-    return hmac.new(key, prev_mac.encode() + canonical(body), hashlib.sha256).hexdigest()
+    return body
+
+
+def entry_mac(key: bytes, prev_mac: str, fields: dict[str, Any]) -> str:
+    return entry_mac_of(key, prev_mac, chained_body(fields))
 
 
 def chain_lock() -> None:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit import chain
 from audit.models import AuditEntry, Consent, Erasure, ProcessingNotice
+from config.client_ip import client_ip
 from config.tenant_cache import TenantCache
 
 # (user id, hash of the notice text) -> True: the user has accepted the current notice.
@@ -19,9 +20,7 @@ _consent_cache: TenantCache[bool] = TenantCache("consent")
 
 
 def _client_ip(request: Any) -> str:
-    meta = getattr(request, "META", {}) or {}
-    forwarded = str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")[0].strip()
-    return forwarded or str(meta.get("REMOTE_ADDR", "") or "")
+    return client_ip(request)  # X-Forwarded-For only from a trusted proxy (config/client_ip.py)
 
 
 def _personal(user: Any, request: Any) -> dict[str, Any]:

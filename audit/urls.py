@@ -1,6 +1,6 @@
 from django.urls import URLPattern, URLResolver, path
 
-from audit import console, views
+from audit import console, export, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("consent/", views.consent, name="consent"),
@@ -10,6 +10,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("compliance/jobs/deletion/", console.job_deletion, name="compliance_job_deletion"),
     path("compliance/jobs/<str:job_id>/retry/", console.job_retry, name="compliance_job_retry"),
     path("compliance/verify/", console.chain_verify, name="compliance_verify"),
+    path("compliance/audit/export.jsonl", export.audit_export, name="audit_export"),
     path("compliance/exports/<str:job_id>/download/", views.export_download, name="export_download"),
     path("account/data/", views.my_data, name="my_data"),
 ]

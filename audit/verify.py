@@ -8,11 +8,35 @@ truncated), and a chain whose entry at the checkpoint's sequence has another MAC
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = "0" * 64  # the previous MAC of entry #1
 MAX_FINDINGS = 50  # enough to see the pattern; a verification of a wrecked chain stays readable
+
+
+def canonical(value: Any) -> bytes:
+    """The bytes a MAC or signature covers: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def entry_mac_of(key: bytes, prev_mac: str, body: dict[str, Any]) -> str:
+    """mac(n) = HMAC-SHA-256(key, prev_mac || canonical(chained fields of n)); body as audit.chain.chained_body."""
+    return hmac.new(key, prev_mac.encode() + canonical(body), hashlib.sha256).hexdigest()
+
+
+def key_fingerprint(chain_key: bytes) -> str:
+    """Which chain a checkpoint or export belongs to, without revealing the chain's key."""
+    return hmac.new(chain_key, b"atrium-audit-checkpoint-chain-id", hashlib.sha256).hexdigest()[:16]
+
+
+def checkpoint_signed_body(checkpoint: dict[str, Any]) -> bytes:
+    """What a checkpoint's signature covers (audit.platform.checkpoints)."""
+    fields = ("chain", "key_id", "seq", "head_mac", "created_at")
+    return canonical({"v": 1, **{name: checkpoint[name] for name in fields}})
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.chain import canonical
 from audit.platform.models import ChainCheckpoint
-from audit.verify import GENESIS, CheckpointRef, Finding
+from audit.verify import GENESIS, CheckpointRef, Finding, checkpoint_signed_body, key_fingerprint
 
 logger = logging.getLogger(__name__)
 PLATFORM = "public"  # the platform chain's name: the public schema, which no tenant can be called
@@ -43,7 +42,7 @@ def checkpoint_key() -> bytes:
 
 
 def chain_key_id(chain_key: bytes) -> str:
-    return hmac.new(chain_key, b"atrium-audit-checkpoint-chain-id", hashlib.sha256).hexdigest()[:16]
+    return key_fingerprint(chain_key)
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,7 @@ class SignedCheckpoint:
     signature: str = ""
 
     def signed_body(self) -> bytes:
-        body = asdict(self)
-        body.pop("signature")
-        body.pop("reason")  # informative only
-        return canonical({"v": 1, **body})
+        return checkpoint_signed_body(asdict(self))  # `reason` is informative only: not signed
 
     def sign(self, key: bytes) -> SignedCheckpoint:
         signature = hmac.new(key, self.signed_body(), hashlib.sha256).hexdigest()

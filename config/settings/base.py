@@ -146,6 +146,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # Comma-separated Fernet keys; the first encrypts, all decrypt (MultiFernet), so keys rotate.
 ATRIUM_ENCRYPTION_KEYS = env.list("ATRIUM_ENCRYPTION_KEYS", default=[])
 
+# Client IP: X-Forwarded-For is believed only when the direct peer is in one of these networks (comma-separated
+# CIDRs or addresses: your load balancers / reverse proxies). Empty: never; the peer's address is the client's.
+ATRIUM_TRUSTED_PROXIES = env.list("ATRIUM_TRUSTED_PROXIES", default=[])
+
 # --- Audit keys (never stored in the database, so database access alone cannot forge entries or checkpoints) ----
 # HMAC key of the platform audit trail (audit.platform); production refuses to start without it.
 ATRIUM_PLATFORM_AUDIT_KEY = env.str("ATRIUM_PLATFORM_AUDIT_KEY", default="")
