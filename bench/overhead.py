@@ -10,7 +10,8 @@ and LiteLLM (`litellm[proxy]` in .venv-litellm, created on first run) itself.
 Final line: {"overhead_p50_ms", "overhead_p99_ms", "rps_c32", "litellm_overhead_p50_ms", "litellm_rps_c32", ...}.
 Targets: overhead p50 <= 2 ms, p99 <= 10 ms, rps_c32 above LiteLLM's.
 
-    .venv/bin/python bench/overhead.py [REQUESTS]      (ATRIUM_BENCH_SKIP_LITELLM=1 to skip LiteLLM)
+    .venv/bin/python bench/overhead.py [REQUESTS]      (ATRIUM_BENCH_SKIP_LITELLM=1 to skip LiteLLM;
+    ATRIUM_BENCH_BASELINE=<another checkout> also times that code, e.g. the commit before a change, in the same run)
 """
 
 from __future__ import annotations
@@ -195,6 +196,18 @@ def main() -> None:
                              {"x-api-key": "sk-ant-bench", "anthropic-version": "2023-06-01"}),
             "atrium": Target("atrium", f"http://127.0.0.1:{web_port}/v1/messages", {**host, "x-api-key": key}),
         }
+        baseline = os.environ.get("ATRIUM_BENCH_BASELINE")  # another source tree of Atrium, timed in the same run
+        if baseline:
+            base_port = free_port()
+            base_log = (ROOT / "var" / "bench-overhead-baseline.log").open("wb")
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind",
+                 f"127.0.0.1:{base_port}", "--workers", "2", "--threads", "16", "--access-logfile", "/dev/null"],
+                cwd=baseline, env=env, stdout=base_log, stderr=subprocess.STDOUT))
+            wait_http(f"http://127.0.0.1:{base_port}/healthz", procs[-1], "baseline gunicorn",
+                      headers={"Host": "localhost"})
+            targets["baseline"] = Target("baseline", f"http://127.0.0.1:{base_port}/v1/messages",
+                                         {**host, "x-api-key": key})
         litellm = litellm_start(sim_url)
         if litellm is not None:
             procs.append(litellm[0])
@@ -227,6 +240,11 @@ def main() -> None:
         "ttft_overhead_p50_ms": round(atrium["ttft_p50"] - direct["ttft_p50"], 2),
         "direct_rps_c32": round(direct["rps_c32"], 1),
     }
+    if "baseline" in results:
+        out["baseline_overhead_p50_ms"] = round(results["baseline"]["p50"] - direct["p50"], 2)
+        out["baseline_overhead_p99_ms"] = round(results["baseline"]["p99"] - direct["p99"], 2)
+        out["baseline_rps_c32"] = round(results["baseline"]["rps_c32"], 1)
+        out["baseline_ttft_overhead_p50_ms"] = round(results["baseline"]["ttft_p50"] - direct["ttft_p50"], 2)
     if "litellm" in results:
         out["litellm_overhead_p50_ms"] = round(results["litellm"]["p50"] - direct["p50"], 2)
         out["litellm_rps_c32"] = round(results["litellm"]["rps_c32"], 1)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import connection, transaction
 from django_tenants.utils import tenant_context
+from redis.exceptions import RedisError
 
 from access.errors import NotPermitted, QuotaExceeded
 from access.policy import PolicyDecision, policy_check
@@ -67,6 +68,16 @@ ROLES = {"user", "assistant"}
 class InvalidRequest(InferenceError):
     status = 400
     error_type = "invalid_request_error"
+
+
+class QuotaUnavailable(InferenceError):
+    """Redis (quotas, breakers) does not answer: nothing can be admitted."""
+
+    status = 503
+    error_type = "api_error"
+
+    def __init__(self) -> None:
+        super().__init__("Atrium cannot check quotas right now. Retry in a few seconds.")
 
 
 class ConsentRequired(NotPermitted):
@@ -248,7 +259,10 @@ def _reserve(call: Call, entry: CatalogEntry, tokens: int,
     keys = plan.keys + [breaker_key(t.breaker_name) for t in served]
     args = [len(plan.keys), len(plan.args), *plan.args, time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]
     for _attempt in range(3):
-        granted, codes = redis_script(_ADMIT)(keys=keys, args=args)
+        try:
+            granted, codes = redis_script(_ADMIT)(keys=keys, args=args)
+        except RedisError as exc:
+            raise QuotaUnavailable() from exc
         try:
             reservation = quota_outcome(plan, granted)
         except QuotaRebuildNeeded:

@@ -99,10 +99,12 @@ class BatchWriter(Generic[T]):
     """One writer thread per process: `write(batch)` writes what `submit` handed it and returns what it could not
     write (retried until written)."""
 
-    def __init__(self, name: str, write: Callable[[list[T]], list[T]], codec: Codec[T] | None = None) -> None:
+    def __init__(self, name: str, write: Callable[[list[T]], list[T]], codec: Codec[T] | None = None,
+                 idle: Callable[[], None] | None = None) -> None:
         self.name = name
         self.write = write
         self.codec = codec
+        self.idle = idle  # called about once a second while nothing is submitted (retries of after-commit work)
         self._cond = threading.Condition()
         self._queue: deque[_Pending[T]] = deque()
         self._busy: list[_Pending[T]] = []  # taken off the queue by the writer, not yet written
@@ -183,18 +185,24 @@ class BatchWriter(Generic[T]):
             return not (self._queue or self._busy)
 
     def stop(self) -> None:
-        """At exit: write what is pending; journal what the database would not take in time."""
-        if self._pid != os.getpid() or not (self._queue or self._busy):
+        """At exit: write what is pending; journal what the database would not take in time; then the writer's
+        after-commit work (quota settlements still owed)."""
+        if self._pid != os.getpid():
             return
-        if self.flush(timeout=_setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)) or self.codec is None:
-            return
-        with self._cond:
-            left = [p for p in (*self._busy, *self._queue) if not p.journaled and p.replay is None]
-        for pending in left:
+        if (self._queue or self._busy) and not self.flush(timeout=_setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)) \
+                and self.codec is not None:
+            with self._cond:
+                left = [p for p in (*self._busy, *self._queue) if not p.journaled and p.replay is None]
+            for pending in left:
+                try:
+                    self.journal(pending.item)
+                except Exception:
+                    logger.exception("record_lost: a call record could be neither written nor journaled at exit")
+        if self.idle is not None:
             try:
-                self.journal(pending.item)
+                self.idle()
             except Exception:
-                logger.exception("record_lost: a call record could be neither written nor journaled at exit")
+                logger.exception("the %s writer's idle work failed at exit", self.name)
 
     # --- the writer thread --------------------------------------------------------------------------------
 
@@ -252,6 +260,11 @@ class BatchWriter(Generic[T]):
             self._scan_journals()
             batch = self._take()
             if not batch:
+                if self.idle is not None:
+                    try:
+                        self.idle()
+                    except Exception:
+                        logger.exception("the %s writer's idle work failed", self.name)
                 continue
             close_old_connections()
             try:

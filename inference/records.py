@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -78,13 +79,32 @@ def records_write(records: list[CallRecord], persist: Callable[[], None] | None 
                            exc_info=True)
             failed.extend(group)
             continue
-        try:  # only after the commit: a rebuild of the counters reads committed usage (access.quotas)
-            quota_settle_many([(r.request_id, r.reservation, r.charged) for r in group])
-        except Exception:
-            logger.warning("record_retry: the quota settlement of %d calls of %s failed", len(group), schema,
-                           exc_info=True)
-            failed.extend(group)  # retried whole: the database part is a no-op now, the settlement idempotent
+        # Only after the commit: a rebuild of the counters reads committed usage (access.quotas). The records are
+        # durable now; a settlement that fails is retried on its own (idempotent), without holding the response.
+        with _unsettled_lock:
+            _unsettled.extend(group)
+    settle_pending()
     return failed
+
+
+_unsettled: list[CallRecord] = []  # committed records whose quota settlement has not gone through yet
+_unsettled_lock = threading.Lock()
+
+
+def settle_pending() -> None:
+    """Settle committed records (exactly once each, whatever is retried); on a Redis error they wait for the
+    next batch or the writer's next idle second."""
+    with _unsettled_lock:
+        batch = list(_unsettled)
+        _unsettled.clear()
+    if not batch:
+        return
+    try:
+        quota_settle_many([(r.request_id, r.reservation, r.charged) for r in batch])
+    except Exception:
+        logger.warning("record_retry: the quota settlement of %d calls failed; retried", len(batch), exc_info=True)
+        with _unsettled_lock:
+            _unsettled[:0] = batch
 
 
 # --- the journal's line format (no prompt or completion: their keyed hashes only) --------------------------------
@@ -130,7 +150,7 @@ def record_decode(line: str) -> CallRecord:
 
 writer: BatchWriter[CallRecord] = BatchWriter(
     "recorder", records_write, Codec(key=lambda r: str(r.tenant.schema_name), encode=record_encode,
-                                     decode=record_decode))
+                                     decode=record_decode), idle=settle_pending)
 
 
 def recorder_start() -> None:

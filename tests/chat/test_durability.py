@@ -122,3 +122,23 @@ def test_once_a_deletion_starts_the_subject_is_refused_and_late_records_are_reda
         from audit.chain import chain_verify
 
         assert chain_verify().ok
+
+
+def test_redis_unreachable_is_a_clear_503_before_anything_is_sent_upstream(sim: Any, client_a: Any, basic: Any,
+                                                                          settings: Any) -> None:
+    from config.redis import redis_client, redis_script
+    from tests.conftest import free_port
+
+    original = settings.REDIS_URL
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    redis_client.cache_clear()
+    redis_script.cache_clear()
+    try:
+        response = post_messages(client_a, basic[1], body())
+    finally:
+        settings.REDIS_URL = original
+        redis_client.cache_clear()
+        redis_script.cache_clear()
+    assert response.status_code == 503
+    assert response.json()["error"]["message"].startswith("Atrium cannot check quotas right now.")
+    assert sim.requests() == []
