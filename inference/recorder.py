@@ -100,11 +100,13 @@ class BatchWriter(Generic[T]):
     write (retried until written)."""
 
     def __init__(self, name: str, write: Callable[[list[T]], list[T]], codec: Codec[T] | None = None,
-                 idle: Callable[[], None] | None = None) -> None:
+                 after: Callable[[], None] | None = None) -> None:
         self.name = name
         self.write = write
         self.codec = codec
-        self.idle = idle  # called about once a second while nothing is submitted (retries of after-commit work)
+        # Work that follows a commit but must not hold the responses (quota settlement): run after each batch's
+        # responses are released, every idle second, and at exit.
+        self.after = after
         self._cond = threading.Condition()
         self._queue: deque[_Pending[T]] = deque()
         self._busy: list[_Pending[T]] = []  # taken off the queue by the writer, not yet written
@@ -145,7 +147,10 @@ class BatchWriter(Generic[T]):
 
     def degraded(self, key: str) -> bool:
         """True while records of `key` (a tenant) fail to be written, or wait far longer than a commit should."""
-        self._ensure_thread()
+        if getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
+            self._ensure_thread()  # supervision: a dead writer is replaced here too
+        elif self._pid != os.getpid():
+            return False  # records are written by the request threads: a failure raises there
         if self._failing.get(key):
             return True
         stuck = _setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000
@@ -198,11 +203,14 @@ class BatchWriter(Generic[T]):
                     self.journal(pending.item)
                 except Exception:
                     logger.exception("record_lost: a call record could be neither written nor journaled at exit")
-        if self.idle is not None:
+        self._after()
+
+    def _after(self) -> None:
+        if self.after is not None:
             try:
-                self.idle()
+                self.after()
             except Exception:
-                logger.exception("the %s writer's idle work failed at exit", self.name)
+                logger.exception("the %s writer's after-commit work failed", self.name)
 
     # --- the writer thread --------------------------------------------------------------------------------
 
@@ -260,11 +268,7 @@ class BatchWriter(Generic[T]):
             self._scan_journals()
             batch = self._take()
             if not batch:
-                if self.idle is not None:
-                    try:
-                        self.idle()
-                    except Exception:
-                        logger.exception("the %s writer's idle work failed", self.name)
+                self._after()
                 continue
             close_old_connections()
             try:
@@ -292,6 +296,7 @@ class BatchWriter(Generic[T]):
                 backoff = min(backoff * 2, 2.0)
             else:
                 backoff = 0.05
+            self._after()
 
     def _write(self, batch: list[_Pending[T]]) -> list[_Pending[T]]:
         """Write the batch; returns what is not written. After repeated failures, one record at a time."""

@@ -83,7 +83,6 @@ def records_write(records: list[CallRecord], persist: Callable[[], None] | None 
         # durable now; a settlement that fails is retried on its own (idempotent), without holding the response.
         with _unsettled_lock:
             _unsettled.extend(group)
-    settle_pending()
     return failed
 
 
@@ -92,8 +91,8 @@ _unsettled_lock = threading.Lock()
 
 
 def settle_pending() -> None:
-    """Settle committed records (exactly once each, whatever is retried); on a Redis error they wait for the
-    next batch or the writer's next idle second."""
+    """Settle committed records (exactly once each, whatever is retried). The writer calls it after it released
+    a batch's responses, and every idle second; on a Redis error the records wait for the next call."""
     with _unsettled_lock:
         batch = list(_unsettled)
         _unsettled.clear()
@@ -150,7 +149,7 @@ def record_decode(line: str) -> CallRecord:
 
 writer: BatchWriter[CallRecord] = BatchWriter(
     "recorder", records_write, Codec(key=lambda r: str(r.tenant.schema_name), encode=record_encode,
-                                     decode=record_decode), idle=settle_pending)
+                                     decode=record_decode), after=settle_pending)
 
 
 def recorder_start() -> None:
@@ -170,6 +169,7 @@ def record_now(record: CallRecord, persist: Callable[[], None] | None = None) ->
     """Write the records in this thread (the caller's own writes, `persist`, in the same transaction)."""
     if records_write([record], persist):
         raise RecordNotWritten("the call's records could not be written")
+    settle_pending()
 
 
 def record_submit(record: CallRecord) -> Ticket:
