@@ -133,6 +133,7 @@ class BatchWriter(Generic[T]):
             if self.write([item]):
                 raise RecordNotWritten("the call's records could not be written")
             ticket._done.set()
+            self._after()
             return ticket
         self._ensure_thread()
         pending = _Pending(item, ticket, self.codec.key(item) if self.codec else "")

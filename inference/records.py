@@ -60,11 +60,22 @@ class CallRecord:
 
 def records_write(records: list[CallRecord], persist: Callable[[], None] | None = None) -> list[CallRecord]:
     """Write calls' records, each tenant's in one transaction (with the caller's own writes, `persist`, which
-    then fail with it), then settle that tenant's reservations. Returns the records not written."""
+    then fail with it). Returns the records not written; the committed ones wait in `_unsettled` for their quota
+    settlement (settle_pending), which the batch writer runs once their responses are released."""
+    failed, committed = _records_commit(records, persist)
+    with _unsettled_lock:
+        _unsettled.extend(committed)
+    return failed
+
+
+def _records_commit(records: list[CallRecord],
+                    persist: Callable[[], None] | None = None) -> tuple[list[CallRecord], list[CallRecord]]:
+    """(records not written, records committed)."""
     by_tenant: dict[str, list[CallRecord]] = {}
     for record in records:
         by_tenant.setdefault(record.tenant.schema_name, []).append(record)
     failed: list[CallRecord] = []
+    committed: list[CallRecord] = []
     for schema, group in by_tenant.items():
         try:
             with tenant_context(group[0].tenant), transaction.atomic():
@@ -79,11 +90,10 @@ def records_write(records: list[CallRecord], persist: Callable[[], None] | None 
                            exc_info=True)
             failed.extend(group)
             continue
-        # Only after the commit: a rebuild of the counters reads committed usage (access.quotas). The records are
-        # durable now; a settlement that fails is retried on its own (idempotent), without holding the response.
-        with _unsettled_lock:
-            _unsettled.extend(group)
-    return failed
+        # Settled only after the commit: a rebuild of the counters reads committed usage (access.quotas). The
+        # records are durable now; a settlement that fails is retried on its own (idempotent).
+        committed.extend(group)
+    return failed, committed
 
 
 _unsettled: list[CallRecord] = []  # committed records whose quota settlement has not gone through yet
@@ -167,9 +177,15 @@ def records_available(tenant: Any) -> bool:
 
 def record_now(record: CallRecord, persist: Callable[[], None] | None = None) -> None:
     """Write the records in this thread (the caller's own writes, `persist`, in the same transaction)."""
-    if records_write([record], persist):
+    failed, committed = _records_commit([record], persist)
+    if failed:
         raise RecordNotWritten("the call's records could not be written")
-    settle_pending()
+    try:
+        quota_settle_many([(r.request_id, r.reservation, r.charged) for r in committed])
+    except Exception:
+        logger.warning("record_retry: the quota settlement of a call failed; retried", exc_info=True)
+        with _unsettled_lock:
+            _unsettled.extend(committed)
 
 
 def record_submit(record: CallRecord) -> Ticket:
