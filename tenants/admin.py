@@ -85,7 +85,7 @@ class TenantForm(forms.ModelForm):
             "name", "schema_name", "is_active", "allowed_models", "max_tokens_per_request", "requests_per_minute",
             "tokens_per_day", "user_requests_per_minute", "user_tokens_per_day", "retention_days",
             "data_region", "provider_order", "gdpr_account_action", "first_byte_timeout_s",
-            "hedge_delay_ms", "anthropic_beta_allowed",
+            "hedge_delay_ms", "anthropic_beta_allowed", "record_policy",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -162,7 +162,7 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
             },
         ),
         ("Providers", {"fields": ["first_byte_timeout_s", "hedge_delay_ms", "anthropic_beta_allowed"]}),
-        ("Privacy", {"fields": ["retention_days", "gdpr_account_action"]}),
+        ("Privacy", {"fields": ["retention_days", "gdpr_account_action", "record_policy"]}),
         (
             "Set by the tenant (stricter values win)",
             {"fields": ["processing_notice", "own_allowed_models", "own_max_tokens_per_request",
