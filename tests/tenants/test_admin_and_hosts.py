@@ -64,7 +64,7 @@ def test_public_admin_manages_tenants(public_client: Any, tenant_a: Any) -> None
         "requests_per_minute": "30", "tokens_per_day": "10000", "user_requests_per_minute": "",
         "user_tokens_per_day": "", "retention_days": "14", "processing_notice": "Notice v2", "data_region": "eu",
         "provider_order": '["anthropic", "bedrock:eu-west-1"]', "gdpr_account_action": "deactivate",
-        "is_active": "on", "anthropic_api_key": "sk-new-key",
+        "record_policy": "serve_and_journal", "is_active": "on", "anthropic_api_key": "sk-new-key",
         "domains-TOTAL_FORMS": "0", "domains-INITIAL_FORMS": "0", "domains-MIN_NUM_FORMS": "0",
         "domains-MAX_NUM_FORMS": "1000",
     }
@@ -75,6 +75,7 @@ def test_public_admin_manages_tenants(public_client: Any, tenant_a: Any) -> None
     assert tenant.allowed_models == ["sonnet", "haiku"]
     assert tenant.retention_days == 14
     assert tenant.provider_order == ["anthropic", "bedrock:eu-west-1"]
+    assert tenant.record_policy == "serve_and_journal"
     assert tenant.credentials["anthropic"]["api_key"] == "sk-new-key"
     assert Domain.objects.filter(tenant=tenant).exists()
     # The edit is in the tenant's own audit trail (which fields, which providers; never the values).
@@ -99,7 +100,7 @@ def test_public_admin_rejects_invalid_policy(public_client: Any, tenant_a: Any) 
         "name": "Alpha", "allowed_models": "gpt-4, sonnet", "max_tokens_per_request": "-5",
         "requests_per_minute": "30", "tokens_per_day": "10000", "retention_days": "0",
         "processing_notice": "", "data_region": "", "provider_order": '["azure"]',
-        "gdpr_account_action": "deactivate",
+        "gdpr_account_action": "deactivate", "record_policy": "fail_closed",
         "domains-TOTAL_FORMS": "0", "domains-INITIAL_FORMS": "0", "domains-MIN_NUM_FORMS": "0",
         "domains-MAX_NUM_FORMS": "1000",
     }

@@ -140,6 +140,7 @@ def test_platform_changes_are_announced_with_the_real_actor(root: Client, platfo
     form = {"name": "Beta", "allowed_models": "", "max_tokens_per_request": "1024", "requests_per_minute": "600",
             "tokens_per_day": "5000000", "user_requests_per_minute": "", "user_tokens_per_day": "",
             "retention_days": "30", "data_region": "", "provider_order": "[]", "gdpr_account_action": "deactivate",
+            "record_policy": "fail_closed",
             "bedrock_mode": "assume_role", "bedrock_role_arn": "arn:aws:iam::1:role/beta",
             "domains-TOTAL_FORMS": "0", "domains-INITIAL_FORMS": "0", "domains-MIN_NUM_FORMS": "0",
             "domains-MAX_NUM_FORMS": "1000"}
