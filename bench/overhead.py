@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -182,6 +183,9 @@ def main() -> None:
         env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings.production",
                    DJANGO_SECRET_KEY=settings.SECRET_KEY,
                    ATRIUM_ENCRYPTION_KEYS=",".join(settings.ATRIUM_ENCRYPTION_KEYS),
+                   ATRIUM_PLATFORM_AUDIT_KEY=secrets.token_urlsafe(32),
+                   ATRIUM_AUDIT_CHECKPOINT_KEY=secrets.token_urlsafe(32),
+                   ATRIUM_RECORD_JOURNAL_DIR=str(ROOT / "var" / "bench-journal"),
                    REDIS_URL=settings.REDIS_URL, ATRIUM_ANTHROPIC_BASE_URL=f"{sim_url}/anthropic",
                    ANTHROPIC_API_KEY="sk-ant-bench", ATRIUM_PROVIDER_ORDER="anthropic", ATRIUM_LOG_LEVEL="WARNING")
         log = (ROOT / "var" / "bench-overhead-web.log").open("wb")
