@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test install test-deps lint typecheck bench clean deploy-check cluster
+.PHONY: run test install test-deps vendor lint typecheck bench clean deploy-check cluster
 
-run: install
+run: install vendor
 	$(PY) -m config.devstack run
 
-test: install test-deps
+test: install test-deps vendor
 	$(PY) -m config.devstack test $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -32,6 +32,22 @@ test-deps:
 		[ -f "$$dir/package.json" ] || continue; \
 		( cd "$$dir" && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package.json ] || npm install --no-audit --no-fund --silent; } ) || exit 1; \
 	done
+
+# The web chat's front-end libraries (static/vendor/package.json, pinned by its package-lock.json): installed with
+# npm ci outside static/, and only their browser builds copied next to it. Re-run when the lock file changes.
+VENDOR_FILES := marked/lib/marked.umd.js dompurify/dist/purify.min.js @highlightjs/cdn-assets/highlight.min.js \
+	@highlightjs/cdn-assets/styles/github-dark.min.css
+VENDOR_STAMP := var/frontend/.copied-$(shell sha1sum static/vendor/package-lock.json | cut -c1-12)
+
+vendor: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP): static/vendor/package.json static/vendor/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "atrium: npm not found; install Node.js 20 (apt-get install -y nodejs npm)"; exit 1; }
+	mkdir -p var/frontend
+	cp static/vendor/package.json static/vendor/package-lock.json var/frontend/
+	cd var/frontend && npm ci --no-audit --no-fund --silent
+	for f in $(VENDOR_FILES); do cp "var/frontend/node_modules/$$f" static/vendor/ || exit 1; done
+	rm -f var/frontend/.copied-* && touch $@
 
 lint: install
 	$(VENV)/bin/ruff check .

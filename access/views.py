@@ -25,13 +25,38 @@ class ApiKeyCreateForm(forms.Form):
     )
 
 
+# A new key travels from the POST to the page it redirects to in the server-side session, encrypted, for a few
+# minutes, and is removed when shown: reloading that page (or going back) never creates or shows it again.
+NEW_KEY_SESSION = "atrium_new_api_key"
+NEW_KEY_TTL_S = 300
+
+
+def _new_key_keep(request: HttpRequest, raw: str) -> None:
+    from tenants.crypto import encrypt
+
+    request.session[NEW_KEY_SESSION] = {"key": encrypt(raw), "at": timezone.now().timestamp()}
+
+
+def _new_key_pop(request: HttpRequest) -> str | None:
+    from tenants.crypto import decrypt
+
+    kept = request.session.pop(NEW_KEY_SESSION, None)
+    if not isinstance(kept, dict) or timezone.now().timestamp() - float(kept.get("at", 0)) > NEW_KEY_TTL_S:
+        return None
+    try:
+        return decrypt(str(kept["key"]))
+    except Exception:  # a rotated encryption key: the key is simply not shown again
+        return None
+
+
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def account_keys(request: HttpRequest) -> HttpResponse:
-    """List, create and revoke the signed-in user's keys. A new key is shown once, in this response only."""
+    """List, create and revoke the signed-in user's keys. POST, then redirect: a new key is shown once, on the
+    page the creation redirects to (POST-redirect-GET, so a reload cannot create a second key)."""
     form = ApiKeyCreateForm()
-    new_key: str | None = None
+    new_key: str | None = _new_key_pop(request) if request.method == "GET" else None
     status = 200
     if request.method == "POST":
         action = request.POST.get("action")
@@ -48,9 +73,10 @@ def account_keys(request: HttpRequest) -> HttpResponse:
             days = form.cleaned_data["expires_in_days"]
             expires_at = timezone.now() + timedelta(days=days) if days else None
             try:
-                _key, new_key = api_key_create(user=request.user, name=form.cleaned_data["name"],
-                                               expires_at=expires_at, request=request)
-                form = ApiKeyCreateForm()
+                _key, raw = api_key_create(user=request.user, name=form.cleaned_data["name"],
+                                           expires_at=expires_at, request=request)
+                _new_key_keep(request, raw)
+                return redirect("account_keys")
             except ValueError as exc:
                 form.add_error(None, str(exc))
                 status = 400

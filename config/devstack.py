@@ -208,7 +208,9 @@ def run() -> int:
         ensure_hosts_entry("demo.localhost")
         specs: list[tuple[str, list[str]]] = []
         if env.get("ATRIUM_SIMULATOR"):
-            specs.append(("provider simulator", [PY, "manage.py", "provider_simulator", "--port", str(SIMULATOR_PORT)]))
+            specs.append(("provider simulator", [PY, "manage.py", "provider_simulator", "--port", str(SIMULATOR_PORT),
+                                                 # a realistic pace in the demo: ~3 words every 40 ms
+                                                 "--chunk-delay-ms", env.get("ATRIUM_SIMULATOR_CHUNK_DELAY_MS", "40")]))
         specs += [
             ("web (gunicorn)", [PY, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py",
                                 "--bind", f"127.0.0.1:{WEB_PORT}", "--workers", "2", "--reload"]),

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from inference.api_v1 import error_body, error_from_exception, models_for
 from inference.catalog.selectors import catalog_entry
-from inference.chat import chat_send, conversation_create, conversation_rename
+from inference.chat import chat_send, conversation_create, conversation_update
 from inference.models import Conversation
 from inference.selectors import conversation_get, conversation_list, usage_today
 
@@ -47,8 +47,13 @@ class ConversationOutput(serializers.Serializer[Conversation]):
     title = serializers.CharField()
     model = serializers.CharField()
     system = serializers.CharField()
+    pinned = serializers.BooleanField()
+    shared = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    def get_shared(self, conversation: Conversation) -> bool:
+        return conversation.share_id is not None
 
 
 class MessageOutput(serializers.Serializer[Any]):
@@ -61,6 +66,8 @@ class MessageOutput(serializers.Serializer[Any]):
     stop_reason = serializers.CharField()
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
+    active = serializers.BooleanField()
+    version_group = serializers.UUIDField(allow_null=True)
     created_at = serializers.DateTimeField()
 
 
@@ -78,7 +85,8 @@ class ConversationListCreateApi(APIView):
     @extend_schema(responses=ConversationOutput(many=True))
     def get(self, request: Request) -> Response:
         paginator = self.Pagination()
-        page = paginator.paginate_queryset(conversation_list(user=request.user), request, view=self)
+        query = str(request.query_params.get("q", ""))[:200]
+        page = paginator.paginate_queryset(conversation_list(user=request.user, query=query), request, view=self)
         return paginator.get_paginated_response(ConversationOutput(page, many=True).data)
 
     @extend_schema(request=CreateInput, responses={201: ConversationOutput})
@@ -95,8 +103,10 @@ class ConversationListCreateApi(APIView):
 
 
 class ConversationDetailApi(APIView):
-    class RenameInput(serializers.Serializer[Any]):
-        title = serializers.CharField(max_length=200, allow_blank=False)
+    class UpdateInput(serializers.Serializer[Any]):
+        title = serializers.CharField(max_length=200, allow_blank=False, required=False)
+        pinned = serializers.BooleanField(required=False)
+        system = serializers.CharField(max_length=20000, allow_blank=True, required=False, trim_whitespace=False)
 
     class DetailOutput(ConversationOutput):
         messages = MessageOutput(many=True)
@@ -110,22 +120,24 @@ class ConversationDetailApi(APIView):
         payload["messages"] = MessageOutput(conversation.messages.order_by("created_at"), many=True).data
         return Response(payload)
 
-    @extend_schema(request=RenameInput, responses=ConversationOutput)
+    @extend_schema(request=UpdateInput, responses=ConversationOutput)
     def patch(self, request: Request, conversation_id: str) -> Response:
+        """Rename, pin or unpin, or set the conversation's system prompt (any of them)."""
         conversation = conversation_get(user=request.user, conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
-        data = self.RenameInput(data=request.data)
+        data = self.UpdateInput(data=request.data)
         if not data.is_valid():
             return _invalid(data.errors)
-        return Response(ConversationOutput(conversation_rename(conversation, data.validated_data["title"])).data)
+        updated = conversation_update(conversation=conversation, **data.validated_data)
+        return Response(ConversationOutput(updated).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, conversation_id: str) -> Response:
         conversation = conversation_get(user=request.user, conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
-        conversation.delete()
+        conversation.delete()  # messages and attachments cascade; attachment files go after the commit
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -136,6 +148,9 @@ class _StreamingApi(APIView):
         content = serializers.CharField(required=False, allow_blank=False, max_length=200_000)
         model = serializers.CharField(required=False, max_length=120)
         max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=200_000)
+        edit_of = serializers.UUIDField(required=False, help_text="Replace this question (and what follows it).")
+        attachments = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=5,
+                                            help_text="Ids of files uploaded to this conversation.")
 
     def post(self, request: Request, conversation_id: str) -> HttpResponse | Response:
         conversation = conversation_get(user=request.user, conversation_id=conversation_id)
@@ -149,7 +164,9 @@ class _StreamingApi(APIView):
         try:
             turn = chat_send(conversation=conversation, user=request.user, tenant=_tenant(), request=request,
                              content=data.validated_data.get("content"), model=data.validated_data.get("model"),
-                             max_tokens=data.validated_data.get("max_tokens"), retry=self.retry)
+                             max_tokens=data.validated_data.get("max_tokens"), retry=self.retry,
+                             edit_of=data.validated_data.get("edit_of"),
+                             attachment_ids=[str(i) for i in data.validated_data.get("attachments") or []])
         except Exception as exc:
             return error_from_exception(exc)
         response = StreamingHttpResponse(turn.sse(), content_type="text/event-stream")
@@ -192,6 +209,9 @@ class UsageMeApi(APIView):
         output_tokens = serializers.IntegerField()
         tokens_per_day_limit = serializers.IntegerField(allow_null=True)
         tokens_left = serializers.IntegerField(allow_null=True)
+        tokens_used = serializers.IntegerField(help_text="Tokens counted against the limit today (the quota's own "
+                                                         "counter, in-flight reservations included).")
+        limit_label = serializers.CharField(allow_blank=True)
 
     @extend_schema(responses=UsageOutput)
     def get(self, request: Request) -> Response:
@@ -199,10 +219,25 @@ class UsageMeApi(APIView):
 
 
 def usage_me(user: Any, tenant: Any) -> dict[str, Any]:
+    """Today's usage and the daily token limit that binds this user first, read from the counters the quota check
+    itself uses (Redis, UTC day), so the numbers shown are the numbers enforced."""
+    from access.quotas import quota_tokens_used_today
+
     usage: dict[str, Any] = dict(usage_today(user=user))
-    limit = tenant.effective_user_tokens_per_day
-    usage["tokens_per_day_limit"] = limit
-    usage["tokens_left"] = None if limit is None else max(0, limit - usage["input_tokens"] - usage["output_tokens"])
+    candidates = []
+    if tenant.effective_user_tokens_per_day is not None:
+        candidates.append((tenant.effective_user_tokens_per_day, quota_tokens_used_today(tenant=tenant, user=user),
+                           "your daily limit"))
+    if tenant.tokens_per_day is not None:
+        candidates.append((tenant.tokens_per_day, quota_tokens_used_today(tenant=tenant),
+                           "your organisation's daily limit"))
+    if candidates:
+        limit, used, label = min(candidates, key=lambda c: c[0] - c[1])
+        usage.update(tokens_per_day_limit=limit, tokens_used=used, tokens_left=max(0, limit - used),
+                     limit_label=label)
+    else:
+        usage.update(tokens_per_day_limit=None, tokens_left=None, limit_label="",
+                     tokens_used=usage["input_tokens"] + usage["output_tokens"])
     return usage
 
 

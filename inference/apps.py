@@ -1,6 +1,6 @@
 from django.apps import AppConfig
 from django.conf import settings
-from django.db.models.signals import pre_delete
+from django.db.models.signals import post_delete, pre_delete
 
 
 class InferenceConfig(AppConfig):
@@ -10,8 +10,11 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from inference import personal_data
+        from inference.attachments import attachment_file_delete_on_commit
+        from inference.models import Attachment
         from inference.services import _user_pre_delete
 
         personal_data.register()
-
+        post_delete.connect(attachment_file_delete_on_commit, sender=Attachment,
+                            dispatch_uid="attachment_file_delete")
         pre_delete.connect(_user_pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="usage_anonymise")

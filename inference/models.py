@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Conversation(models.Model):
@@ -14,6 +15,9 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=120, help_text="Tier or model id last used in this conversation.")
     system = models.TextField(blank=True, default="")
+    pinned = models.BooleanField(default=False)
+    # Set while the conversation is shared read-only with the signed-in users of this tenant (/chat/shared/<id>/).
+    share_id = models.UUIDField(null=True, blank=True, unique=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -42,7 +46,12 @@ class Message(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     stop_reason = models.CharField(max_length=40, blank=True, default="")
     incomplete = models.BooleanField(default=False, help_text="The stream ended early with an error.")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Regenerated answers and edited questions stay as versions: only active messages form the history sent
+    # to the model. The versions of one answer share `version_group` (the first version's id).
+    active = models.BooleanField(default=True)
+    version_group = models.UUIDField(null=True, blank=True)
+    # When the message was asked for: an answer's is its admission time, not its save time (see inference.chat).
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["created_at"]
@@ -50,6 +59,38 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} message {self.id}"
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    """MEDIA_ROOT/<tenant schema>/attachments/<conversation>/<attachment id>: per tenant, never the user's name."""
+    from django.db import connection
+
+    return f"{connection.schema_name}/attachments/{instance.conversation_id}/{instance.id}"  # type: ignore[attr-defined]
+
+
+class Attachment(models.Model):
+    """An image or PDF uploaded into a conversation (only with access.use_vision); deleted with it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="attachments")
+    file = models.FileField(upload_to=attachment_path, max_length=300)
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"attachment {self.id}"
+
+    @property
+    def block_type(self) -> str:
+        """The Anthropic content block that carries it."""
+        return "document" if self.content_type == "application/pdf" else "image"
 
 
 class ChatPreference(models.Model):

@@ -6,13 +6,51 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Func, Q, QuerySet, Sum, TextField
 
 from inference.models import Conversation, Message, UsageDaily
 
 
-def conversation_list(*, user: Any) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(user=user).order_by("-updated_at")
+class _Texts(Func):
+    """The text blocks' texts of a message's content, as one string (PostgreSQL JSON path)."""
+
+    template = "jsonb_path_query_array(%(expressions)s, '$[*].text')::text"
+    output_field = TextField()
+
+
+def conversation_list(*, user: Any, query: str = "") -> QuerySet[Conversation]:
+    """The user's conversations, pinned first then most recent; `query` matches titles and message text."""
+    conversations = Conversation.objects.filter(user=user)
+    query = query.strip()
+    if query:
+        # Message content is a JSON list of blocks: match the text of its text blocks only (not the JSON keys).
+        matching = Message.objects.filter(conversation__user=user, active=True).annotate(text=_Texts("content")) \
+            .filter(text__icontains=query).values("conversation_id")
+        conversations = conversations.filter(Q(title__icontains=query) | Q(id__in=matching))
+    return conversations.order_by("-pinned", "-updated_at")
+
+
+DATE_GROUPS = ("Pinned", "Today", "Yesterday", "Previous 7 days", "Older")
+
+
+def conversation_groups(conversations: Any, *, now: datetime | None = None) -> list[tuple[str, list[Conversation]]]:
+    """Pinned, today, yesterday, previous 7 days, older (UTC days), in that order, empty groups left out."""
+    today = (now or datetime.now(UTC)).date()
+    groups: dict[str, list[Conversation]] = {name: [] for name in DATE_GROUPS}
+    for conversation in conversations:
+        day = conversation.updated_at.astimezone(UTC).date()
+        if conversation.pinned:
+            name = "Pinned"
+        elif day >= today:
+            name = "Today"
+        elif day == today - timedelta(days=1):
+            name = "Yesterday"
+        elif day >= today - timedelta(days=7):
+            name = "Previous 7 days"
+        else:
+            name = "Older"
+        groups[name].append(conversation)
+    return [(name, items) for name, items in groups.items() if items]
 
 
 def conversation_get(*, user: Any, conversation_id: Any) -> Conversation | None:
@@ -24,9 +62,29 @@ def conversation_get(*, user: Any, conversation_id: Any) -> Conversation | None:
 
 
 def conversation_history(conversation: Conversation) -> list[dict[str, Any]]:
-    """Messages in the Anthropic shape, oldest first, for the next model call."""
-    return [{"role": m.role, "content": m.content}
-            for m in conversation.messages.order_by("created_at") if m.content]
+    """The active messages in the Anthropic shape, oldest first, for the next model call."""
+    return history_blocks(list(conversation.messages.filter(active=True).order_by("created_at")))
+
+
+def history_blocks(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages in the Anthropic shape; attachment references become the file's bytes (base64)."""
+    from inference.attachments import attachment_source
+
+    history = []
+    for message in messages:
+        if not message.content:
+            continue  # an answer stopped before its first word
+        blocks = []
+        for block in message.content:
+            source = block.get("source") if isinstance(block, dict) else None
+            if isinstance(source, dict) and source.get("type") == "attachment":
+                resolved = attachment_source(message, str(source.get("id")))
+                if resolved is None:
+                    continue  # deleted since (conversation retention keeps messages and files together)
+                block = {"type": block["type"], "source": resolved}
+            blocks.append(block)
+        history.append({"role": message.role, "content": blocks})
+    return history
 
 
 def message_text(message: Message) -> str:

@@ -1,6 +1,6 @@
 from django.urls import URLPattern, URLResolver, path, re_path
 
-from inference import api, api_v1, views
+from inference import api, api_chat, api_v1, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/messages", api_v1.messages, name="v1_messages"),
@@ -11,8 +11,20 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/conversations/<str:conversation_id>/", api.ConversationDetailApi.as_view(), name="api_conversation"),
     path("api/conversations/<str:conversation_id>/messages/", api.MessageSendApi.as_view(), name="api_message_send"),
     path("api/conversations/<str:conversation_id>/retry/", api.MessageRetryApi.as_view(), name="api_message_retry"),
+    path("api/conversations/<str:conversation_id>/messages/<str:message_id>/activate/",
+         api_chat.MessageActivateApi.as_view(), name="api_message_activate"),
+    path("api/conversations/<str:conversation_id>/share/", api_chat.ConversationShareApi.as_view(),
+         name="api_conversation_share"),
+    path("api/conversations/<str:conversation_id>/export/", api_chat.ConversationExportApi.as_view(),
+         name="api_conversation_export"),
+    path("api/conversations/<str:conversation_id>/attachments/", api_chat.AttachmentUploadApi.as_view(),
+         name="api_attachment_upload"),
+    path("api/presets/", api_chat.PresetListApi.as_view(), name="api_presets"),
     path("api/models/", api.ModelListApi.as_view(), name="api_models"),
     path("api/usage/me/", api.UsageMeApi.as_view(), name="api_usage_me"),
     path("chat/", views.chat, name="chat"),
+    path("chat/list/", views.chat_list, name="chat_list"),
+    path("chat/shared/<str:share_id>/", views.chat_shared, name="chat_shared"),
+    path("chat/attachments/<str:attachment_id>/", views.attachment_file, name="chat_attachment"),
     path("chat/<str:conversation_id>/", views.chat, name="chat_conversation"),
 ]

@@ -307,6 +307,8 @@ ATRIUM_OIDC_HTTP_TIMEOUT_S = env.float("ATRIUM_OIDC_HTTP_TIMEOUT_S", default=5.0
 # (or the secret key while this is empty) invalidates every API key.
 ATRIUM_API_KEY_PEPPER = env.str("ATRIUM_API_KEY_PEPPER", default="")
 ATRIUM_API_KEYS_PER_USER = env.int("ATRIUM_API_KEYS_PER_USER", default=25)
+# Web chat attachments (images and PDFs, only for roles with access.use_vision): the largest file accepted.
+ATRIUM_CHAT_ATTACHMENT_MAX_BYTES = env.int("ATRIUM_CHAT_ATTACHMENT_MAX_BYTES", default=5 * 1024 * 1024)
 
 # Request bodies up to the Anthropic API's own limit (images and documents travel base64 in the JSON); larger is a
 # 413 request_too_large on /v1/.

@@ -8,6 +8,8 @@ import math
 import re
 from typing import Any
 
+from inference.simulator import markdown
+
 ANTHROPIC_MODEL = re.compile(r"^claude-[a-z0-9.-]+(@\d{8})?$")
 BEDROCK_MODEL = re.compile(r"^((global|us|eu|apac|jp|ca|sa)\.)?anthropic\.claude-[a-z0-9.-]+(-v\d+(:\d+)?)?$")
 LISTED_MODELS = [
@@ -17,14 +19,6 @@ LISTED_MODELS = [
 ]
 ROLES = {"user", "assistant"}
 
-FILLER = [
-    "The simulator derives every word from the request, so the same question always gets the same answer.",
-    "Usage counts are estimated at four characters per token, like a rough tokenizer would.",
-    "Faults can be injected per provider and region to exercise failover.",
-    "Streaming answers arrive in several deltas, each a few words long.",
-    "Nothing here ever leaves the loopback interface.",
-    "Markdown such as **bold** and `code` passes through untouched.",
-]
 
 ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
@@ -116,29 +110,31 @@ def input_tokens(body: dict[str, Any]) -> int:
     return tokens(chars) + 7  # the role markers every request carries
 
 
-def answer(body: dict[str, Any], *, provider: str, region: str, model: str) -> tuple[str, int, str]:
-    """(text, output_tokens, stop_reason): the same request always gets the same answer."""
+def answer(body: dict[str, Any], *, provider: str, region: str, model: str,
+           variant: int = 0) -> tuple[str, int, str]:
+    """(text, output_tokens, stop_reason): the same request always gets the same answer, unless it asks for
+    sampling (`temperature` > 0) and has been asked before: then `variant` (how often) picks another one, as a
+    sampling model would (the web chat's Regenerate)."""
     last_user = ""
     for message in reversed(body.get("messages") or []):
         if message.get("role") == "user":
             last_user = message_text(message.get("content"))
             break
-    digest = hashlib.sha256(json.dumps([model, body.get("system"), body.get("messages")], sort_keys=True,
-                                       default=str).encode()).hexdigest()
-    words = last_user.split()
-    echo = " ".join(words[:12]) + (" …" if len(words) > 12 else "")
+    asked: list[Any] = [model, body.get("system"), body.get("messages")]
+    if variant:
+        asked.append(variant)
+    digest = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
     where = f"{provider}/{region}" if region else provider
-    start = int(digest[:2], 16) % len(FILLER)
-    filler = " ".join(FILLER[(start + i) % len(FILLER)] for i in range(3))
-    text = f"Simulated answer {digest[:8]} from {where} ({model}). You said: {echo}. {filler}"
     max_tokens = int(body["max_tokens"])
+    text = markdown.fitted(markdown.sections(last_user, digest=digest, where=where, model=model), max_tokens * 4)
     if tokens(len(text)) <= max_tokens:
         return text, tokens(len(text)), "end_turn"
     return text[: max_tokens * 4], max_tokens, "max_tokens"
 
 
-def message_json(body: dict[str, Any], *, provider: str, region: str, model: str, msg_id: str) -> dict[str, Any]:
-    text, out_tokens, stop_reason = answer(body, provider=provider, region=region, model=model)
+def message_json(body: dict[str, Any], *, provider: str, region: str, model: str, msg_id: str,
+                 variant: int = 0) -> dict[str, Any]:
+    text, out_tokens, stop_reason = answer(body, provider=provider, region=region, model=model, variant=variant)
     return {
         "id": msg_id,
         "type": "message",
@@ -153,9 +149,9 @@ def message_json(body: dict[str, Any], *, provider: str, region: str, model: str
 
 
 def stream_events(body: dict[str, Any], *, provider: str, region: str, model: str,
-                  msg_id: str) -> list[dict[str, Any]]:
+                  msg_id: str, variant: int = 0) -> list[dict[str, Any]]:
     """The full event sequence of a streamed answer, as the Messages API sends it."""
-    text, out_tokens, stop_reason = answer(body, provider=provider, region=region, model=model)
+    text, out_tokens, stop_reason = answer(body, provider=provider, region=region, model=model, variant=variant)
     start: dict[str, Any] = {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
              "stop_reason": None, "stop_sequence": None,
              "usage": {"input_tokens": input_tokens(body), "output_tokens": 1,

@@ -11,6 +11,7 @@ exercised without leaving the machine.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import socket
@@ -359,10 +360,13 @@ class _Handler(BaseHTTPRequestHandler):
         msg_id = f"msg_sim_{uuid.uuid4().hex[:24]}"
         # A mid-stream fault applies to streams only, and is used up by the stream it breaks.
         fault = self.sim.faults.take(provider, region) if stream and self._pending_stream_fault else None
+        variant = self.sim.variant(model, body)
         if not stream:
-            self._send(200, content.message_json(body, provider=provider, region=region, model=model, msg_id=msg_id))
+            self._send(200, content.message_json(body, provider=provider, region=region, model=model, msg_id=msg_id,
+                                                 variant=variant))
             return
-        events = content.stream_events(body, provider=provider, region=region, model=model, msg_id=msg_id)
+        events = content.stream_events(body, provider=provider, region=region, model=model, msg_id=msg_id,
+                                       variant=variant)
         self._stream(provider, events, fault.error_after_events if fault else None)
 
     def _stream(self, provider: str, events: list[dict[str, Any]], error_after: int | None) -> None:
@@ -479,12 +483,25 @@ class Simulator:
         self.released.set()
         self.faults = Faults(self.released)
         self.chunk_delay_s = chunk_delay_ms / 1000
+        self._asked: dict[str, int] = {}  # how often each conversation was asked (sampling variants)
         self._requests: list[dict[str, Any]] = []
         self._requests_lock = threading.Lock()
         # role ARN -> the ExternalId its trust policy requires (sts:ExternalId); roles not listed trust anyone.
         self.role_trust: dict[str, str] = {}
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
+
+    def variant(self, model: str, body: dict[str, Any]) -> int:
+        """0, or for a sampling request (temperature > 0) how often this exact conversation was asked before."""
+        key = hashlib.sha256(json.dumps([model, body.get("system"), body.get("messages")], sort_keys=True,
+                                        default=str).encode()).hexdigest()
+        with self._requests_lock:
+            if len(self._asked) > 10_000:
+                self._asked.clear()
+            seen = self._asked.get(key, 0)
+            self._asked[key] = seen + 1
+        temperature = body.get("temperature")
+        return seen if isinstance(temperature, int | float) and temperature > 0 else 0
 
     @property
     def url(self) -> str:

@@ -141,12 +141,17 @@ def test_account_keys_page_shows_a_new_key_once(tenant_a: Any, client_a: Any, ma
     with in_tenant(tenant_a):  # Client.login bypasses the tenant middleware
         assert client_a.login(username=user.username, password="pw-Secret-123")
     response = client_a.post("/account/keys/", {"action": "create", "name": "laptop", "expires_in_days": "30"})
-    assert response.status_code == 200
-    raw = re.search(r'id="new-key-value">(atr_[^<]+)<', response.content.decode()).group(1)
+    assert response.status_code == 302 and response["Location"] == "/account/keys/", "POST-redirect-GET"
+    assert "atr_" not in response.content.decode() and "atr_" not in str(response.cookies)
+    shown = client_a.get("/account/keys/").content.decode()
+    raw = re.search(r'id="new-key-value">(atr_[^<]+)<', shown).group(1)
+    assert 'id="copy-new-key"' in shown
     assert Client(HTTP_HOST="alpha.localhost").get(ME, HTTP_X_API_KEY=raw).json()["auth_method"] == "api_key"
-    listing = client_a.get("/account/keys/").content.decode()
-    assert raw not in listing
+    listing = client_a.get("/account/keys/").content.decode()  # a reload: the key is not shown again
+    assert raw not in listing and 'id="new-key"' not in listing
     assert "laptop" in listing
+    with in_tenant(tenant_a):
+        assert ApiKey.objects.filter(user=user).count() == 1, "reloading created no second key"
     with in_tenant(tenant_a):
         key = ApiKey.objects.get(user=user)
         assert timedelta(days=29) < key.expires_at - timezone.now() <= timedelta(days=30)
