@@ -5,8 +5,10 @@ from django.urls import path
 from config import health
 from config.admin_sites import platform_site
 from config.metrics import metrics_view
+from inference.views import favicon
 
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

@@ -70,20 +70,21 @@ class ConversationShareApi(APIView):
 
 
 class ConversationExportApi(APIView):
-    @extend_schema(parameters=[OpenApiParameter("format", str, enum=["md", "json"])],
+    # Not `format`: DRF reads that query parameter itself to pick a renderer.
+    @extend_schema(parameters=[OpenApiParameter("as", str, enum=["md", "json"])],
                    responses={(200, "text/markdown"): str, (200, "application/json"): dict})
     def get(self, request: Request, conversation_id: str) -> HttpResponse | Response:
-        """Download the conversation as Markdown (`?format=md`, the default) or JSON (`?format=json`)."""
+        """Download the conversation as Markdown (`?as=md`, the default) or JSON (`?as=json`)."""
         conversation = conversation_get(user=request.user, conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
-        kind = request.query_params.get("format", "md")
+        kind = request.query_params.get("as", "md")
         if kind == "json":
             body, content_type = json.dumps(conversation_json(conversation), indent=2), "application/json"
         elif kind == "md":
             body, content_type = conversation_markdown(conversation), "text/markdown; charset=utf-8"
         else:
-            return _invalid({"format": ["md or json."]})
+            return _invalid({"as": ["md or json."]})
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{export_filename(conversation, kind)}"'
         return response

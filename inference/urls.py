@@ -22,6 +22,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/presets/", api_chat.PresetListApi.as_view(), name="api_presets"),
     path("api/models/", api.ModelListApi.as_view(), name="api_models"),
     path("api/usage/me/", api.UsageMeApi.as_view(), name="api_usage_me"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admin's); the chat's pages link the SVG.
+    path("favicon.ico", views.favicon),
     path("chat/", views.chat, name="chat"),
     path("chat/list/", views.chat_list, name="chat_list"),
     path("chat/shared/<str:share_id>/", views.chat_shared, name="chat_shared"),

@@ -113,7 +113,9 @@
     bar.className = "msg-actions";
     bar.appendChild(MD.copyButton("Copy", () => article.atriumText || ""));
     if (article.dataset.role === "user" && form) {
-      bar.appendChild(toolButton("Edit", "edit", "Edit this question and send it again"));
+      const edit = toolButton("Edit", "edit");
+      edit.title = "Edit this question and send it again";
+      bar.appendChild(edit);
     }
     const list = versions.get(article.dataset.id);
     if (article.dataset.role === "assistant" && list && list.length > 1) {
@@ -131,7 +133,9 @@
       bar.appendChild(nav);
     }
     if (article.dataset.role === "assistant" && article === lastAnswer() && form) {
-      bar.appendChild(toolButton("Regenerate", "regenerate", "Answer this question again (keeps this version)"));
+      const again = toolButton("Regenerate", "regenerate");
+      again.title = "Answer this question again (this answer stays as a version)";
+      bar.appendChild(again);
     }
     article.appendChild(bar);
   }
@@ -154,6 +158,7 @@
     if (!response.ok) return;
     const usage = await response.json();
     $("usage-requests").textContent = usage.requests;
+    $("usage-requests-unit").textContent = usage.requests === 1 ? "request" : "requests";
     $("usage-tokens").textContent = usage.tokens_used;
     if ($("usage-limit") && usage.tokens_per_day_limit !== null) $("usage-limit").textContent = usage.tokens_per_day_limit;
   }
@@ -250,8 +255,8 @@
     conversationId = id;
     history.replaceState(null, "", `/chat/${id}/`);
     $("thread-tools").hidden = false;
-    $("export-md").href = `/api/conversations/${id}/export/?format=md`;
-    $("export-json").href = `/api/conversations/${id}/export/?format=json`;
+    $("export-md").href = `/api/conversations/${id}/export/?as=md`;
+    $("export-json").href = `/api/conversations/${id}/export/?as=json`;
   }
 
   async function ensureConversation() {
@@ -306,7 +311,7 @@
       pending = files;
       renderPending();
     }
-    if (first || ok) refreshList();
+    if (first || ok) await refreshList();
     if (first && ok) {
       const title = document.querySelector("#conversation-list li.active .open");
       if (title) $("conversation-title").textContent = title.textContent;

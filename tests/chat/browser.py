@@ -156,8 +156,10 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     """axe-core's serious and critical WCAG 2.1 A/AA violations on the page as it is now."""
     page.evaluate(AXE.read_text())  # evaluated, not injected as a <script>: the page's CSP may forbid inline
     result = page.evaluate("""async () => {
-        const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
+        const tags = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+        const r = await axe.run(document, {runOnly: {type: 'tag', values: tags}});
         return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
-            .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' ') + ' ' + n.failureSummary)}));
+            .map(v => ({id: v.id, impact: v.impact,
+                        nodes: v.nodes.map(n => n.target.join(' ') + ' ' + n.failureSummary)}));
     }""")
     return list(json.loads(json.dumps(result)))

@@ -187,6 +187,7 @@ def test_list_search_groups_pin_rename_and_delete_in_place(site: Site, clean: No
     # Offered at once, without a reload: the new conversation with its actions, under Today.
     item = page.locator("#conversation-list li.active")
     assert (item.locator(".open").text_content() or "").startswith("Kiwi orchard planning")
+    assert page.inner_text("#conversation-title").startswith("Kiwi orchard planning")
     assert item.locator("button.rename").count() == 1 and item.locator("button.delete").count() == 1
     assert page.locator("#conversation-list h2.group").first.text_content() == "Today"
     with django_db_blocker.unblock(), schema_context("alpha"):
