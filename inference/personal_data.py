@@ -21,7 +21,7 @@ from config.personal_data import (
     register_export,
     register_retention,
 )
-from inference.models import ChatPreference, Conversation, Message, UsageDaily, UsageRecord
+from inference.models import Attachment, ChatPreference, Conversation, Message, UsageDaily, UsageRecord
 from inference.services import usage_anonymise
 
 
@@ -31,6 +31,9 @@ def messages_delete(conversation_ids: list[Any]) -> int:
     The ORM cascade cannot do this in SQL alone here (django-tenants listens to post_delete for every model, so
     Django loads each message to send the signal): 100,000 messages would cost hundreds of MB in the worker.
     """
+    # Attachments first, through the ORM: they reference messages, and their files go once this commits
+    # (inference.attachments.attachment_file_delete_on_commit). There are few of them, unlike messages.
+    Attachment.objects.filter(conversation_id__in=list(conversation_ids)).delete()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM inference_message WHERE conversation_id = ANY(%s)", [list(conversation_ids)])
         return int(cursor.rowcount)
@@ -50,7 +53,11 @@ def _conversations_write(subject_id: int, stream: IO[bytes], progress: Progress)
             yield {"id": str(conversation.id), "title": conversation.title, "model": conversation.model,
                    "system": conversation.system, "created_at": conversation.created_at,
                    "updated_at": conversation.updated_at,
-                   "messages": [{**m, "id": str(m["id"])} for m in messages.iterator(chunk_size=2000)]}
+                   "messages": [{**m, "id": str(m["id"])} for m in messages.iterator(chunk_size=2000)],
+                   "attachments": [{"id": str(a.id), "message_id": str(a.message_id) if a.message_id else None,
+                                    "name": a.name, "content_type": a.content_type, "size": a.size,
+                                    "created_at": a.created_at}
+                                   for a in Attachment.objects.filter(conversation_id=conversation.id)]}
             if time.monotonic() - last_progress > 0.5 or done == total:
                 progress(done / max(total, 1))
                 last_progress = time.monotonic()
