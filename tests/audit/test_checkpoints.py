@@ -263,3 +263,4 @@ def test_platform_tail_deletion_is_detected(django_capture_on_commit_callbacks: 
     with pytest.raises(CommandError, match="broken in: platform"):
         call_command("verify_audit", platform=True)
     assert f"entry #{entries[-1].seq} is missing" in capsys.readouterr().err
+

@@ -106,14 +106,19 @@ def test_key_is_required_to_record(settings: Any) -> None:
         platform_audit_record(actor="a", action="b", target="c")
 
 
-def test_production_refuses_to_start_without_the_platform_audit_key() -> None:
+@pytest.mark.parametrize(("given", "missing"), [
+    ({}, "ATRIUM_PLATFORM_AUDIT_KEY"),
+    ({"ATRIUM_PLATFORM_AUDIT_KEY": "p"}, "ATRIUM_AUDIT_CHECKPOINT_KEY"),
+])
+def test_production_refuses_to_start_without_the_audit_keys(given: dict[str, str], missing: str) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ATRIUM_") and k != "DJANGO_SECRET_KEY"}
-    clean.update(DJANGO_SECRET_KEY="s", ATRIUM_ENCRYPTION_KEYS="k", DJANGO_SETTINGS_MODULE="config.settings.production")
+    clean.update(DJANGO_SECRET_KEY="s", ATRIUM_ENCRYPTION_KEYS="k", DJANGO_SETTINGS_MODULE="config.settings.production",
+                 **given)
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=clean, capture_output=True,
                             text=True, check=False)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
-        "atrium: ATRIUM_PLATFORM_AUDIT_KEY is not set; production refuses to start without it.")
+        f"atrium: {missing} is not set; production refuses to start without it.")
 
 
 def test_admin_lists_entries_read_only_on_the_public_host_only(public_client: Any, client_a: Any, tenant_a: Any,
