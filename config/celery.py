@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from celery.signals import worker_process_init
 from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
@@ -12,6 +13,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 app = CeleryApp("atrium", task_cls="config.tasks_base:AtriumTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect(weak=False)
+def _tracing(**_kwargs: object) -> None:
+    """Each prefork child sets its own tracer up (spans are exported from the process that made them)."""
+    from config.tracing import tracing_setup
+
+    tracing_setup(role="worker")
 
 
 HEARTBEAT_KEY = "atrium:beat:heartbeat"

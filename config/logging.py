@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from config.middleware import current_request_id
+from config.tracing import current_span_ids
 
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -22,6 +23,7 @@ class JsonFormatter(logging.Formatter):
         request_id = current_request_id()
         if request_id:
             payload["request_id"] = request_id
+        payload.update(current_span_ids())
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 payload[key] = value

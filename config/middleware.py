@@ -18,6 +18,7 @@ from django_tenants.middleware.main import TenantMainMiddleware
 
 from config.suspended import suspended_response, tenant_suspended
 from config.tenant_cache import TenantCache
+from config.tracing import current_trace_id
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("atrium_request_id", default="")
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -36,6 +37,8 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID.match(incoming) else f"req_{uuid.uuid4().hex}"
         token = _request_id.set(request_id)
         request.request_id = request_id  # type: ignore[attr-defined]
+        # Streamed answers are recorded after the request span ended: keep its trace id with the request.
+        request.trace_id = current_trace_id()  # type: ignore[attr-defined]
         try:
             response = self.get_response(request)
         finally:

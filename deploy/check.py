@@ -8,7 +8,8 @@ the cluster tests start, so the artefacts and the tested topology stay in step:
   rendered manifests validated by kubernetes-validate --strict against the Kubernetes JSON schemas that package
   ships (pinned; kubeconform itself is in no registry this project can use);
 - commands and environment variables of every role in compose and in the chart equal config/cluster.py's;
-- deploy/haproxy/haproxy.cfg and deploy/pgbouncer/pgbouncer.ini are what config/cluster.py generates.
+- deploy/haproxy/haproxy.cfg and deploy/pgbouncer/pgbouncer.ini are what config/cluster.py generates;
+- the Grafana dashboard (deploy/grafana/atrium-dashboard.json) queries exactly the metrics inference/metrics.py exports.
 
 Exit status 0 when all pass; each failure is printed on one line.
 """
@@ -188,8 +189,29 @@ def check_chart() -> None:
     ok("chart roles, environment, probes and security match config/cluster.py")
 
 
+def check_dashboard() -> None:
+    """Every panel queries a metric Atrium exports, and every exported metric has a panel."""
+    import re
+
+    dashboard = json.loads((ROOT / "deploy/grafana/atrium-dashboard.json").read_text())
+    exported = set(re.findall(r'(?:Counter|Histogram|Gauge)\(\s*"(atrium_[a-z_]+)"',
+                              (ROOT / "inference/metrics.py").read_text()))
+    used: set[str] = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"atrium_[a-z_]+", target["expr"]):
+                used.add(re.sub(r"_(bucket|sum|count)$", "", name))
+    if used - exported:
+        fail(f"grafana dashboard queries unknown metrics: {sorted(used - exported)}")
+    if exported - used:
+        fail(f"grafana dashboard has no panel for {sorted(exported - used)}")
+    if not (used - exported) and not (exported - used):
+        ok(f"grafana dashboard covers the {len(exported)} exported metrics")
+
+
 def main() -> int:
     check_dockerfiles()
+    check_dashboard()
     check_generated_configs()
     check_compose()
     check_chart()

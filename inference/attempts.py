@@ -9,6 +9,7 @@ relayed, billed to the tenant or recorded. Only the winner's events go further.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -118,7 +119,8 @@ def open_first(walk: Walk, params: Mapping[str, Any], budget_of: Callable[[Provi
         target, model_id, admission = candidate
         now = time.monotonic()
         op = Opened(target, model_id, admission, now, budget_of(target))
-        op.future = _executor().submit(op.run, params, _timeout(walk.deadline))
+        # In the request's context (its trace; contextvars), so the attempt's HTTP spans join the call's trace.
+        op.future = _executor().submit(contextvars.copy_context().run, op.run, params, _timeout(walk.deadline))
         running.append(op)
         last_start = now
         return True

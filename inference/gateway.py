@@ -36,6 +36,7 @@ from access.quotas import (
 )
 from audit.services import audit_event, audit_record, consent_required
 from config.redis import redis_script
+from config.tracing import current_trace_id
 from inference import metrics
 from inference.breaker import ALLOW_LUA, breaker_key
 from inference.catalog.selectors import CatalogEntry, catalog_entry
@@ -337,6 +338,9 @@ def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider
         "attempts": [a.as_dict() for a in attempts], "incomplete": incomplete,
         "max_tokens": admitted.decision.max_tokens, "requested_max_tokens": admitted.decision.requested_max_tokens,
     }
+    trace_id = current_trace_id() or getattr(call.request, "trace_id", "")
+    if trace_id:
+        metadata["trace_id"] = trace_id  # the call's OpenTelemetry trace (docs/observability.md)
     if admitted.decision.clamp_reason:
         metadata["clamp_reason"] = admitted.decision.clamp_reason
     params = admitted.message_request.params

@@ -29,6 +29,7 @@ from inference.attempts import Opened, open_first
 from inference.catalog.selectors import CatalogEntry, catalog_entry
 from inference.errors import ModelNotFound, ProviderMisconfigured, ProviderUnavailable, UpstreamRequestError
 from inference.streaming import accumulate, close_quietly, collect, relay
+from inference.tracing import AttemptLog
 from inference.types import Attempt, MessageRequest, ProviderTarget, RouterResult, RouterStream
 
 __all__ = ["accumulate", "classify", "route", "route_stream"]
@@ -142,7 +143,7 @@ class Walk:
         self.deadline = self.started + (deadline_s if deadline_s is not None else settings.ATRIUM_REQUEST_DEADLINE_S)
         hedge = settings.ATRIUM_HEDGE_DELAY_MS / 1000 if hedge_delay_s is None else hedge_delay_s
         self.hedge_delay_s: float | None = hedge if hedge and hedge > 0 else None
-        self.attempts: list[Attempt] = []
+        self.attempts: list[Attempt] = AttemptLog()  # each recorded attempt is also a span (inference/tracing.py)
 
     def next_candidate(self) -> tuple[ProviderTarget, str, int] | None:
         """The next target to call (its model id and breaker answer), or None when none is left."""

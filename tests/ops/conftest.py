@@ -1,3 +1,10 @@
-"""The chat tests' committed users and quota policy, for the cluster tests."""
+"""The chat tests' fixtures (simulator, users, keys, consent, quota policy) for the ops tests."""
 
-from tests.chat.conftest import committed_user, quota_policy  # noqa: F401 - fixtures
+from tests.chat.conftest import (  # noqa: F401 - fixtures
+    api_key_for,
+    committed_user,
+    consented,
+    quota_policy,
+    sim,
+    simulator,
+)
