@@ -308,8 +308,6 @@ def test_tenants_stay_apart_on_pooled_connections(box: Cluster, fresh: None, com
     assert [status for status, _, _ in results] == [200] * len(jobs)
 
 
-@pytest.mark.xfail(strict=False, reason="records waiting in a web process's background writer die with it (about "
-                   "ATRIUM_RECORDER_LINGER_MS of calls); engineer 'durable' is making records durable (issue 13)")
 def test_a_killed_web_instance_loses_no_call_record(box: Cluster, fresh: None, committed_user: Any) -> None:
     """Calls answered 200 by an instance that is then SIGKILLed all have their usage and audit entry."""
     from django_tenants.utils import schema_context
