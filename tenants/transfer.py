@@ -21,6 +21,7 @@ import os
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,11 +117,13 @@ def tenant_export(*, tenant: Tenant, path: Path, transfer_key: str) -> Path:
     return path
 
 
-def tenant_import(*, path: Path, transfer_key: str, domains: list[str] | None = None) -> ImportResult:
+def tenant_import(*, path: Path, transfer_key: str, verify: Callable[[], Any], domains: list[str] | None = None,
+                  ) -> ImportResult:
     """Restore the archive at `path` as a new tenant of this installation, its secrets under this installation's
-    ATRIUM_ENCRYPTION_KEYS. `domains` replaces the archive's domains (the target's base domain differs)."""
-    from audit.chain import chain_verify
+    ATRIUM_ENCRYPTION_KEYS. `domains` replaces the archive's domains (the target's base domain differs).
 
+    `verify` (audit.chain.chain_verify: tenants imports no other app) proves the moved audit chain in the new
+    tenant's schema; when its result is not `.ok` the import is undone and TransferError raised."""
     sealer = _sealer(transfer_key)
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(path) as archive:
         meta = json.loads(_read(archive, "tenant.json"))
@@ -151,12 +154,21 @@ def tenant_import(*, path: Path, transfer_key: str, domains: list[str] | None = 
             for n, name in enumerate(wanted):
                 Domain.objects.create(domain=name, tenant=tenant, is_primary=n == 0)
     except Exception:
-        with connection.cursor() as cursor:  # leave nothing half-imported
-            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _drop_schema(schema)  # leave nothing half-imported
         raise
     with tenant_context(tenant):
-        audit = chain_verify()
+        audit = verify()
+    if not audit.ok:
+        Domain.objects.filter(tenant=tenant).delete()
+        Tenant.objects.filter(pk=tenant.pk).delete()
+        _drop_schema(schema)
+        raise TransferError(f"the audit chain of {schema} does not verify here ({audit}); nothing was imported")
     return ImportResult(tenant=tenant, rewrapped=rewrapped, audit=audit)
+
+
+def _drop_schema(schema: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _rewrap(schema: str, values: dict[str, dict[str, dict[str, str]]]) -> int:
