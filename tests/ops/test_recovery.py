@@ -5,6 +5,7 @@ keeps the chat history; one tenant moved to another installation (another databa
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import uuid
@@ -96,19 +97,27 @@ def chat_history(tenants: dict[str, Any], committed: None) -> Iterator[Any]:
 def test_restore_drill_whole_database(chat_history: Any, fresh_database: str, tmp_path: Path) -> None:
     from django.db import connection
 
+    from django.conf import settings
+
     source = str(connection.settings_dict["NAME"])
+    # The restored installation gets the checkpoint files as they were at the dump (copied just before it), in a
+    # directory of its own: what it verifies and writes must not touch the source's files.
+    checkpoints = tmp_path / "checkpoints"
+    if Path(settings.ATRIUM_AUDIT_CHECKPOINT_DIR).exists():
+        shutil.copytree(settings.ATRIUM_AUDIT_CHECKPOINT_DIR, checkpoints)
     dump = tmp_path / "atrium.dump"
     subprocess.run(["pg_dump", "--format=custom", "--file", str(dump), _db_url(source)], check=True)
     subprocess.run(["pg_restore", "--no-owner", "--exit-on-error", "--dbname", _db_url(fresh_database), str(dump)],
                    check=True)
+    restored = {"ATRIUM_AUDIT_CHECKPOINT_DIR": str(checkpoints)}
 
-    verified = manage(fresh_database, "verify_audit")
+    verified = manage(fresh_database, "verify_audit", **restored)
     assert verified.returncode == 0, verified.stderr
     lines = verified.stdout.splitlines()
     assert any(line.startswith("alpha: ok") for line in lines), lines
     assert all(": ok" in line for line in lines if line.strip())
     before = manage(source, "shell", "-c", HISTORY_SQL)
-    after = manage(fresh_database, "shell", "-c", HISTORY_SQL)
+    after = manage(fresh_database, "shell", "-c", HISTORY_SQL, **restored)
     assert before.returncode == after.returncode == 0, before.stderr + after.stderr
     assert history(after.stdout) == history(before.stdout)
     assert int(history(after.stdout)["alpha"][1]) >= 6
@@ -145,7 +154,8 @@ def test_a_tenant_moves_to_another_installation(tenants: dict[str, Any], committ
         tenant_delete(tenant=tenant, drop_schema=True)
 
     target_keys = Fernet.generate_key().decode()  # the other installation's own encryption key
-    target = {"ATRIUM_ENCRYPTION_KEYS": target_keys, "ATRIUM_TRANSFER_KEY": transfer_key}
+    target = {"ATRIUM_ENCRYPTION_KEYS": target_keys, "ATRIUM_TRANSFER_KEY": transfer_key,
+              "ATRIUM_AUDIT_CHECKPOINT_DIR": str(tmp_path / "target-checkpoints")}  # another installation's
     migrated = manage(fresh_database, "deploy_migrate", **target)
     assert migrated.returncode == 0, migrated.stderr
     wrong = manage(fresh_database, "tenant_import", str(archive),
