@@ -95,9 +95,8 @@ def chat_history(tenants: dict[str, Any], committed: None) -> Iterator[Any]:
 
 
 def test_restore_drill_whole_database(chat_history: Any, fresh_database: str, tmp_path: Path) -> None:
-    from django.db import connection
-
     from django.conf import settings
+    from django.db import connection
 
     source = str(connection.settings_dict["NAME"])
     # The restored installation gets the checkpoint files as they were at the dump (copied just before it), in a
