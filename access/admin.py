@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
-from access import admin_policy, admin_users  # noqa: F401 - register on the tenant site
+from access import admin_lockout, admin_policy, admin_users  # noqa: F401 - register on the tenant site
 from access.audit_hooks import access_audit
 from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
 from access.oidc import OIDCError, discovery

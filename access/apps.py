@@ -19,3 +19,13 @@ class AccessConfig(AppConfig):
         tenant_provisioned.connect(roles_seed_receiver, dispatch_uid="access.roles_seed")
         user_logged_in.connect(login_succeeded_audit, dispatch_uid="access.login_audit")
         user_login_failed.connect(login_failed_audit, dispatch_uid="access.login_failed_audit")
+
+        from axes.signals import user_locked_out
+
+        from access.lockout import locked_out_audit
+
+        user_locked_out.connect(locked_out_audit, dispatch_uid="access.login_locked_audit")
+
+        from access.session_policy import session_started
+
+        user_logged_in.connect(session_started, dispatch_uid="access.session_started")

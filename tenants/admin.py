@@ -86,6 +86,7 @@ class TenantForm(forms.ModelForm):
             "tokens_per_day", "user_requests_per_minute", "user_tokens_per_day", "retention_days",
             "data_region", "provider_order", "gdpr_account_action", "first_byte_timeout_s",
             "hedge_delay_ms", "anthropic_beta_allowed", "record_policy",
+            "session_idle_minutes", "session_max_hours", "mfa_required_for_admins",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -168,6 +169,7 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
             {"fields": ["processing_notice", "own_allowed_models", "own_max_tokens_per_request",
                         "own_user_requests_per_minute", "own_user_tokens_per_day"]},
         ),
+        ("Sign-in security", {"fields": ["session_idle_minutes", "session_max_hours", "mfa_required_for_admins"]}),
         (
             "Provider credentials (encrypted; never shown back)",
             {

@@ -114,6 +114,17 @@ class Tenant(TenantMixin):
     gdpr_account_action = models.CharField(
         max_length=20, choices=AccountAction.choices, default=AccountAction.DEACTIVATE
     )
+    # --- sign-in security (access/session_policy.py, access/mfa.py) ---
+    session_idle_minutes = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1)],
+        help_text="A browser session unused this long ends; the user signs in again.")
+    session_max_hours = models.PositiveIntegerField(
+        default=12, validators=[MinValueValidator(1)],
+        help_text="A browser session ends this long after sign-in, however active.")
+    mfa_required_for_admins = models.BooleanField(
+        default=True,
+        help_text="Staff (the admin site) and compliance roles must confirm a second factor (TOTP, or MFA at the "
+                  "identity provider for SSO sign-ins) before using the admin site or the compliance console.")
 
     # --- the tenant's own tightenings (edited only from that tenant's admin site; the stricter value wins) ---
     own_allowed_models = ArrayField(

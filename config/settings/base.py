@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -32,6 +33,7 @@ SHARED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN (self-hosted, offline)
+    "axes",  # sign-in lockout for the platform host's admin (public schema)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -39,6 +41,7 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "django.contrib.admin",
     "django.contrib.messages",
+    "axes",  # sign-in lockout: attempts per tenant schema (access/lockout.py)
     "access",
     "audit",
     "inference",
@@ -91,8 +94,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "access.session_policy.SessionPolicyMiddleware",  # the tenant's idle timeout and absolute session lifetime
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes requires: turns a lockout into access.lockout's page
 ]
 
 TEMPLATES = [
@@ -113,10 +118,33 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": env.int("ATRIUM_PASSWORD_MIN_LENGTH", default=12)}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "access.sso.TenantOIDCBackend"]
+
+# --- Sign-in lockout (django-axes; access/lockout.py) --------------------------------------------------
+# After ATRIUM_LOGIN_FAILURE_LIMIT wrong passwords for one account, or from one client address, sign-in is refused for
+# ATRIUM_LOGIN_COOLOFF_MINUTES (per tenant); an administrator can unlock sooner (Admin -> Sign-in lockouts).
+ATRIUM_LOGIN_FAILURE_LIMIT = env.int("ATRIUM_LOGIN_FAILURE_LIMIT", default=5)
+ATRIUM_LOGIN_COOLOFF_MINUTES = env.int("ATRIUM_LOGIN_COOLOFF_MINUTES", default=15)
+# Proxies whose X-Forwarded-For is believed for the client address (sign-in lockout); empty: the TCP peer only.
+ATRIUM_TRUSTED_PROXIES = env.list("ATRIUM_TRUSTED_PROXIES", default=[])
+AXES_FAILURE_LIMIT = ATRIUM_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=ATRIUM_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_RESET_ON_SUCCESS = True  # a right password clears that account's earlier failures
+AXES_CLIENT_IP_CALLABLE = "access.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "access.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_ENABLE_ADMIN = False  # Atrium registers the attempts on its own admin sites, with an audited unlock
+AXES_SENSITIVE_PARAMETERS = ["password"]
+AUTHENTICATION_BACKENDS = [
+    "access.lockout.LockoutBackend",  # django-axes: refuses a locked-out account or address before the others
+    "django.contrib.auth.backends.ModelBackend",
+    "access.sso.TenantOIDCBackend",
+]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/chat/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -138,6 +166,11 @@ STORAGES = {
 }
 
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# Platform defaults of the session policy; each tenant sets its own (Tenant.session_idle_minutes/_max_hours).
+ATRIUM_SESSION_IDLE_MINUTES = env.int("ATRIUM_SESSION_IDLE_MINUTES", default=30)
+ATRIUM_SESSION_MAX_HOURS = env.int("ATRIUM_SESSION_MAX_HOURS", default=12)
+SESSION_COOKIE_AGE = ATRIUM_SESSION_MAX_HOURS * 3600  # the cookie never outlives the longest session (was 14 days)
 CSRF_COOKIE_HTTPONLY = False  # the chat's JavaScript reads it to send X-CSRFToken
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,60 @@
+"""Sign-in lockouts (django-axes' AccessAttempt) on both admin sites, with an audited "Unlock" action.
+
+Axes' own admin is off (AXES_ENABLE_ADMIN = False): it would register on Django's default site, which is mounted
+nowhere. Here a tenant's lockouts are seen and lifted by its administrators (the access.admin permission) on the
+tenant site; the platform host's own lockouts by platform superusers on the platform site.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axes.models import AccessAttempt
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from access.lockout import lockout_clear
+from config.admin_mixins import PublicSiteMixin, ReadOnlyAdminMixin, TenantSiteMixin
+from config.admin_sites import platform_site, tenant_site
+
+
+class _LockoutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["username", "ip_address", "failures_since_start", "attempt_time"]
+    search_fields = ["username", "ip_address"]
+    ordering = ["-attempt_time"]
+    fields = ["username", "ip_address", "failures_since_start", "attempt_time", "path_info"]
+    readonly_fields = ["username", "ip_address", "failures_since_start", "attempt_time", "path_info"]
+    actions = ["unlock"]
+
+    def may_unlock(self, request: HttpRequest) -> bool:
+        raise NotImplementedError
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.may_unlock(request)  # the site mixin checks the host first
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.may_unlock(request)
+
+    @admin.action(description="Unlock: forget these failed sign-ins")
+    def unlock(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        if not self.may_unlock(request):
+            return
+        count = lockout_clear(attempts=list(queryset), by=request.user, request=request)
+        messages.success(request, f"Unlocked {count} sign-in record(s).")
+
+
+class TenantLockoutAdmin(TenantSiteMixin, _LockoutAdmin):
+    def may_unlock(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("access.admin"))
+
+
+class PlatformLockoutAdmin(PublicSiteMixin, _LockoutAdmin):
+    def may_unlock(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+
+AccessAttempt._meta.verbose_name = "sign-in lockout"
+AccessAttempt._meta.verbose_name_plural = "sign-in lockouts"
+tenant_site.register(AccessAttempt, TenantLockoutAdmin)
+platform_site.register(AccessAttempt, PlatformLockoutAdmin)
