@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from access import admin_lockout, admin_policy, admin_users  # noqa: F401 - register on the tenant site
 from access.audit_hooks import access_audit
 from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
-from access.oidc import OIDCError, discovery
+from access.oidc import OIDCError, sso_connection_test, sso_connection_test_slot
 from access.services import api_key_create, api_key_revoke
 from config.admin_mixins import TenantSiteMixin
 from config.admin_sites import tenant_site
@@ -63,10 +66,11 @@ class OIDCConfigAdmin(TenantOnlyAdmin):
     form = OIDCConfigForm
     inlines = [OIDCGroupMappingInline]
     list_display = ["issuer", "enabled", "client_id", "updated_at"]
-    readonly_fields = ["discovery_status", "secret_set", "updated_at"]
+    readonly_fields = ["secret_set", "updated_at"]
+    change_form_template = "admin/access/oidcconfig/change_form.html"
     fieldsets = [
         (None, {"fields": ["enabled", "display_name"]}),
-        ("Identity provider", {"fields": ["issuer", "discovery_url", "discovery_status", "verify_ssl",
+        ("Identity provider", {"fields": ["issuer", "discovery_url", "verify_ssl",
                                           "end_session_endpoint"]}),
         ("Client", {"fields": ["client_id", "client_secret", "secret_set", "scopes"]}),
         ("Claims and admission", {"fields": ["groups_claim", "allowed_email_domains", "api_audiences"]}),
@@ -107,15 +111,37 @@ class OIDCConfigAdmin(TenantOnlyAdmin):
     def secret_set(self, obj: OIDCConfig) -> str:
         return "yes" if obj.pk and obj.client_secret else "no"
 
-    @admin.display(description="Discovery")
-    def discovery_status(self, obj: OIDCConfig) -> str:
-        if not obj.pk:
-            return "Save to check the discovery document."
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        extra = [path("<path:object_id>/test-connection/", self.admin_site.admin_view(self.test_connection),
+                      name="access_oidcconfig_test_connection")]
+        return extra + super().get_urls()
+
+    def test_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST only, rate-limited per tenant: fetch the discovery document and the key set once, now.
+
+        Viewing the page never fetches anything (it used to, on every view: a port-scan oracle). The result says
+        whether it worked and why not, never what the fetched documents contain."""
+        from django.shortcuts import redirect
+
+        config = self.get_object(request, object_id)
+        if config is None or not self.has_change_permission(request, config):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        back = redirect(reverse("tenant_admin:access_oidcconfig_change", args=[config.pk]))
+        if not sso_connection_test_slot():
+            messages.error(request, f"Connection tests are limited to one every "
+                                    f"{settings.ATRIUM_OIDC_TEST_INTERVAL_S} seconds; try again shortly.")
+            return back
         try:
-            meta = discovery(obj, refresh=True)
+            keys = sso_connection_test(config)
         except OIDCError as exc:
-            return f"Not usable: {exc.message}"
-        return f"OK: authorization at {meta['authorization_endpoint']}, keys at {meta['jwks_uri']}"
+            messages.error(request, f"Not usable: {exc.message}")
+        else:
+            messages.success(request, f"Connection OK: discovery document and key set fetched ({keys} keys).")
+        return back
 
 
 @admin.register(UserIdentity, site=tenant_site)

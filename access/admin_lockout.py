@@ -2,7 +2,8 @@
 
 Axes' own admin is off (AXES_ENABLE_ADMIN = False): it would register on Django's default site, which is mounted
 nowhere. Here a tenant's lockouts are seen and lifted by its administrators (the access.admin permission) on the
-tenant site; the platform host's own lockouts by platform superusers on the platform site.
+tenant site. A model is on one admin site only (tests/tenants/test_admin_walk.py), so the platform host's own
+lockouts (its /admin/login/) are lifted with `manage.py axes_reset_username <name>` (docs/security.md).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from access.lockout import lockout_clear
-from config.admin_mixins import PublicSiteMixin, ReadOnlyAdminMixin, TenantSiteMixin
-from config.admin_sites import platform_site, tenant_site
+from config.admin_mixins import ReadOnlyAdminMixin, TenantSiteMixin
+from config.admin_sites import tenant_site
 
 
 class _LockoutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
@@ -49,12 +50,6 @@ class TenantLockoutAdmin(TenantSiteMixin, _LockoutAdmin):
         return bool(request.user.has_perm("access.admin"))
 
 
-class PlatformLockoutAdmin(PublicSiteMixin, _LockoutAdmin):
-    def may_unlock(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
-
-
 AccessAttempt._meta.verbose_name = "sign-in lockout"
 AccessAttempt._meta.verbose_name_plural = "sign-in lockouts"
 tenant_site.register(AccessAttempt, TenantLockoutAdmin)
-platform_site.register(AccessAttempt, PlatformLockoutAdmin)

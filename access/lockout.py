@@ -73,6 +73,8 @@ def locked_out_audit(sender: Any, request: HttpRequest | None = None, username: 
 
 def lockout_clear(*, attempts: Any, by: Any, request: HttpRequest | None = None) -> int:
     """Unlock: delete the given axes AccessAttempt rows, audited (one entry per row)."""
+    from django.contrib.auth import get_user_model
+
     from access.audit_hooks import access_audit
 
     count = 0
@@ -80,9 +82,11 @@ def lockout_clear(*, attempts: Any, by: Any, request: HttpRequest | None = None)
     with transaction.atomic():
         for attempt in attempts:
             if in_tenant:
+                account = get_user_model().objects.filter(username=attempt.username or "").only("pk").first()
+                # The administrator is the actor; the unlocked account appears as its pseudonym only.
                 access_audit("login_unlocked", user=by, request=request,
-                             metadata={"failures": attempt.failures_since_start},
-                             attempted_username=(attempt.username or "")[:150] or None)
+                             metadata={"failures": attempt.failures_since_start, "by_address": not attempt.username},
+                             subject_id=account.pk if account else None)
             attempt.delete()
             count += 1
     return count

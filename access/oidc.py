@@ -13,11 +13,11 @@ import json
 import logging
 from typing import Any
 
-import httpx
 import jwt
 from django.conf import settings
 
 from access.errors import AuthenticationFailed
+from config.outbound import OutboundRefused, outbound_check, outbound_get_json
 from config.redis import redis_client
 
 logger = logging.getLogger(__name__)
@@ -44,20 +44,13 @@ def _cache_key(kind: str, url: str) -> str:
 
 
 def _fetch_json(url: str, *, verify: bool) -> dict[str, Any]:
+    """A tenant-configured URL, through config.outbound: https to public addresses only (or allow-listed), no
+    redirects, a timeout and a size cap. Messages never carry the URL or the answer (they reach sign-in pages)."""
     try:
-        response = httpx.get(url, timeout=settings.ATRIUM_OIDC_HTTP_TIMEOUT_S, verify=verify,
-                             follow_redirects=False)
-    except httpx.HTTPError as exc:
-        raise OIDCError(f"identity provider unreachable ({type(exc).__name__})") from exc
-    if response.status_code != 200:
-        raise OIDCError(f"identity provider answered HTTP {response.status_code} for {url}")
-    try:
-        document = response.json()
-    except ValueError as exc:
-        raise OIDCError(f"identity provider sent invalid JSON from {url}") from exc
-    if not isinstance(document, dict):
-        raise OIDCError(f"identity provider sent an unexpected document from {url}")
-    return document
+        return outbound_get_json(url, verify=verify, timeout=settings.ATRIUM_OIDC_HTTP_TIMEOUT_S)
+    except OutboundRefused as exc:
+        logger.info("OIDC fetch refused or failed for %s: %s", url, exc.message)
+        raise OIDCError(f"identity provider unusable: {exc.message}") from exc
 
 
 def discovery(config: Any, *, refresh: bool = False) -> dict[str, Any]:
@@ -74,15 +67,39 @@ def discovery(config: Any, *, refresh: bool = False) -> dict[str, Any]:
                 return document
     document = _fetch_json(url, verify=config.verify_ssl)
     # OIDC Discovery 1.0 §4.3: a document claiming another issuer must not be used.
+    # The fetched issuer is not echoed: a discovery URL pointing elsewhere must not read back what it found.
     if document.get("issuer") != config.issuer:
-        raise OIDCError(
-            f"discovery document issuer {document.get('issuer')!r} does not match the configured {config.issuer!r}"
-        )
+        raise OIDCError("the discovery document names another issuer than the configured one")
     for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-        if not document.get(field):
+        if not isinstance(document.get(field), str) or not document.get(field):
             raise OIDCError(f"discovery document lacks {field}")
+    # Endpoints the server calls itself (token, keys, user info) obey the same outbound rules as the discovery URL.
+    for field in ("token_endpoint", "jwks_uri", "userinfo_endpoint"):
+        if document.get(field):
+            try:
+                outbound_check(str(document[field]))
+            except OutboundRefused as exc:
+                raise OIDCError(f"discovery document's {field} refused: {exc.message}") from exc
     r.set(key, json.dumps(document), ex=settings.ATRIUM_OIDC_CACHE_TTL_S)
     return document
+
+
+def sso_connection_test_slot() -> bool:
+    """True when this tenant may run a connection test now (one per ATRIUM_OIDC_TEST_INTERVAL_S, shared by every
+    process through Redis): the test makes the server fetch URLs, so it must not become a scanning tool."""
+    from django.db import connection
+
+    key = f"atrium:oidc-test:{getattr(connection, 'schema_name', 'public')}"
+    return bool(redis_client().set(key, b"1", nx=True, ex=max(1, int(settings.ATRIUM_OIDC_TEST_INTERVAL_S))))
+
+
+def sso_connection_test(config: Any) -> int:
+    """Fetch the discovery document and the key set now (not from the cache); the number of keys. OIDCError else."""
+    document = discovery(config, refresh=True)
+    keys = _fetch_json(str(document["jwks_uri"]), verify=config.verify_ssl).get("keys")
+    if not isinstance(keys, list):
+        raise OIDCError("the IdP's key set has no 'keys' list")
+    return len(keys)
 
 
 def _jwks(config: Any, *, refresh: bool) -> tuple[list[dict[str, Any]], bool]:

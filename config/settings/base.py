@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from celery.schedules import crontab
+from csp.constants import NONCE, NONE, SELF
 
 from config.env import env
 
@@ -88,7 +89,9 @@ MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     "config.request_limits.BodyLimitMiddleware",  # refuses oversized bodies before anything parses them
     "django.middleware.security.SecurityMiddleware",
+    "config.security_headers.PermissionsPolicyMiddleware",
     "config.middleware.ApiFastPathMiddleware",  # /v1/ is served here, past the browser middleware below
+    "csp.middleware.CSPMiddleware",  # Content-Security-Policy with a per-request nonce (pages, not /v1 JSON)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +113,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",  # {{ CSP_NONCE }} for the rare inline <script nonce=...>
             ],
         },
     }
@@ -155,7 +159,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = env.path("ATRIUM_STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve app and project static files without a collectstatic step in development and tests.
 WHITENOISE_USE_FINDERS = True
@@ -166,6 +170,27 @@ STORAGES = {
 }
 
 SESSION_COOKIE_HTTPONLY = True
+# --- Security headers (docs/security.md) -----------------------------------------------------------
+# No 'unsafe-inline': scripts and styles are static files; an inline <script> or <style> needs nonce="{{ CSP_NONCE }}"
+# (or request.csp_nonce in Python). Style attributes in markup are refused; set styles from JavaScript (CSSOM) instead.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+    },
+}
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+ATRIUM_PERMISSIONS_POLICY_DENY = env.list("ATRIUM_PERMISSIONS_POLICY_DENY", default=[
+    "camera", "microphone", "geolocation", "payment", "usb", "serial", "bluetooth", "hid", "midi",
+    "accelerometer", "gyroscope", "magnetometer", "display-capture", "interest-cohort"])
 SESSION_COOKIE_SAMESITE = "Lax"
 # Platform defaults of the session policy; each tenant sets its own (Tenant.session_idle_minutes/_max_hours).
 ATRIUM_SESSION_IDLE_MINUTES = env.int("ATRIUM_SESSION_IDLE_MINUTES", default=30)
@@ -336,6 +361,13 @@ ATRIUM_JWT_LEEWAY_S = env.int("ATRIUM_JWT_LEEWAY_S", default=30)  # clock skew a
 ATRIUM_OIDC_CACHE_TTL_S = env.int("ATRIUM_OIDC_CACHE_TTL_S", default=3600)  # discovery and JWKS cache
 ATRIUM_JWKS_REFRESH_INTERVAL_S = env.int("ATRIUM_JWKS_REFRESH_INTERVAL_S", default=60)  # unknown-kid refetch limit
 ATRIUM_OIDC_HTTP_TIMEOUT_S = env.float("ATRIUM_OIDC_HTTP_TIMEOUT_S", default=5.0)
+ATRIUM_OIDC_TEST_INTERVAL_S = env.int("ATRIUM_OIDC_TEST_INTERVAL_S", default=10)  # SSO "Test connection", per tenant
+# URLs tenant administrators configure (OIDC discovery, JWKS, token endpoint) are fetched only over https from public
+# addresses (config/outbound.py); these hosts, addresses or networks are allowed besides (and may use http), e.g. an
+# IdP on the internal network: "idp.corp.example,10.20.0.0/16".
+ATRIUM_OUTBOUND_ALLOWED_HOSTS = env.list("ATRIUM_OUTBOUND_ALLOWED_HOSTS", default=[])
+ATRIUM_OUTBOUND_TIMEOUT_S = env.float("ATRIUM_OUTBOUND_TIMEOUT_S", default=5.0)
+ATRIUM_OUTBOUND_MAX_BYTES = env.int("ATRIUM_OUTBOUND_MAX_BYTES", default=1024 * 1024)
 # Server-side secret of the API-key HMAC; empty derives one from DJANGO_SECRET_KEY. Changing it
 # (or the secret key while this is empty) invalidates every API key.
 ATRIUM_API_KEY_PEPPER = env.str("ATRIUM_API_KEY_PEPPER", default="")
@@ -365,7 +397,8 @@ ATRIUM_RECORD_COMMIT_WAIT_MS = env.float("ATRIUM_RECORD_COMMIT_WAIT_MS", default
 ATRIUM_RECORD_JOURNAL_DIR = env.str("ATRIUM_RECORD_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal"))
 ATRIUM_RECORD_JOURNAL_SCAN_S = env.float("ATRIUM_RECORD_JOURNAL_SCAN_S", default=5)  # look for dead processes' journals
 ATRIUM_RECORDER_STOP_WAIT_S = env.float("ATRIUM_RECORDER_STOP_WAIT_S", default=20)  # at a graceful stop, then journal
-ATRIUM_METRICS_TOKEN = env.str("ATRIUM_METRICS_TOKEN", default="")  # empty: /metrics open (restrict by network)
+# /metrics (public host): `Authorization: Bearer <this>`, or a signed-in platform staff user; nobody else.
+ATRIUM_METRICS_TOKEN = env.str("ATRIUM_METRICS_TOKEN", default="")
 ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed download links and files expire
 ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere
 ATRIUM_GDPR_BATCH = env.int("ATRIUM_GDPR_BATCH", default=2000)  # rows per transaction in GDPR jobs

@@ -29,3 +29,6 @@ MEDIA_ROOT = env.path("ATRIUM_MEDIA_ROOT", default="/tmp/atrium-test-media")  # 
 # Next to this run's media (one per engineer / CI job); emptied when the test database is created.
 ATRIUM_AUDIT_CHECKPOINT_DIR = env.str("ATRIUM_AUDIT_CHECKPOINT_DIR", default=f"{MEDIA_ROOT}-audit-checkpoints")
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
+# The tests' identity providers (tests/node/idp) listen on loopback over http: allow-listed, as an operator would
+# allow-list an internal IdP. tests/security/test_outbound.py checks that anything else on loopback is refused.
+ATRIUM_OUTBOUND_ALLOWED_HOSTS = env.list("ATRIUM_OUTBOUND_ALLOWED_HOSTS", default=["127.0.0.1"])

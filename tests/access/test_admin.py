@@ -44,7 +44,10 @@ def test_sso_configuration_screen(tenant_b: Any, client_b: Any, make_user: Any, 
         assert "very-secret-value" not in stored  # encrypted at rest
     change = client_b.get("/admin/access/oidcconfig/1/change/").content.decode()
     assert "very-secret-value" not in change
-    assert "Not usable" in change  # the discovery check explains that the IdP cannot be reached
+    # Viewing the page fetches nothing (issue 14, SSRF); the explicit test explains that the IdP cannot be used.
+    assert "Not usable" not in change and 'id="test-connection"' in change
+    tested = client_b.post("/admin/access/oidcconfig/1/test-connection/", follow=True).content.decode()
+    assert "Not usable" in tested
     # A second configuration cannot be added; blank secret on edit keeps the stored one.
     assert client_b.get("/admin/access/oidcconfig/add/").status_code == 403
     form.update({"client_secret": "", "display_name": "Okta SSO", "group_mappings-INITIAL_FORMS": "1",

@@ -19,7 +19,8 @@ from inference.providers.base import provider_clients_clear
 from inference.simulator import Simulator
 from tests.conftest import WebServer, hosts_resolve, subprocess_env
 
-QUOTA_TENANT = "gamma"  # a committed tenant whose quotas the server tests change
+QUOTA_TENANT = "gamma"
+METRICS_TOKEN = "test-metrics-token"  # a committed tenant whose quotas the server tests change
 
 SIM_ENV = {
     "ANTHROPIC_API_KEY": "sk-ant-test",
@@ -153,6 +154,7 @@ def web_env(simulator: Simulator, **overrides: str) -> dict[str, str]:
         ATRIUM_AUTH_CACHE_S="30",  # the production path: keys, hosts and consent cached per process, emptied
         ATRIUM_TENANT_CACHE_S="30",  # by PostgreSQL at every commit (config/tenant_cache.py)
         PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="atrium-prom-"),  # /metrics sums both workers
+        ATRIUM_METRICS_TOKEN=METRICS_TOKEN,
     )
     return subprocess_env(**{**defaults, **overrides})
 

@@ -17,7 +17,7 @@ import pytest
 
 from inference.breaker import breaker_reset
 from inference.simulator import Simulator
-from tests.chat.conftest import QUOTA_TENANT
+from tests.chat.conftest import METRICS_TOKEN, QUOTA_TENANT
 from tests.conftest import ROOT, WebServer
 
 pytestmark = pytest.mark.slow
@@ -209,7 +209,8 @@ def test_typescript_sdk_rate_limit_and_overloaded(web: WebServer, simulator: Sim
 
 
 def _api_successes(web: WebServer) -> float:
-    text = httpx.get(web.url("localhost") + "/metrics", timeout=10).text
+    text = httpx.get(web.url("localhost") + "/metrics", timeout=10,
+                     headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     line = next((line for line in text.splitlines() if line.startswith("atrium_model_requests_total{")
                  and 'source="api"' in line and 'status="success"' in line and 'tenant="alpha"' in line), None)
     return float(line.rsplit(" ", 1)[1]) if line else 0.0

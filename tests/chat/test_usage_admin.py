@@ -69,10 +69,11 @@ def test_public_admin_usage_per_tenant(sim: Any, client_a: Any, public_client: A
 def test_metrics_on_the_public_host(sim: Any, client_a: Any, public_client: Any, tenant_a: Any, make_user: Any,
                                     api_key_for: Any, settings: Any) -> None:
     _traffic(client_a, tenant_a, make_user, api_key_for)
-    text = public_client.get("/metrics").content.decode()
+    assert public_client.get("/metrics").status_code == 401, "never open, token or not"
+    settings.ATRIUM_METRICS_TOKEN = "s3cret"
+    text = public_client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").content.decode()
     assert 'atrium_model_requests_total{source="api",status="success",tenant="alpha"}' in text
     assert "atrium_model_request_seconds_bucket" in text and "atrium_tokens_total" in text
     assert client_a.get("/metrics").status_code == 404, "tenant hosts do not expose other tenants' metrics"
-    settings.ATRIUM_METRICS_TOKEN = "s3cret"
     assert public_client.get("/metrics").status_code == 401
-    assert public_client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+    assert public_client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401

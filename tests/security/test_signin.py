@@ -101,8 +101,10 @@ def test_admin_unlocks_an_account_and_it_is_audited(tenant_a: Any, make_user: An
     assert unlocked.status_code == 302
     assert _sign_in(client, "/accounts/login/", "forgetful", PASSWORD).status_code == 302
     with in_tenant(tenant_a):
-        entry = AuditEntry.objects.get(event_type="login_unlocked")
-        assert entry.user_id is not None
+        entries = AuditEntry.objects.filter(event_type="login_unlocked")
+        assert entries.count() == len(ids)  # one per forgotten record (the account's and the address's)
+        assert {e.user_id for e in entries} == {admin.pk}  # the administrator who unlocked
+        assert any("subject" in e.metadata for e in entries)  # the account, as a pseudonym
 
 
 def test_basic_user_cannot_see_or_unlock_lockouts(tenant_a: Any, make_user: Any, in_tenant: Any) -> None:

@@ -65,6 +65,7 @@ def test_public_admin_manages_tenants(public_client: Any, tenant_a: Any) -> None
         "user_tokens_per_day": "", "retention_days": "14", "processing_notice": "Notice v2", "data_region": "eu",
         "provider_order": '["anthropic", "bedrock:eu-west-1"]', "gdpr_account_action": "deactivate",
         "record_policy": "serve_and_journal", "is_active": "on", "anthropic_api_key": "sk-new-key",
+        "session_idle_minutes": "30", "session_max_hours": "12", "mfa_required_for_admins": "on",
         "domains-TOTAL_FORMS": "0", "domains-INITIAL_FORMS": "0", "domains-MIN_NUM_FORMS": "0",
         "domains-MAX_NUM_FORMS": "1000",
     }
