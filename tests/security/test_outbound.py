@@ -28,7 +28,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         return
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         _Handler.hits.append(self.path)
         if self.path.startswith("/big"):
             body = json.dumps({"issuer": SECRET, "pad": "x" * (2 * 1024 * 1024)}).encode()

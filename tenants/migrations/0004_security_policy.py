@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0002_cache_invalidation'),
+        ('tenants', '0003_provider_options'),
     ]
 
     operations = [
