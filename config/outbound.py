@@ -112,7 +112,7 @@ def outbound_get_json(url: str, *, verify: bool = True, timeout: float | None = 
     except httpx.TimeoutException as exc:
         raise OutboundRefused("the server did not answer in time") from exc
     except httpx.HTTPError as exc:
-        raise OutboundRefused("the server could not be reached") from exc
+        raise OutboundRefused("the server is unreachable") from exc
     try:
         document = json.loads(bytes(body))
     except ValueError as exc:
