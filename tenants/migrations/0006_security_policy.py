@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0004_tenant_owned_settings_external_id'),
+        ('tenants', '0005_durable_records'),
     ]
 
     operations = [
