@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: run test install test-deps vendor lint typecheck bench clean deploy-check cluster
+.PHONY: run test install test-deps vendor lint typecheck audit bench clean deploy-check cluster
 
 run: install vendor
 	$(PY) -m config.devstack run
@@ -60,6 +60,10 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy config tenants access audit inference
+
+# Known vulnerabilities in the pinned Python dependencies and the test tools' npm packages (docs/security.md).
+audit: install test-deps
+	$(PY) .ci/security_audit.py
 
 bench: install
 	$(PY) bench/tenant_create.py

@@ -1,4 +1,5 @@
-"""Sign-in lockouts (django-axes' AccessAttempt) on both admin sites, with an audited "Unlock" action.
+"""Sign-in lockouts (django-axes' AccessAttempt) with an audited "Unlock" action, and TOTP devices (django-otp) with
+an audited removal, on the tenant admin site.
 
 Axes' own admin is off (AXES_ENABLE_ADMIN = False): it would register on Django's default site, which is mounted
 nowhere. Here a tenant's lockouts are seen and lifted by its administrators (the access.admin permission) on the
@@ -12,8 +13,10 @@ from typing import Any
 
 from axes.models import AccessAttempt
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from access.lockout import lockout_clear
 from config.admin_mixins import ReadOnlyAdminMixin, TenantSiteMixin
@@ -53,3 +56,42 @@ class TenantLockoutAdmin(TenantSiteMixin, _LockoutAdmin):
 AccessAttempt._meta.verbose_name = "sign-in lockout"
 AccessAttempt._meta.verbose_name_plural = "sign-in lockouts"
 tenant_site.register(AccessAttempt, TenantLockoutAdmin)
+
+
+# --- TOTP devices: a tenant administrator removes a lost one (the user enrols again at the next sign-in) ----------
+class TenantTOTPDeviceAdmin(TenantSiteMixin):
+    list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    search_fields = ["user__username", "name"]
+    fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    readonly_fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # enrolment is the user's own (/account/mfa/setup/): the secret is never seen by anyone else
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(self.host_ok(request) and request.user.has_perm("access.admin"))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_view_permission(request, obj)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        from access.audit_hooks import access_audit
+
+        with transaction.atomic():
+            access_audit("mfa_device_removed", user=request.user, request=request, subject_id=obj.user_id)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for device in queryset:
+            self.delete_model(request, device)
+
+
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)  # django-otp registers on the default site, which is mounted nowhere
+tenant_site.register(TOTPDevice, TenantTOTPDeviceAdmin)

@@ -29,3 +29,7 @@ class AccessConfig(AppConfig):
         from access.session_policy import session_started
 
         user_logged_in.connect(session_started, dispatch_uid="access.session_started")
+
+        from access.mfa import sso_mfa_remember
+
+        user_logged_in.connect(sso_mfa_remember, dispatch_uid="access.sso_mfa_remember")

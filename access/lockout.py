@@ -4,7 +4,7 @@ Axes is a tenant app (and a shared one, for the platform host's admin): its atte
 lockout in one organisation never locks the same username or address out of another. It guards every form that
 authenticates with a request (/accounts/login/ and each admin site's /admin/login/); API keys and bearer tokens do
 not sign in and are not counted. What this module adds: the backend that lets request-less authenticate() calls
-through, the client address, the lockout page, the audit entry and the administrator's unlock.
+through, the lockout page, the audit entry and the administrator's unlock.
 """
 
 from __future__ import annotations
@@ -29,23 +29,6 @@ class LockoutBackend(AxesStandaloneBackend):
         if request is None:
             return None
         return super().authenticate(request, username, password, **kwargs)
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The address sign-in attempts are counted against: the TCP peer, unless a trusted proxy says otherwise.
-
-    X-Forwarded-For is taken only when the peer is one of ATRIUM_TRUSTED_PROXIES (else anyone could rotate the header
-    to escape the per-address limit), and then its right-most address that is not itself a trusted proxy.
-    """
-    peer = str(request.META.get("REMOTE_ADDR", "") or "")
-    trusted = set(getattr(settings, "ATRIUM_TRUSTED_PROXIES", []) or [])
-    if peer not in trusted:
-        return peer
-    hops = [h.strip() for h in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",") if h.strip()]
-    for hop in reversed(hops):
-        if hop not in trusted:
-            return hop
-    return peer
 
 
 def lockout_response(request: HttpRequest, original_response: HttpResponse | None = None,

@@ -26,6 +26,7 @@ from mozilla_django_oidc.utils import import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from access.errors import AccessError
+from access.mfa import SSO_MFA_REQUEST_ATTR, claims_prove_mfa
 from access.models import OIDCConfig
 from access.oidc import OIDCError, TokenRejected, discovery, token_validate
 from access.selectors import oidc_config_enabled
@@ -126,6 +127,8 @@ class TenantOIDCBackend(OIDCAuthenticationBackend):
     def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> Any:
         assert self.config is not None
         claims = self.get_userinfo(access_token, id_token, payload)
+        # Whether the IdP used a second factor, from the verified ID token (not userinfo): access/mfa.py.
+        setattr(self.request, SSO_MFA_REQUEST_ATTR, claims_prove_mfa(payload))
         return sso_user_resolve(config=self.config, claims=claims, request=self.request)
 
     def get_user(self, user_id: Any) -> Any:

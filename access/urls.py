@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from access import api, sso, views
+from access import api, mfa_views, sso, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     # Names match mozilla-django-oidc's, which its views reverse.
@@ -10,5 +10,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("oidc/callback/", sso.TenantOIDCCallbackView.as_view(), name="oidc_authentication_callback"),
     path("oidc/logout/", sso.TenantOIDCLogoutView.as_view(), name="oidc_logout"),
     path("account/keys/", views.account_keys, name="account_keys"),
+    path("account/mfa/setup/", mfa_views.mfa_setup, name="mfa_setup"),
+    path("account/mfa/verify/", mfa_views.mfa_verify, name="mfa_verify"),
     path("api/access/me/", api.MeApi.as_view(), name="access_me"),
 ]

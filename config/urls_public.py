@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from access import mfa_views
 from config import health
 from config.admin_sites import platform_site
 from config.metrics import metrics_view
@@ -13,6 +14,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("admin/", platform_site.urls),
+    # Platform staff confirm a second factor before the platform admin (access/mfa.py).
+    path("account/mfa/setup/", mfa_views.mfa_setup, name="mfa_setup"),
+    path("account/mfa/verify/", mfa_views.mfa_verify, name="mfa_verify"),
 ]
 
 # Django's own error responses: JSON on the APIs, Atrium's pages for browsers (config/error_views.py).

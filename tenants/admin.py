@@ -34,6 +34,9 @@ CREDENTIAL_FIELDS: list[tuple[str, str, str, bool]] = [
 ]
 
 
+SESSION_POLICY_FIELDS = ("session_idle_minutes", "session_max_hours")
+
+
 class TenantForm(forms.ModelForm):
     allowed_models = forms.CharField(
         required=False,
@@ -79,6 +82,18 @@ class TenantForm(forms.ModelForm):
         help_text="Remove every stored credential of these providers.",
     )
 
+    def _keep_current(self, name: str) -> Any:
+        value = self.cleaned_data.get(name)
+        if value in (None, ""):
+            return getattr(self.instance, name, None) or Tenant._meta.get_field(name).get_default()
+        return value
+
+    def clean_session_idle_minutes(self) -> Any:
+        return self._keep_current("session_idle_minutes")
+
+    def clean_session_max_hours(self) -> Any:
+        return self._keep_current("session_max_hours")
+
     class Meta:
         model = Tenant
         fields = [
@@ -91,6 +106,8 @@ class TenantForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for name in SESSION_POLICY_FIELDS:  # left empty: the current value (or the default) stays
+            self.fields[name].required = False
         if self.instance.pk:
             self.initial["allowed_models"] = ", ".join(self.instance.allowed_models or [])
             self.fields["schema_name"].disabled = True
@@ -138,6 +155,8 @@ class DomainInline(admin.TabularInline):
     model = Domain
     formset = DomainFormSet
     extra = 0
+
+
 
 
 @admin.register(Tenant, site=platform_site)

@@ -35,6 +35,8 @@ SHARED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, not a CDN (self-hosted, offline)
     "axes",  # sign-in lockout for the platform host's admin (public schema)
+    "django_otp",  # second factor of platform staff (public schema)
+    "django_otp.plugins.otp_totp",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -43,6 +45,8 @@ TENANT_APPS = [
     "django.contrib.admin",
     "django.contrib.messages",
     "axes",  # sign-in lockout: attempts per tenant schema (access/lockout.py)
+    "django_otp",  # TOTP second factor for admin and compliance roles (access/mfa.py)
+    "django_otp.plugins.otp_totp",
     "access",
     "audit",
     "inference",
@@ -98,6 +102,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "access.session_policy.SessionPolicyMiddleware",  # the tenant's idle timeout and absolute session lifetime
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified()
+    "access.mfa.MfaRequiredMiddleware",  # admin site and compliance console: second factor first (tenant policy)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as axes requires: turns a lockout into access.lockout's page
@@ -133,17 +139,24 @@ AUTH_PASSWORD_VALIDATORS = [
 # ATRIUM_LOGIN_COOLOFF_MINUTES (per tenant); an administrator can unlock sooner (Admin -> Sign-in lockouts).
 ATRIUM_LOGIN_FAILURE_LIMIT = env.int("ATRIUM_LOGIN_FAILURE_LIMIT", default=5)
 ATRIUM_LOGIN_COOLOFF_MINUTES = env.int("ATRIUM_LOGIN_COOLOFF_MINUTES", default=15)
-# Proxies whose X-Forwarded-For is believed for the client address (sign-in lockout); empty: the TCP peer only.
-ATRIUM_TRUSTED_PROXIES = env.list("ATRIUM_TRUSTED_PROXIES", default=[])
 AXES_FAILURE_LIMIT = ATRIUM_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=ATRIUM_LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
 AXES_RESET_ON_SUCCESS = True  # a right password clears that account's earlier failures
-AXES_CLIENT_IP_CALLABLE = "access.lockout.client_ip"
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"  # X-Forwarded-For only from ATRIUM_TRUSTED_PROXIES
 AXES_LOCKOUT_CALLABLE = "access.lockout.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_ENABLE_ADMIN = False  # Atrium registers the attempts on its own admin sites, with an audited unlock
 AXES_SENSITIVE_PARAMETERS = ["password"]
+
+# --- Second factor (access/mfa.py) -------------------------------------------------------------------
+# Off switch for the whole platform (each tenant has its own policy, on by default): only for test suites and
+# emergencies; production keeps it on.
+ATRIUM_MFA_ENFORCED = env.bool("ATRIUM_MFA_ENFORCED", default=True)
+ATRIUM_PLATFORM_MFA_REQUIRED = env.bool("ATRIUM_PLATFORM_MFA_REQUIRED", default=True)  # platform host staff
+# SSO sign-ins count as two-factor when the ID token's amr names a second factor, or its acr is one of these.
+ATRIUM_SSO_MFA_ACR_VALUES = env.list("ATRIUM_SSO_MFA_ACR_VALUES", default=[])
+OTP_TOTP_ISSUER = env.str("ATRIUM_TOTP_ISSUER", default="Atrium")
 AUTHENTICATION_BACKENDS = [
     "access.lockout.LockoutBackend",  # django-axes: refuses a locked-out account or address before the others
     "django.contrib.auth.backends.ModelBackend",

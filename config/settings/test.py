@@ -32,3 +32,6 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "W
 # The tests' identity providers (tests/node/idp) listen on loopback over http: allow-listed, as an operator would
 # allow-list an internal IdP. tests/security/test_outbound.py checks that anything else on loopback is refused.
 ATRIUM_OUTBOUND_ALLOWED_HOSTS = env.list("ATRIUM_OUTBOUND_ALLOWED_HOSTS", default=["127.0.0.1"])
+# The suite signs staff and compliance users in with force_login and reaches the admin and the console directly;
+# tests/security/test_mfa.py turns the second factor on and checks its enforcement.
+ATRIUM_MFA_ENFORCED = env.bool("ATRIUM_MFA_ENFORCED", default=False)

@@ -28,6 +28,7 @@ def production_web(tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[
             DJANGO_SECRET_KEY="production-test-secret-" + "x" * 40,
             ATRIUM_ENCRYPTION_KEYS=",".join([label_key("test-key-0-"), label_key("test-key-1-")]),
             ATRIUM_PLATFORM_AUDIT_KEY="production-test-platform-audit-key",
+            ATRIUM_AUDIT_CHECKPOINT_KEY="production-test-audit-checkpoint-key",
             ATRIUM_STATIC_ROOT=static_root,
             ATRIUM_METRICS_TOKEN="",
         )
