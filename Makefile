@@ -52,6 +52,8 @@ $(VENDOR_STAMP): static/vendor/package.json static/vendor/package-lock.json
 	cp static/vendor/package.json static/vendor/package-lock.json var/frontend/
 	cd var/frontend && npm ci --no-audit --no-fund --silent
 	for f in $(VENDOR_FILES); do cp "var/frontend/node_modules/$$f" static/vendor/ || exit 1; done
+	# Their source maps are not vendored: a dangling sourceMappingURL fails production's manifest collectstatic.
+	sed -i '/^\/[/*]# sourceMappingURL=/d' static/vendor/*.js static/vendor/*.css
 	rm -f var/frontend/.copied-* && touch $@
 
 lint: install
