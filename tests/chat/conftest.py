@@ -24,7 +24,7 @@ METRICS_TOKEN = "test-metrics-token"  # a committed tenant whose quotas the serv
 
 SIM_ENV = {
     "ANTHROPIC_API_KEY": "sk-ant-test",
-    "AWS_ACCESS_KEY_ID": "AKIATESTTESTTESTTEST",
+    "AWS_ACCESS_KEY_ID": "TESTACCESSKEYNOTREAL",
     "AWS_SECRET_ACCESS_KEY": "test-secret",
     "ATRIUM_VERTEX_ACCESS_TOKEN": "ya29.test",
     "ANTHROPIC_VERTEX_PROJECT_ID": "atrium-test",

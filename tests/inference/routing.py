@@ -9,7 +9,7 @@ from inference.types import MessageRequest, ProviderTarget
 
 CREDENTIALS: dict[str, dict[str, Any]] = {
     "anthropic": {"api_key": "sk-ant-test"},
-    "bedrock": {"mode": "keys", "access_key": "AKIATESTTESTTESTTEST", "secret_key": "test-secret"},
+    "bedrock": {"mode": "keys", "access_key": "TESTACCESSKEYNOTREAL", "secret_key": "test-secret"},
     "vertex": {"mode": "access_token", "access_token": "ya29.test", "project_id": "atrium-test"},
 }
 
