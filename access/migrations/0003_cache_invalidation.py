@@ -1,18 +1,30 @@
 """Statement triggers that tell every process to forget its cached API keys, users and permissions
 (config/tenant_cache.py). A key's last-use timestamp and a user's last login are not announced: they change
-often and no cached decision depends on them."""
+often and no cached decision depends on them.
+
+Self-contained: the SQL is written out here, as it was when this migration was made, so a later change to
+config/tenant_cache.py cannot change what this historical step does.
+"""
 
 from django.db import migrations
 
-from config.tenant_cache import notify_trigger_sql
+NOTIFY_FUNCTION_SQL = """
+CREATE OR REPLACE FUNCTION atrium_cache_notify() RETURNS trigger AS $$
+BEGIN
+  PERFORM pg_notify('atrium_cache', TG_TABLE_SCHEMA);
+  RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+"""
 
-TABLES: list[tuple[str, list[str] | None]] = [
-    ("access_apikey", ["prefix", "secret_hash", "user_id", "revoked_at", "expires_at"]),
-    ("auth_user", ["username", "first_name", "last_name", "email", "is_active", "is_staff", "is_superuser"]),
-    ("auth_user_groups", None),
-    ("auth_user_user_permissions", None),
-    ("auth_group_permissions", None),
-    ("auth_permission", None),
+# (table, the UPDATE OF clause): which statements announce a change.
+TRIGGERS = [
+    ("access_apikey", "UPDATE OF prefix, secret_hash, user_id, revoked_at, expires_at"),
+    ("auth_user", "UPDATE OF username, first_name, last_name, email, is_active, is_staff, is_superuser"),
+    ("auth_user_groups", "UPDATE"),
+    ("auth_user_user_permissions", "UPDATE"),
+    ("auth_group_permissions", "UPDATE"),
+    ("auth_permission", "UPDATE"),
 ]
 
 
@@ -21,4 +33,11 @@ class Migration(migrations.Migration):
         ("access", "0002_sso_identities_api_keys"),
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
-    operations = [migrations.RunSQL(*notify_trigger_sql(table, columns)) for table, columns in TABLES]
+    operations = [
+        migrations.RunSQL(
+            f"{NOTIFY_FUNCTION_SQL}\nCREATE TRIGGER {table}_atrium_cache AFTER INSERT OR {update} OR DELETE OR "
+            f"TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION atrium_cache_notify();",
+            f"DROP TRIGGER IF EXISTS {table}_atrium_cache ON {table};",
+        )
+        for table, update in TRIGGERS
+    ]

@@ -6,6 +6,7 @@ on AddField would give every existing row the same value.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import django.contrib.postgres.fields
@@ -18,7 +19,7 @@ import tenants.models
 def fill_external_ids(apps: Any, schema_editor: Any) -> None:
     tenant_model = apps.get_model("tenants", "Tenant")
     for tenant in tenant_model.objects.filter(bedrock_external_id__isnull=True):
-        tenant.bedrock_external_id = tenants.models.new_external_id()
+        tenant.bedrock_external_id = f"atrium-{secrets.token_hex(16)}"  # tenants.models.new_external_id, inlined
         tenant.save(update_fields=["bedrock_external_id"])
 
 
