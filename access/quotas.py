@@ -1,9 +1,10 @@
 """Quotas exact across every web and worker process: requests per minute and tokens per UTC day, per tenant
 and (where the tenant sets it) per user, in Redis.
 
-One Lua function (RESERVE_LUA, run by the gateway's admission script) checks every applicable limit and, only if
-all pass, records the request and reserves the tokens, so concurrent processes can never admit more than a limit
-between a check and an increment: `quota_plan` builds its arguments, `quota_outcome` reads its answer.
+One Lua function (RESERVE_LUA, the `quota` part of the gateway's admission script: config.admission) checks every
+applicable limit and, only if all pass, records the request and reserves the tokens, so concurrent processes can
+never admit more than a limit between a check and an increment: `quota_plan` builds its input, `quota_outcome`
+reads its answer.
 After the call is recorded, `quota_settle_many` refunds the unused part of the reservation (or charges the
 overrun), exactly once per request id; `quota_release` returns the whole reservation of a call refused before it
 was sent upstream. When Redis comes back empty, `quota_rebuild` rebuilds the day's token counters from recorded
@@ -21,9 +22,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from access.errors import QuotaExceeded
+from config.admission import ScriptInput, register_part
 from config.redis import redis_client, redis_script
 
 logger = logging.getLogger(__name__)
@@ -31,47 +33,45 @@ logger = logging.getLogger(__name__)
 PREFIX = "atrium:quota:"
 WINDOW_S = 60
 
-# A Lua function, so the gateway can run it in the same script as its breaker check (one Redis round trip).
-# K: n_rpm window keys, then n_tpd day keys, then (when n_tpd > 0) the tenant's epoch key. A: now_ms, member,
-# tokens, n_rpm, n_tpd, then the n_rpm limits, then the n_tpd limits. Returns {0, index, retry_ms} on refusal
-# (index: 1-based over rpm then tpd), {1, epoch} when admitted, {2} when the day counters must first be rebuilt
-# (the epoch key is missing: Redis lost its data; quota_rebuild).
+# The quota part of the gateway's admission script (config.admission; the gateway composes it with the breakers
+# in one round trip). K.rpm: the sliding-window keys, K.tpd: the day's token keys, K.epoch: the tenant's epoch
+# key (when there are day keys). A.now_ms, A.member (unique per call), A.tokens, A.rpm_limits, A.tpd_limits (one
+# per key). Returns {0, index, retry_ms} on refusal (index: 1-based over rpm then tpd; retry_ms -1 for a day
+# limit), {1, epoch} when admitted, {2} when the day counters must first be rebuilt (the epoch key is missing:
+# Redis lost its data; quota_rebuild); only an admission lets the next parts run.
 RESERVE_LUA = """
-local function quota_reserve(K, A)
-  local now = tonumber(A[1])
-  local member = A[2]
-  local tokens = tonumber(A[3])
-  local n_rpm = tonumber(A[4])
-  local n_tpd = tonumber(A[5])
+function(K, A)
+  local now, tokens = tonumber(A.now_ms), tonumber(A.tokens)
+  local n_rpm, n_tpd = #K.rpm, #K.tpd
   local epoch = ''
   if n_tpd > 0 then
-    epoch = redis.call('GET', K[n_rpm + n_tpd + 1])
-    if not epoch then return {2} end
+    epoch = redis.call('GET', K.epoch)
+    if not epoch then return {2}, false end
   end
   local window = 60000
   for i = 1, n_rpm do
-    local limit = tonumber(A[5 + i])
-    redis.call('ZREMRANGEBYSCORE', K[i], '-inf', now - window)
-    if redis.call('ZCARD', K[i]) >= limit then
-      local oldest = redis.call('ZRANGE', K[i], 0, 0, 'WITHSCORES')
+    local limit = tonumber(A.rpm_limits[i])
+    redis.call('ZREMRANGEBYSCORE', K.rpm[i], '-inf', now - window)
+    if redis.call('ZCARD', K.rpm[i]) >= limit then
+      local oldest = redis.call('ZRANGE', K.rpm[i], 0, 0, 'WITHSCORES')
       local retry = window
       if oldest[2] then retry = tonumber(oldest[2]) + window - now end
-      return {0, i, retry}
+      return {0, i, retry}, false
     end
   end
-  for j = n_rpm + 1, n_rpm + n_tpd do
-    local used = tonumber(redis.call('GET', K[j]) or '0')
-    if used + tokens > tonumber(A[5 + j]) then return {0, j, -1} end
+  for j = 1, n_tpd do
+    local used = tonumber(redis.call('GET', K.tpd[j]) or '0')
+    if used + tokens > tonumber(A.tpd_limits[j]) then return {0, n_rpm + j, -1}, false end
   end
   for i = 1, n_rpm do
-    redis.call('ZADD', K[i], now, member)
-    redis.call('PEXPIRE', K[i], window + 1000)
+    redis.call('ZADD', K.rpm[i], now, A.member)
+    redis.call('PEXPIRE', K.rpm[i], window + 1000)
   end
-  for j = n_rpm + 1, n_rpm + n_tpd do
-    redis.call('INCRBY', K[j], tokens)
-    redis.call('EXPIRE', K[j], 172800)
+  for j = 1, n_tpd do
+    redis.call('INCRBY', K.tpd[j], tokens)
+    redis.call('EXPIRE', K.tpd[j], 172800)
   end
-  return {1, epoch}
+  return {1, epoch}, true
 end
 """
 
@@ -162,56 +162,81 @@ def _seconds_to_midnight(now: datetime) -> int:
     return max(1, int((tomorrow - now).total_seconds()) + 1)
 
 
-def _limits(tenant: Any, user: Any) -> tuple[list[tuple[str, int, str]], list[tuple[str, int, str]]]:
+def tenant_prefix(schema: str) -> str:
+    """Every quota key of a tenant starts with this."""
+    return f"{PREFIX}{schema}:"
+
+
+def rpm_key(schema: str, user_id: Any | None = None) -> str:
+    return f"{tenant_prefix(schema)}rpm" if user_id is None else f"{tenant_prefix(schema)}u{user_id}:rpm"
+
+
+def tpd_key(schema: str, day: str, user_id: Any | None = None) -> str:
+    return f"{tenant_prefix(schema)}tpd:{day}" if user_id is None else f"{tenant_prefix(schema)}u{user_id}:tpd:{day}"
+
+
+class Limit(NamedTuple):
+    key: str
+    limit: int
+    label: str
+
+
+def _limits(tenant: Any, user: Any) -> tuple[list[Limit], list[Limit]]:
     schema = tenant.schema_name
-    rpm: list[tuple[str, int, str]] = []
-    tpd: list[tuple[str, int, str]] = []
+    rpm: list[Limit] = []
+    tpd: list[Limit] = []
     if tenant.requests_per_minute is not None:
-        rpm.append((f"{PREFIX}{schema}:rpm", tenant.requests_per_minute, "the organisation's requests per minute"))
+        rpm.append(Limit(rpm_key(schema), tenant.requests_per_minute, "the organisation's requests per minute"))
     # Per-user limits: the platform's, or the tenant's own when stricter (Tenant.effective_*).
     user_rpm = tenant.effective_user_requests_per_minute
     if user_rpm is not None:
-        rpm.append((f"{PREFIX}{schema}:u{user.pk}:rpm", user_rpm, "your requests per minute"))
+        rpm.append(Limit(rpm_key(schema, user.pk), user_rpm, "your requests per minute"))
     day = _day(datetime.now(UTC))
     if tenant.tokens_per_day is not None:
-        tpd.append((f"{PREFIX}{schema}:tpd:{day}", tenant.tokens_per_day, "the organisation's tokens per day"))
+        tpd.append(Limit(tpd_key(schema, day), tenant.tokens_per_day, "the organisation's tokens per day"))
     user_tpd = tenant.effective_user_tokens_per_day
     if user_tpd is not None:
-        tpd.append((f"{PREFIX}{schema}:u{user.pk}:tpd:{day}", user_tpd, "your tokens per day"))
+        tpd.append(Limit(tpd_key(schema, day, user.pk), user_tpd, "your tokens per day"))
     return rpm, tpd
 
 
 @dataclass
 class QuotaPlan:
-    """The keys and arguments of one reservation (RESERVE_LUA), and how to read its answer (quota_outcome)."""
+    """One reservation's input to the quota part (RESERVE_LUA): the limits that apply and the tokens to hold."""
 
-    keys: list[str]
-    args: list[Any]
+    schema: str
+    day: str
     tokens: int
-    limits: list[tuple[str, int, str]]  # rpm then tpd: (key, limit, label)
-    n_rpm: int
-    n_tpd: int = 0
-    schema: str = ""
-    day: str = ""
+    rpm: list[Limit] = field(default_factory=list)
+    tpd: list[Limit] = field(default_factory=list)
+    now_ms: int = 0
+    member: str = ""  # this call's entry in the request windows
+
+    def __post_init__(self) -> None:
+        self.now_ms = self.now_ms or int(time.time() * 1000)
+        self.member = self.member or uuid.uuid4().hex
 
 
 def epoch_key(schema: str) -> str:
-    return f"{PREFIX}{schema}:epoch"
+    return f"{tenant_prefix(schema)}epoch"
 
 
 def settled_key(schema: str, day: str) -> str:
-    return f"{PREFIX}{schema}:settled:{day}"
+    return f"{tenant_prefix(schema)}settled:{day}"
 
 
 def quota_plan(*, tenant: Any, user: Any, tokens: int) -> QuotaPlan:
     rpm, tpd = _limits(tenant, user)
-    keys = [k for k, _, _ in rpm] + [k for k, _, _ in tpd]
-    if tpd:
-        keys.append(epoch_key(tenant.schema_name))
-    args: list[Any] = [int(time.time() * 1000), uuid.uuid4().hex, int(tokens), len(rpm), len(tpd)]
-    args += [limit for _, limit, _ in rpm] + [limit for _, limit, _ in tpd]
-    return QuotaPlan(keys=keys, args=args, tokens=int(tokens), limits=rpm + tpd, n_rpm=len(rpm), n_tpd=len(tpd),
-                     schema=tenant.schema_name, day=_day(datetime.now(UTC)))
+    return QuotaPlan(schema=tenant.schema_name, day=_day(datetime.now(UTC)), tokens=int(tokens), rpm=rpm, tpd=tpd)
+
+
+def _quota_input(plan: QuotaPlan) -> ScriptInput:
+    keys: dict[str, str | list[str]] = {"rpm": [x.key for x in plan.rpm], "tpd": [x.key for x in plan.tpd]}
+    if plan.tpd:
+        keys["epoch"] = epoch_key(plan.schema)
+    return ScriptInput(keys=keys, args={"now_ms": plan.now_ms, "member": plan.member, "tokens": plan.tokens,
+                                        "rpm_limits": [x.limit for x in plan.rpm],
+                                        "tpd_limits": [x.limit for x in plan.tpd]})
 
 
 def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:
@@ -221,18 +246,22 @@ def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:
         raise QuotaRebuildNeeded(plan.schema)
     if int(result[0]) == 1:
         epoch = result[1].decode() if isinstance(result[1], bytes) else str(result[1] or "")
-        return Reservation(tokens=plan.tokens if plan.n_tpd else 0,
-                           day_keys=plan.keys[plan.n_rpm:plan.n_rpm + plan.n_tpd], schema=plan.schema, epoch=epoch,
-                           day=plan.day)
+        return Reservation(tokens=plan.tokens if plan.tpd else 0, day_keys=[x.key for x in plan.tpd],
+                           schema=plan.schema, epoch=epoch, day=plan.day)
     index, retry_ms = int(result[1]) - 1, int(result[2])
-    _key, limit, label = plan.limits[index]
-    if index < plan.n_rpm:
+    limits = plan.rpm + plan.tpd
+    hit = limits[index]
+    if index < len(plan.rpm):
         retry = max(1, (retry_ms + 999) // 1000)
-        raise QuotaExceeded(f"Rate limit reached: {label} is {limit}. Retry in {retry} s.",
+        raise QuotaExceeded(f"Rate limit reached: {hit.label} is {hit.limit}. Retry in {retry} s.",
                             retry_after=retry, limit="requests_per_minute")
-    raise QuotaExceeded(f"Token budget reached: {label} is {limit} (this request needs up to {plan.tokens}). "
-                        f"It resets at 00:00 UTC.", retry_after=_seconds_to_midnight(datetime.now(UTC)),
-                        limit="tokens_per_day")
+    raise QuotaExceeded(f"Token budget reached: {hit.label} is {hit.limit} (this request needs up to "
+                        f"{plan.tokens}). It resets at 00:00 UTC.",
+                        retry_after=_seconds_to_midnight(datetime.now(UTC)), limit="tokens_per_day")
+
+
+# Registered with the admission module: the gateway composes it with the breakers (inference.admission).
+QUOTA = register_part("quota", lua=RESERVE_LUA, encode=_quota_input, decode=quota_outcome)
 
 
 def quota_settle_many(settlements: list[tuple[str, Reservation, int]]) -> None:
@@ -277,7 +306,7 @@ def quota_rebuild(*, tenant: Any, recorded: Callable[[str], Iterator[tuple[str, 
     """
     client = redis_client()
     schema = tenant.schema_name
-    lock = f"{PREFIX}{schema}:rebuild"
+    lock = f"{tenant_prefix(schema)}rebuild"
     token = uuid.uuid4().hex
     if not client.set(lock, token, nx=True, px=int(wait_s * 1000)):
         deadline = time.monotonic() + wait_s
@@ -288,7 +317,7 @@ def quota_rebuild(*, tenant: Any, recorded: Callable[[str], Iterator[tuple[str, 
         if client.exists(epoch_key(schema)):
             return False
         day = _day(datetime.now(UTC))
-        tenant_key = f"{PREFIX}{schema}:tpd:{day}" if tenant.tokens_per_day is not None else None
+        tenant_key = tpd_key(schema, day) if tenant.tokens_per_day is not None else None
         per_user = tenant.effective_user_tokens_per_day is not None
         batch: list[tuple[str, int | None, int]] = []
 
@@ -296,7 +325,7 @@ def quota_rebuild(*, tenant: Any, recorded: Callable[[str], Iterator[tuple[str, 
             keys: dict[str, int] = {settled_key(schema, day): 1}
             args: list[Any] = [len(batch)]
             for request_id, user_id, tokens in batch:
-                day_keys = [k for k in (tenant_key, f"{PREFIX}{schema}:u{user_id}:tpd:{day}"
+                day_keys = [k for k in (tenant_key, tpd_key(schema, day, user_id)
                                         if per_user and user_id is not None else None) if k]
                 args += [request_id, tokens, len(day_keys),
                          *[keys.setdefault(k, len(keys) + 1) for k in day_keys]]
@@ -319,6 +348,5 @@ def quota_rebuild(*, tenant: Any, recorded: Callable[[str], Iterator[tuple[str, 
 
 def quota_tokens_used_today(*, tenant: Any, user: Any | None = None) -> int:
     day = _day(datetime.now(UTC))
-    key = f"{PREFIX}{tenant.schema_name}:tpd:{day}" if user is None else \
-        f"{PREFIX}{tenant.schema_name}:u{user.pk}:tpd:{day}"
+    key = tpd_key(tenant.schema_name, day, None if user is None else user.pk)
     return int(redis_client().get(key) or 0)

@@ -20,3 +20,8 @@ def redis_client() -> redis.Redis:
 def redis_script(source: str) -> Script:
     """A Lua script registered once per process: called by hash (EVALSHA), reloaded if Redis lost it."""
     return redis_client().register_script(source)
+
+
+def redis_is_cluster() -> bool:
+    """Whether the shared client talks to a Redis Cluster (scripts must then keep their keys in one slot)."""
+    return isinstance(redis_client(), redis.RedisCluster)

@@ -16,14 +16,14 @@ from typing import Any
 
 from django.conf import settings
 
+from config.admission import ScriptInput, register_part
 from config.redis import redis_client, redis_script
 
 PREFIX = "atrium:breaker:"
 
-# A Lua function, so the gateway can run it in the same script as its quota reservation (one round trip).
-# key: the breaker hash; now, probe_ttl: seconds.
+# One breaker's admission. key: the breaker hash; now, probe_ttl: seconds.
 # Returns 1 allow (clean: no recent failure), 3 allow (closed, some failures), 2 allow as the probe, 0 skip.
-ALLOW_LUA = """
+_ALLOW_FN = """
 local function breaker_allow(key, now, probe_ttl)
   local state = redis.call('HGET', key, 'state')
   if not state then return 1 end
@@ -38,7 +38,47 @@ local function breaker_allow(key, now, probe_ttl)
   return 2
 end
 """
-_ALLOW = ALLOW_LUA + "return breaker_allow(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
+_ALLOW = _ALLOW_FN + "return breaker_allow(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
+
+# The breakers part of the gateway's admission script (config.admission), run after the quota granted the call:
+# K.targets: the breaker keys of the targets serving the model, in the router's order; A.now, A.probe_ttl
+# (seconds). Asks each in turn up to the first one that may be called and returns their codes (the router uses
+# these answers instead of asking again).
+ADMIT_LUA = """
+function(K, A)
+""" + _ALLOW_FN.replace("local function", "  local function") + """
+  local codes = {}
+  for j, key in ipairs(K.targets) do
+    local code = breaker_allow(key, tonumber(A.now), tonumber(A.probe_ttl))
+    codes[j] = code
+    if code ~= 0 then break end
+  end
+  return codes, true
+end
+"""
+
+
+@dataclass(frozen=True)
+class BreakerCheck:
+    """The targets (by key, in the router's order) and the breaker name of each, to ask at admission."""
+
+    targets: list[tuple[str, str]]  # (target key, breaker name)
+    now: float = 0.0
+    probe_ttl: float = 0.0
+
+
+def _admit_input(check: BreakerCheck) -> ScriptInput:
+    return ScriptInput(keys={"targets": [breaker_key(name) for _key, name in check.targets]},
+                       args={"now": check.now or time.time(),
+                             "probe_ttl": check.probe_ttl or float(settings.ATRIUM_BREAKER_PROBE_TTL_S)})
+
+
+def _admit_outcome(check: BreakerCheck, result: Any) -> dict[str, int]:
+    """The breaker answers by target key, for the targets asked (the rest are asked by the router)."""
+    return {key: int(code) for (key, _name), code in zip(check.targets, list(result or []), strict=False)}
+
+
+BREAKERS = register_part("breakers", lua=ADMIT_LUA, encode=_admit_input, decode=_admit_outcome)
 
 # KEYS[1]; ARGV: now, threshold, cooldown, force(1 = open now), reason. Returns the new state.
 _FAILURE = """

@@ -2,10 +2,10 @@
 
 consent -> access policy -> quota -> failover router -> usage -> audit record
 
-`gateway_admit` runs every check and reserves the quota; `gateway_complete` / `gateway_stream` make the call,
-settle the quota and record usage and the audit entry in one transaction (with the caller's own writes, such as
-the chat's assistant message, through `persist`). Prompts and completions are never logged: the audit entry
-holds keyed hashes of them.
+`gateway_admit` (inference.admission) runs every check and reserves the quota; `gateway_complete` /
+`gateway_stream` make the call, settle the quota and record usage and the audit entry in one transaction (with
+the caller's own writes, such as the chat's assistant message, through `persist`). Prompts and completions are
+never logged: the audit entry holds keyed hashes of them.
 """
 
 from __future__ import annotations
@@ -13,306 +13,39 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django_tenants.utils import tenant_context
-from redis.exceptions import RedisError
 
-from access.errors import NotPermitted, QuotaExceeded
-from access.policy import PolicyDecision, policy_check
-from access.quotas import (
-    RESERVE_LUA,
-    QuotaRebuildNeeded,
-    Reservation,
-    quota_outcome,
-    quota_plan,
-    quota_rebuild,
-    quota_release,
-)
-from audit.services import audit_event, audit_record, consent_required
-from config.redis import redis_script
+from access.quotas import quota_release
+from audit.services import audit_event
 from config.tracing import current_trace_id
 from inference import metrics
-from inference.breaker import ALLOW_LUA, breaker_key
-from inference.catalog.selectors import CatalogEntry, catalog_entry
-from inference.errors import InferenceError, ModelNotFound
-from inference.records import (
-    CallRecord,
-    RecordsUnavailable,
-    record_durable,
-    record_now,
-    record_submit,
-    records_available,
-    usage_recorded,
+from inference.admission import gateway_admit
+from inference.calls import (
+    STREAM_FAILED_MESSAGE,
+    Admitted,
+    Call,
+    ConsentRequired,
+    InvalidRequest,
+    Persist,
+    QuotaUnavailable,
+    request_id_for,
 )
+from inference.catalog.selectors import CatalogEntry
+from inference.errors import InferenceError
+from inference.records import CallRecord, RecordsUnavailable, record_durable, record_now, record_submit
 from inference.router import route, route_stream
 from inference.services import UsageCount
-from inference.targets import targets_for_tenant
-from inference.types import Attempt, MessageRequest, ProviderTarget
+from inference.types import Attempt
+
+__all__ = ["Admitted", "Call", "ConsentRequired", "InvalidRequest", "Persist", "QuotaUnavailable",
+           "gateway_admit", "gateway_complete", "gateway_stream", "request_id_for"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Called inside the transaction that records usage and audit: (message or None, provider, region).
-Persist = Callable[[dict[str, Any] | None, str, str], None]
-
-# Body fields the gateway owns; everything else is passed to the provider as the caller sent it.
-_OWN = {"model", "stream"}
-ROLES = {"user", "assistant"}
-
-
-class InvalidRequest(InferenceError):
-    status = 400
-    error_type = "invalid_request_error"
-
-
-class QuotaUnavailable(InferenceError):
-    """Redis (quotas, breakers) does not answer: nothing can be admitted."""
-
-    status = 503
-    error_type = "api_error"
-
-    def __init__(self) -> None:
-        super().__init__("Atrium cannot check quotas right now. Retry in a few seconds.")
-
-
-class ConsentRequired(NotPermitted):
-    def __init__(self, version: int, url: str) -> None:
-        super().__init__(f"Accept the organisation's processing notice (version {version}) at {url} before using "
-                         f"models.", permission=None)
-        self.version = version
-        self.url = url
-
-
-@dataclass
-class Call:
-    tenant: Any
-    user: Any
-    body: dict[str, Any]
-    source: str  # "api" (/v1), "chat" (conversations API and web chat)
-    request: Any = None  # the HttpRequest, for audit IP / user agent / session
-    auth_method: str = "session"
-    auth_metadata: dict[str, Any] = field(default_factory=dict)
-    request_id: str = ""  # the call's idempotency key (request_id_for)
-
-    def __post_init__(self) -> None:
-        if not self.request_id:
-            self.request_id = request_id_for(self.request)
-
-
-def request_id_for(request: Any) -> str:
-    """The request id Atrium generated for this request (the response's `request-id` header). A client-supplied
-    X-Request-Id is kept for log correlation but cannot be the idempotency key (a client reusing one would make
-    a second call's record look like a retry), so it gets a unique suffix."""
-    request_id = str(getattr(request, "request_id", "") or "")
-    if not request_id:
-        return f"req_{uuid.uuid4().hex}"
-    if request is not None and request.headers.get("X-Request-Id", "") == request_id:
-        return f"{request_id}.{uuid.uuid4().hex[:16]}"
-    return request_id
-
-
-@dataclass
-class Admitted:
-    call: Call
-    entry: CatalogEntry
-    decision: PolicyDecision
-    reservation: Reservation
-    message_request: MessageRequest
-    started: float
-    targets: list[ProviderTarget] = field(default_factory=list)
-    admissions: dict[str, int] = field(default_factory=dict)  # breaker answers obtained at admission
-
-    @property
-    def clamp_headers(self) -> dict[str, str]:
-        if not self.decision.clamped:
-            return {}
-        return {"atrium-max-tokens-clamped": f"requested={self.decision.requested_max_tokens}; "
-                                             f"granted={self.decision.max_tokens}; reason={self.decision.clamp_reason}"}
-
-
-# --- validation ------------------------------------------------------------------------------------
-
-def _validate(body: Any) -> None:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("model: Field required (a model id such as claude-sonnet-5-5, or a tier).")
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise InvalidRequest("max_tokens: Field required, an integer of at least 1.")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages: Field required, a non-empty list of {role, content} objects.")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise InvalidRequest(f"messages.{index}.role: must be 'user' or 'assistant'.")
-        content = message.get("content")
-        if not isinstance(content, str | list) or (isinstance(content, list) and not content):
-            raise InvalidRequest(f"messages.{index}.content: a string or a non-empty list of content blocks.")
-        if isinstance(content, list) and not all(isinstance(b, dict) and "type" in b for b in content):
-            raise InvalidRequest(f"messages.{index}.content: every content block needs a type.")
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise InvalidRequest("stream: must be true or false.")
-    system = body.get("system")
-    if system is not None and not isinstance(system, str | list):
-        raise InvalidRequest("system: a string or a list of text blocks.")
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise InvalidRequest("tools: must be a list.")
-
-
-STREAM_FAILED_MESSAGE = "The provider failed while answering, so the answer is incomplete; try again."
-_VISION_BLOCKS = frozenset({"image", "document"})
-
-
-def _has_images(body: dict[str, Any]) -> bool:
-    """Whether any image or document block appears anywhere in the messages, however deeply nested (inside a
-    tool_result, a search result, a future container block): the vision permission must see them all."""
-    stack: list[Any] = [body.get("messages")]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get("type") in _VISION_BLOCKS:
-                return True
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
-
-
-def _with_notice(system: Any, notice: str) -> Any:
-    """Append the tenant's processing notice to the system prompt, as the seed does."""
-    notice = notice.strip()
-    if not notice:
-        return system
-    if system is None or system == "":
-        return notice
-    if isinstance(system, str):
-        return f"{system}\n\n{notice}"
-    return [*system, {"type": "text", "text": notice}]
-
-
-def _estimate_input_tokens(body: dict[str, Any]) -> int:
-    """A cheap upper-ish estimate for the reservation (about 4 characters a token); settled exactly afterwards."""
-    size = sum(len(str(m.get("content", ""))) for m in body.get("messages") or []) + len(str(body.get("system", "")))
-    return size // 4 + 1
-
-
-def consent_url(call: Call) -> str:
-    host = call.request.get_host() if call.request is not None else ""
-    scheme = "https" if call.request is not None and call.request.is_secure() else "http"
-    return f"{scheme}://{host}/consent/" if host else "/consent/"
-
-
-# --- admission -------------------------------------------------------------------------------------
-
-def _refused(call: Call, exc: Exception, *, model: str = "", reason: str) -> None:
-    label = call.tenant.schema_name
-    if isinstance(exc, QuotaExceeded):
-        metrics.QUOTA_REFUSALS.labels(label, exc.limit).inc()
-    else:
-        metrics.POLICY_REFUSALS.labels(label, reason).inc()
-    metrics.REQUESTS.labels(label, call.source, "refused").inc()
-    try:
-        with transaction.atomic():
-            audit_record(event_type="model_call_refused", user=call.user, request=call.request, model=model,
-                         status="refused", metadata={"reason": reason, "source": call.source,
-                                                     "auth": call.auth_method, **call.auth_metadata},
-                         error=str(getattr(exc, "message", exc)))
-    except Exception:
-        logger.exception("could not audit a refused model call")
-
-
-# One Redis round trip admits a call: the quota reservation and, only when it is granted, the circuit breaker of
-# the targets serving the model, in the router's order, up to the first one it may call (the router uses those
-# answers instead of asking again). KEYS: quota keys, then breaker keys. ARGV: number of quota keys, number of
-# quota arguments, the quota arguments, now (s), probe lease (s). Returns {quota answer, breaker answers}.
-_ADMIT = RESERVE_LUA + ALLOW_LUA + """
-local nq, na = tonumber(ARGV[1]), tonumber(ARGV[2])
-local qk, qa = {}, {}
-for i = 1, nq do qk[i] = KEYS[i] end
-for i = 1, na do qa[i] = ARGV[2 + i] end
-local granted = quota_reserve(qk, qa)
-if granted[1] ~= 1 then return {granted, {}} end
-local now, probe_ttl = tonumber(ARGV[na + 3]), tonumber(ARGV[na + 4])
-local codes = {}
-for j = nq + 1, #KEYS do
-  local code = breaker_allow(KEYS[j], now, probe_ttl)
-  codes[#codes + 1] = code
-  if code ~= 0 then break end
-end
-return {granted, codes}
-"""
-
-
-def _reserve(call: Call, entry: CatalogEntry, tokens: int,
-             targets: list[ProviderTarget]) -> tuple[Reservation, dict[str, int]]:
-    """Reserve the quota and consult the breakers in one round trip (_ADMIT); raises QuotaExceeded."""
-    plan = quota_plan(tenant=call.tenant, user=call.user, tokens=tokens)
-    served = [t for t in targets if entry.provider_model_id(t.provider, t.region) is not None]
-    keys = plan.keys + [breaker_key(t.breaker_name) for t in served]
-    args = [len(plan.keys), len(plan.args), *plan.args, time.time(), settings.ATRIUM_BREAKER_PROBE_TTL_S]
-    for _attempt in range(3):
-        try:
-            granted, codes = redis_script(_ADMIT)(keys=keys, args=args)
-        except RedisError as exc:
-            raise QuotaUnavailable() from exc
-        try:
-            reservation = quota_outcome(plan, granted)
-        except QuotaRebuildNeeded:
-            # Redis came back empty: the day's token counters are rebuilt from recorded usage before admitting.
-            quota_rebuild(tenant=call.tenant, recorded=usage_recorded)
-            continue
-        return reservation, {target.key: int(code) for target, code in zip(served, codes, strict=False)}
-    raise RecordsUnavailable()
-
-
-def gateway_admit(call: Call) -> Admitted:
-    """Every check before a model call, in order; raises a typed error naming what stopped it."""
-    _validate(call.body)
-    body = call.body
-    name = str(body["model"]).strip()
-    entry = catalog_entry(name)
-    if entry is None:
-        metrics.REQUESTS.labels(call.tenant.schema_name, call.source, "not_found").inc()
-        raise ModelNotFound(f"model: {name} (not in this Atrium's catalog; GET /v1/models lists yours)")
-    pending = consent_required(call.user, call.tenant)
-    if pending is not None:
-        exc = ConsentRequired(pending.version, consent_url(call))
-        _refused(call, exc, model=entry.model_id, reason="consent")
-        raise exc
-    try:
-        decision = policy_check(user=call.user, tenant=call.tenant, model=entry.model_id, tier=entry.tier,
-                                max_tokens=int(body["max_tokens"]), has_tools=bool(body.get("tools")),
-                                has_images=_has_images(body))
-    except NotPermitted as exc:
-        _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
-        raise
-    if not records_available(call.tenant):
-        unavailable = RecordsUnavailable()
-        _refused(call, unavailable, model=entry.model_id, reason="records_unavailable")
-        raise unavailable
-    targets = targets_for_tenant(call.tenant)
-    try:
-        reservation, admissions = _reserve(call, entry, decision.max_tokens + _estimate_input_tokens(body), targets)
-    except QuotaExceeded as exc:
-        _refused(call, exc, model=entry.model_id, reason=exc.limit)
-        raise
-    params = {k: v for k, v in body.items() if k not in _OWN}
-    params["max_tokens"] = decision.max_tokens
-    system = _with_notice(params.get("system"), getattr(call.tenant, "processing_notice", "") or "")
-    if system is not None:
-        params["system"] = system
-    return Admitted(call=call, entry=entry, decision=decision, reservation=reservation,
-                    message_request=MessageRequest(model=entry.model_id, params=params), started=time.monotonic(),
-                    targets=targets, admissions=admissions)
 
 
 # --- the call and its records ------------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""The gateway's admission: every check before a model call, and one Redis round trip that reserves the quota and
+consults the breakers of the targets serving the model.
+
+The Redis side is the composite `ADMISSION` of two registered parts (config.admission): `access.quotas.QUOTA`
+(the reservation; only a granted one lets the breakers run, so a refused call claims no half-open probe) and
+`inference.breaker.BREAKERS` (the targets' breakers in the router's order, up to the first that may be called).
+`admission_reserve` is its typed call: a Reservation and the breaker answers by target key, or a typed error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import transaction
+from redis.exceptions import RedisError
+
+from access.errors import NotPermitted, QuotaExceeded
+from access.policy import policy_check
+from access.quotas import QUOTA, QuotaRebuildNeeded, Reservation, quota_plan, quota_rebuild
+from audit.services import audit_record, consent_required
+from config.admission import composite
+from inference import metrics
+from inference.breaker import BREAKERS, BreakerCheck
+from inference.calls import (
+    OWN_FIELDS,
+    Admitted,
+    Call,
+    ConsentRequired,
+    QuotaUnavailable,
+    consent_url,
+    estimate_input_tokens,
+    has_images,
+    validate_body,
+    with_notice,
+)
+from inference.catalog.selectors import CatalogEntry, catalog_entry
+from inference.errors import ModelNotFound
+from inference.records import RecordsUnavailable, records_available, usage_recorded
+from inference.targets import targets_for_tenant
+from inference.types import MessageRequest, ProviderTarget
+
+logger = logging.getLogger(__name__)
+
+# The quota first: a refused call stops the script before any breaker is asked.
+ADMISSION = composite(QUOTA.name, BREAKERS.name)
+
+
+def _refused(call: Call, exc: Exception, *, model: str = "", reason: str) -> None:
+    label = call.tenant.schema_name
+    if isinstance(exc, QuotaExceeded):
+        metrics.QUOTA_REFUSALS.labels(label, exc.limit).inc()
+    else:
+        metrics.POLICY_REFUSALS.labels(label, reason).inc()
+    metrics.REQUESTS.labels(label, call.source, "refused").inc()
+    try:
+        with transaction.atomic():
+            audit_record(event_type="model_call_refused", user=call.user, request=call.request, model=model,
+                         status="refused", metadata={"reason": reason, "source": call.source,
+                                                     "auth": call.auth_method, **call.auth_metadata},
+                         error=str(getattr(exc, "message", exc)))
+    except Exception:
+        logger.exception("could not audit a refused model call")
+
+
+def admission_reserve(call: Call, entry: CatalogEntry, tokens: int,
+                      targets: list[ProviderTarget]) -> tuple[Reservation, dict[str, int]]:
+    """Reserve the quota and consult the breakers in one round trip (ADMISSION). Returns the reservation and the
+    breaker answers by target key; raises QuotaExceeded, QuotaUnavailable (Redis does not answer) or
+    RecordsUnavailable (the counters could not be rebuilt)."""
+    served = [t for t in targets if entry.provider_model_id(t.provider, t.region) is not None]
+    check = BreakerCheck(targets=[(t.key, t.breaker_name) for t in served])
+    for _attempt in range(3):
+        plan = quota_plan(tenant=call.tenant, user=call.user, tokens=tokens)
+        try:
+            answer = ADMISSION.run(QUOTA.bind(plan), BREAKERS.bind(check))
+        except QuotaRebuildNeeded:
+            # Redis came back empty: the day's token counters are rebuilt from recorded usage before admitting.
+            try:
+                quota_rebuild(tenant=call.tenant, recorded=usage_recorded)
+            except RedisError as exc:
+                raise QuotaUnavailable() from exc
+            continue
+        except RedisError as exc:
+            raise QuotaUnavailable() from exc
+        return answer[QUOTA], answer.get(BREAKERS) or {}
+    raise RecordsUnavailable()
+
+
+def gateway_admit(call: Call) -> Admitted:
+    """Every check before a model call, in order; raises a typed error naming what stopped it."""
+    validate_body(call.body)
+    body = call.body
+    name = str(body["model"]).strip()
+    entry = catalog_entry(name)
+    if entry is None:
+        metrics.REQUESTS.labels(call.tenant.schema_name, call.source, "not_found").inc()
+        raise ModelNotFound(f"model: {name} (not in this Atrium's catalog; GET /v1/models lists yours)")
+    pending = consent_required(call.user, call.tenant)
+    if pending is not None:
+        exc = ConsentRequired(pending.version, consent_url(call))
+        _refused(call, exc, model=entry.model_id, reason="consent")
+        raise exc
+    try:
+        decision = policy_check(user=call.user, tenant=call.tenant, model=entry.model_id, tier=entry.tier,
+                                max_tokens=int(body["max_tokens"]), has_tools=bool(body.get("tools")),
+                                has_images=has_images(body))
+    except NotPermitted as exc:
+        _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
+        raise
+    if not records_available(call.tenant):
+        unavailable = RecordsUnavailable()
+        _refused(call, unavailable, model=entry.model_id, reason="records_unavailable")
+        raise unavailable
+    targets = targets_for_tenant(call.tenant)
+    try:
+        reservation, admissions = admission_reserve(call, entry, decision.max_tokens + estimate_input_tokens(body),
+                                                       targets)
+    except QuotaExceeded as exc:
+        _refused(call, exc, model=entry.model_id, reason=exc.limit)
+        raise
+    params = {k: v for k, v in body.items() if k not in OWN_FIELDS}
+    params["max_tokens"] = decision.max_tokens
+    system = with_notice(params.get("system"), getattr(call.tenant, "processing_notice", "") or "")
+    if system is not None:
+        params["system"] = system
+    return Admitted(call=call, entry=entry, decision=decision, reservation=reservation,
+                    message_request=MessageRequest(model=entry.model_id, params=params), started=time.monotonic(),
+                    targets=targets, admissions=admissions)

@@ -1,0 +1,167 @@
+"""A model call as the gateway sees it: the `Call` (who, what, from where), its validation, and what admission
+hands to the call (`Admitted`); the errors a call is refused with before anything is sent upstream."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from access.errors import NotPermitted
+from access.policy import PolicyDecision
+from access.quotas import Reservation
+from inference.catalog.selectors import CatalogEntry
+from inference.errors import InferenceError
+from inference.types import MessageRequest, ProviderTarget
+
+# Called inside the transaction that records usage and audit: (message or None, provider, region).
+Persist = Callable[[dict[str, Any] | None, str, str], None]
+
+# Body fields the gateway owns; everything else is passed to the provider as the caller sent it.
+OWN_FIELDS = {"model", "stream"}
+ROLES = {"user", "assistant"}
+
+class InvalidRequest(InferenceError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class QuotaUnavailable(InferenceError):
+    """Redis (quotas, breakers) does not answer: nothing can be admitted."""
+
+    status = 503
+    error_type = "api_error"
+
+    def __init__(self) -> None:
+        super().__init__("Atrium cannot check quotas right now. Retry in a few seconds.")
+
+
+class ConsentRequired(NotPermitted):
+    def __init__(self, version: int, url: str) -> None:
+        super().__init__(f"Accept the organisation's processing notice (version {version}) at {url} before using "
+                         f"models.", permission=None)
+        self.version = version
+        self.url = url
+
+
+@dataclass
+class Call:
+    tenant: Any
+    user: Any
+    body: dict[str, Any]
+    source: str  # "api" (/v1), "chat" (conversations API and web chat)
+    request: Any = None  # the HttpRequest, for audit IP / user agent / session
+    auth_method: str = "session"
+    auth_metadata: dict[str, Any] = field(default_factory=dict)
+    request_id: str = ""  # the call's idempotency key (request_id_for)
+
+    def __post_init__(self) -> None:
+        if not self.request_id:
+            self.request_id = request_id_for(self.request)
+
+
+def request_id_for(request: Any) -> str:
+    """The request id Atrium generated for this request (the response's `request-id` header). A client-supplied
+    X-Request-Id is kept for log correlation but cannot be the idempotency key (a client reusing one would make
+    a second call's record look like a retry), so it gets a unique suffix."""
+    request_id = str(getattr(request, "request_id", "") or "")
+    if not request_id:
+        return f"req_{uuid.uuid4().hex}"
+    if request is not None and request.headers.get("X-Request-Id", "") == request_id:
+        return f"{request_id}.{uuid.uuid4().hex[:16]}"
+    return request_id
+
+
+@dataclass
+class Admitted:
+    call: Call
+    entry: CatalogEntry
+    decision: PolicyDecision
+    reservation: Reservation
+    message_request: MessageRequest
+    started: float
+    targets: list[ProviderTarget] = field(default_factory=list)
+    admissions: dict[str, int] = field(default_factory=dict)  # breaker answers obtained at admission
+
+    @property
+    def clamp_headers(self) -> dict[str, str]:
+        if not self.decision.clamped:
+            return {}
+        return {"atrium-max-tokens-clamped": f"requested={self.decision.requested_max_tokens}; "
+                                             f"granted={self.decision.max_tokens}; reason={self.decision.clamp_reason}"}
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+def validate_body(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model: Field required (a model id such as claude-sonnet-5-5, or a tier).")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidRequest("max_tokens: Field required, an integer of at least 1.")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: Field required, a non-empty list of {role, content} objects.")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise InvalidRequest(f"messages.{index}.role: must be 'user' or 'assistant'.")
+        content = message.get("content")
+        if not isinstance(content, str | list) or (isinstance(content, list) and not content):
+            raise InvalidRequest(f"messages.{index}.content: a string or a non-empty list of content blocks.")
+        if isinstance(content, list) and not all(isinstance(b, dict) and "type" in b for b in content):
+            raise InvalidRequest(f"messages.{index}.content: every content block needs a type.")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise InvalidRequest("stream: must be true or false.")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise InvalidRequest("system: a string or a list of text blocks.")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequest("tools: must be a list.")
+
+
+STREAM_FAILED_MESSAGE = "The provider failed while answering, so the answer is incomplete; try again."
+_VISION_BLOCKS = frozenset({"image", "document"})
+
+
+def has_images(body: dict[str, Any]) -> bool:
+    """Whether any image or document block appears anywhere in the messages, however deeply nested (inside a
+    tool_result, a search result, a future container block): the vision permission must see them all."""
+    stack: list[Any] = [body.get("messages")]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") in _VISION_BLOCKS:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def with_notice(system: Any, notice: str) -> Any:
+    """Append the tenant's processing notice to the system prompt, as the seed does."""
+    notice = notice.strip()
+    if not notice:
+        return system
+    if system is None or system == "":
+        return notice
+    if isinstance(system, str):
+        return f"{system}\n\n{notice}"
+    return [*system, {"type": "text", "text": notice}]
+
+
+def estimate_input_tokens(body: dict[str, Any]) -> int:
+    """A cheap upper-ish estimate for the reservation (about 4 characters a token); settled exactly afterwards."""
+    size = sum(len(str(m.get("content", ""))) for m in body.get("messages") or []) + len(str(body.get("system", "")))
+    return size // 4 + 1
+
+
+def consent_url(call: Call) -> str:
+    host = call.request.get_host() if call.request is not None else ""
+    scheme = "https" if call.request is not None and call.request.is_secure() else "http"
+    return f"{scheme}://{host}/consent/" if host else "/consent/"
