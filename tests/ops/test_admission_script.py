@@ -109,7 +109,7 @@ def test_the_second_window_refusing_leaves_the_first_untouched(schema: str) -> N
 def test_breakers_are_asked_in_order_up_to_the_first_callable(schema: str, targets: list[tuple[str, str]]) -> None:
     client = redis_client()
     now = time.time()
-    (k0, n0), (k1, n1), (k2, n2) = targets
+    (k0, n0), (k1, n1), (k2, _n2) = targets
     client.hset(breaker_key(n0), mapping={"state": "open", "open_until": now + 600})
     client.hset(breaker_key(n1), mapping={"state": "open", "open_until": now - 1})  # cool-down over: probe
     check = BreakerCheck(targets=targets, now=now, probe_ttl=30)
