@@ -250,14 +250,14 @@ def test_a_gdpr_job_of_a_killed_worker_is_finished_by_the_other(box: Cluster, te
     from audit.models import GdprJob
     from inference.models import Conversation
 
-    TOTAL = 2000  # noqa: N806 - 100 batches of 20: still running when the worker is stopped
+    total = 2000  # 100 batches of 20: still running when the worker is stopped
     tenant = tenants["alpha"]
     with tenant_context(tenant):
         name = f"leaving-{uuid.uuid4().hex[:6]}"
         user = get_user_model().objects.create_user(username=name, email=f"{name}@example.com")
         user.groups.add(Group.objects.get(name="basic_user"))
         Conversation.objects.bulk_create([Conversation(user=user, model="claude-haiku-5-5", title=f"{name} {i}")
-                                          for i in range(TOTAL)])
+                                          for i in range(total)])
         officer = get_user_model().objects.create_user(username=f"officer-{name}")
         officer.groups.add(Group.objects.get(name="compliance_officer"))
     job_id = manage_in(box, (
@@ -280,7 +280,7 @@ def test_a_gdpr_job_of_a_killed_worker_is_finished_by_the_other(box: Cluster, te
     survivor = box.procs["worker2" if victim.name == "worker1" else "worker1"]
     assert marker not in survivor.log.read_bytes()
     victim.signal(signal.SIGSTOP)  # frozen where it is: the job is seen mid-way however loaded the machine is
-    assert job().status == "running" and job().counts["conversations"] < TOTAL, "killed mid-job"
+    assert job().status == "running" and job().counts["conversations"] < total, "killed mid-job"
     victim.kill()
 
     def finished() -> bool:
@@ -290,7 +290,7 @@ def test_a_gdpr_job_of_a_killed_worker_is_finished_by_the_other(box: Cluster, te
     try:
         eventually(finished, "the other worker finished the job", attempts=60, pause=1.0)
         done = job()
-        assert done.counts["conversations"] == TOTAL and done.attempts >= 2
+        assert done.counts["conversations"] == total and done.attempts >= 2
         assert marker in survivor.log.read_bytes(), "the surviving worker ran it"
         with tenant_context(tenant):
             assert not Conversation.objects.filter(user_id=user.pk).exists()
