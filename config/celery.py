@@ -23,6 +23,14 @@ def _tracing(**_kwargs: object) -> None:
     tracing_setup(role="worker")
 
 
+@worker_process_init.connect(weak=False)
+def _warm_provider_clients(**_kwargs: object) -> None:
+    """Each prefork child builds its provider clients and renews their credentials (inference/warm.py)."""
+    from inference.warm import warm_start
+
+    warm_start()
+
+
 HEARTBEAT_KEY = "atrium:beat:heartbeat"
 
 

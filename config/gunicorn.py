@@ -44,5 +44,7 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
 # The record writer starts with the worker, so it replays what a killed worker journaled (inference/recorder.py).
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     from inference.records import recorder_start
+    from inference.warm import warm_start
 
     recorder_start()
+    warm_start()  # provider clients built now and renewed before their credentials expire (inference/warm.py)

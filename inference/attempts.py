@@ -40,6 +40,13 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+def executor_prestart(threads: int = 8) -> None:
+    """Start some of the pool's threads now (process start, inference.warm) rather than in a request."""
+    pool = _executor()
+    for future in [pool.submit(time.sleep, 0.01) for _ in range(min(threads, settings.ATRIUM_ATTEMPT_THREADS))]:
+        future.result()
+
+
 def _forget_pool() -> None:  # a forked child (gunicorn worker, Celery prefork) gets its own pool
     global _pool, _pool_lock
     _pool, _pool_lock = None, threading.Lock()

@@ -340,6 +340,13 @@ ATRIUM_ATTEMPT_THREADS = env.int("ATRIUM_ATTEMPT_THREADS", default=64)  # thread
 ATRIUM_VERTEX_ACCESS_TOKEN = env.str("ATRIUM_VERTEX_ACCESS_TOKEN", default="") or None
 ATRIUM_VERTEX_PROJECT_ID = env.str("ANTHROPIC_VERTEX_PROJECT_ID", default="") or None
 ATRIUM_STS_ENDPOINT_URL = env.str("ATRIUM_STS_ENDPOINT_URL", default="") or None  # assume-role mode; None = AWS
+# Provider clients are built when a process starts (inference.warm) and renewed before their credentials expire:
+# an STS session or Google token is renewed this long before it ends (at most half its lifetime), checked every
+# ATRIUM_CLIENT_REFRESH_INTERVAL_S by each process's refresher thread. ATRIUM_WARM_CLIENTS=false builds on first use.
+ATRIUM_WARM_CLIENTS = env.bool("ATRIUM_WARM_CLIENTS", default=True)
+ATRIUM_CREDENTIAL_REFRESH_AHEAD_S = env.float("ATRIUM_CREDENTIAL_REFRESH_AHEAD_S", default=300.0)
+ATRIUM_CLIENT_REFRESH_INTERVAL_S = env.float("ATRIUM_CLIENT_REFRESH_INTERVAL_S", default=30.0)
+ATRIUM_STS_SESSION_S = env.int("ATRIUM_STS_SESSION_S", default=3600)  # AssumeRole DurationSeconds
 ATRIUM_HEALTH_HISTORY_DAYS = env.int("ATRIUM_HEALTH_HISTORY_DAYS", default=7)
 ATRIUM_HEALTH_CHECK_TIMEOUT_S = env.float("ATRIUM_HEALTH_CHECK_TIMEOUT_S", default=10.0)
 

@@ -35,3 +35,6 @@ ATRIUM_OUTBOUND_ALLOWED_HOSTS = env.list("ATRIUM_OUTBOUND_ALLOWED_HOSTS", defaul
 # The suite signs staff and compliance users in with force_login and reaches the admin and the console directly;
 # tests/security/test_mfa.py turns the second factor on and checks its enforcement.
 ATRIUM_MFA_ENFORCED = env.bool("ATRIUM_MFA_ENFORCED", default=False)
+# Test processes (web servers, Celery workers) build provider clients on first use; tests/inference/test_warm.py
+# turns the warm-up on where it is what is tested.
+ATRIUM_WARM_CLIENTS = env.bool("ATRIUM_WARM_CLIENTS", default=False)

@@ -3,16 +3,21 @@
 Every provider speaks the Anthropic Messages body; the SDK clients (Anthropic, AnthropicBedrock, AnthropicVertex)
 differ only in how they are built, so each adapter module supplies a `build(target) -> client` function and the
 calls here are shared. Clients are cached per target and credentials because building one (and its connection pool,
-and for Bedrock a boto3 session) costs far more than a request.
+and for Bedrock a boto3 session) costs far more than a request; each process builds its targets' clients when it
+starts and renews their credentials before they expire (inference.warm).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anthropic
@@ -23,16 +28,61 @@ from inference.errors import ProviderMisconfigured
 from inference.types import ProviderTarget
 
 Builder = Callable[[ProviderTarget], anthropic.Anthropic | anthropic.AnthropicBedrock | anthropic.AnthropicVertex]
+# (cached client, its target) -> a client with renewed credentials (None: build a new one).
+Renewer = Callable[[Any, ProviderTarget], Any]
+
+logger = logging.getLogger(__name__)
 
 _CACHE_SIZE = 256
-_cache: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+
+
+@dataclass
+class _Entry:
+    """A cached client, the target it was built for, and when its credentials are due for renewal (epoch seconds;
+    None: they do not expire, or renew themselves)."""
+
+    client: Any
+    target: ProviderTarget
+    refresh_at: float | None
+
+
+_cache: OrderedDict[tuple[str, str, str], _Entry] = OrderedDict()
 _cache_lock = threading.Lock()
+
+
+def _forget_clients() -> None:
+    """A forked child (gunicorn worker, Celery prefork child) must not share its parent's pooled connections."""
+    global _cache_lock
+    _cache.clear()
+    _cache_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_clients)
 
 
 def _builders() -> dict[str, Builder]:
     from inference.providers import anthropic_api, bedrock, vertex
 
     return {"anthropic": anthropic_api.build, "bedrock": bedrock.build, "vertex": vertex.build}
+
+
+def _renewers() -> dict[str, Renewer]:
+    from inference.providers import bedrock, vertex
+
+    return {"bedrock": bedrock.renew, "vertex": vertex.renew}
+
+
+def refresh_point(obtained: float, expires: float) -> float:
+    """When credentials obtained at `obtained` and ending at `expires` (epoch seconds) should be renewed:
+    ATRIUM_CREDENTIAL_REFRESH_AHEAD_S before they end, or half way through a shorter lifetime."""
+    ahead = min(float(settings.ATRIUM_CREDENTIAL_REFRESH_AHEAD_S), max(expires - obtained, 0.0) / 2)
+    return expires - ahead
+
+
+def client_refresh_at(client: Any) -> float | None:
+    """When an adapter said the client's credentials are due for renewal (it sets `_atrium_refresh_at`)."""
+    value = getattr(client, "_atrium_refresh_at", None)
+    return float(value) if value is not None else None
 
 
 def _base_urls() -> str:
@@ -45,30 +95,97 @@ def _fingerprint(credentials: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def provider_client(target: ProviderTarget) -> Any:
-    """The cached SDK client for this target and credentials; ProviderMisconfigured when it cannot be built."""
+def _key(target: ProviderTarget) -> tuple[str, str, str]:
     # Base URLs are part of the key so a settings change (tests, the demo) never reuses a client of the old one.
-    key = (target.key, _fingerprint(target.credentials), _base_urls())
-    with _cache_lock:
-        client = _cache.get(key)
-        if client is not None:
-            _cache.move_to_end(key)
-            return client
+    return (target.key, _fingerprint(target.credentials), _base_urls())
+
+
+def _build(target: ProviderTarget) -> Any:
     builder = _builders().get(target.provider)
     if builder is None:
         raise ProviderMisconfigured(f"unknown provider {target.provider!r}")
     try:
-        client = builder(target)
+        return builder(target)
     except ProviderMisconfigured:
         raise
     except (ValueError, TypeError, KeyError, RuntimeError, OSError) as exc:
         # SDK constructors raise ValueError for a missing region/project, google-auth raises on a bad key file.
         raise ProviderMisconfigured(f"{target.key}: {type(exc).__name__}: {exc}") from exc
+
+
+def _store(key: tuple[str, str, str], entry: _Entry) -> None:
     with _cache_lock:
-        _cache[key] = client
+        _cache[key] = entry
+        _cache.move_to_end(key)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
+
+
+def provider_client(target: ProviderTarget) -> Any:
+    """The cached SDK client for this target and credentials; ProviderMisconfigured when it cannot be built.
+
+    Clients are normally built when the process starts and renewed ahead of their credentials' expiry by the
+    refresher (inference.warm); a client whose renewal time has passed all the same (no refresher in this process)
+    is renewed here, before the call, so a request never goes out with expired credentials."""
+    key = _key(target)
+    with _cache_lock:
+        entry = _cache.get(key)
+        if entry is not None:
+            _cache.move_to_end(key)
+    if entry is not None:
+        if entry.refresh_at is None or time.time() < entry.refresh_at:
+            return entry.client
+        return _renew(key, entry).client
+    client = _build(target)
+    _store(key, _Entry(client, target, client_refresh_at(client)))
     return client
+
+
+def _renew(key: tuple[str, str, str], entry: _Entry) -> _Entry:
+    """New credentials for a cached client: the adapter's `renew` (same connection pool), else a new client."""
+    renewer = _renewers().get(entry.target.provider)
+    try:
+        client = renewer(entry.client, entry.target) if renewer is not None else None
+    except ProviderMisconfigured:
+        raise
+    except (ValueError, TypeError, KeyError, RuntimeError, OSError) as exc:
+        raise ProviderMisconfigured(f"{entry.target.key}: {type(exc).__name__}: {exc}") from exc
+    if client is None:
+        client = _build(entry.target)
+    renewed = _Entry(client, entry.target, client_refresh_at(client))
+    _store(key, renewed)
+    logger.info("provider credentials renewed", extra={"target": entry.target.key})
+    return renewed
+
+
+def provider_clients_due(horizon_s: float) -> list[tuple[str, float]]:
+    """(target key, seconds left) of the cached clients due for renewal within `horizon_s`."""
+    now = time.time()
+    with _cache_lock:
+        return [(e.target.key, e.refresh_at - now) for e in _cache.values()
+                if e.refresh_at is not None and e.refresh_at - now <= horizon_s]
+
+
+def provider_clients_renew(horizon_s: float) -> int:
+    """Renew every cached client whose credentials are due within `horizon_s` seconds (the refresher's pass).
+    Returns how many were renewed; a renewal that fails is logged and left for the next pass (or the request)."""
+    now = time.time()
+    with _cache_lock:
+        due = [(k, e) for k, e in _cache.items() if e.refresh_at is not None and e.refresh_at - now <= horizon_s]
+    renewed = 0
+    for key, entry in due:
+        try:
+            _renew(key, entry)
+            renewed += 1
+        except ProviderMisconfigured as exc:
+            logger.warning("provider credentials could not be renewed", extra={"target": entry.target.key,
+                                                                                "reason": exc.message})
+    return renewed
+
+
+def provider_clients_cached() -> list[ProviderTarget]:
+    with _cache_lock:
+        return [e.target for e in _cache.values()]
 
 
 def provider_clients_clear() -> None:

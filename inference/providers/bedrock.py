@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import anthropic
@@ -14,7 +15,8 @@ from inference.types import ProviderTarget
 
 MODES = ("default", "keys", "session", "assume_role", "profile")
 
-_assumed: dict[tuple[str, str, str], tuple[dict[str, str], datetime]] = {}
+# (role, external id, base key) -> (the session's keys, when to renew them, epoch seconds)
+_assumed: dict[tuple[str, str, str], tuple[dict[str, str], float]] = {}
 _assumed_lock = threading.Lock()
 
 
@@ -25,21 +27,34 @@ def base_url(region: str) -> str | None:
 
 def assume_role(role_arn: str, region: str, *, external_id: str = "", session_name: str = "atrium",
                 base_keys: tuple[str, str] | None = None) -> dict[str, str]:
-    """Temporary keys for role_arn through STS, reused until five minutes before they expire.
+    """Temporary keys for role_arn through STS, reused until they are due for renewal (assume_role_session)."""
+    return assume_role_session(role_arn, region, external_id=external_id, session_name=session_name,
+                               base_keys=base_keys)[0]
+
+
+def assume_role_session(role_arn: str, region: str, *, external_id: str = "", session_name: str = "atrium",
+                        base_keys: tuple[str, str] | None = None,
+                        fresh: bool = False) -> tuple[dict[str, str], float]:
+    """(keys, renew at): an STS session for role_arn, reused until it is due for renewal (refresh_point: five
+    minutes before it ends by default); `fresh` asks STS for a new one regardless (the refresher renewing ahead).
 
     The identity that assumes the role is `base_keys` (access key, secret) when given, else the default chain.
     """
     import boto3
     import botocore.exceptions
 
+    from inference.providers.base import refresh_point
+
     key = (role_arn, external_id, base_keys[0] if base_keys else "")
     with _assumed_lock:
         cached = _assumed.get(key)
-        if cached and cached[1] - datetime.now(UTC) > timedelta(minutes=5):
-            return cached[0]
-    kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name, "DurationSeconds": 3600}
+        if cached and not fresh and time.time() < cached[1]:
+            return cached
+    kwargs: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": session_name,
+                              "DurationSeconds": int(settings.ATRIUM_STS_SESSION_S)}
     if external_id:
         kwargs["ExternalId"] = external_id
+    obtained = time.time()
     try:
         session = boto3.Session(aws_access_key_id=base_keys[0], aws_secret_access_key=base_keys[1]) \
             if base_keys else boto3.Session()
@@ -52,9 +67,22 @@ def assume_role(role_arn: str, region: str, *, external_id: str = "", session_na
         "aws_secret_key": creds["SecretAccessKey"],
         "aws_session_token": creds["SessionToken"],
     }
+    expiration: datetime = creds["Expiration"]
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=UTC)
+    session_keys = (keys, refresh_point(obtained, expiration.timestamp()))
     with _assumed_lock:
-        _assumed[key] = (keys, creds["Expiration"])
-    return keys
+        _assumed[key] = session_keys
+    return session_keys
+
+
+def _role(target: ProviderTarget) -> tuple[str, str, tuple[str, str] | None] | None:
+    creds = target.credentials
+    if (creds.get("mode") or "") != "assume_role" or not creds.get("role_arn"):
+        return None
+    base = (creds["access_key"], creds["secret_key"]) if creds.get("access_key") and creds.get("secret_key") \
+        else None
+    return str(creds["role_arn"]), str(creds.get("external_id", "")), base
 
 
 def credential_kwargs(target: ProviderTarget) -> dict[str, Any]:
@@ -72,9 +100,10 @@ def credential_kwargs(target: ProviderTarget) -> dict[str, Any]:
     if mode == "assume_role":
         if not creds.get("role_arn"):
             raise ProviderMisconfigured("bedrock: assume_role mode needs role_arn")
-        base = (creds["access_key"], creds["secret_key"]) if creds.get("access_key") and creds.get("secret_key") \
-            else None
-        return assume_role(creds["role_arn"], target.region, external_id=creds.get("external_id", ""), base_keys=base)
+        role = _role(target)
+        assert role is not None
+        keys, _renew_at = assume_role_session(role[0], target.region, external_id=role[1], base_keys=role[2])
+        return dict(keys)
     if not creds.get("access_key") or not creds.get("secret_key"):
         raise ProviderMisconfigured(f"bedrock: {mode} mode needs access_key and secret_key")
     kwargs = {"aws_access_key": creds["access_key"], "aws_secret_key": creds["secret_key"]}
@@ -91,8 +120,27 @@ def build(target: ProviderTarget) -> anthropic.AnthropicBedrock:
     kwargs = credential_kwargs(target)
     if not kwargs and not _default_chain_has_credentials(target.region):
         raise ProviderMisconfigured(f"bedrock:{target.region}: no AWS credentials in the default chain")
-    return anthropic.AnthropicBedrock(aws_region=target.region, base_url=base_url(target.region), max_retries=0,
-                                      timeout=settings.ATRIUM_REQUEST_DEADLINE_S, **kwargs)
+    client = anthropic.AnthropicBedrock(aws_region=target.region, base_url=base_url(target.region), max_retries=0,
+                                        timeout=settings.ATRIUM_REQUEST_DEADLINE_S, **kwargs)
+    role = _role(target)
+    if role is not None:
+        _keys, renew_at = assume_role_session(role[0], target.region, external_id=role[1], base_keys=role[2])
+        client._atrium_refresh_at = renew_at  # type: ignore[attr-defined]
+    return client
+
+
+def renew(client: anthropic.AnthropicBedrock, target: ProviderTarget) -> anthropic.AnthropicBedrock | None:
+    """A new STS session for an assumed-role client, as a copy sharing its connection pool (swapped in whole, so
+    a request never signs with half old, half new keys). None for keys that do not expire here."""
+    role = _role(target)
+    if role is None:
+        return None
+    keys, renew_at = assume_role_session(role[0], target.region, external_id=role[1], base_keys=role[2],
+                                         fresh=True)
+    renewed = client.copy(aws_access_key=keys["aws_access_key"], aws_secret_key=keys["aws_secret_key"],
+                          aws_session_token=keys["aws_session_token"])
+    renewed._atrium_refresh_at = renew_at  # type: ignore[attr-defined]
+    return renewed
 
 
 def _default_chain_has_credentials(region: str) -> bool:

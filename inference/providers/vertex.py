@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from datetime import UTC
 from typing import Any
 
 import anthropic
@@ -68,6 +70,44 @@ def build(target: ProviderTarget) -> anthropic.AnthropicVertex:
             project = None
     if not project:
         raise ProviderMisconfigured("vertex: no project id (tenant credentials or ANTHROPIC_VERTEX_PROJECT_ID)")
-    return anthropic.AnthropicVertex(region=target.region, project_id=project, base_url=base_url(target.region),
-                                     max_retries=0, timeout=settings.ATRIUM_REQUEST_DEADLINE_S,
-                                     **credential_kwargs(target))
+    client = anthropic.AnthropicVertex(region=target.region, project_id=project, base_url=base_url(target.region),
+                                       max_retries=0, timeout=settings.ATRIUM_REQUEST_DEADLINE_S,
+                                       **credential_kwargs(target))
+    if client.credentials is not None:
+        # The token exchange happens now (process start, inference.warm), not in the first request's time.
+        _refresh(client)
+    return client
+
+
+def _refresh(client: anthropic.AnthropicVertex) -> None:
+    """Fetch a new access token into the client's credentials (in place: the token attribute is swapped whole)
+    and note when the next one is due."""
+    from google.auth.exceptions import GoogleAuthError
+
+    from inference.providers.base import refresh_point
+
+    credentials = client.credentials
+    if credentials is None:
+        return
+    obtained = time.time()
+    try:
+        credentials.refresh(_auth_request())
+    except GoogleAuthError as exc:
+        raise ProviderMisconfigured(f"vertex: cannot obtain an access token: {type(exc).__name__}") from exc
+    expiry = getattr(credentials, "expiry", None)  # naive UTC, as google-auth keeps it
+    client._atrium_refresh_at = (  # type: ignore[attr-defined]
+        refresh_point(obtained, expiry.replace(tzinfo=UTC).timestamp()) if expiry is not None else None)
+
+
+def _auth_request() -> Any:
+    import google.auth.transport.requests
+
+    return google.auth.transport.requests.Request()
+
+
+def renew(client: anthropic.AnthropicVertex, target: ProviderTarget) -> anthropic.AnthropicVertex | None:
+    """A new Google access token ahead of the old one's expiry; None for a static token (nothing to renew)."""
+    if client.credentials is None:
+        return None
+    _refresh(client)
+    return client

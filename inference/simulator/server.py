@@ -297,6 +297,9 @@ class _Handler(BaseHTTPRequestHandler):
                             "Missing Authentication Token" if not auth else
                             "Credential should be scoped to a valid region.")
             return
+        if signed is not None and self.sim.expired(signed["key"]):
+            self._aws_error(403, "ExpiredTokenException", "The security token included in the request is expired")
+            return
         if not self._apply_pre_faults("bedrock", region):
             return
         if body is None:
@@ -321,6 +324,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not (self.headers.get("authorization") or "").startswith("Bearer "):
             self._send(401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
                                        "message": "Request is missing required authentication credential."}})
+            return
+        if self.sim.expired(token):
+            self._send(401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
+                                       "message": "Request had invalid authentication credentials. Expected OAuth 2 "
+                                                  "access token; the token has expired."}})
             return
         if match["host_region"] and match["host_region"] != region:
             # Regional endpoints ({region}-aiplatform.googleapis.com) serve their own location only.
@@ -457,10 +465,12 @@ class _Handler(BaseHTTPRequestHandler):
                             b"User is not authorized to perform: sts:AssumeRole</Message></Error></ErrorResponse>",
                        content_type="text/xml")
             return
-        expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        access_key = f"ASIASIMULATED{uuid.uuid4().hex[:7].upper()}"
+        expires = self.sim.issue_session(access_key, int(form.get("DurationSeconds") or 3600))
+        expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
         xml = (
             '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials>'
-            f"<AccessKeyId>ASIASIMULATED{uuid.uuid4().hex[:7].upper()}</AccessKeyId>"
+            f"<AccessKeyId>{access_key}</AccessKeyId>"
             "<SecretAccessKey>simulated-secret</SecretAccessKey><SessionToken>simulated-session-token</SessionToken>"
             f"<Expiration>{expiry}</Expiration></Credentials><AssumedRoleUser>"
             f"<AssumedRoleId>AROASIM:{form.get('RoleSessionName', 'atrium')}</AssumedRoleId>"
@@ -471,8 +481,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _google_token(self) -> None:
         self.sim.record("google", "", self.path, "", False, None)
-        self._send(200, {"access_token": f"ya29.simulated-{uuid.uuid4().hex[:12]}", "expires_in": 3600,
-                         "token_type": "Bearer"})
+        token = f"ya29.simulated-{uuid.uuid4().hex[:12]}"
+        lifetime = self.sim.issue_token(token)
+        self._send(200, {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"})
 
 
 class Simulator:
@@ -488,6 +499,12 @@ class Simulator:
         self._requests_lock = threading.Lock()
         # role ARN -> the ExternalId its trust policy requires (sts:ExternalId); roles not listed trust anyone.
         self.role_trust: dict[str, str] = {}
+        # Lifetimes of what /sts/ and /google/token issue: STS grants the DurationSeconds asked for, at most
+        # `sts_session_s` when set (AWS's own minimum is 900 s; the simulator issues shorter sessions so tests can
+        # see one expire); Google tokens last `google_token_s`. Requests signed with an expired one are refused.
+        self.sts_session_s: int | None = None
+        self.google_token_s = 3600
+        self._expiry: dict[str, float] = {}  # session access key id / access token -> when it expires
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -530,6 +547,27 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def issue_session(self, access_key: str, duration_s: int) -> float:
+        """Record an STS session's expiry (epoch seconds) and return it."""
+        if self.sts_session_s is not None:
+            duration_s = min(duration_s, self.sts_session_s)
+        expires = time.time() + duration_s
+        with self._requests_lock:
+            self._expiry[access_key] = expires
+        return expires
+
+    def issue_token(self, token: str) -> int:
+        """Record a Google access token's expiry; its lifetime in seconds."""
+        with self._requests_lock:
+            self._expiry[token] = time.time() + self.google_token_s
+        return self.google_token_s
+
+    def expired(self, credential: str) -> bool:
+        """Whether `credential` is a session key or token this simulator issued and that has expired."""
+        with self._requests_lock:
+            expires = self._expiry.get(credential)
+        return expires is not None and time.time() >= expires
 
     def trust_role(self, role_arn: str, external_id: str) -> None:
         """Give `role_arn` a trust policy that requires `external_id` on AssumeRole, as AWS would enforce it."""
