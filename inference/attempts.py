@@ -75,15 +75,21 @@ class Opened:
     lock: threading.Lock = field(default_factory=threading.Lock)
     future: Future[Opened] | None = None
 
+    # When the request went out: the budget counts from here, not from building the client or renewing its
+    # credentials (an STS or Google token call is not the provider being slow; both normally happened at process
+    # start, inference.warm). Set by the attempt's thread; until then the budget counts from t0.
+    sent: float | None = None
+
     @property
     def first_byte_by(self) -> float:
-        return self.t0 + self.budget
+        return (self.sent if self.sent is not None else self.t0) + self.budget
 
     def run(self, params: Mapping[str, Any], timeout: anthropic.Timeout) -> Opened:
         """In a pool thread: open the stream and read its first event (or raise what the provider did)."""
         stream = None
         try:
             client = provider_client(self.target)
+            self.sent = time.monotonic()
             stream = provider_stream(client, model_id=self.model_id, params=params, timeout=timeout)
             iterator = iter(stream)
             first = next(iterator)

@@ -42,6 +42,7 @@ def assume_role_session(role_arn: str, region: str, *, external_id: str = "", se
     """
     import boto3
     import botocore.exceptions
+    from botocore.config import Config
 
     from inference.providers.base import refresh_point
 
@@ -58,7 +59,9 @@ def assume_role_session(role_arn: str, region: str, *, external_id: str = "", se
     try:
         session = boto3.Session(aws_access_key_id=base_keys[0], aws_secret_access_key=base_keys[1]) \
             if base_keys else boto3.Session()
-        sts = session.client("sts", region_name=region, endpoint_url=settings.ATRIUM_STS_ENDPOINT_URL)
+        sts = session.client("sts", region_name=region, endpoint_url=settings.ATRIUM_STS_ENDPOINT_URL,
+                             config=Config(connect_timeout=settings.ATRIUM_CONNECT_TIMEOUT_S, read_timeout=10,
+                                           retries={"max_attempts": 2, "mode": "standard"}))
         creds = sts.assume_role(**kwargs)["Credentials"]
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         raise ProviderMisconfigured(f"bedrock:{region}: cannot assume role {role_arn}: {exc}") from exc
