@@ -1,5 +1,5 @@
-"""Sign-in lockouts (django-axes' AccessAttempt) with an audited "Unlock" action, and TOTP devices (django-otp) with
-an audited removal, on the tenant admin site.
+"""Sign-in lockouts (django-axes' AccessAttempt) with an audited "Unlock" action, and TOTP devices (django-otp) and
+passkeys (django-otp-webauthn) with an audited removal, on the tenant admin site.
 
 Axes' own admin is off (AXES_ENABLE_ADMIN = False): it would register on Django's default site, which is mounted
 nowhere. Here a tenant's lockouts are seen and lifted by its administrators (the access.admin permission) on the
@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
 
 from access.lockout import lockout_clear
 from config.admin_mixins import ReadOnlyAdminMixin, TenantSiteMixin
@@ -60,6 +61,7 @@ tenant_site.register(AccessAttempt, TenantLockoutAdmin)
 
 # --- TOTP devices: a tenant administrator removes a lost one (the user enrols again at the next sign-in) ----------
 class TenantTOTPDeviceAdmin(TenantSiteMixin):
+    method = "totp"
     list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
     search_fields = ["user__username", "name"]
     fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
@@ -84,7 +86,8 @@ class TenantTOTPDeviceAdmin(TenantSiteMixin):
         from access.audit_hooks import access_audit
 
         with transaction.atomic():
-            access_audit("mfa_device_removed", user=request.user, request=request, subject_id=obj.user_id)
+            access_audit("mfa_device_removed", user=request.user, request=request, subject_id=obj.user_id,
+                         metadata={"method": self.method})
             super().delete_model(request, obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
@@ -95,3 +98,13 @@ class TenantTOTPDeviceAdmin(TenantSiteMixin):
 if admin.site.is_registered(TOTPDevice):
     admin.site.unregister(TOTPDevice)  # django-otp registers on the default site, which is mounted nowhere
 tenant_site.register(TOTPDevice, TenantTOTPDeviceAdmin)
+
+
+# --- Passkeys: the same, for a lost security key or phone (the user registers a new one at the next sign-in) -----
+class TenantPasskeyAdmin(TenantTOTPDeviceAdmin):
+    method = "webauthn"
+
+
+WebAuthnCredential._meta.verbose_name = "passkey"
+WebAuthnCredential._meta.verbose_name_plural = "passkeys"
+tenant_site.register(WebAuthnCredential, TenantPasskeyAdmin)

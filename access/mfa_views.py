@@ -1,9 +1,10 @@
-"""Enrolment and verification of a TOTP second factor (/account/mfa/setup/, /account/mfa/verify/)."""
+"""Enrolment and verification of a second factor, TOTP or a passkey (/account/mfa/setup/, /account/mfa/verify/)."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import quote
 
 import segno
 from django import forms
@@ -19,9 +20,10 @@ from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from access.audit_hooks import access_audit
+from access.passkeys import rp_id, user_has_passkey
 
 
-def _mfa_audit(request: HttpRequest, event: str, *, status: str = "success") -> None:
+def mfa_audit(request: HttpRequest, event: str, *, method: str = "totp", status: str = "success") -> None:
     """In the tenant's chain on a tenant host; in the platform trail for platform staff on the public host."""
     from django.db import connection
     from django_tenants.utils import get_public_schema_name
@@ -32,9 +34,9 @@ def _mfa_audit(request: HttpRequest, event: str, *, status: str = "success") -> 
             from audit.platform.services import platform_audit_record
 
             platform_audit_record(actor=user.get_username(), action=event, target=f"user:{user.pk}",
-                                  metadata={"method": "totp", "status": status})
+                                  metadata={"method": method, "status": status})
         else:
-            access_audit(event, user=user, request=request, status=status, metadata={"method": "totp"})
+            access_audit(event, user=user, request=request, status=status, metadata={"method": method})
 
 
 class TokenForm(forms.Form):
@@ -59,24 +61,29 @@ def _verify(request: HttpRequest, device: TOTPDevice, form: TokenForm) -> bool:
 @login_required
 @require_http_methods(["GET", "POST"])
 def mfa_setup(request: HttpRequest) -> HttpResponse:
-    """First enrolment: an unconfirmed device with a new secret, confirmed by the first correct code."""
+    """First enrolment: a TOTP device with a new secret (confirmed by the first correct code) or a passkey
+    (access/passkeys.py). A verified session may come back here to add a passkey beside its TOTP device."""
     user: Any = request.user
-    if user_has_device(user):
-        return HttpResponseRedirect(f"/account/mfa/verify/?next={_next(request)}")
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first() or TOTPDevice.objects.create(
-        user=user, name="Authenticator app", confirmed=False)
+    verified = bool(getattr(user, "is_verified", lambda: False)())
+    if user_has_device(user) and not verified:
+        return HttpResponseRedirect(f"/account/mfa/verify/?next={quote(_next(request))}")
+    show_totp = not TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    context: dict[str, Any] = {"show_totp": show_totp, "next": _next(request), "rp_id": rp_id(request)}
     form = TokenForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        if _verify(request, device, form):
-            with transaction.atomic():
-                TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
-                _mfa_audit(request, "mfa_enrolled")
-            return HttpResponseRedirect(_next(request))
-        form.add_error("token", "That code is not right (or came too late); try the next one.")
-    secret = base64.b32encode(device.bin_key).decode().rstrip("=")
-    qr = segno.make(device.config_url, error="m").svg_inline(scale=4, dark="#222", light="#fff")
-    return render(request, "access/mfa_setup.html", {"form": form, "secret": secret, "qr": qr,
-                                                      "next": _next(request)},
+    if show_totp:
+        device = TOTPDevice.objects.filter(user=user, confirmed=False).first() or TOTPDevice.objects.create(
+            user=user, name="Authenticator app", confirmed=False)
+        if request.method == "POST" and form.is_valid():
+            if _verify(request, device, form):
+                with transaction.atomic():
+                    TOTPDevice.objects.filter(pk=device.pk).update(confirmed=True)
+                    mfa_audit(request, "mfa_enrolled")
+                return HttpResponseRedirect(_next(request))
+            form.add_error("token", "That code is not right (or came too late); try the next one.")
+        context["secret"] = base64.b32encode(device.bin_key).decode().rstrip("=")
+        context["qr"] = segno.make(device.config_url, error="m").svg_inline(scale=4, dark="#222", light="#fff")
+    context["form"] = form
+    return render(request, "access/mfa_setup.html", context,
                   status=400 if request.method == "POST" else 200)
 
 
@@ -84,16 +91,22 @@ def mfa_setup(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def mfa_verify(request: HttpRequest) -> HttpResponse:
+    """A TOTP code (the form here) or a passkey (its ceremony posts to access/passkeys.py's views)."""
     user: Any = request.user
     device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
-    if device is None:
-        return HttpResponseRedirect(f"/account/mfa/setup/?next={_next(request)}")
+    has_passkey = user_has_passkey(user)
+    if device is None and not has_passkey:
+        return HttpResponseRedirect(f"/account/mfa/setup/?next={quote(_next(request))}")
     form = TokenForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and device is None:
+        form.add_error(None, "Use your passkey.")
+    elif request.method == "POST" and device is not None and form.is_valid():
         if _verify(request, device, form):
-            _mfa_audit(request, "mfa_verified")
+            mfa_audit(request, "mfa_verified")
             return HttpResponseRedirect(_next(request))
-        _mfa_audit(request, "mfa_failed", status="error")
+        mfa_audit(request, "mfa_failed", status="error")
         form.add_error("token", "That code is not right; wait for the next one and try again.")
-    return render(request, "access/mfa_verify.html", {"form": form, "next": _next(request)},
+    return render(request, "access/mfa_verify.html",
+                  {"form": form, "next": _next(request), "has_totp": device is not None,
+                   "has_passkey": has_passkey, "rp_id": rp_id(request)},
                   status=400 if request.method == "POST" else 200)

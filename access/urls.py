@@ -1,8 +1,8 @@
 """Access URLs on each tenant's domain: SSO (oidc/) and the user's API keys (account/keys/)."""
 
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver, include, path
 
-from access import api, mfa_views, sso, views
+from access import api, mfa_views, passkeys, sso, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     # Names match mozilla-django-oidc's, which its views reverse.
@@ -12,5 +12,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("account/keys/", views.account_keys, name="account_keys"),
     path("account/mfa/setup/", mfa_views.mfa_setup, name="mfa_setup"),
     path("account/mfa/verify/", mfa_views.mfa_verify, name="mfa_verify"),
+    path("account/mfa/passkey/", include(passkeys)),  # WebAuthn ceremonies (namespace otp_webauthn)
     path("api/access/me/", api.MeApi.as_view(), name="access_me"),
 ]

@@ -1,8 +1,8 @@
 """URLs of the public schema (the bare host): the platform admin, probes. No tenant page is served here."""
 
-from django.urls import path
+from django.urls import include, path
 
-from access import mfa_views
+from access import mfa_views, passkeys
 from config import health
 from config.admin_sites import platform_site
 from config.metrics import metrics_view
@@ -17,6 +17,7 @@ urlpatterns = [
     # Platform staff confirm a second factor before the platform admin (access/mfa.py).
     path("account/mfa/setup/", mfa_views.mfa_setup, name="mfa_setup"),
     path("account/mfa/verify/", mfa_views.mfa_verify, name="mfa_verify"),
+    path("account/mfa/passkey/", include(passkeys)),
 ]
 
 # Django's own error responses: JSON on the APIs, Atrium's pages for browsers (config/error_views.py).

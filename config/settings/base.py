@@ -37,6 +37,7 @@ SHARED_APPS = [
     "axes",  # sign-in lockout for the platform host's admin (public schema)
     "django_otp",  # second factor of platform staff (public schema)
     "django_otp.plugins.otp_totp",
+    "django_otp_webauthn",  # passkeys of platform staff (access/passkeys.py)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -47,6 +48,7 @@ TENANT_APPS = [
     "axes",  # sign-in lockout: attempts per tenant schema (access/lockout.py)
     "django_otp",  # TOTP second factor for admin and compliance roles (access/mfa.py)
     "django_otp.plugins.otp_totp",
+    "django_otp_webauthn",  # WebAuthn passkeys beside TOTP; the RP ID is the tenant host (access/passkeys.py)
     "access",
     "audit",
     "inference",
@@ -157,6 +159,15 @@ ATRIUM_PLATFORM_MFA_REQUIRED = env.bool("ATRIUM_PLATFORM_MFA_REQUIRED", default=
 # SSO sign-ins count as two-factor when the ID token's amr names a second factor, or its acr is one of these.
 ATRIUM_SSO_MFA_ACR_VALUES = env.list("ATRIUM_SSO_MFA_ACR_VALUES", default=[])
 OTP_TOTP_ISSUER = env.str("ATRIUM_TOTP_ISSUER", default="Atrium")
+# Passkeys (django-otp-webauthn): a second factor only, never a password replacement; the relying party ID, its name
+# and the one accepted origin are those of the host the request came to (each tenant's own), not a fixed setting.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+OTP_WEBAUTHN_HELPER_CLASS = "access.passkeys.TenantWebAuthnHelper"
+OTP_WEBAUTHN_RP_ID_CALLABLE = "access.passkeys.rp_id"
+OTP_WEBAUTHN_RP_NAME_CALLABLE = "access.passkeys.rp_name"
+OTP_WEBAUTHN_EXCEPTION_LOGGER_NAME = "atrium.passkeys"
+# otp_webauthn.E030 wants a fixed list of origins; ours is computed per request (access.passkeys.origin).
+SILENCED_SYSTEM_CHECKS = ["otp_webauthn.E030"]
 AUTHENTICATION_BACKENDS = [
     "access.lockout.LockoutBackend",  # django-axes: refuses a locked-out account or address before the others
     "django.contrib.auth.backends.ModelBackend",
