@@ -139,6 +139,10 @@ class TenantPolicyAdmin(TenantSiteMixin):
                          metadata={"source": "admin", "by": "tenant admin", "fields": sorted(changed),
                                    "values": {f: form.cleaned_data.get(f) for f in changed
                                               if f != "processing_notice"}})
+            if "processing_notice" in changed:
+                from audit.services import notice_publish
+
+                notice_publish(obj)  # the new version, with its audit entry, in this transaction
 
     def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         return None  # the audit entry above is the record; Django's log would point at a public-schema row

@@ -14,6 +14,8 @@ class AuditConfig(AppConfig):
         from tenants.signals import tenant_policy_changed
 
         tenant_policy_changed.connect(receivers.tenant_policy_changed, dispatch_uid="audit_tenant_policy_changed")
-        from tenants.signals import platform_object_changed
+        from tenants.signals import platform_object_changed, tenant_provisioned
+
+        tenant_provisioned.connect(receivers.tenant_provisioned, dispatch_uid="audit_tenant_provisioned")
 
         platform_object_changed.connect(receivers.platform_object_changed, dispatch_uid="audit_platform_object_changed")

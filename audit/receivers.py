@@ -7,7 +7,7 @@ from typing import Any
 from django.db import connection
 from django_tenants.utils import tenant_context
 
-from audit.services import audit_record
+from audit.services import audit_record, notice_publish
 
 
 def tenant_policy_changed(sender: Any, tenant: Any, fields: list[str], credentials: list[str], actor: str,
@@ -26,6 +26,8 @@ def tenant_policy_changed(sender: Any, tenant: Any, fields: list[str], credentia
             audit_record(event_type="credentials_change", metadata={"providers": credentials,
                                                                     "by": "platform admin"},
                          personal={"username": actor})
+        if "processing_notice" in fields:
+            notice_publish(tenant)
     if previous is not None:
         connection.set_tenant(previous)  # type: ignore[attr-defined]
 
@@ -38,3 +40,12 @@ def platform_object_changed(sender: Any, actor: str, action: str, target: str, t
 
     platform_audit_record(actor=actor, action=action, target=target, tenant_schema=tenant_schema,
                           metadata=metadata)
+
+
+def tenant_provisioned(sender: Any, schema_name: str, **kwargs: Any) -> None:
+    """A new tenant's schema exists: publish its first processing notice (if it has one) in that schema."""
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.filter(schema_name=schema_name).first()
+    if tenant is not None:  # None for the template schema that new tenants are cloned from
+        notice_publish(tenant)

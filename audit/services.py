@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -14,6 +15,8 @@ from audit import chain
 from audit.models import AuditEntry, Consent, Erasure, ProcessingNotice
 from config.client_ip import client_ip
 from config.tenant_cache import TenantCache
+
+logger = logging.getLogger(__name__)
 
 # (user id, hash of the notice text) -> True: the user has accepted the current notice.
 _consent_cache: TenantCache[bool] = TenantCache("consent")
@@ -204,15 +207,34 @@ def audit_redact_batch(user_id: int, batch: int) -> int:
 # --- consent -----------------------------------------------------------------------------------------
 
 def notice_current(tenant: Any) -> ProcessingNotice | None:
-    """The newest processing notice; a new version is published when the tenant's notice text changed."""
+    """The newest published processing notice, or None when the tenant has no notice text. Only reads.
+
+    Versions are published by `notice_publish` in the transaction that changes the tenant's notice, never by
+    a read (GET /consent/, GET /chat/ or a model call). Should the text and the newest version ever disagree
+    (a raw UPDATE of the tenant row), the newest version stays the one users accept: consent keeps being asked
+    for, and the drift is logged for the operator.
+    """
     text = (getattr(tenant, "processing_notice", "") or "").strip()
     if not text:
         return None
     latest = ProcessingNotice.objects.order_by("-version").first()
-    if latest is not None and latest.text == text:
-        return latest
+    if latest is None or latest.text != text:
+        logger.warning("processing notice text differs from the newest published version",
+                       extra={"tenant": getattr(tenant, "schema_name", "")})
+    return latest
+
+
+def notice_publish(tenant: Any) -> ProcessingNotice | None:
+    """Publish the tenant's notice text as a new version (with its audit entry) when it differs from the newest.
+
+    Called in the transaction that changes the policy (the tenant admin's policy page, provisioning, a platform
+    edit), in the tenant's schema; idempotent, so calling it when nothing changed publishes nothing.
+    """
+    text = (getattr(tenant, "processing_notice", "") or "").strip()
+    if not text:
+        return None
     with transaction.atomic():
-        chain.chain_lock()  # two requests seeing the change publish one version
+        chain.chain_lock()  # two concurrent edits publish one version each, numbered in order
         latest = ProcessingNotice.objects.order_by("-version").first()
         if latest is not None and latest.text == text:
             return latest

@@ -90,6 +90,11 @@ def tenant_update(in_tenant: Any) -> Iterator[Callable[..., None]]:
         for name, value in fields.items():
             saved.append((tenant, name, getattr(tenant, name)))
             setattr(tenant, name, value)
+        if "processing_notice" in fields:  # as the policy page does, in the same transaction
+            from audit.services import notice_publish
+
+            with in_tenant(tenant):
+                notice_publish(tenant)
 
     yield _update
     for tenant, name, value in reversed(saved):

@@ -191,6 +191,10 @@ def notice_tenant(caches_on: None) -> Any:
         tenant = tenant_provision(slug="noticecache", name="Notice cache").tenant
     tenant.processing_notice = f"Notice {uuid.uuid4().hex[:6]}"
     Tenant.objects.filter(pk=tenant.pk).update(processing_notice=tenant.processing_notice)
+    from audit.services import notice_publish
+
+    with schema_context(tenant.schema_name):
+        notice_publish(tenant)
     return tenant
 
 
