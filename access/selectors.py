@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django_tenants.utils import get_public_schema_name
 
 from access.models import ApiKey, OIDCConfig
+from access.queries import user_permissions
 
 
 def oidc_config_get() -> OIDCConfig | None:
@@ -40,16 +41,6 @@ def api_key_get_for_owner(*, user: Any, key_id: str) -> ApiKey | None:
     return ApiKey.objects.filter(pk=parsed, user=user).first()
 
 
-# "app_label.codename" of every permission of user u, directly or through groups (Django's ModelBackend set).
-PERMISSIONS_OF_USER_SQL = (
-    "ARRAY(SELECT ct.app_label || '.' || p.codename FROM auth_permission p "
-    "JOIN django_content_type ct ON ct.id = p.content_type_id WHERE p.id IN ("
-    "SELECT permission_id FROM auth_user_user_permissions WHERE user_id = u.id UNION "
-    "SELECT gp.permission_id FROM auth_user_groups ug JOIN auth_group_permissions gp "
-    "ON gp.group_id = ug.group_id WHERE ug.user_id = u.id))"
-)
-
-
 def permissions_load(user: Any) -> None:
     """Fill Django's per-request permission cache with one query (Django's backend would run two).
 
@@ -59,9 +50,4 @@ def permissions_load(user: Any) -> None:
     """
     if hasattr(user, "_perm_cache") or not getattr(user, "is_active", False) or getattr(user, "is_superuser", False):
         return
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {PERMISSIONS_OF_USER_SQL} FROM auth_user u WHERE u.id = %s", [user.pk])  # noqa: S608
-        row = cursor.fetchone()
-    user._perm_cache = set(row[0] or ()) if row else set()
+    user._perm_cache = user_permissions(int(user.pk)) or set()

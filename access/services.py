@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ from access.audit_hooks import access_audit
 from access.errors import AccessError, AuthenticationFailed
 from access.models import ApiKey, OIDCConfig, UserIdentity
 from access.oidc import claim_values
-from access.selectors import PERMISSIONS_OF_USER_SQL
+from access.queries import KeyRows, api_key_rows, key_columns, user_columns
 from config.tenant_cache import TenantCache
 
 API_KEY_PREFIX = "atr_"
@@ -201,50 +200,21 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: Any, request: Any = None) -> 
     return locked
 
 
-_KEY_FIELDS = [f.attname for f in ApiKey._meta.concrete_fields]
-_LAST_USED = _KEY_FIELDS.index("last_used_at")
-
 # (key row, user row, the user's permissions), per schema and key prefix; see config/tenant_cache.py.
-KeyRows = tuple[tuple[Any, ...], tuple[Any, ...], frozenset[str]]
 _key_cache: TenantCache[KeyRows] = TenantCache("api_keys")
-
-
-@functools.cache
-def _user_fields() -> list[str]:
-    """The user model's columns, in the order the key query selects them (read once: the model is fixed)."""
-    return [f.attname for f in get_user_model()._meta.concrete_fields]
-
-
-def _api_key_rows(prefix: str) -> KeyRows | None:
-    """The key, its user and the user's permissions in one plain query: the ORM's query building would cost
-    more than the round trip (bench/overhead.py)."""
-    user_model = get_user_model()
-    columns = [f'k."{c}"' for c in _KEY_FIELDS] + [f'u."{c}"' for c in _user_fields()]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(columns)}, {PERMISSIONS_OF_USER_SQL} "  # noqa: S608 - model metadata only
-            f"FROM {ApiKey._meta.db_table} k JOIN {user_model._meta.db_table} u ON u.id = k.user_id "
-            f"WHERE k.prefix = %s",
-            [prefix],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return tuple(row[: len(_KEY_FIELDS)]), tuple(row[len(_KEY_FIELDS):-1]), frozenset(row[-1] or ())
 
 
 def _api_key_with_user(prefix: str) -> ApiKey | None:
     """The key with its user (permissions loaded): from this process's cache, which the database empties when
-    a key, a user, a role or a permission changes (config/tenant_cache.py), else from one query."""
+    a key, a user, a role or a permission changes (config/tenant_cache.py), else from one query
+    (access.queries.api_key_rows: the ORM's query building would cost more than the round trip)."""
     schema: str = connection.schema_name  # type: ignore[attr-defined]
-    rows = _key_cache.get_or_load(schema, prefix, lambda: _api_key_rows(prefix))
+    rows = _key_cache.get_or_load(schema, prefix, lambda: api_key_rows(prefix))
     if rows is None:
         return None
-    key_row, user_row, permissions = rows
-    user_model = get_user_model()
-    key = ApiKey.from_db("default", _KEY_FIELDS, key_row)
-    user = user_model.from_db("default", _user_fields(), user_row)
-    user._perm_cache = set(permissions)  # type: ignore[attr-defined]
+    key = ApiKey.from_db("default", list(key_columns()), [rows.key[c] for c in key_columns()])
+    user = get_user_model().from_db("default", list(user_columns()), [rows.user[c] for c in user_columns()])
+    user._perm_cache = set(rows.permissions)  # type: ignore[attr-defined]
     key.user = user
     return key
 
@@ -261,9 +231,7 @@ def _last_used_record(key: ApiKey, now: datetime) -> None:
     key.last_used_at = now
 
     def stamped(rows: KeyRows) -> KeyRows:
-        key_row = list(rows[0])
-        key_row[_LAST_USED] = now
-        return tuple(key_row), rows[1], rows[2]
+        return replace(rows, key={**rows.key, "last_used_at": now})
 
     _key_cache.update(connection.schema_name, key.prefix, stamped)  # type: ignore[attr-defined]
 
