@@ -3,19 +3,33 @@ without `tenant_schemas` run once per tenant (settings.CELERY_BEAT_SCHEDULE)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 from django.db import connection
 from django_tenants.utils import tenant_context
 
 from audit import gdpr
+from audit.models import GdprJob
+from config.tasks_base import AtriumTask
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+class GdprRunTask(AtriumTask):  # type: ignore[misc]
+    """A GDPR job: a deletion runs while the tenant is suspended (the law still applies), an export waits."""
+
+    abstract = True
+
+    def may_run_suspended(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        job_id = args[0] if args else kwargs.get("job_id")
+        return job_id is not None and GdprJob.objects.filter(pk=str(job_id), kind="deletion").exists()
+
+
+@shared_task(base=GdprRunTask, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def gdpr_run(job_id: str) -> str:
     return gdpr.gdpr_run(job_id)
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, runs_while_suspended=True)
 def gdpr_recover() -> int:
     """Resume jobs whose worker died (their lease expired). Sent in the public schema: walks every tenant."""
     from tenants.models import Tenant
@@ -29,7 +43,7 @@ def gdpr_recover() -> int:
     return total
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, runs_while_suspended=True)
 def retention_run() -> int:
     from tenants.models import Tenant
 
@@ -37,6 +51,6 @@ def retention_run() -> int:
     return gdpr.retention_run(tenant)
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, runs_while_suspended=True)
 def export_expire() -> int:
     return gdpr.export_expire()

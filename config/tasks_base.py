@@ -1,7 +1,8 @@
 """The base class of every Celery task: tenant-schemas-celery's TenantTask, paused for a suspended tenant.
 
 A deactivated tenant's background work stops, except what the law or the tenant's own data protection needs:
-GDPR deletions and retention (and the recovery of interrupted GDPR jobs, which only resumes deletions' leases).
+GDPR deletions and retention (and the recovery of interrupted GDPR jobs, which only resumes deletions' leases):
+the tasks that say so (`runs_while_suspended=True`, or a `may_run_suspended` of their own, audit/tasks.py).
 Periodic runs sent by beat are skipped (the next one happens on schedule after reactivation); work enqueued for
 the tenant (exports, batches) is retried later, so it resumes by itself once the tenant is active again.
 """
@@ -13,43 +14,34 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django_tenants.utils import get_tenant_model
 from tenant_schemas_celery.task import TenantTask
 
 logger = logging.getLogger(__name__)
-
-# Task names that run for a suspended tenant. gdpr_run is decided per job (deletions run, exports wait).
-RUNS_WHILE_SUSPENDED = frozenset({"audit.tasks.retention_run", "audit.tasks.gdpr_recover",
-                                  "audit.tasks.export_expire"})
-GDPR_RUN = "audit.tasks.gdpr_run"
 
 
 def _tenant_suspended() -> bool:
     schema = getattr(connection, "schema_name", "public")
     if schema == "public":
         return False
-    from tenants.models import Tenant
-
-    active = Tenant.objects.filter(schema_name=schema).values_list("is_active", flat=True).first()
+    # Read fresh (not the tenant object tenant-schemas-celery cached), through django-tenants: config imports no app.
+    active = get_tenant_model().objects.filter(schema_name=schema).values_list("is_active", flat=True).first()
     return active is False
-
-
-def _may_run_suspended(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    if name in RUNS_WHILE_SUSPENDED:
-        return True
-    if name == GDPR_RUN:
-        from audit.models import GdprJob
-
-        job_id = args[0] if args else kwargs.get("job_id")
-        return job_id is not None and GdprJob.objects.filter(pk=str(job_id), kind="deletion").exists()
-    return False
 
 
 class AtriumTask(TenantTask):  # type: ignore[misc]
     abstract = True
+    # Set by a task that runs for a suspended tenant: `@shared_task(runs_while_suspended=True)` (the owning app
+    # decides; config knows no app's tasks).
+    runs_while_suspended = False
+
+    def may_run_suspended(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether this call runs while its tenant is suspended; a task class may decide per call."""
+        return bool(self.runs_while_suspended)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The schema is already this task's (tenant-schemas-celery switches it in task_prerun).
-        if _tenant_suspended() and not _may_run_suspended(str(self.name), args, kwargs):
+        if _tenant_suspended() and not self.may_run_suspended(args, kwargs):
             request = self.request
             headers = dict(getattr(request, "headers", None) or {})
             periodic = "periodic_task_name" in headers or "_all_tenants_only" in headers \

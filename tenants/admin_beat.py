@@ -15,8 +15,8 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from config.admin_mixins import PlatformAuditMixin
 from config.admin_sites import platform_site
+from tenants.platform_admin import PlatformAuditMixin
 
 
 class PeriodicTaskAdmin(PlatformAuditMixin, beat_admin.PeriodicTaskAdmin):

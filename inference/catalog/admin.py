@@ -10,11 +10,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from config.admin_mixins import PlatformAuditMixin, PublicSiteMixin
+from config.admin_mixins import PublicSiteMixin
 from config.admin_sites import on_public_host, platform_site
 from inference.catalog.models import CatalogModel, ProviderHealthCheck, TenantUsage
 from inference.catalog.selectors import usage_per_tenant
 from inference.reports import ReportAdmin
+from tenants.platform_admin import PlatformAuditMixin
 
 
 class PublicOnlyAdmin(PlatformAuditMixin):
