@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import connection
 
+from audit import queries
 from audit.verify import GENESIS, ChainWalk, VerifyResult, canonical, entry_mac_of
 from config.tenant_cache import TenantCache
 
@@ -39,7 +40,8 @@ def tenant_key() -> bytes:
         from tenants.models import Tenant
 
         def lookup() -> str | None:
-            return Tenant.objects.filter(schema_name=schema).values_list("audit_key", flat=True).first()
+            found: str | None = Tenant.objects.filter(schema_name=schema).values_list("audit_key", flat=True).first()
+            return found
 
         # Cached per process (tenants rows live in the public schema, whose changes empty the entry).
         key = _audit_keys.get_or_load("public", schema, lookup)
@@ -83,32 +85,27 @@ def entry_mac(key: bytes, prev_mac: str, fields: dict[str, Any]) -> str:
 
 def chain_lock() -> None:
     """Serialise appends in this schema until the transaction ends: the chain never forks."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('atrium.audit.' || current_schema()))")
+    queries.tenant_chain_lock()
 
 
 def chain_lock_head() -> tuple[int, str]:
     """Take the append lock (as chain_lock) and read the chain's last (seq, mac) in one round trip: a function in
     each tenant schema (migration 0004)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT head_seq, head_mac FROM atrium_audit_lock_head()")
-        row = cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row and row[0] is not None else (0, GENESIS)
+    return queries.tenant_chain_lock_head() or (0, GENESIS)
 
 
-def _rows(batch: int) -> Iterator[tuple[Any, ...]]:
-    # constant column names, no input
-    columns = ", ".join([*CHAINED, "prev_mac", "mac", "user_id", "personal", "redacted_at"])
+# What chain_verify reads of each entry: the chained fields, the links and the personal fields.
+ENTRY_COLUMNS = (*CHAINED, "prev_mac", "mac", "user_id", "personal", "redacted_at")
+
+
+def _rows(batch: int) -> Iterator[dict[str, Any]]:
     last = 0
     while True:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {columns} FROM audit_auditentry WHERE seq > %s ORDER BY seq LIMIT %s",  # noqa: S608
-                           [last, batch])
-            rows = cursor.fetchall()
+        rows = queries.chain_entries(queries.tenant_table(), ENTRY_COLUMNS, after_seq=last, limit=batch)
         if not rows:
             return
         yield from rows
-        last = rows[-1][0]
+        last = rows[-1]["seq"]
 
 
 def chain_verify(batch: int = 20_000, *, checkpoints: bool = True) -> VerifyResult:
@@ -124,15 +121,12 @@ def chain_verify(batch: int = 20_000, *, checkpoints: bool = True) -> VerifyResu
     checkpoint, problems = checkpoint_latest(schema, key) if checkpoints else (None, [])
     walk = ChainWalk(checkpoint, problems)
     for row in _rows(batch):
-        (seq, event_id, ts, event_type, actor, model, ih, oh, it, ot, lat, status, metadata, error, smac,
-         prev_mac, mac, user_id, personal, redacted_at) = row
-        if isinstance(metadata, str):
-            metadata = json.loads(metadata)
-        if isinstance(personal, str):
-            personal = json.loads(personal)
-        fields = {"seq": seq, "event_id": event_id, "timestamp": ts, "event_type": event_type, "actor": actor,
-                  "model": model, "input_hash": ih, "output_hash": oh, "input_tokens": it, "output_tokens": ot,
-                  "latency_ms": lat, "status": status, "metadata": metadata, "error": error, "subject_mac": smac}
+        fields = {name: row[name] for name in CHAINED}
+        if isinstance(fields["metadata"], str):
+            fields["metadata"] = json.loads(fields["metadata"])
+        personal = json.loads(row["personal"]) if isinstance(row["personal"], str) else row["personal"]
+        seq, smac, prev_mac, mac = row["seq"], row["subject_mac"], row["prev_mac"], row["mac"]
+        user_id, redacted_at = row["user_id"], row["redacted_at"]
         extra = None
         if redacted_at is None and not hmac.compare_digest(subject_mac(key, user_id, personal or {}), smac):
             extra = "personal fields do not match their MAC (edited)"

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import chain
+from audit import chain, queries
 from audit.models import AuditEntry, Consent, Erasure, ProcessingNotice
 from config.client_ip import client_ip
 from config.tenant_cache import TenantCache
@@ -195,13 +195,7 @@ def erasure_start(user_id: int) -> bool:
 
 def audit_redact_batch(user_id: int, batch: int) -> int:
     """Blank the personal columns of up to `batch` of one user's entries; the chain still verifies."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE audit_auditentry SET user_id = NULL, personal = '{}'::jsonb, redacted_at = now() "
-            "WHERE id IN (SELECT id FROM audit_auditentry WHERE user_id = %s LIMIT %s)",
-            [user_id, batch],
-        )
-        return int(cursor.rowcount)
+    return queries.entries_redact(user_id, batch)
 
 
 # --- consent -----------------------------------------------------------------------------------------

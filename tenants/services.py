@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django_tenants.utils import schema_context, schema_exists
 
-from tenants import crypto
+from tenants import crypto, queries
 from tenants.fields import EncryptedJSONField, EncryptedTextField
 from tenants.models import Domain, Tenant
 from tenants.signals import tenant_provisioned
@@ -54,8 +54,7 @@ def tenant_template_sync(*, force: bool = False) -> None:
     if db_key in _template_current_for and not force:
         return
     if not schema_exists(template):
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE SCHEMA "{template}"')
+        queries.schema_create(template)
         stale = True
     else:
         stale = _template_needs_migration(template)
@@ -159,14 +158,6 @@ def tenant_credentials_set(*, tenant: Tenant, provider: str, values: dict[str, A
     return tenant
 
 
-def tenant_credentials_clear(*, tenant: Tenant, provider: str) -> Tenant:
-    current = dict(tenant.credentials or {})
-    current.pop(provider, None)
-    tenant.credentials = current
-    tenant.save(update_fields=["credentials"])
-    return tenant
-
-
 def _encrypted_columns() -> list[tuple[str, list[str]]]:  # (table, [column])
     """(table, columns) for every model with an encrypted field, whichever app defines it."""
     found = []
@@ -188,23 +179,14 @@ def encryption_keys_rotate() -> int:
     crypto.reset_keys()
     schemas = ["public", *Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True)]
     count = 0
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic():
         for schema in schemas:
             for table, columns in _encrypted_columns():
-                cursor.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"'])
-                if cursor.fetchone()[0] is None:
+                if not queries.table_present(schema, table):
                     continue
-                qualified = f'"{schema}"."{table}"'
-                cols = ", ".join(f'"{c}"' for c in columns)
-                cursor.execute(f"SELECT id, {cols} FROM {qualified} FOR UPDATE")  # noqa: S608 - names from models
-                for row in cursor.fetchall():
-                    row_id, values = row[0], row[1:]
-                    rotated = [crypto.rotate(v) if v else v for v in values]
-                    assignments = ", ".join(f'"{c}" = %s' for c in columns)
-                    cursor.execute(
-                        f"UPDATE {qualified} SET {assignments} WHERE id = %s",  # noqa: S608
-                        [*rotated, row_id],
-                    )
+                for row in queries.encrypted_rows(schema, table, columns, for_update=True):
+                    rotated = {c: crypto.rotate(v) if v else v for c, v in row.values.items()}
+                    queries.encrypted_row_update(schema, table, row.id, rotated)
                     count += 1
     return count
 

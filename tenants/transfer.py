@@ -28,10 +28,10 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django_tenants.utils import schema_context, tenant_context
 
-from tenants import crypto
+from tenants import crypto, queries
 from tenants.models import Domain, Tenant
 from tenants.services import _encrypted_columns
 
@@ -78,19 +78,13 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
 def _schema_secrets(schema: str) -> dict[str, dict[str, dict[str, str]]]:
     """{table: {id: {column: plaintext}}} for every encrypted column inside the tenant's schema."""
     found: dict[str, dict[str, dict[str, str]]] = {}
-    with connection.cursor() as cursor:
-        for table, columns in _encrypted_columns():
-            if table == Tenant._meta.db_table:
-                continue
-            cursor.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"'])
-            if cursor.fetchone()[0] is None:
-                continue
-            cols = ", ".join(f'"{c}"' for c in columns)
-            cursor.execute(f'SELECT id, {cols} FROM "{schema}"."{table}"')  # noqa: S608 - names from models
-            for row in cursor.fetchall():
-                values = {c: crypto.decrypt(v) for c, v in zip(columns, row[1:], strict=True) if v}
-                if values:
-                    found.setdefault(table, {})[str(row[0])] = values
+    for table, columns in _encrypted_columns():
+        if table == Tenant._meta.db_table or not queries.table_present(schema, table):
+            continue
+        for row in queries.encrypted_rows(schema, table, columns):
+            values = {c: crypto.decrypt(v) for c, v in row.values.items() if v}
+            if values:
+                found.setdefault(table, {})[str(row.id)] = values
     return found
 
 
@@ -167,26 +161,22 @@ def tenant_import(*, path: Path, transfer_key: str, verify: Callable[[], Any], d
 
 
 def _drop_schema(schema: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    queries.schema_drop(schema)
 
 
 def _rewrap(schema: str, values: dict[str, dict[str, dict[str, str]]]) -> int:
     count = 0
-    with schema_context(schema), connection.cursor() as cursor:
+    with schema_context(schema):
         for table, rows in values.items():
             for row_id, columns in rows.items():
-                assignments = ", ".join(f'"{c}" = %s' for c in columns)
-                cursor.execute(f'UPDATE "{schema}"."{table}" SET {assignments} WHERE id = %s',  # noqa: S608
-                               [*(crypto.encrypt(v) for v in columns.values()), row_id])
+                queries.encrypted_row_update(schema, table, row_id,
+                                             {c: crypto.encrypt(v) for c, v in columns.items()})
                 count += 1
     return count
 
 
 def _schema_exists(schema: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [schema])
-        return cursor.fetchone() is not None
+    return queries.schema_present(schema)
 
 
 def _sealer(transfer_key: str) -> Fernet:

@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from audit import chain
+from audit import chain, queries
 from audit.gdpr.deletion import deletion_run
 from audit.gdpr.export import export_run
 from audit.gdpr.lease import JobRefused
@@ -75,14 +75,7 @@ def gdpr_retry(job: GdprJob, *, by: Any, request: Any = None) -> GdprJob:
 
 def job_claim(job_id: str) -> GdprJob | None:
     """Take the job's lease. None when it is finished or another worker holds a live lease."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE audit_gdprjob SET lease_until = now() + make_interval(secs => %s), attempts = attempts + 1, "
-            "status = 'running', updated_at = now() WHERE id = %s AND status IN ('queued', 'running') "
-            "AND (lease_until IS NULL OR lease_until < now()) RETURNING id",
-            [settings.ATRIUM_GDPR_LEASE_S, job_id],
-        )
-        claimed = cursor.fetchone()
+    claimed = queries.gdpr_job_lease(job_id, settings.ATRIUM_GDPR_LEASE_S)
     return GdprJob.objects.get(pk=job_id) if claimed else None
 
 

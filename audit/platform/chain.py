@@ -14,15 +14,17 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
 from django_tenants.utils import get_public_schema_name
 
+from audit import queries
 from audit.chain import canonical
 from audit.verify import GENESIS, ChainWalk, VerifyResult
 
 CHAINED = ("seq", "event_id", "timestamp", "actor", "action", "target", "tenant_schema", "metadata")
 TABLE = "audit_platform_platformauditentry"
 LOCK = "atrium.audit.platform"
+# What platform_chain_verify reads of each entry: the chained fields and the links.
+ENTRY_COLUMNS = (*CHAINED, "prev_mac", "mac")
 
 
 def platform_key() -> bytes:
@@ -46,11 +48,8 @@ def platform_entry_mac(key: bytes, prev_mac: str, fields: dict[str, Any]) -> str
 
 def platform_lock_head() -> tuple[int, str]:
     """Serialise appends to the platform chain until the transaction ends; return its head (seq, mac)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [LOCK])
-        cursor.execute(f"SELECT seq, mac FROM {table()} ORDER BY seq DESC LIMIT 1")  # noqa: S608 - constant
-        row = cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+    queries.advisory_xact_lock(LOCK)
+    return queries.chain_head(queries.platform_table()) or (0, GENESIS)
 
 
 def platform_chain_verify(batch: int = 20_000, *, checkpoints: bool = True) -> VerifyResult:
@@ -63,20 +62,16 @@ def platform_chain_verify(batch: int = 20_000, *, checkpoints: bool = True) -> V
     walk = ChainWalk(checkpoint, problems)
     last = 0
     while True:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT seq, event_id, timestamp, actor, action, target, tenant_schema, metadata, "  # noqa: S608
-                           f"prev_mac, mac FROM {table()} WHERE seq > %s ORDER BY seq LIMIT %s", [last, batch])
-            rows = cursor.fetchall()
+        rows = queries.chain_entries(queries.platform_table(), ENTRY_COLUMNS, after_seq=last, limit=batch)
         if not rows:
             break
-        for seq, event_id, ts, actor, action, target, tenant_schema, metadata, prev_mac, mac in rows:
-            if isinstance(metadata, str):
-                metadata = json.loads(metadata)
-            fields = {"seq": seq, "event_id": event_id, "timestamp": ts, "actor": actor, "action": action,
-                      "target": target, "tenant_schema": tenant_schema, "metadata": metadata}
-            walk.feed(seq=seq, prev_mac=prev_mac, mac=mac,
-                      content_ok=hmac.compare_digest(platform_entry_mac(key, prev_mac, fields), mac))
-        last = rows[-1][0]
+        for row in rows:
+            fields = {name: row[name] for name in CHAINED}
+            if isinstance(fields["metadata"], str):
+                fields["metadata"] = json.loads(fields["metadata"])
+            walk.feed(seq=row["seq"], prev_mac=row["prev_mac"], mac=row["mac"],
+                      content_ok=hmac.compare_digest(platform_entry_mac(key, row["prev_mac"], fields), row["mac"]))
+        last = rows[-1]["seq"]
     result = walk.finish()
     if checkpoints and result.ok:
         checkpoint_take(chain=PLATFORM, chain_key=key, reason="verify", head=(result.head_seq, result.head_mac))

@@ -27,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import queries
 from audit.platform.models import ChainCheckpoint
 from audit.verify import GENESIS, CheckpointRef, Finding, checkpoint_signed_body, key_fingerprint
 
@@ -162,13 +163,9 @@ def checkpoint_latest(chain: str, chain_key: bytes) -> tuple[CheckpointRef | Non
 
 
 def _head(chain: str) -> tuple[int, str]:
-    from audit.platform.chain import table
-
-    source = table() if chain == PLATFORM else "audit_auditentry"  # a tenant's: in its own schema (search path)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT seq, mac FROM {source} ORDER BY seq DESC LIMIT 1")  # noqa: S608 - constants
-        row = cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+    # A tenant's chain is in its own schema (on the search path); the platform's in the public schema.
+    source = queries.platform_table() if chain == PLATFORM else queries.tenant_table()
+    return queries.chain_head(source) or (0, GENESIS)
 
 
 def checkpoint_take(*, chain: str, chain_key: bytes, reason: str,
@@ -182,8 +179,7 @@ def checkpoint_take(*, chain: str, chain_key: bytes, reason: str,
     """
     key, key_id = checkpoint_key(), chain_key_id(chain_key)
     with transaction.atomic():
-        with connection.cursor() as cursor:  # one checkpoint writer per chain at a time
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"atrium.audit.checkpoint.{chain}"])
+        queries.advisory_xact_lock(f"atrium.audit.checkpoint.{chain}")  # one checkpoint writer per chain at a time
         seq, mac = head if head is not None else _head(chain)
         last = ChainCheckpoint.objects.filter(chain=chain, key_id=key_id).order_by("-seq", "-id").first()
         if last is not None:

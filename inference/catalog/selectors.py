@@ -119,11 +119,6 @@ def catalog_entry(name: str) -> CatalogEntry | None:
     return _current().by_name.get(name)
 
 
-def catalog_cheapest() -> CatalogEntry | None:
-    entries = _current().entries
-    return min(entries, key=lambda e: (e.input_price_cents_per_mtok, e.model_id)) if entries else None
-
-
 def known_model_names() -> list[str]:
     """Every name the catalog accepts (tiers, ids, aliases); tenants.validators uses it for allow-lists."""
     return sorted(_current().by_name)
@@ -133,20 +128,14 @@ def usage_per_tenant(days: int = 30) -> list[dict[str, Any]]:
     """Requests and tokens of every tenant over the last `days` days (one query per tenant schema)."""
     from datetime import UTC, datetime, timedelta
 
-    from django.db import connection
-
+    from inference.queries import usage_totals
     from tenants.models import Tenant
 
     since = datetime.now(UTC).date() - timedelta(days=days - 1)
     rows = []
     for tenant in Tenant.objects.exclude(schema_name="public").order_by("name"):
-        schema = tenant.schema_name.replace('"', "")
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), '  # noqa: S608 - schema from our table
-                f'COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0) '
-                f'FROM "{schema}".inference_usagedaily WHERE day >= %s', [since])
-            requests, errors, input_tokens, output_tokens = cursor.fetchone() or (0, 0, 0, 0)
-        rows.append({"tenant": tenant.schema_name, "name": tenant.name, "requests": int(requests),
-                     "errors": int(errors), "input_tokens": int(input_tokens), "output_tokens": int(output_tokens)})
+        totals = usage_totals(tenant.schema_name, since)
+        rows.append({"tenant": tenant.schema_name, "name": tenant.name, "requests": totals.requests,
+                     "errors": totals.errors, "input_tokens": totals.input_tokens,
+                     "output_tokens": totals.output_tokens})
     return rows
