@@ -18,7 +18,7 @@ from access import admin_lockout, admin_policy, admin_users  # noqa: F401 - regi
 from access.audit_hooks import access_audit
 from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
 from access.oidc import OIDCError, sso_connection_test, sso_connection_test_slot
-from access.services import api_key_create, api_key_revoke
+from access.services import api_key_create, api_key_create_check, api_key_revoke
 from config.admin_mixins import TenantSiteMixin
 from config.admin_sites import tenant_site
 
@@ -27,7 +27,7 @@ class TenantOnlyAdmin(TenantSiteMixin):
     """These tables exist only in tenant schemas."""
 
 
-class OIDCConfigForm(forms.ModelForm):
+class OIDCConfigForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at run time
     # IdP URLs are typed in full; assume https for a bare host rather than Django 5's http default.
     issuer = forms.URLField(max_length=500, assume_scheme="https",
                             help_text=OIDCConfig._meta.get_field("issuer").help_text)
@@ -54,7 +54,7 @@ class OIDCConfigForm(forms.ModelForm):
         return value
 
 
-class OIDCGroupMappingInline(admin.TabularInline):
+class OIDCGroupMappingInline(admin.TabularInline):  # type: ignore[type-arg]  # not subscriptable at run time
     model = OIDCGroupMapping
     extra = 1
     verbose_name = "IdP group → Atrium role"
@@ -154,10 +154,21 @@ class UserIdentityAdmin(TenantOnlyAdmin):
         return False  # identities come from sign-ins, not by hand
 
 
-class ApiKeyAddForm(forms.ModelForm):
+class ApiKeyAddForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at run time
     class Meta:
         model = ApiKey
         fields = ["user", "name", "expires_at"]
+
+    def clean(self) -> dict[str, Any]:
+        """A key the service would refuse (expiry in the past, too many active keys) is a form error, not a 500."""
+        cleaned: dict[str, Any] = super().clean() or {}
+        user = cleaned.get("user")
+        if user is not None:
+            try:
+                api_key_create_check(user=user, expires_at=cleaned.get("expires_at"))
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return cleaned
 
 
 @admin.register(ApiKey, site=tenant_site)
@@ -188,12 +199,9 @@ class ApiKeyAdmin(TenantOnlyAdmin):
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             return  # keys are immutable apart from revocation
-        try:
-            key, raw = api_key_create(user=obj.user, name=obj.name, expires_at=obj.expires_at,
-                                      created_by=request.user, request=request)
-        except ValueError as exc:
-            messages.error(request, str(exc))
-            raise
+        # The form already refused what the service would (ApiKeyAddForm.clean).
+        key, raw = api_key_create(user=obj.user, name=obj.name, expires_at=obj.expires_at,
+                                  created_by=request.user, request=request)
         obj.pk, obj.prefix, obj.created_at = key.pk, key.prefix, key.created_at
         obj._state.adding = False
         # Shown once, in the response to this POST (response_add): only the hash is stored, and the raw key never

@@ -167,10 +167,6 @@ class ApiKey(models.Model):
     def display(self) -> str:
         return f"atr_{self.prefix}_…"
 
-    def is_usable(self, now: object | None = None) -> bool:
-        moment = now or timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > moment)  # type: ignore[operator]
-
 
 class TenantPolicy(Tenant):
     """The current tenant's row as its own administrator sees it on the tenant site (access/admin_policy.py):

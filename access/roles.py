@@ -27,7 +27,7 @@ ADMIN_SITE_PERMISSIONS = [
     "audit.view_deletionreceipt", "inference.view_usagedaily",
 ]
 
-ROLES: dict[str, list[str]] = {
+ROLE_PERMISSIONS: dict[str, list[str]] = {
     "viewer": ["access.read"],
     "basic_user": ["access.read", "access.write", "access.use_haiku", "access.use_sonnet"],
     "power_user": [
@@ -54,7 +54,7 @@ def _permissions(names: list[str]) -> list[Permission]:
 
 def roles_seed() -> None:
     """Create any missing role with its default permissions, in the current schema. Idempotent."""
-    for role, names in ROLES.items():
+    for role, names in ROLE_PERMISSIONS.items():
         group, created = Group.objects.get_or_create(name=role)
         if created:
             group.permissions.set(_permissions(names))

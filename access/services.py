@@ -163,15 +163,21 @@ def api_key_hash(raw_key: str) -> str:
     return hmac.new(_pepper(), raw_key.encode(), hashlib.sha256).hexdigest()
 
 
-def api_key_create(*, user: Any, name: str, expires_at: datetime | None = None, created_by: Any = None,
-                   request: Any = None) -> tuple[ApiKey, str]:
-    """Create a key for `user`; returns (row, raw key). The raw key exists only in this return value."""
-    name = name.strip()[:100] or "API key"
+def api_key_create_check(*, user: Any, expires_at: datetime | None) -> None:
+    """Raise ValueError saying why a new key for `user` would be refused (forms call it to show the reason;
+    api_key_create checks again)."""
     if expires_at is not None and expires_at <= timezone.now():
         raise ValueError("expiry must be in the future")
     active = ApiKey.objects.filter(user=user, revoked_at__isnull=True).count()
     if active >= settings.ATRIUM_API_KEYS_PER_USER:
         raise ValueError(f"a user may hold at most {settings.ATRIUM_API_KEYS_PER_USER} active keys")
+
+
+def api_key_create(*, user: Any, name: str, expires_at: datetime | None = None, created_by: Any = None,
+                   request: Any = None) -> tuple[ApiKey, str]:
+    """Create a key for `user`; returns (row, raw key). The raw key exists only in this return value."""
+    name = name.strip()[:100] or "API key"
+    api_key_create_check(user=user, expires_at=expires_at)
     for _attempt in range(5):
         prefix = secrets.token_hex(4)
         raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -22,8 +23,9 @@ from audit.services import audit_record, consent_active, consent_give, consent_w
 
 
 def _next(request: HttpRequest) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or "/chat/"
-    return target if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}) else "/chat/"
+    home = reverse("chat")
+    target = request.POST.get("next") or request.GET.get("next") or home
+    return target if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}) else home
 
 
 @never_cache
@@ -37,13 +39,13 @@ def consent(request: HttpRequest) -> HttpResponse:
         if action == "accept" and notice is not None:
             if str(notice.version) != request.POST.get("version"):
                 messages.error(request, "The notice changed while you were reading it; please read the new version.")
-                return redirect(f"/consent/?next={_next(request)}")
+                return redirect(f"{reverse('consent')}?next={_next(request)}")
             consent_give(request.user, notice, request)
             return redirect(_next(request))
         if action == "withdraw":
             consent_withdraw(request.user, request)
             messages.info(request, "Consent withdrawn. You can no longer use models until you accept again.")
-            return redirect("/consent/")
+            return redirect("consent")
     history = Consent.objects.filter(user_id=int(request.user.pk or 0)).select_related("notice")[:20]
     return render(request, "audit/consent.html", {
         "notice": notice, "accepted": notice is not None and consent_active(request.user, notice),
@@ -81,7 +83,7 @@ def my_data(request: HttpRequest) -> HttpResponse:
         job = gdpr_request(kind=GdprJob.Kind.EXPORT, subject=request.user, requested_by=request.user,
                            request=request)
         messages.info(request, f"Export {job.id} requested; it appears below when ready.")
-        return redirect("/account/data/")
+        return redirect("my_data")
     jobs = [job_json(j, request.user) for j in GdprJob.objects.filter(kind=GdprJob.Kind.EXPORT,
                                                                        subject_id=request.user.pk)[:20]]
     return render(request, "audit/my_data.html", {"jobs": jobs})

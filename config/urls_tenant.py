@@ -9,7 +9,7 @@ from config import health
 from config.admin_sites import tenant_site
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/chat/", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="chat", permanent=False)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", tenant_site.urls),

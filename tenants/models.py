@@ -7,7 +7,6 @@ which TenantMainMiddleware has already loaded: no second query per request.
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MinValueValidator
@@ -187,10 +186,6 @@ class Tenant(TenantMixin):
             if allowed and model not in allowed and (tier is None or tier not in allowed):
                 return False
         return True
-
-    def credential_section(self, provider: str) -> dict[str, Any]:
-        section = (self.credentials or {}).get(provider) or {}
-        return dict(section)
 
 
 class Domain(DomainMixin):

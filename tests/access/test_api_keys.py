@@ -200,3 +200,26 @@ def test_admin_creates_a_key_for_another_user_and_sees_it_once(tenant_a: Any, cl
     assert raw not in client_a.get(f"/admin/access/apikey/{key.pk}/change/").content.decode()
     client_a.post("/admin/access/apikey/", {"action": "revoke_keys", "_selected_action": [str(key.pk)]})
     assert api.get(ME, HTTP_X_API_KEY=raw).status_code == 401
+
+
+def test_admin_add_form_shows_a_refused_key_as_a_form_error(tenant_a: Any, client_a: Any, make_user: Any,
+                                                            in_tenant: Any, settings: Any) -> None:
+    """An expiry in the past or one key too many: the add page answers 200 with the reason, not a 500."""
+    from access.models import ApiKey
+
+    settings.ATRIUM_API_KEYS_PER_USER = 1
+    admin = make_user(tenant_a, role="admin", is_staff=True)
+    target = make_user(tenant_a, role="basic_user")
+    with in_tenant(tenant_a):
+        client_a.force_login(admin)
+    past = client_a.post("/admin/access/apikey/add/", {"user": target.pk, "name": "old", "expires_at_0": "2001-01-01",
+                                                       "expires_at_1": "00:00:00"})
+    assert past.status_code == 200 and "expiry must be in the future" in past.content.decode()
+    first = client_a.post("/admin/access/apikey/add/", {"user": target.pk, "name": "one", "expires_at_0": "",
+                                                        "expires_at_1": ""})
+    assert first.status_code == 200 and "atr_" in first.content.decode()
+    second = client_a.post("/admin/access/apikey/add/", {"user": target.pk, "name": "two", "expires_at_0": "",
+                                                         "expires_at_1": ""})
+    assert second.status_code == 200 and "at most 1 active keys" in second.content.decode()
+    with in_tenant(tenant_a):
+        assert ApiKey.objects.filter(user=target).count() == 1

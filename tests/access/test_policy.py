@@ -136,7 +136,7 @@ def test_role_edit_applies_to_the_next_request(tenant_a: Any, make_user: Any, in
 def test_roles_are_seeded_in_each_tenant_and_seeding_keeps_admin_edits(tenant_b: Any, in_tenant: Any) -> None:
     from django.contrib.auth.models import Group, Permission
 
-    from access.roles import ROLES as SEEDED
+    from access.roles import ROLE_PERMISSIONS as SEEDED
     from access.roles import roles_seed
 
     with in_tenant(tenant_b):

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django_tenants.utils import schema_context, schema_exists
 
-from access.roles import ROLES
+from access.roles import ROLE_PERMISSIONS
 from tenants.models import Domain, Tenant
 from tenants.services import tenant_delete
 
@@ -47,7 +47,7 @@ def test_create_tenant_builds_schema_roles_domain_and_admin(fresh_slug: Any) -> 
     assert Domain.objects.get(tenant=tenant).domain == f"{slug}.localhost"
     password = out.getvalue().split("one-time password: ")[1].split()[0]
     with schema_context(slug):
-        assert set(Group.objects.values_list("name", flat=True)) >= set(ROLES)
+        assert set(Group.objects.values_list("name", flat=True)) >= set(ROLE_PERMISSIONS)
         admin = get_user_model().objects.get(username="root@acme.example")
         assert admin.check_password(password)
         assert admin.groups.filter(name="admin").exists()
