@@ -36,7 +36,7 @@ def _lowest(*values: int | None) -> int | None:
     return min(present) if present else None
 
 
-class TenantPolicyForm(forms.ModelForm):
+class TenantPolicyForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at run time
     own_allowed_models = forms.CharField(
         required=False, label="Own allow-list",
         help_text="Comma-separated tiers or model ids, narrower than the platform's. Empty adds no restriction.")
@@ -105,7 +105,8 @@ class TenantPolicyAdmin(TenantSiteMixin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TenantPolicy]:
         tenant = getattr(request, "tenant", None)
-        return TenantPolicy.objects.filter(pk=getattr(tenant, "pk", None))
+        own: QuerySet[TenantPolicy] = TenantPolicy.objects.filter(pk=getattr(tenant, "pk", None))
+        return own
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.host_ok(request) and self._is_admin(request)
@@ -128,7 +129,8 @@ class TenantPolicyAdmin(TenantSiteMixin):
             return super().changelist_view(request, extra_context)  # Django's own refusal
         return HttpResponseRedirect(reverse("admin:access_tenantpolicy_change", args=[tenant.pk]))
 
-    def save_model(self, request: HttpRequest, obj: TenantPolicy, form: forms.ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: TenantPolicy, form: forms.ModelForm[TenantPolicy],
+                   change: bool) -> None:
         changed = [f for f in form.changed_data if f in TENANT_EDITABLE]
         if not changed:
             return

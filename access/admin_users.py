@@ -99,7 +99,7 @@ class TenantGroupAdmin(TenantSiteMixin, GroupAdmin):
 USER_FLAGS = ("is_active", "is_staff")
 
 
-class TenantUserAdmin(TenantSiteMixin, UserAdmin):
+class TenantUserAdmin(TenantSiteMixin, UserAdmin):  # type: ignore[type-arg]  # not subscriptable at run time
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Personal info", {"fields": ("first_name", "last_name", "email")}),

@@ -11,12 +11,13 @@ from rest_framework.views import APIView
 
 from access.policy import permitted_tiers
 from access.selectors import user_role_names
+from access.types import request_user
 
 
 class MeApi(APIView):
     """The authenticated user, their roles and the model tiers they may call; handy to check a key or token."""
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(serializers.Serializer[dict[str, object]]):
         username = serializers.CharField()
         email = serializers.CharField()
         tenant = serializers.CharField()
@@ -29,12 +30,13 @@ class MeApi(APIView):
     def get(self, request: Request) -> Response:
         tenant = connection.tenant  # type: ignore[attr-defined]
         auth = request.auth
+        user = request_user(request)
         data = {
-            "username": request.user.get_username(),
-            "email": request.user.email,
+            "username": user.get_username(),
+            "email": user.email,
             "tenant": tenant.schema_name,
-            "roles": user_role_names(request.user),
-            "tiers": permitted_tiers(user=request.user, tenant=tenant),
+            "roles": user_role_names(user),
+            "tiers": permitted_tiers(user=user, tenant=tenant),
             "auth_method": getattr(auth, "method", "session"),
             "api_key_prefix": getattr(auth, "api_key_prefix", None),
         }

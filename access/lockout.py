@@ -20,7 +20,7 @@ from django.shortcuts import render
 from django_tenants.utils import get_public_schema_name
 
 
-class LockoutBackend(AxesStandaloneBackend):
+class LockoutBackend(AxesStandaloneBackend):  # type: ignore[misc]  # django-axes ships no types
     """Axes' check before the real backends. authenticate() without a request (a management command, the test
     client's login()) is not a sign-in form and cannot be throttled by address: let the next backend decide."""
 

@@ -7,10 +7,15 @@ row whether a request may run and with how many output tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from access.errors import ModelNotAllowed, NotPermitted, ToolsNotAllowed, VisionNotAllowed, WriteNotAllowed
 from access.selectors import permissions_load
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from tenants.models import Tenant
 
 # Without access.high_tokens a request gets at most this many output tokens.
 STANDARD_MAX_TOKENS = 4096
@@ -30,19 +35,19 @@ class PolicyDecision:
         return self.max_tokens != self.requested_max_tokens
 
 
-def model_allowed_by_tenant(tenant: Any, model: str, tier: str | None) -> bool:
+def model_allowed_by_tenant(tenant: Tenant, model: str, tier: str | None) -> bool:
     """The platform's allow-list and the tenant's own (tighter) one: both must allow the model."""
     return bool(tenant.model_allowed(model, tier))
 
 
-def model_allowed_for_user(user: Any, tier: str | None) -> bool:
+def model_allowed_for_user(user: User, tier: str | None) -> bool:
     return tier is not None and user.has_perm(f"access.use_{tier}")
 
 
 def policy_check(
     *,
-    user: Any,
-    tenant: Any,
+    user: User,
+    tenant: Tenant,
     model: str,
     tier: str | None,
     max_tokens: int,
@@ -91,6 +96,6 @@ def policy_check(
                           clamp_reason=reason)
 
 
-def permitted_tiers(*, user: Any, tenant: Any) -> list[str]:
+def permitted_tiers(*, user: User, tenant: Tenant) -> list[str]:
     """Tiers this user may call in this tenant (for /v1/models and the chat's model picker)."""
     return [t for t in TIERS if user.has_perm(f"access.use_{t}") and model_allowed_by_tenant(tenant, t, t)]

@@ -11,10 +11,10 @@ from django_tenants.utils import tenant_context
 
 from audit import gdpr
 from audit.models import GdprJob
-from config.tasks_base import AtriumTask
+from config.tasks_base import AtriumTask, RunsWhileSuspended
 
 
-class GdprRunTask(AtriumTask):  # type: ignore[misc]
+class GdprRunTask(AtriumTask):
     """A GDPR job: a deletion runs while the tenant is suspended (the law still applies), an export waits."""
 
     abstract = True
@@ -29,7 +29,7 @@ def gdpr_run(job_id: str) -> str:
     return gdpr.gdpr_run(job_id)
 
 
-@shared_task(ignore_result=True, runs_while_suspended=True)
+@shared_task(base=RunsWhileSuspended, ignore_result=True)
 def gdpr_recover() -> int:
     """Resume jobs whose worker died (their lease expired). Sent in the public schema: walks every tenant."""
     from tenants.models import Tenant
@@ -43,7 +43,7 @@ def gdpr_recover() -> int:
     return total
 
 
-@shared_task(ignore_result=True, runs_while_suspended=True)
+@shared_task(base=RunsWhileSuspended, ignore_result=True)
 def retention_run() -> int:
     from tenants.models import Tenant
 
@@ -51,6 +51,6 @@ def retention_run() -> int:
     return gdpr.retention_run(tenant)
 
 
-@shared_task(ignore_result=True, runs_while_suspended=True)
+@shared_task(base=RunsWhileSuspended, ignore_result=True)
 def export_expire() -> int:
     return gdpr.export_expire()

@@ -2,7 +2,7 @@
 
 A deactivated tenant's background work stops, except what the law or the tenant's own data protection needs:
 GDPR deletions and retention (and the recovery of interrupted GDPR jobs, which only resumes deletions' leases):
-the tasks that say so (`runs_while_suspended=True`, or a `may_run_suspended` of their own, audit/tasks.py).
+the tasks that say so (`base=RunsWhileSuspended`, or a `may_run_suspended` of their own, audit/tasks.py).
 Periodic runs sent by beat are skipped (the next one happens on schedule after reactivation); work enqueued for
 the tenant (exports, batches) is retried later, so it resumes by itself once the tenant is active again.
 """
@@ -31,8 +31,8 @@ def _tenant_suspended() -> bool:
 
 class AtriumTask(TenantTask):  # type: ignore[misc]
     abstract = True
-    # Set by a task that runs for a suspended tenant: `@shared_task(runs_while_suspended=True)` (the owning app
-    # decides; config knows no app's tasks).
+    # True for a task that runs for a suspended tenant (the owning app decides, with `base=RunsWhileSuspended`
+    # or a `may_run_suspended` of its own; config knows no app's tasks).
     runs_while_suspended = False
 
     def may_run_suspended(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -53,3 +53,10 @@ class AtriumTask(TenantTask):  # type: ignore[misc]
             logger.info("task paused: tenant suspended", extra={"task": self.name, "tenant": schema})
             raise self.retry(countdown=float(settings.ATRIUM_SUSPENDED_TASK_RETRY_S), max_retries=None)
         return super().__call__(*args, **kwargs)
+
+
+class RunsWhileSuspended(AtriumTask):
+    """Base of the tasks the law or the tenant's own data protection needs even while it is suspended."""
+
+    abstract = True
+    runs_while_suspended = True

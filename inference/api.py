@@ -6,10 +6,10 @@ missing one. Sending a message answers `text/event-stream` (Anthropic stream eve
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -87,7 +87,7 @@ class ConversationListCreateApi(APIView):
         paginator = self.Pagination()
         query = str(request.query_params.get("q", ""))[:200]
         page = paginator.paginate_queryset(conversation_list(user=request.user, query=query), request, view=self)
-        return paginator.get_paginated_response(ConversationOutput(page, many=True).data)
+        return paginator.get_paginated_response(ConversationOutput(cast(Any, page), many=True).data)
 
     @extend_schema(request=CreateInput, responses={201: ConversationOutput})
     def post(self, request: Request) -> Response:
@@ -152,7 +152,7 @@ class _StreamingApi(APIView):
         attachments = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=5,
                                             help_text="Ids of files uploaded to this conversation.")
 
-    def post(self, request: Request, conversation_id: str) -> HttpResponse | Response:
+    def post(self, request: Request, conversation_id: str) -> HttpResponseBase:
         conversation = conversation_get(user=request.user, conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
@@ -179,7 +179,7 @@ class _StreamingApi(APIView):
 
 class MessageSendApi(_StreamingApi):
     @extend_schema(request=_StreamingApi.SendInput, responses={(200, "text/event-stream"): str})
-    def post(self, request: Request, conversation_id: str) -> HttpResponse | Response:
+    def post(self, request: Request, conversation_id: str) -> HttpResponseBase:
         return super().post(request, conversation_id)
 
 
@@ -187,7 +187,7 @@ class MessageRetryApi(_StreamingApi):
     retry = True
 
     @extend_schema(request=_StreamingApi.SendInput, responses={(200, "text/event-stream"): str})
-    def post(self, request: Request, conversation_id: str) -> HttpResponse | Response:
+    def post(self, request: Request, conversation_id: str) -> HttpResponseBase:
         return super().post(request, conversation_id)
 
 

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.types import request_user
 from inference.api import _error, _invalid, _not_found
 from inference.attachments import AttachmentRefused, attachment_create
 from inference.chat import conversation_share, message_activate
@@ -134,7 +135,7 @@ class PresetListApi(APIView):
         if not data.is_valid():
             return _invalid(data.errors)
         with transaction.atomic():
-            preference, _ = ChatPreference.objects.select_for_update().get_or_create(user=request.user)
+            preference, _ = ChatPreference.objects.select_for_update().get_or_create(user=request_user(request))
             name = data.validated_data["name"]
             presets = [p for p in preference.settings.get("presets", []) if p.get("name") != name]
             if len(presets) >= MAX_PRESETS:
@@ -149,7 +150,7 @@ class PresetListApi(APIView):
         """Delete the preset with this name."""
         name = str(request.query_params.get("name", ""))
         with transaction.atomic():
-            preference, _ = ChatPreference.objects.select_for_update().get_or_create(user=request.user)
+            preference, _ = ChatPreference.objects.select_for_update().get_or_create(user=request_user(request))
             kept = [p for p in preference.settings.get("presets", []) if p.get("name") != name]
             preference.settings = {**preference.settings, "presets": kept}
             preference.save(update_fields=["settings", "updated_at"])

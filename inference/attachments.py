@@ -49,7 +49,7 @@ def sniff(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def attachment_create(*, conversation: Conversation, user: Any, upload: UploadedFile) -> Attachment:
+def attachment_create(*, conversation: Conversation, user: Any, upload: UploadedFile[bytes]) -> Attachment:
     if not user.has_perm("access.use_vision"):
         raise AttachmentRefused("Your role may not attach images or PDFs (missing permission access.use_vision).",
                                 status=403)
@@ -101,11 +101,12 @@ def attachment_source(message: Message, attachment_id: str) -> dict[str, Any] | 
     attachment = Attachment.objects.filter(conversation_id=message.conversation_id, id=attachment_id).first()
     if attachment is None:
         return None
-    return attachment_blocks_for_send([attachment])[0]["source"]
+    source: dict[str, Any] = attachment_blocks_for_send([attachment])[0]["source"]
+    return source
 
 
 def attachment_files_delete(names: list[str]) -> None:
-    storage = Attachment._meta.get_field("file").storage  # type: ignore[union-attr]
+    storage = Attachment._meta.get_field("file").storage
     for name in names:
         if name and storage.exists(name):
             storage.delete(name)

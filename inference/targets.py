@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from inference.types import ProviderTarget
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 PROVIDERS = ("anthropic", "bedrock", "vertex")
 
@@ -63,12 +66,12 @@ def parse_target(key: str, credentials: dict[str, Any] | None = None, *,
                           scope=credential_scope(provider, credentials))
 
 
-def provider_order_for(tenant: Any | None) -> list[str]:
+def provider_order_for(tenant: Tenant | None) -> list[str]:
     order = list(getattr(tenant, "provider_order", None) or [])
     return order or list(settings.ATRIUM_PROVIDER_ORDER)
 
 
-def targets_for_tenant(tenant: Any | None) -> list[ProviderTarget]:
+def targets_for_tenant(tenant: Tenant | None) -> list[ProviderTarget]:
     """The tenant's failover order with its credentials (empty credentials = the environment's) and its own
     time-to-first-byte budget, if it has one."""
     credentials: dict[str, Any] = dict(getattr(tenant, "credentials", None) or {}) if tenant is not None else {}

@@ -365,27 +365,6 @@ ATRIUM_HEALTH_CHECK_TIMEOUT_S = env.float("ATRIUM_HEALTH_CHECK_TIMEOUT_S", defau
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="atrium@localhost")
 
-# --- Logging -----------------------------------------------------------------------------------
-# Never log prompts, completions or keys: loggers get ids and counts only.
-ATRIUM_LOG_FORMAT = env.str("ATRIUM_LOG_FORMAT", default="text")  # "text" or "json"
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "config.logging.JsonFormatter"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": ATRIUM_LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": env.str("ATRIUM_LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # HTTP clients log every upstream request at INFO (URL and status): noise per model call, and a cost on
-        # the hot path. Atrium logs failed attempts itself.
-        **{name: {"level": env.str("ATRIUM_HTTP_CLIENT_LOG_LEVEL", default="WARNING")}
-           for name in ("httpx", "httpx2", "httpcore", "anthropic", "botocore", "urllib3")},
-    },
-}
-
 # --- Access: SSO, bearer tokens, API keys (access/) ----------------------------------------------
 # Each tenant configures its IdP in its own admin (access.OIDCConfig); these are platform-wide knobs.
 ATRIUM_JWT_LEEWAY_S = env.int("ATRIUM_JWT_LEEWAY_S", default=30)  # clock skew allowed on exp/nbf/iat
@@ -416,25 +395,6 @@ ATRIUM_FORM_MAX_BYTES = env.int("ATRIUM_FORM_MAX_BYTES", default=1024 * 1024)
 ATRIUM_JSON_MAX_DEPTH = env.int("ATRIUM_JSON_MAX_DEPTH", default=64)  # nesting of a JSON body on /v1/ and /api/
 CSRF_FAILURE_VIEW = "config.error_views.csrf_failure"
 
-# --- chat, metrics, compliance ---------------------------------------------------------------------
-ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py
-# Group commit: a call's response waits for the commit of the batch carrying its records (docs/decisions.md).
-ATRIUM_RECORDER_LINGER_MS = env.float("ATRIUM_RECORDER_LINGER_MS", default=0)  # extra wait to gather a batch
-ATRIUM_RECORDER_BATCH = env.int("ATRIUM_RECORDER_BATCH", default=500)  # most records in one batch
-ATRIUM_RECORDER_MAX_PENDING = env.int("ATRIUM_RECORDER_MAX_PENDING", default=10_000)  # then callers wait for room
-# How long a response waits for its records' commit before the tenant's record policy applies (503 or journal).
-ATRIUM_RECORD_COMMIT_WAIT_MS = env.float("ATRIUM_RECORD_COMMIT_WAIT_MS", default=3000)
-# The local write-ahead journal of "serve and journal" tenants: a persistent directory of each web host.
-ATRIUM_RECORD_JOURNAL_DIR = env.str("ATRIUM_RECORD_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal"))
-ATRIUM_RECORD_JOURNAL_SCAN_S = env.float("ATRIUM_RECORD_JOURNAL_SCAN_S", default=5)  # look for dead processes' journals
-ATRIUM_RECORDER_STOP_WAIT_S = env.float("ATRIUM_RECORDER_STOP_WAIT_S", default=20)  # at a graceful stop, then journal
-# /metrics (public host): `Authorization: Bearer <this>`, or a signed-in platform staff user; nobody else.
-ATRIUM_METRICS_TOKEN = env.str("ATRIUM_METRICS_TOKEN", default="")
-ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed download links and files expire
-ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere
-ATRIUM_GDPR_BATCH = env.int("ATRIUM_GDPR_BATCH", default=2000)  # rows per transaction in GDPR jobs
-ATRIUM_RETENTION_BATCH = env.int("ATRIUM_RETENTION_BATCH", default=1000)
-# Per-call usage rows (idempotency keys of records, today's quota rebuild) are kept this many days.
-ATRIUM_USAGE_LEDGER_DAYS = env.int("ATRIUM_USAGE_LEDGER_DAYS", default=7)
-ATRIUM_GDPR_BATCH_PAUSE_MS = env.int("ATRIUM_GDPR_BATCH_PAUSE_MS", default=0)  # throttle between GDPR batches
-ATRIUM_GDPR_QUEUE = env.str("ATRIUM_GDPR_QUEUE", default="celery")  # Celery queue of export and deletion jobs
+# Split by concern (a settings module stays under 400 lines, tests/architecture/test_module_size.py).
+from config.settings.observability import *  # noqa: E402,F403
+from config.settings.records import *  # noqa: E402,F403

@@ -44,7 +44,8 @@ def credential_kwargs(target: ProviderTarget) -> dict[str, Any]:
         raw = creds.get("service_account_json") or ""
         try:
             info = json.loads(raw) if isinstance(raw, str) else dict(raw)
-            credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+            credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                info, scopes=SCOPES)
         except (ValueError, TypeError, KeyError) as exc:
             raise ProviderMisconfigured(f"vertex: the service-account JSON is not valid ({exc})") from exc
         return {"credentials": credentials}

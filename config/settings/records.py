@@ -1,0 +1,31 @@
+"""Settings: durable records of model calls (the recorder, its journal) and the compliance jobs (GDPR exports,
+deletions, retention). Imported by base.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from config.env import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+# --- chat, metrics, compliance ---------------------------------------------------------------------
+ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py
+# Group commit: a call's response waits for the commit of the batch carrying its records (docs/decisions.md).
+ATRIUM_RECORDER_LINGER_MS = env.float("ATRIUM_RECORDER_LINGER_MS", default=0)  # extra wait to gather a batch
+ATRIUM_RECORDER_BATCH = env.int("ATRIUM_RECORDER_BATCH", default=500)  # most records in one batch
+ATRIUM_RECORDER_MAX_PENDING = env.int("ATRIUM_RECORDER_MAX_PENDING", default=10_000)  # then callers wait for room
+# How long a response waits for its records' commit before the tenant's record policy applies (503 or journal).
+ATRIUM_RECORD_COMMIT_WAIT_MS = env.float("ATRIUM_RECORD_COMMIT_WAIT_MS", default=3000)
+# The local write-ahead journal of "serve and journal" tenants: a persistent directory of each web host.
+ATRIUM_RECORD_JOURNAL_DIR = env.str("ATRIUM_RECORD_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal"))
+ATRIUM_RECORD_JOURNAL_SCAN_S = env.float("ATRIUM_RECORD_JOURNAL_SCAN_S", default=5)  # look for dead processes' journals
+ATRIUM_RECORDER_STOP_WAIT_S = env.float("ATRIUM_RECORDER_STOP_WAIT_S", default=20)  # at a graceful stop, then journal
+ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed download links and files expire
+ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere
+ATRIUM_GDPR_BATCH = env.int("ATRIUM_GDPR_BATCH", default=2000)  # rows per transaction in GDPR jobs
+ATRIUM_RETENTION_BATCH = env.int("ATRIUM_RETENTION_BATCH", default=1000)
+# Per-call usage rows (idempotency keys of records, today's quota rebuild) are kept this many days.
+ATRIUM_USAGE_LEDGER_DAYS = env.int("ATRIUM_USAGE_LEDGER_DAYS", default=7)
+ATRIUM_GDPR_BATCH_PAUSE_MS = env.int("ATRIUM_GDPR_BATCH_PAUSE_MS", default=0)  # throttle between GDPR batches
+ATRIUM_GDPR_QUEUE = env.str("ATRIUM_GDPR_QUEUE", default="celery")  # Celery queue of export and deletion jobs
