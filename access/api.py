@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from access.policy import permitted_tiers
 from access.selectors import user_role_names
-from access.types import request_user
+from config.users import request_user
 
 
 class MeApi(APIView):

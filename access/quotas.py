@@ -22,11 +22,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from access.errors import QuotaExceeded
 from config.admission import ScriptInput, register_part
 from config.redis import redis_client, redis_script
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +186,7 @@ class Limit(NamedTuple):
     label: str
 
 
-def _limits(tenant: Any, user: Any) -> tuple[list[Limit], list[Limit]]:
+def _limits(tenant: Tenant, user: User) -> tuple[list[Limit], list[Limit]]:
     schema = tenant.schema_name
     rpm: list[Limit] = []
     tpd: list[Limit] = []
@@ -225,7 +230,7 @@ def settled_key(schema: str, day: str) -> str:
     return f"{tenant_prefix(schema)}settled:{day}"
 
 
-def quota_plan(*, tenant: Any, user: Any, tokens: int) -> QuotaPlan:
+def quota_plan(*, tenant: Tenant, user: User, tokens: int) -> QuotaPlan:
     rpm, tpd = _limits(tenant, user)
     return QuotaPlan(schema=tenant.schema_name, day=_day(datetime.now(UTC)), tokens=int(tokens), rpm=rpm, tpd=tpd)
 
@@ -295,7 +300,7 @@ def quota_release(reservation: Reservation) -> None:
                           args=[*args, reservation.epoch])
 
 
-def quota_rebuild(*, tenant: Any, recorded: Callable[[str], Iterator[tuple[str, int | None, int]]],
+def quota_rebuild(*, tenant: Tenant, recorded: Callable[[str], Iterator[tuple[str, int | None, int]]],
                   wait_s: float = 30.0) -> bool:
     """Rebuild the tenant's token counters of the day from recorded usage, after Redis came back empty.
 
@@ -346,7 +351,7 @@ def quota_rebuild(*, tenant: Any, recorded: Callable[[str], Iterator[tuple[str, 
             client.delete(lock)
 
 
-def quota_tokens_used_today(*, tenant: Any, user: Any | None = None) -> int:
+def quota_tokens_used_today(*, tenant: Tenant, user: User | None = None) -> int:
     day = _day(datetime.now(UTC))
     key = tpd_key(tenant.schema_name, day, None if user is None else user.pk)
     return int(redis_client().get(key) or 0)

@@ -6,7 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -15,6 +15,12 @@ from audit import chain, queries
 from audit.models import AuditEntry, Consent, Erasure, ProcessingNotice
 from config.client_ip import client_ip
 from config.tenant_cache import TenantCache
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.http import HttpRequest
+
+    from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +206,7 @@ def audit_redact_batch(user_id: int, batch: int) -> int:
 
 # --- consent -----------------------------------------------------------------------------------------
 
-def notice_current(tenant: Any) -> ProcessingNotice | None:
+def notice_current(tenant: Tenant) -> ProcessingNotice | None:
     """The newest published processing notice, or None when the tenant has no notice text. Only reads.
 
     Versions are published by `notice_publish` in the transaction that changes the tenant's notice, never by
@@ -218,7 +224,7 @@ def notice_current(tenant: Any) -> ProcessingNotice | None:
     return latest
 
 
-def notice_publish(tenant: Any) -> ProcessingNotice | None:
+def notice_publish(tenant: Tenant) -> ProcessingNotice | None:
     """Publish the tenant's notice text as a new version (with its audit entry) when it differs from the newest.
 
     Called in the transaction that changes the policy (the tenant admin's policy page, provisioning, a platform
@@ -237,11 +243,11 @@ def notice_publish(tenant: Any) -> ProcessingNotice | None:
         return notice
 
 
-def consent_active(user: Any, notice: ProcessingNotice) -> bool:
+def consent_active(user: User, notice: ProcessingNotice) -> bool:
     return Consent.objects.filter(user=user, notice=notice, withdrawn_at__isnull=True).exists()
 
 
-def consent_required(user: Any, tenant: Any) -> ProcessingNotice | None:
+def consent_required(user: User, tenant: Tenant) -> ProcessingNotice | None:
     """The notice this user must accept before a model call, or None when nothing is pending.
 
     "Nothing pending" is remembered per process for this user and notice text (config/tenant_cache.py: the
@@ -264,7 +270,7 @@ def consent_required(user: Any, tenant: Any) -> ProcessingNotice | None:
     return pending[0]
 
 
-def consent_give(user: Any, notice: ProcessingNotice, request: Any = None) -> Consent:
+def consent_give(user: User, notice: ProcessingNotice, request: HttpRequest | None = None) -> Consent:
     with transaction.atomic():
         existing = Consent.objects.filter(user=user, notice=notice, withdrawn_at__isnull=True).first()
         if existing is not None:
@@ -275,7 +281,7 @@ def consent_give(user: Any, notice: ProcessingNotice, request: Any = None) -> Co
         return consent
 
 
-def consent_withdraw(user: Any, request: Any = None) -> int:
+def consent_withdraw(user: User, request: HttpRequest | None = None) -> int:
     with transaction.atomic():
         changed = Consent.objects.filter(user=user, withdrawn_at__isnull=True).update(withdrawn_at=timezone.now())
         if changed:

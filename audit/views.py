@@ -20,6 +20,7 @@ from audit.console import job_json, parse_uuid
 from audit.gdpr import download_check, gdpr_request
 from audit.models import Consent, GdprJob
 from audit.services import audit_record, consent_active, consent_give, consent_withdraw, notice_current
+from config.users import request_user
 
 
 def _next(request: HttpRequest) -> str:
@@ -40,15 +41,15 @@ def consent(request: HttpRequest) -> HttpResponse:
             if str(notice.version) != request.POST.get("version"):
                 messages.error(request, "The notice changed while you were reading it; please read the new version.")
                 return redirect(f"{reverse('consent')}?next={_next(request)}")
-            consent_give(request.user, notice, request)
+            consent_give(request_user(request), notice, request)
             return redirect(_next(request))
         if action == "withdraw":
-            consent_withdraw(request.user, request)
+            consent_withdraw(request_user(request), request)
             messages.info(request, "Consent withdrawn. You can no longer use models until you accept again.")
             return redirect("consent")
     history = Consent.objects.filter(user_id=int(request.user.pk or 0)).select_related("notice")[:20]
     return render(request, "audit/consent.html", {
-        "notice": notice, "accepted": notice is not None and consent_active(request.user, notice),
+        "notice": notice, "accepted": notice is not None and consent_active(request_user(request), notice),
         "history": history, "next": _next(request),
     })
 

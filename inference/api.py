@@ -6,7 +6,7 @@ missing one. Sending a message answers `text/event-stream` (Anthropic stream eve
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connection
 from django.http import StreamingHttpResponse
@@ -18,11 +18,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.users import request_user
 from inference.api_v1 import error_body, error_from_exception, models_for
 from inference.catalog.selectors import catalog_entry
 from inference.chat import chat_send, conversation_create, conversation_update
 from inference.models import Conversation
 from inference.selectors import conversation_get, conversation_list, usage_today
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from tenants.models import Tenant
 
 
 def _tenant() -> Any:
@@ -95,9 +101,9 @@ class ConversationListCreateApi(APIView):
         if not data.is_valid():
             return _invalid(data.errors)
         entry = catalog_entry(data.validated_data["model"])
-        if entry is None or entry not in models_for(request.user, _tenant()):
+        if entry is None or entry not in models_for(request_user(request), _tenant()):
             return _error(403 if entry else 404, f"model: {data.validated_data['model']} is not available to you.")
-        conversation = conversation_create(user=request.user, model=entry.model_id,
+        conversation = conversation_create(user=request_user(request), model=entry.model_id,
                                            title=data.validated_data["title"], system=data.validated_data["system"])
         return Response(ConversationOutput(conversation).data, status=status.HTTP_201_CREATED)
 
@@ -162,7 +168,7 @@ class _StreamingApi(APIView):
         if not self.retry and not data.validated_data.get("content"):
             return _invalid({"content": ["the message text is required."]})
         try:
-            turn = chat_send(conversation=conversation, user=request.user, tenant=_tenant(), request=request,
+            turn = chat_send(conversation=conversation, user=request_user(request), tenant=_tenant(), request=request,
                              content=data.validated_data.get("content"), model=data.validated_data.get("model"),
                              max_tokens=data.validated_data.get("max_tokens"), retry=self.retry,
                              edit_of=data.validated_data.get("edit_of"),
@@ -199,7 +205,7 @@ class ModelListApi(APIView):
 
     @extend_schema(responses=ModelOutput(many=True))
     def get(self, request: Request) -> Response:
-        return Response(self.ModelOutput(models_for(request.user, _tenant()), many=True).data)
+        return Response(self.ModelOutput(models_for(request_user(request), _tenant()), many=True).data)
 
 
 class UsageMeApi(APIView):
@@ -215,10 +221,10 @@ class UsageMeApi(APIView):
 
     @extend_schema(responses=UsageOutput)
     def get(self, request: Request) -> Response:
-        return Response(self.UsageOutput(usage_me(request.user, _tenant())).data)
+        return Response(self.UsageOutput(usage_me(request_user(request), _tenant())).data)
 
 
-def usage_me(user: Any, tenant: Any) -> dict[str, Any]:
+def usage_me(user: User, tenant: Tenant) -> dict[str, Any]:
     """Today's usage and the daily token limit that binds this user first, read from the counters the quota check
     itself uses (Redis, UTC day), so the numbers shown are the numbers enforced."""
     from access.quotas import quota_tokens_used_today

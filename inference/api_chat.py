@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.types import request_user
+from config.users import request_user
 from inference.api import _error, _invalid, _not_found
 from inference.attachments import AttachmentRefused, attachment_create
 from inference.chat import conversation_share, message_activate

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -28,6 +28,12 @@ from config.request_limits import JsonTooDeep, json_loads_limited
 from inference.catalog.selectors import CatalogEntry, catalog_entries, catalog_entry
 from inference.errors import InferenceError, UpstreamRequestError, redact_configuration
 from inference.gateway import Call, InvalidRequest, gateway_admit, gateway_complete, gateway_stream
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.http import HttpRequest
+
+    from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +142,7 @@ def messages(request: HttpRequest) -> HttpResponseBase:
         return error_from_exception(exc)
 
 
-def models_for(user: Any, tenant: Any) -> list[CatalogEntry]:
+def models_for(user: User, tenant: Tenant) -> list[CatalogEntry]:
     tiers = set(permitted_tiers(user=user, tenant=tenant))
     is_admin = user.has_perm("access.admin")
     return [e for e in catalog_entries()

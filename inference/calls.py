@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from access.errors import NotPermitted
 from access.policy import PolicyDecision
@@ -15,12 +15,18 @@ from inference.catalog.selectors import CatalogEntry
 from inference.errors import InferenceError
 from inference.types import MessageRequest, ProviderTarget
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.http import HttpRequest
+
+    from tenants.models import Tenant
+
 # Called inside the transaction that records usage and audit: (message or None, provider, region).
 Persist = Callable[[dict[str, Any] | None, str, str], None]
 
 # Body fields the gateway owns; everything else is passed to the provider as the caller sent it.
 OWN_FIELDS = {"model", "stream"}
-ROLES = {"user", "assistant"}
+MESSAGE_ROLES = {"user", "assistant"}  # a message's role (access.roles has the users' roles)
 
 class InvalidRequest(InferenceError):
     status = 400
@@ -47,11 +53,11 @@ class ConsentRequired(NotPermitted):
 
 @dataclass
 class Call:
-    tenant: Any
-    user: Any
+    tenant: Tenant
+    user: User
     body: dict[str, Any]
     source: str  # "api" (/v1), "chat" (conversations API and web chat)
-    request: Any = None  # the HttpRequest, for audit IP / user agent / session
+    request: HttpRequest | None = None  # for audit IP / user agent / session
     auth_method: str = "session"
     auth_metadata: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""  # the call's idempotency key (request_id_for)
@@ -61,7 +67,7 @@ class Call:
             self.request_id = request_id_for(self.request)
 
 
-def request_id_for(request: Any) -> str:
+def request_id_for(request: HttpRequest | None) -> str:
     """The request id Atrium generated for this request (the response's `request-id` header). A client-supplied
     X-Request-Id is kept for log correlation but cannot be the idempotency key (a client reusing one would make
     a second call's record look like a retry), so it gets a unique suffix."""
@@ -107,7 +113,7 @@ def validate_body(body: Any) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages: Field required, a non-empty list of {role, content} objects.")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
+        if not isinstance(message, dict) or message.get("role") not in MESSAGE_ROLES:
             raise InvalidRequest(f"messages.{index}.role: must be 'user' or 'assistant'.")
         content = message.get("content")
         if not isinstance(content, str | list) or (isinstance(content, list) and not content):

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -27,6 +27,12 @@ from inference.attachments import attachment_blocks_for_send, attachments_claim
 from inference.gateway import Admitted, Call, InvalidRequest, gateway_admit, gateway_stream
 from inference.models import Attachment, Conversation, Message
 from inference.selectors import history_blocks
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.http import HttpRequest
+
+    from tenants.models import Tenant
 
 DEFAULT_MAX_TOKENS = 2048
 TITLE_LENGTH = 60
@@ -44,7 +50,7 @@ class ChatTurn:
             yield f"event: atrium.saved\ndata: {json.dumps(self.saved)}\n\n".encode()
 
 
-def conversation_create(*, user: Any, model: str, title: str = "", system: str = "") -> Conversation:
+def conversation_create(*, user: User, model: str, title: str = "", system: str = "") -> Conversation:
     return Conversation.objects.create(user=user, model=model, title=title.strip()[:200], system=system)
 
 
@@ -113,7 +119,8 @@ def _active(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.filter(active=True).order_by("created_at"))
 
 
-def chat_send(*, conversation: Conversation, user: Any, tenant: Any, request: Any, content: str | None,
+def chat_send(*, conversation: Conversation, user: User, tenant: Tenant, request: HttpRequest | None,
+              content: str | None,
               model: str | None = None, max_tokens: int | None = None, retry: bool = False,
               edit_of: str | None = None, attachment_ids: Sequence[str] = ()) -> ChatTurn:
     """Admit and open the next answer.

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
 from audit.services import consent_required
+from config.users import request_user
 from inference.api import usage_me
 from inference.api_chat import presets_of
 from inference.api_v1 import models_for
@@ -63,21 +64,21 @@ def _sidebar(request: HttpRequest, active: Any = None) -> dict[str, Any]:
 @login_required
 def chat(request: HttpRequest, conversation_id: str | None = None) -> HttpResponse:
     tenant = connection.tenant  # type: ignore[attr-defined]
-    if consent_required(request.user, tenant) is not None:
+    if consent_required(request_user(request), tenant) is not None:
         return redirect(f"{reverse('consent')}?next={request.path}")
     conversation = None
     if conversation_id is not None:
         conversation = conversation_get(user=request.user, conversation_id=conversation_id)
         if conversation is None:
             return render(request, "chat/not_found.html", status=404)
-    models = models_for(request.user, tenant)
+    models = models_for(request_user(request), tenant)
     return render(request, "chat/chat.html", {
         **_sidebar(request, conversation.id if conversation else None),
         "conversation": conversation,
         "chat_messages": thread(conversation) if conversation else [],
         "models": models,
         "selected_model": conversation.model if conversation else (models[0].model_id if models else ""),
-        "usage": usage_me(request.user, tenant),
+        "usage": usage_me(request_user(request), tenant),
         "can_write": request.user.has_perm("access.write"),
         "can_attach": request.user.has_perm("access.use_vision"),
         "presets": presets_of(request.user),

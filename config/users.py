@@ -1,4 +1,5 @@
-"""Who a request acts for, typed: the views' one way from `request.user` to the user model."""
+"""Who a request acts for, typed: every view's one way from `request.user` to the user model (shared
+infrastructure: audit and inference views use it too, and config imports no app)."""
 
 from __future__ import annotations
 
