@@ -21,6 +21,7 @@ from access.oidc import OIDCError, sso_connection_test, sso_connection_test_slot
 from access.services import api_key_create, api_key_create_check, api_key_revoke
 from config.admin_mixins import TenantSiteMixin
 from config.admin_sites import tenant_site
+from config.users import request_user
 
 
 class TenantOnlyAdmin(TenantSiteMixin):
@@ -201,7 +202,7 @@ class ApiKeyAdmin(TenantOnlyAdmin):
             return  # keys are immutable apart from revocation
         # The form already refused what the service would (ApiKeyAddForm.clean).
         key, raw = api_key_create(user=obj.user, name=obj.name, expires_at=obj.expires_at,
-                                  created_by=request.user, request=request)
+                                  created_by=request_user(request), request=request)
         obj.pk, obj.prefix, obj.created_at = key.pk, key.prefix, key.created_at
         obj._state.adding = False
         # Shown once, in the response to this POST (response_add): only the hash is stored, and the raw key never
@@ -222,7 +223,7 @@ class ApiKeyAdmin(TenantOnlyAdmin):
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = 0
         for key in queryset.filter(revoked_at__isnull=True):
-            api_key_revoke(api_key=key, revoked_by=request.user, request=request)
+            api_key_revoke(api_key=key, revoked_by=request_user(request), request=request)
             count += 1
         messages.success(request, f"Revoked {count} key(s).")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 from django.db.models import QuerySet
@@ -11,6 +11,10 @@ from django_tenants.utils import get_public_schema_name
 
 from access.models import ApiKey, OIDCConfig
 from access.queries import user_permissions
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 
 def oidc_config_get() -> OIDCConfig | None:
@@ -25,15 +29,15 @@ def oidc_config_enabled() -> OIDCConfig | None:
     return config if config is not None and config.enabled else None
 
 
-def api_key_list(*, user: Any) -> QuerySet[ApiKey]:
+def api_key_list(*, user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user).order_by("-created_at")
 
 
-def user_role_names(user: Any) -> list[str]:
+def user_role_names(user: User) -> list[str]:
     return sorted(user.groups.values_list("name", flat=True))
 
 
-def api_key_get_for_owner(*, user: Any, key_id: str) -> ApiKey | None:
+def api_key_get_for_owner(*, user: User, key_id: str) -> ApiKey | None:
     try:
         parsed = uuid.UUID(str(key_id))
     except ValueError:

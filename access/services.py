@@ -8,7 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -22,6 +22,11 @@ from access.models import ApiKey, OIDCConfig, UserIdentity
 from access.oidc import claim_values
 from access.queries import KeyRows, api_key_rows, key_columns, user_columns
 from config.tenant_cache import TenantCache
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.http import HttpRequest
+
 
 API_KEY_PREFIX = "atr_"
 # atr_<8 lowercase hex>_<43 url-safe chars>: the prefix identifies a key in lists and logs.
@@ -163,7 +168,7 @@ def api_key_hash(raw_key: str) -> str:
     return hmac.new(_pepper(), raw_key.encode(), hashlib.sha256).hexdigest()
 
 
-def api_key_create_check(*, user: Any, expires_at: datetime | None) -> None:
+def api_key_create_check(*, user: User, expires_at: datetime | None) -> None:
     """Raise ValueError saying why a new key for `user` would be refused (forms call it to show the reason;
     api_key_create checks again)."""
     if expires_at is not None and expires_at <= timezone.now():
@@ -173,8 +178,8 @@ def api_key_create_check(*, user: Any, expires_at: datetime | None) -> None:
         raise ValueError(f"a user may hold at most {settings.ATRIUM_API_KEYS_PER_USER} active keys")
 
 
-def api_key_create(*, user: Any, name: str, expires_at: datetime | None = None, created_by: Any = None,
-                   request: Any = None) -> tuple[ApiKey, str]:
+def api_key_create(*, user: User, name: str, expires_at: datetime | None = None, created_by: User | None = None,
+                   request: HttpRequest | None = None) -> tuple[ApiKey, str]:
     """Create a key for `user`; returns (row, raw key). The raw key exists only in this return value."""
     name = name.strip()[:100] or "API key"
     api_key_create_check(user=user, expires_at=expires_at)
@@ -195,7 +200,7 @@ def api_key_create(*, user: Any, name: str, expires_at: datetime | None = None, 
     raise RuntimeError("could not allocate a unique API key prefix")
 
 
-def api_key_revoke(*, api_key: ApiKey, revoked_by: Any, request: Any = None) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, revoked_by: User, request: HttpRequest | None = None) -> ApiKey:
     with transaction.atomic():
         locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         if locked.revoked_at is None:

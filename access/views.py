@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from access.selectors import api_key_get_for_owner, api_key_list
 from access.services import api_key_create, api_key_revoke
+from config.users import request_user
 
 
 class ApiKeyCreateForm(forms.Form):
@@ -61,11 +62,11 @@ def account_keys(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "revoke":
-            key = api_key_get_for_owner(user=request.user, key_id=request.POST.get("key_id", ""))
+            key = api_key_get_for_owner(user=request_user(request), key_id=request.POST.get("key_id", ""))
             if key is None:
                 messages.error(request, "No such key.")
             else:
-                api_key_revoke(api_key=key, revoked_by=request.user, request=request)
+                api_key_revoke(api_key=key, revoked_by=request_user(request), request=request)
                 messages.success(request, f"Key {key.display} revoked.")
             return redirect("account_keys")
         form = ApiKeyCreateForm(request.POST)
@@ -73,7 +74,7 @@ def account_keys(request: HttpRequest) -> HttpResponse:
             days = form.cleaned_data["expires_in_days"]
             expires_at = timezone.now() + timedelta(days=days) if days else None
             try:
-                _key, raw = api_key_create(user=request.user, name=form.cleaned_data["name"],
+                _key, raw = api_key_create(user=request_user(request), name=form.cleaned_data["name"],
                                            expires_at=expires_at, request=request)
                 _new_key_keep(request, raw)
                 return redirect("account_keys")
@@ -84,7 +85,7 @@ def account_keys(request: HttpRequest) -> HttpResponse:
             status = 400
     context = {
         "form": form,
-        "keys": api_key_list(user=request.user),
+        "keys": api_key_list(user=request_user(request)),
         "new_key": new_key,
         "now": timezone.now(),
         "max_keys": settings.ATRIUM_API_KEYS_PER_USER,

@@ -27,6 +27,7 @@ from audit.chain import pseudonym, tenant_key
 from audit.gdpr import JobRefused, download_token, gdpr_request, gdpr_retry, may_download
 from audit.models import AuditEntry, GdprJob
 from audit.services import audit_chain_check
+from config.users import request_user
 
 COMPLIANCE_PERMS = ("audit.view_audit", "audit.export_data", "audit.delete_data")
 # The permission each job kind needs, to request it and to retry it.
@@ -189,6 +190,6 @@ def job_retry(request: HttpRequest, job_id: str) -> HttpResponse:
 @require_POST
 @_needs("audit.view_audit")
 def chain_verify(request: HttpRequest) -> HttpResponse:
-    result = audit_chain_check(user=request.user, request=request)
+    result = audit_chain_check(user=request_user(request), request=request)
     (messages.info if result.ok else messages.error)(request, f"Audit chain: {result}")
     return redirect("compliance")

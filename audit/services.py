@@ -17,7 +17,7 @@ from config.client_ip import client_ip
 from config.tenant_cache import TenantCache
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import AnonymousUser, User
     from django.http import HttpRequest
 
     from tenants.models import Tenant
@@ -105,16 +105,16 @@ class Appended:
     erased: frozenset[int]
 
 
-def audit_event(*, event_type: str, user: Any = None, request: Any = None, user_id: int | None = None,
-                personal: dict[str, Any] | None = None, **fields: Any) -> AuditEvent:
+def audit_event(*, event_type: str, user: User | AnonymousUser | None = None, request: HttpRequest | None = None,
+                user_id: int | None = None, personal: dict[str, Any] | None = None, **fields: Any) -> AuditEvent:
     """An AuditEvent for `user` and `request` (their personal fields read now); `fields` as AuditEvent's."""
     uid = user_id if user_id is not None else (getattr(user, "pk", None) if user is not None else None)
     personal_fields = personal if personal is not None else _personal(user, request)
     return AuditEvent(event_type=event_type, user_id=uid, personal=personal_fields, **fields)
 
 
-def audit_record(*, event_type: str, user: Any = None, request: Any = None, user_id: int | None = None,
-                 personal: dict[str, Any] | None = None, **fields: Any) -> AuditEntry:
+def audit_record(*, event_type: str, user: User | AnonymousUser | None = None, request: HttpRequest | None = None,
+                 user_id: int | None = None, personal: dict[str, Any] | None = None, **fields: Any) -> AuditEntry:
     """Append one entry to the current tenant's chain (inside the caller's transaction, if any)."""
     event = audit_event(event_type=event_type, user=user, request=request, user_id=user_id, personal=personal,
                         **fields)
@@ -289,7 +289,7 @@ def consent_withdraw(user: User, request: HttpRequest | None = None) -> int:
         return changed
 
 
-def audit_chain_check(*, user: Any, request: Any = None) -> chain.VerifyResult:
+def audit_chain_check(*, user: User, request: HttpRequest | None = None) -> chain.VerifyResult:
     """Verify the tenant's chain and record that it was checked, by whom and with what outcome."""
     result = chain.chain_verify()
     with transaction.atomic():

@@ -92,7 +92,8 @@ class ConversationListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         paginator = self.Pagination()
         query = str(request.query_params.get("q", ""))[:200]
-        page = paginator.paginate_queryset(conversation_list(user=request.user, query=query), request, view=self)
+        conversations = conversation_list(user=request_user(request), query=query)
+        page = paginator.paginate_queryset(conversations, request, view=self)
         return paginator.get_paginated_response(ConversationOutput(cast(Any, page), many=True).data)
 
     @extend_schema(request=CreateInput, responses={201: ConversationOutput})
@@ -119,7 +120,7 @@ class ConversationDetailApi(APIView):
 
     @extend_schema(responses=DetailOutput)
     def get(self, request: Request, conversation_id: str) -> Response:
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         payload = dict(ConversationOutput(conversation).data)
@@ -129,7 +130,7 @@ class ConversationDetailApi(APIView):
     @extend_schema(request=UpdateInput, responses=ConversationOutput)
     def patch(self, request: Request, conversation_id: str) -> Response:
         """Rename, pin or unpin, or set the conversation's system prompt (any of them)."""
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         data = self.UpdateInput(data=request.data)
@@ -140,7 +141,7 @@ class ConversationDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, conversation_id: str) -> Response:
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         conversation.delete()  # messages and attachments cascade; attachment files go after the commit
@@ -159,7 +160,7 @@ class _StreamingApi(APIView):
                                             help_text="Ids of files uploaded to this conversation.")
 
     def post(self, request: Request, conversation_id: str) -> HttpResponseBase:
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         data = self.SendInput(data=request.data)

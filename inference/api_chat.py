@@ -30,7 +30,7 @@ class MessageActivateApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, conversation_id: str, message_id: str) -> Response:
         """Continue the conversation from this version of an answer."""
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         try:
@@ -53,7 +53,7 @@ class ConversationShareApi(APIView):
     @extend_schema(request=None, responses=ShareOutput)
     def post(self, request: Request, conversation_id: str) -> Response:
         """Share read-only with the signed-in users of this organisation; answers the link."""
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         if conversation.share_id is None:
@@ -63,7 +63,7 @@ class ConversationShareApi(APIView):
     @extend_schema(responses=ShareOutput)
     def delete(self, request: Request, conversation_id: str) -> Response:
         """Stop sharing: the link stops working (sharing again makes a new one)."""
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         conversation_share(conversation=conversation, shared=False)
@@ -76,7 +76,7 @@ class ConversationExportApi(APIView):
                    responses={(200, "text/markdown"): str, (200, "application/json"): dict})
     def get(self, request: Request, conversation_id: str) -> HttpResponse | Response:
         """Download the conversation as Markdown (`?as=md`, the default) or JSON (`?as=json`)."""
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         kind = request.query_params.get("as", "md")
@@ -104,7 +104,7 @@ class AttachmentUploadApi(APIView):
         "file": {"type": "string", "format": "binary"}}}}, responses={201: AttachmentOutput})
     def post(self, request: Request, conversation_id: str) -> Response:
         """Upload an image or PDF to send with the next message (needs access.use_vision)."""
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return _not_found()
         upload = request.FILES.get("file")

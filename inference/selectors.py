@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Func, Q, QuerySet, Sum, TextField
 
 from inference.models import Conversation, Message, UsageDaily
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 
 class _Texts(Func):
@@ -18,7 +22,7 @@ class _Texts(Func):
     output_field = TextField()
 
 
-def conversation_list(*, user: Any, query: str = "") -> QuerySet[Conversation]:
+def conversation_list(*, user: User, query: str = "") -> QuerySet[Conversation]:
     """The user's conversations, pinned first then most recent; `query` matches titles and message text."""
     conversations = Conversation.objects.filter(user=user)
     query = query.strip()
@@ -53,7 +57,7 @@ def conversation_groups(conversations: Any, *, now: datetime | None = None) -> l
     return [(name, items) for name, items in groups.items() if items]
 
 
-def conversation_get(*, user: Any, conversation_id: Any) -> Conversation | None:
+def conversation_get(*, user: User, conversation_id: Any) -> Conversation | None:
     """The user's own conversation, or None (another user's id is indistinguishable from a missing one)."""
     try:
         return Conversation.objects.filter(user=user, id=conversation_id).first()
@@ -91,7 +95,7 @@ def message_text(message: Message) -> str:
     return "".join(b.get("text", "") for b in message.content or [] if isinstance(b, dict) and b.get("type") == "text")
 
 
-def usage_today(*, user: Any) -> dict[str, int]:
+def usage_today(*, user: User) -> dict[str, int]:
     today = datetime.now(UTC).date()
     totals = UsageDaily.objects.filter(user=user, day=today).aggregate(
         requests=Sum("requests"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"))

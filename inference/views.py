@@ -56,7 +56,7 @@ def thread(conversation: Conversation) -> list[dict[str, Any]]:
 
 def _sidebar(request: HttpRequest, active: Any = None) -> dict[str, Any]:
     query = request.GET.get("q", "").strip()[:200]
-    return {"groups": conversation_groups(conversation_list(user=request.user, query=query)[:200]),
+    return {"groups": conversation_groups(conversation_list(user=request_user(request), query=query)[:200]),
             "query": query, "active_id": str(active) if active else ""}
 
 
@@ -68,7 +68,7 @@ def chat(request: HttpRequest, conversation_id: str | None = None) -> HttpRespon
         return redirect(f"{reverse('consent')}?next={request.path}")
     conversation = None
     if conversation_id is not None:
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(user=request_user(request), conversation_id=conversation_id)
         if conversation is None:
             return render(request, "chat/not_found.html", status=404)
     models = models_for(request_user(request), tenant)

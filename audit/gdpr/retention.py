@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
@@ -11,8 +11,12 @@ from django.utils import timezone
 from audit.services import audit_record
 from config.personal_data import retention_steps
 
+if TYPE_CHECKING:
 
-def retention_run(tenant: Any) -> int:
+    from tenants.models import Tenant
+
+
+def retention_run(tenant: Tenant) -> int:
     """Run every registered retention step; audit what they deleted. Returns the conversations deleted."""
     counts: dict[str, int] = {}
     for step in retention_steps():
