@@ -20,6 +20,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -74,7 +75,7 @@ def job_json(job: GdprJob, viewer: Any) -> dict[str, Any]:
         "expires_at": job.expires_at.isoformat() if job.expires_at else None,
     }
     if job.kind == GdprJob.Kind.EXPORT and job.status == GdprJob.Status.DONE and may_download(job, viewer):
-        data["download"] = f"/compliance/exports/{job.id}/download/?token={download_token(job, viewer)}"
+        data["download"] = f"{reverse('export_download', args=[job.id])}?token={download_token(job, viewer)}"
     return data
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.http import HttpResponse
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -58,7 +59,7 @@ class ConversationShareApi(APIView):
             return _not_found()
         if conversation.share_id is None:
             conversation_share(conversation=conversation, shared=True)
-        return Response({"url": request.build_absolute_uri(f"/chat/shared/{conversation.share_id}/")})
+        return Response({"url": request.build_absolute_uri(reverse("chat_shared", args=[conversation.share_id]))})
 
     @extend_schema(responses=ShareOutput)
     def delete(self, request: Request, conversation_id: str) -> Response:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.urls import reverse
+
 from access.errors import NotPermitted
 from access.policy import PolicyDecision
 from access.quotas import Reservation
@@ -168,6 +170,5 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
 
 
 def consent_url(call: Call) -> str:
-    host = call.request.get_host() if call.request is not None else ""
-    scheme = "https" if call.request is not None and call.request.is_secure() else "http"
-    return f"{scheme}://{host}/consent/" if host else "/consent/"
+    path = reverse("consent")
+    return call.request.build_absolute_uri(path) if call.request is not None else path
