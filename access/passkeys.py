@@ -47,7 +47,7 @@ def origin(request: HttpRequest) -> str:
     return f"{request.scheme}://{request.get_host()}".lower()
 
 
-class TenantWebAuthnHelper(WebAuthnHelper):
+class TenantWebAuthnHelper(WebAuthnHelper):  # type: ignore[misc]  # django-otp-webauthn ships no types
     """py_webauthn's ceremonies with the tenant host as relying party and its origin as the only one accepted."""
 
     def get_relying_party_domain(self) -> str:
@@ -83,25 +83,25 @@ class _Refusals:
         raise exc
 
 
-class RegisterBegin(_Refusals, webauthn_views.BeginCredentialRegistrationView):
+class RegisterBegin(_Refusals, webauthn_views.BeginCredentialRegistrationView):  # type: ignore[misc]  # untyped base
     pass
 
 
-class RegisterComplete(_Refusals, webauthn_views.CompleteCredentialRegistrationView):
+class RegisterComplete(_Refusals, webauthn_views.CompleteCredentialRegistrationView):  # type: ignore[misc]  # untyped base
     def post(self, *args: Any, **kwargs: Any) -> HttpResponse:
         response: HttpResponse = super().post(*args, **kwargs)
         _audit(self.request, "mfa_enrolled")
         return response
 
 
-class VerifyBegin(_Refusals, webauthn_views.BeginCredentialAuthenticationView):
+class VerifyBegin(_Refusals, webauthn_views.BeginCredentialAuthenticationView):  # type: ignore[misc]  # untyped base
     def check_can_authenticate(self) -> None:
         if not self.request.user.is_authenticated:  # second factor only: sign in first
             raise webauthn_errors.NotAuthenticated()
         super().check_can_authenticate()
 
 
-class VerifyComplete(_Refusals, webauthn_views.CompleteCredentialAuthenticationView):
+class VerifyComplete(_Refusals, webauthn_views.CompleteCredentialAuthenticationView):  # type: ignore[misc]  # untyped base
     def check_can_authenticate(self) -> None:
         if not self.request.user.is_authenticated:
             raise webauthn_errors.NotAuthenticated()

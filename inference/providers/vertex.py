@@ -92,7 +92,7 @@ def _refresh(client: anthropic.AnthropicVertex) -> None:
         return
     obtained = time.time()
     try:
-        credentials.refresh(_auth_request())
+        credentials.refresh(_auth_request())  # type: ignore[no-untyped-call]  # google-auth ships no types
     except GoogleAuthError as exc:
         raise ProviderMisconfigured(f"vertex: cannot obtain an access token: {type(exc).__name__}") from exc
     expiry = getattr(credentials, "expiry", None)  # naive UTC, as google-auth keeps it
