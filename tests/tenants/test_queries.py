@@ -10,7 +10,7 @@ from tenants import crypto, queries
 from tenants.models import Tenant
 
 
-def test_encrypted_rows_round_trip_the_tenant_columns(tenant_a: Any) -> None:
+def test_encrypted_rows_round_trip_the_tenant_columns(tenant_a: Any, db: None) -> None:
     tenant = Tenant.objects.get(pk=tenant_a.pk)
     tenant.credentials = {"anthropic": {"api_key": "sk-round-trip"}}
     tenant.save(update_fields=["credentials"])
