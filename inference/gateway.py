@@ -34,6 +34,7 @@ from inference.calls import (
     QuotaUnavailable,
     request_id_for,
 )
+from inference.catalog.pricing import Tokens, cost_micros, price_at
 from inference.catalog.selectors import CatalogEntry
 from inference.errors import InferenceError
 from inference.records import CallRecord, RecordsUnavailable, record_durable, record_now, record_submit
@@ -88,10 +89,17 @@ def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider
                             error=error)
     settle = status == "success" or bool(message)
     audit.request_id = call.request_id
+    # Priced now, with the price in effect at the call's time, and stored with its usage (docs/costs.md).
+    tokens = Tokens(input=input_tokens, output=output_tokens,
+                    cache_read=int(usage.get("cache_read_input_tokens") or 0),
+                    cache_write=int(usage.get("cache_creation_input_tokens") or 0))
+    cost = cost_micros(price_at(model, provider, audit.timestamp), tokens, batch=call.source == "batch")
     return CallRecord(tenant=call.tenant, request_id=call.request_id, audit=audit, reservation=admitted.reservation,
                       usage=UsageCount(call.user.pk, model, provider, input_tokens, output_tokens, status != "success",
                                        request_id=call.request_id, day=audit.timestamp.date(),
-                                       charged_tokens=input_tokens + output_tokens if settle else 0),
+                                       charged_tokens=input_tokens + output_tokens if settle else 0,
+                                       cache_read_tokens=tokens.cache_read, cache_write_tokens=tokens.cache_write,
+                                       cost_micros=cost, api_key=str(call.auth_metadata.get("api_key_prefix") or "")),
                       used_tokens=input_tokens + output_tokens, settle=settle)
 
 

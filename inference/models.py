@@ -114,11 +114,17 @@ class UsageDaily(models.Model):
     errors = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0, db_default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0, db_default=0)
+    # The calls' costs as recorded (micro-USD, each priced when it was recorded: docs/costs.md).
+    cost_micros = models.PositiveBigIntegerField(default=0, db_default=0)
+    # The API key's public prefix ("" for the web chat and bearer tokens), so cost can be read per key.
+    api_key = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "day", "model", "provider"], name="usage_daily_unique",
-                                    nulls_distinct=False),
+            models.UniqueConstraint(fields=["user", "day", "model", "provider", "api_key"],
+                                    name="usage_daily_unique_key", nulls_distinct=False),
         ]
         indexes = [models.Index(fields=["day"], name="usage_daily_day")]
         verbose_name = "usage"
@@ -146,6 +152,11 @@ class UsageRecord(models.Model):
     # Tokens charged against the day's quota counters (0 for a call released unused).
     charged_tokens = models.PositiveBigIntegerField(default=0)
     error = models.BooleanField(default=False)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0, db_default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0, db_default=0)
+    # The call's cost in micro-USD, priced at record time with the price then in effect; never recomputed.
+    cost_micros = models.PositiveBigIntegerField(default=0, db_default=0)
+    api_key = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [models.Index(fields=["day"], name="usage_record_day")]

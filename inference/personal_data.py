@@ -112,11 +112,11 @@ def register() -> None:
                                                      "blocks), oldest first.", 20, _conversations_write))
     register_export(ExportPart("preferences.json", "Your chat preferences.", 30, lambda subject, stream, _p: json_array(
         stream, ChatPreference.objects.filter(user_id=subject).values("default_model", "settings", "updated_at"))))
-    register_export(ExportPart("usage.json", "Requests and tokens per day, model and provider.", 50,
+    register_export(ExportPart("usage.json", "Requests, tokens and cost (micro-USD) per day, model and provider.", 50,
                                lambda subject, stream, _p: json_array(stream, UsageDaily.objects.filter(
                                    user_id=subject).order_by("day").values(
-                                   "day", "model", "provider", "requests", "errors", "input_tokens",
-                                   "output_tokens"))))
+                                   "day", "model", "provider", "api_key", "requests", "errors", "input_tokens",
+                                   "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_micros"))))
     register_erasure(ErasureStep("conversations", 10, _conversations_erase))
     register_erasure(ErasureStep("preferences", 20, _preferences_erase))
     register_erasure(ErasureStep("usage", 90, lambda subject, _limit: {"usage": usage_anonymise(subject)}))

@@ -9,14 +9,19 @@ from typing import Any
 
 from django.db import connection
 
-# Adds a row's counts to the existing (user, day, model, provider) row, if any.
+# Adds a row's counts to the existing (user, day, model, provider, API key) row, if any.
 _USAGE_UPSERT = (
-    "ON CONFLICT (user_id, day, model, provider) DO UPDATE SET "
+    "ON CONFLICT (user_id, day, model, provider, api_key) DO UPDATE SET "
     "requests = inference_usagedaily.requests + EXCLUDED.requests, "
     "errors = inference_usagedaily.errors + EXCLUDED.errors, "
     "input_tokens = inference_usagedaily.input_tokens + EXCLUDED.input_tokens, "
-    "output_tokens = inference_usagedaily.output_tokens + EXCLUDED.output_tokens"
+    "output_tokens = inference_usagedaily.output_tokens + EXCLUDED.output_tokens, "
+    "cache_read_tokens = inference_usagedaily.cache_read_tokens + EXCLUDED.cache_read_tokens, "
+    "cache_write_tokens = inference_usagedaily.cache_write_tokens + EXCLUDED.cache_write_tokens, "
+    "cost_micros = inference_usagedaily.cost_micros + EXCLUDED.cost_micros"
 )
+_DAILY_COLUMNS = ("user_id, day, model, provider, api_key, requests, errors, input_tokens, output_tokens, "
+                  "cache_read_tokens, cache_write_tokens, cost_micros")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,10 @@ class UsageCount:
     request_id: str = ""
     day: date | None = None  # the call's UTC day (a record replayed after midnight still counts on its day)
     charged_tokens: int = 0  # what the call charged to the day's quota counters
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_micros: int = 0  # priced when the call was recorded (inference.catalog.pricing); never recomputed
+    api_key: str = ""  # the API key's prefix, "" for the chat and bearer tokens
 
 
 def usage_add_many(counts: list[UsageCount], *, anonymous: frozenset[int] = frozenset()) -> set[str]:
@@ -44,23 +53,26 @@ def usage_add_many(counts: list[UsageCount], *, anonymous: frozenset[int] = froz
     if not counts:
         return set()
     today = datetime.now(UTC).date()
-    values = ", ".join(["(%s, (SELECT id FROM auth_user WHERE id = %s), %s::date, %s, %s, %s, %s, %s, %s)"]
-                       * len(counts))
+    values = ", ".join(["(%s, (SELECT id FROM auth_user WHERE id = %s), %s::date, %s, %s, %s, %s, %s, %s, %s, %s, "
+                        "%s, %s)"] * len(counts))
     params: list[Any] = []
     for count in counts:
         user_id = None if count.user_id in anonymous else count.user_id
         params += [count.request_id or f"anon_{uuid.uuid4().hex}", user_id, count.day or today, count.model,
                    count.provider, int(count.input_tokens), int(count.output_tokens), int(count.charged_tokens),
-                   bool(count.error)]
+                   bool(count.error), int(count.cache_read_tokens), int(count.cache_write_tokens),
+                   int(count.cost_micros), count.api_key or ""]
     with connection.cursor() as cursor:
         cursor.execute(
             "WITH new AS (INSERT INTO inference_usagerecord (request_id, user_id, day, model, provider, "  # noqa: S608 - placeholders only
-            f"input_tokens, output_tokens, charged_tokens, error) VALUES {values} "
+            "input_tokens, output_tokens, charged_tokens, error, cache_read_tokens, cache_write_tokens, cost_micros, "
+            f"api_key) VALUES {values} "
             "ON CONFLICT (request_id) DO NOTHING RETURNING request_id, user_id, day, model, provider, input_tokens, "
-            "output_tokens, error), "
-            "daily AS (INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, "
-            "input_tokens, output_tokens) SELECT user_id, day, model, provider, count(*), sum(error::int), "
-            f"sum(input_tokens), sum(output_tokens) FROM new GROUP BY 1, 2, 3, 4 {_USAGE_UPSERT}) "
+            "output_tokens, error, cache_read_tokens, cache_write_tokens, cost_micros, api_key), "
+            f"daily AS (INSERT INTO inference_usagedaily ({_DAILY_COLUMNS}) "
+            "SELECT user_id, day, model, provider, api_key, count(*), sum(error::int), sum(input_tokens), "
+            "sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_micros) "
+            f"FROM new GROUP BY 1, 2, 3, 4, 5 {_USAGE_UPSERT}) "
             "SELECT request_id FROM new",
             params,
         )
@@ -74,8 +86,8 @@ def usage_anonymise(user_id: int) -> int:
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO inference_usagedaily (user_id, day, model, provider, requests, errors, input_tokens, "  # noqa: S608 - constant clause
-            "output_tokens) SELECT NULL, day, model, provider, requests, errors, input_tokens, output_tokens "
+            f"INSERT INTO inference_usagedaily ({_DAILY_COLUMNS}) SELECT NULL, day, model, provider, api_key, "  # noqa: S608 - constant clause
+            "requests, errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micros "
             f"FROM inference_usagedaily WHERE user_id = %s {_USAGE_UPSERT}",
             [user_id],
         )

@@ -12,7 +12,7 @@ from django.urls import path, reverse
 
 from config.admin_mixins import PublicSiteMixin
 from config.admin_sites import on_public_host, platform_site
-from inference.catalog.models import CatalogModel, ProviderHealthCheck, TenantUsage
+from inference.catalog.models import CatalogModel, ModelPrice, ProviderHealthCheck, TenantUsage
 from inference.catalog.selectors import usage_per_tenant
 from inference.reports import ReportAdmin
 from tenants.platform_admin import PlatformAuditMixin
@@ -38,6 +38,35 @@ class CatalogModelAdmin(PublicOnlyAdmin):
         ("List prices (cents per million tokens)", {"fields": ["input_price_cents_per_mtok",
                                                                "output_price_cents_per_mtok"]}),
     ]
+
+
+@admin.register(ModelPrice, site=platform_site)
+class ModelPriceAdmin(PublicOnlyAdmin):
+    """Prices with effective dates. A price in effect is history (calls were charged with it): it can no longer be
+    edited or deleted; a change is a new row with a later date."""
+
+    audit_kind = "model_price"
+    list_display = ["model", "provider_label", "effective_from", "input_usd_per_mtok", "output_usd_per_mtok",
+                    "cache_read_usd_per_mtok", "cache_write_usd_per_mtok", "batch_discount_percent"]
+    list_filter = ["model", "provider"]
+    date_hierarchy = "effective_from"
+    fields = ["model", "provider", "effective_from", "input_usd_per_mtok", "output_usd_per_mtok",
+              "cache_read_usd_per_mtok", "cache_write_usd_per_mtok", "batch_discount_percent"]
+
+    @admin.display(description="provider", ordering="provider")
+    def provider_label(self, obj: ModelPrice) -> str:
+        return obj.provider or "every provider"
+
+    def _in_effect(self, obj: ModelPrice | None) -> bool:
+        from django.utils import timezone
+
+        return obj is not None and obj.pk is not None and obj.effective_from <= timezone.now()
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and not self._in_effect(obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and not self._in_effect(obj)
 
 
 @admin.register(ProviderHealthCheck, site=platform_site)

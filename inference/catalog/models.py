@@ -84,3 +84,46 @@ class TenantUsage(Tenant):
         proxy = True
         verbose_name = "usage per tenant"
         verbose_name_plural = "usage per tenant"
+
+
+class ProviderChoice(models.TextChoices):
+    ANY = "", "every provider"
+    ANTHROPIC = "anthropic", "Anthropic"
+    BEDROCK = "bedrock", "Amazon Bedrock"
+    VERTEX = "vertex", "Google Vertex AI"
+
+
+class ModelPrice(models.Model):
+    """What a model costs at a provider from `effective_from` on (USD per million tokens).
+
+    A price is never edited into the past: a change is a new row with a later effective date, and every call's cost
+    is computed when it is recorded and stored with its usage, so history never moves (docs/costs.md).
+    """
+
+    model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="prices")
+    provider = models.CharField(max_length=20, choices=ProviderChoice.choices, blank=True, default="",
+                                help_text="Blank: the price at every provider without a price of its own.")
+    effective_from = models.DateTimeField(help_text="Calls recorded at or after this moment (UTC) use this price.")
+    input_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    output_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    cache_read_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cache_write_usd_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    batch_discount_percent = models.DecimalField(max_digits=5, decimal_places=2, default=0,
+                                                 help_text="Off every token price for Message Batches calls.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model__sort_order", "model__model_id", "provider", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "provider", "effective_from"], name="model_price_unique"),
+            models.CheckConstraint(condition=models.Q(batch_discount_percent__gte=0, batch_discount_percent__lte=100),
+                                   name="model_price_discount_range"),
+            models.CheckConstraint(condition=models.Q(input_usd_per_mtok__gte=0, output_usd_per_mtok__gte=0,
+                                                      cache_read_usd_per_mtok__gte=0,
+                                                      cache_write_usd_per_mtok__gte=0),
+                                   name="model_price_not_negative"),
+        ]
+        verbose_name = "model price"
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.provider or 'any provider'} from {self.effective_from:%Y-%m-%d %H:%M}"
