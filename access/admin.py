@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
-from access import admin_lockout, admin_policy, admin_users  # noqa: F401 - register on the tenant site
+from access import admin_budgets, admin_lockout, admin_policy, admin_users  # noqa: F401 - register on the tenant site
 from access.audit_hooks import access_audit
 from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
 from access.oidc import OIDCError, sso_connection_test, sso_connection_test_slot

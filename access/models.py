@@ -177,3 +177,73 @@ class TenantPolicy(Tenant):
         verbose_name = "policy"
         verbose_name_plural = "policy"
         default_permissions = ()
+
+
+class Budget(models.Model):
+    """A spending limit in money for the whole tenant, one user or one API key, per UTC day or calendar month.
+
+    Enforced exactly across processes like the token quotas (access.budgets): a call is admitted only if its
+    largest possible cost still fits; alerts go out at 80% and 100% (once per threshold and period).
+    """
+
+    class Scope(models.TextChoices):
+        TENANT = "tenant", "the whole organisation"
+        USER = "user", "one user"
+        API_KEY = "api_key", "one API key"
+
+    class Period(models.TextChoices):
+        DAILY = "daily", "per UTC day"
+        MONTHLY = "monthly", "per calendar month (UTC)"
+
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="budgets", help_text="For a budget of one user.")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets",
+                                help_text="For a budget of one API key.")
+    period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTHLY)
+    limit_micros = models.PositiveBigIntegerField(help_text="The limit in micro-USD (1 USD = 1,000,000).")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["scope", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(scope="tenant", user__isnull=True, api_key__isnull=True)
+                           | models.Q(scope="user", user__isnull=False, api_key__isnull=True)
+                           | models.Q(scope="api_key", user__isnull=True, api_key__isnull=False)),
+                name="budget_scope_subject"),
+            models.UniqueConstraint(fields=["scope", "user", "api_key", "period"], name="budget_one_per_subject",
+                                    nulls_distinct=False),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.get_period_display()}"
+
+    @property
+    def label(self) -> str:
+        if self.scope == self.Scope.USER:
+            return f"the budget of user {self.user}"
+        if self.scope == self.Scope.API_KEY:
+            return f"the budget of API key {self.api_key.display if self.api_key else '?'}"
+        return "the organisation's budget"
+
+
+class BudgetAlert(models.Model):
+    """A budget threshold reached in one period: the admin notice, and the record that its e-mail went out once."""
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    period_start = models.DateField()
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the limit: 80 or 100.")
+    spent_micros = models.PositiveBigIntegerField()
+    limit_micros = models.PositiveBigIntegerField()
+    recipients = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["budget", "period_start", "threshold"],
+                                               name="budget_alert_once")]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% of {self.budget} ({self.period_start})"

@@ -25,6 +25,7 @@ ADMIN_SITE_PERMISSIONS = [
     "access.view_useridentity", "access.view_apikey", "access.add_apikey", "access.change_apikey",
     "audit.view_auditentry", "audit.view_consent", "audit.view_processingnotice", "audit.view_gdprjob",
     "audit.view_deletionreceipt", "inference.view_usagedaily",
+    *(f"access.{action}_budget" for action in ("view", "add", "change", "delete")), "access.view_budgetalert",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -1,27 +1,34 @@
 """The gateway's admission: every check before a model call, and one Redis round trip that reserves the quota and
-consults the breakers of the targets serving the model.
+the budgets' money and consults the breakers of the targets serving the model.
 
-The Redis side is the composite `ADMISSION` of two registered parts (config.admission): `access.quotas.QUOTA`
-(the reservation; only a granted one lets the breakers run, so a refused call claims no half-open probe) and
-`inference.breaker.BREAKERS` (the targets' breakers in the router's order, up to the first that may be called).
-`admission_reserve` is its typed call: a Reservation and the breaker answers by target key, or a typed error.
+The Redis side is the composite `ADMISSION` of registered parts (config.admission), in order:
+`access.budgets.BUDGET_CHECK` (does the call's largest possible cost fit every budget that applies? read-only, so
+a refused call reserves no tokens), `access.quotas.QUOTA` (the token and request reservation), `access.budgets.BUDGET`
+(reserves the money; it re-checks, for Redis Cluster where the parts may run as separate scripts) and
+`inference.breaker.BREAKERS` (the targets' breakers in the router's order, up to the first that may be called; only
+a granted call claims a half-open probe). The budget parts run only when a budget applies.
+`admission_reserve` is its typed call: the reservations and the breaker answers by target key, or a typed error.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from django.db import transaction
 from redis.exceptions import RedisError
 
+from access.budget_rebuild import budget_rebuild
+from access.budgets import BUDGET, BUDGET_CHECK, BudgetPlan, BudgetRebuildNeeded, BudgetReservation
 from access.errors import NotPermitted, QuotaExceeded
 from access.policy import policy_check
-from access.quotas import QUOTA, QuotaRebuildNeeded, Reservation, quota_plan, quota_rebuild
+from access.quotas import QUOTA, QuotaRebuildNeeded, Reservation, quota_plan, quota_rebuild, quota_release
 from audit.services import audit_record, consent_required
-from config.admission import composite
+from config.admission import Bound, composite
 from inference import metrics
 from inference.breaker import BREAKERS, BreakerCheck
+from inference.budgeting import budget_plan_for
 from inference.calls import (
     OWN_FIELDS,
     Admitted,
@@ -36,14 +43,21 @@ from inference.calls import (
 )
 from inference.catalog.selectors import CatalogEntry, catalog_entry
 from inference.errors import ModelNotFound
-from inference.records import RecordsUnavailable, records_available, usage_recorded
+from inference.records import (
+    RecordsUnavailable,
+    records_available,
+    usage_cost_totals,
+    usage_costs_recorded,
+    usage_recorded,
+)
 from inference.targets import targets_for_tenant
 from inference.types import MessageRequest, ProviderTarget
 
 logger = logging.getLogger(__name__)
 
-# The quota first: a refused call stops the script before any breaker is asked.
-ADMISSION = composite(QUOTA.name, BREAKERS.name)
+# The budget check first, then the quota, the budgets' reservation and the breakers: a part that refuses stops the
+# script before the later parts change anything.
+ADMISSION = composite(BUDGET_CHECK.name, QUOTA.name, BUDGET.name, BREAKERS.name)
 
 
 def _refused(call: Call, exc: Exception, *, model: str = "", reason: str) -> None:
@@ -63,17 +77,27 @@ def _refused(call: Call, exc: Exception, *, model: str = "", reason: str) -> Non
         logger.exception("could not audit a refused model call")
 
 
-def admission_reserve(call: Call, entry: CatalogEntry, tokens: int,
-                      targets: list[ProviderTarget]) -> tuple[Reservation, dict[str, int]]:
-    """Reserve the quota and consult the breakers in one round trip (ADMISSION). Returns the reservation and the
-    breaker answers by target key; raises QuotaExceeded, QuotaUnavailable (Redis does not answer) or
-    RecordsUnavailable (the counters could not be rebuilt)."""
+def admission_reserve(call: Call, entry: CatalogEntry, tokens: int, targets: list[ProviderTarget],
+                      budget: BudgetPlan | None = None,
+                      ) -> tuple[Reservation, dict[str, int], BudgetReservation | None]:
+    """Reserve the quota (and, with `budget`, the money) and consult the breakers in one round trip (ADMISSION).
+    Returns the reservations and the breaker answers by target key; raises QuotaExceeded (BudgetExceeded for a
+    budget), QuotaUnavailable (Redis does not answer) or RecordsUnavailable (the counters could not be rebuilt)."""
     served = [t for t in targets if entry.provider_model_id(t.provider, t.region) is not None]
     check = BreakerCheck(targets=[(t.key, t.breaker_name) for t in served])
     for _attempt in range(3):
         plan = quota_plan(tenant=call.tenant, user=call.user, tokens=tokens)
+        parts: list[Bound[Any, Any]] = [QUOTA.bind(plan), BREAKERS.bind(check)] if budget is None else [
+            BUDGET_CHECK.bind(budget), QUOTA.bind(plan), BUDGET.bind(budget), BREAKERS.bind(check)]
         try:
-            answer = ADMISSION.run(QUOTA.bind(plan), BREAKERS.bind(check))
+            answer = ADMISSION.run(*parts)
+        except BudgetRebuildNeeded:
+            # Redis came back empty: the budgets' counters are rebuilt from recorded usage before admitting.
+            try:
+                budget_rebuild(schema=call.tenant.schema_name, calls=usage_costs_recorded, totals=usage_cost_totals)
+            except RedisError as exc:
+                raise QuotaUnavailable() from exc
+            continue
         except QuotaRebuildNeeded:
             # Redis came back empty: the day's token counters are rebuilt from recorded usage before admitting.
             try:
@@ -83,7 +107,11 @@ def admission_reserve(call: Call, entry: CatalogEntry, tokens: int,
             continue
         except RedisError as exc:
             raise QuotaUnavailable() from exc
-        return answer[QUOTA], answer.get(BREAKERS) or {}
+        applied = answer.get(BUDGET)
+        if applied is not None and applied.refused is not None:
+            quota_release(answer[QUOTA])  # another process took the money between the check and the reservation
+            raise applied.refused
+        return answer[QUOTA], answer.get(BREAKERS) or {}, applied.reservation if applied is not None else None
     raise RecordsUnavailable()
 
 
@@ -113,17 +141,20 @@ def gateway_admit(call: Call) -> Admitted:
         _refused(call, unavailable, model=entry.model_id, reason="records_unavailable")
         raise unavailable
     targets = targets_for_tenant(call.tenant)
-    try:
-        reservation, admissions = admission_reserve(call, entry, decision.max_tokens + estimate_input_tokens(body),
-                                                       targets)
-    except QuotaExceeded as exc:
-        _refused(call, exc, model=entry.model_id, reason=exc.limit)
-        raise
     params = {k: v for k, v in body.items() if k not in OWN_FIELDS}
     params["max_tokens"] = decision.max_tokens
     system = with_notice(params.get("system"), getattr(call.tenant, "processing_notice", "") or "")
     if system is not None:
         params["system"] = system
+    try:
+        budget = budget_plan_for(tenant=call.tenant, user=call.user, model_id=entry.model_id, body=params,
+                                 api_key_prefix=str(call.auth_metadata.get("api_key_prefix") or ""),
+                                 max_tokens=decision.max_tokens)
+        reservation, admissions, held = admission_reserve(
+            call, entry, decision.max_tokens + estimate_input_tokens(body), targets, budget)
+    except QuotaExceeded as exc:
+        _refused(call, exc, model=entry.model_id, reason=exc.limit)
+        raise
     return Admitted(call=call, entry=entry, decision=decision, reservation=reservation,
                     message_request=MessageRequest(model=entry.model_id, params=params), started=time.monotonic(),
-                    targets=targets, admissions=admissions)
+                    targets=targets, admissions=admissions, budget=held)

@@ -6,6 +6,7 @@ missing one. Sending a message answers `text/event-stream` (Anthropic stream eve
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connection
@@ -209,6 +210,18 @@ class ModelListApi(APIView):
         return Response(self.ModelOutput(models_for(request_user(request), _tenant()), many=True).data)
 
 
+class BudgetOutput(serializers.Serializer[Any]):
+    budget = serializers.CharField(help_text="Which budget, e.g. \"the budget of user ann (per UTC day)\".")
+    period = serializers.CharField()
+    limit_micros = serializers.IntegerField()
+    spent_micros = serializers.IntegerField(help_text="Spent plus held by calls in progress: what admission checks.")
+    left_micros = serializers.IntegerField()
+    limit = serializers.CharField()
+    spent = serializers.CharField()
+    left = serializers.CharField()
+    resets_at = serializers.CharField()
+
+
 class UsageMeApi(APIView):
     class UsageOutput(serializers.Serializer[Any]):
         requests = serializers.IntegerField()
@@ -219,6 +232,12 @@ class UsageMeApi(APIView):
         tokens_used = serializers.IntegerField(help_text="Tokens counted against the limit today (the quota's own "
                                                          "counter, in-flight reservations included).")
         limit_label = serializers.CharField(allow_blank=True)
+        cost_today_micros = serializers.IntegerField(help_text="Recorded cost of today's calls (micro-USD).")
+        cost_month_micros = serializers.IntegerField(help_text="Recorded cost of this month's calls (micro-USD).")
+        cost_today = serializers.CharField()
+        cost_month = serializers.CharField()
+        budgets = BudgetOutput(many=True, help_text="The budgets in money that apply to this user's chat calls, "
+                                                    "read from the counters the budget check itself uses.")
 
     @extend_schema(responses=UsageOutput)
     def get(self, request: Request) -> Response:
@@ -245,7 +264,27 @@ def usage_me(user: User, tenant: Tenant) -> dict[str, Any]:
     else:
         usage.update(tokens_per_day_limit=None, tokens_left=None, limit_label="",
                      tokens_used=usage["input_tokens"] + usage["output_tokens"])
+    usage.update(spend_me(user, tenant))
     return usage
+
+
+def spend_me(user: Any, tenant: Any) -> dict[str, Any]:
+    """The user's recorded cost today and this month, and the budgets that apply to their chat calls with the
+    values of the very counters the budget check reads (spent plus held by calls in progress)."""
+    from access.budgets import budget_counters, budgets_for, usd
+    from inference.costs import Period, usage_total
+
+    today = datetime.now(UTC).date()
+    day = usage_total(period=Period(since=today, until=today), user_id=user.pk)["cost_micros"]
+    month = usage_total(period=Period(since=today.replace(day=1), until=today), user_id=user.pk)["cost_micros"]
+    budgets = []
+    for limit, spent in budget_counters(budgets_for(schema=tenant.schema_name, user_id=user.pk)):
+        left = max(0, limit.limit - spent)
+        budgets.append({"budget": limit.label, "period": limit.period, "limit_micros": limit.limit,
+                        "spent_micros": spent, "left_micros": left, "limit": usd(limit.limit), "spent": usd(spent),
+                        "left": usd(left), "resets_at": limit.resets_at})
+    return {"cost_today_micros": day, "cost_month_micros": month, "cost_today": usd(day), "cost_month": usd(month),
+            "budgets": budgets}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponseBase | None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.urls import reverse
 
+from access.budgets import BudgetReservation
 from access.errors import NotPermitted
 from access.policy import PolicyDecision
 from access.quotas import Reservation
@@ -91,6 +92,7 @@ class Admitted:
     started: float
     targets: list[ProviderTarget] = field(default_factory=list)
     admissions: dict[str, int] = field(default_factory=dict)  # breaker answers obtained at admission
+    budget: BudgetReservation | None = None  # money held against the call's budgets (access.budgets)
 
     @property
     def clamp_headers(self) -> dict[str, str]:

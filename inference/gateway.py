@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from access.budgets import budget_release
 from access.quotas import quota_release
 from audit.services import audit_event
 from config.tracing import current_trace_id
@@ -100,7 +101,7 @@ def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider
                                        charged_tokens=input_tokens + output_tokens if settle else 0,
                                        cache_read_tokens=tokens.cache_read, cache_write_tokens=tokens.cache_write,
                                        cost_micros=cost, api_key=str(call.auth_metadata.get("api_key_prefix") or "")),
-                      used_tokens=input_tokens + output_tokens, settle=settle)
+                      used_tokens=input_tokens + output_tokens, settle=settle, budget=admitted.budget)
 
 
 def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
@@ -146,6 +147,7 @@ def _start(admitted: Admitted, router: Callable[..., T]) -> T:
         raise
     except BaseException:
         quota_release(admitted.reservation)
+        budget_release(admitted.budget)
         raise
 
 
@@ -210,6 +212,7 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
             except Exception:
                 logger.exception("could not record a streamed model call")
                 quota_release(admitted.reservation)
+                budget_release(admitted.budget)
             stream.close()
         if held is None:
             return

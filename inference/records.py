@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django_tenants.utils import tenant_context
 
+from access.budgets import BudgetReservation, budget_settle_many
 from access.quotas import Reservation, quota_settle_many
 from audit import chain
 from audit.services import AuditEvent, audit_append_once
@@ -52,6 +53,7 @@ class CallRecord:
     reservation: Reservation
     used_tokens: int
     settle: bool  # False: release the whole reservation (nothing was produced)
+    budget: BudgetReservation | None = None  # money held against the call's budgets (access.budgets)
 
     @property
     def charged(self) -> int:
@@ -100,6 +102,13 @@ _unsettled: list[CallRecord] = []  # committed records whose quota settlement ha
 _unsettled_lock = threading.Lock()
 
 
+def _settle(records: list[CallRecord]) -> None:
+    """Quota and budget settlements of committed records (each idempotent: a retry of both is harmless)."""
+    quota_settle_many([(r.request_id, r.reservation, r.charged) for r in records])
+    budget_settle_many([(r.request_id, (r.usage.day.isoformat() if r.usage.day else ""), r.budget,
+                         r.usage.cost_micros) for r in records if r.budget is not None])
+
+
 def settle_pending() -> None:
     """Settle committed records (exactly once each, whatever is retried). The writer calls it after it released
     a batch's responses, and every idle second; on a Redis error the records wait for the next call."""
@@ -109,7 +118,7 @@ def settle_pending() -> None:
     if not batch:
         return
     try:
-        quota_settle_many([(r.request_id, r.reservation, r.charged) for r in batch])
+        _settle(batch)
     except Exception:
         logger.warning("record_retry: the quota settlement of %d calls failed; retried", len(batch), exc_info=True)
         with _unsettled_lock:
@@ -143,7 +152,8 @@ def record_encode(record: CallRecord) -> str:
     usage["day"] = record.usage.day.isoformat() if record.usage.day else None
     return json.dumps({"tenant": record.tenant.schema_name, "request_id": record.request_id, "usage": usage,
                        "audit": audit, "reservation": asdict(record.reservation), "used_tokens": record.used_tokens,
-                       "settle": record.settle}, separators=(",", ":"), default=str)
+                       "settle": record.settle, "budget": asdict(record.budget) if record.budget else None},
+                      separators=(",", ":"), default=str)
 
 
 def record_decode(line: str) -> CallRecord:
@@ -154,7 +164,8 @@ def record_decode(line: str) -> CallRecord:
     audit["timestamp"] = datetime.fromisoformat(audit["timestamp"])
     return CallRecord(tenant=_tenant(data["tenant"]), request_id=data["request_id"], usage=UsageCount(**usage),
                       audit=AuditEvent(**audit), reservation=Reservation(**data["reservation"]),
-                      used_tokens=int(data["used_tokens"]), settle=bool(data["settle"]))
+                      used_tokens=int(data["used_tokens"]), settle=bool(data["settle"]),
+                      budget=BudgetReservation(**data["budget"]) if data.get("budget") else None)
 
 
 writer: BatchWriter[CallRecord] = BatchWriter(
@@ -181,7 +192,7 @@ def record_now(record: CallRecord, persist: Callable[[], None] | None = None) ->
     if failed:
         raise RecordNotWritten("the call's records could not be written")
     try:
-        quota_settle_many([(r.request_id, r.reservation, r.charged) for r in committed])
+        _settle(committed)
     except Exception:
         logger.warning("record_retry: the quota settlement of a call failed; retried", exc_info=True)
         with _unsettled_lock:
@@ -209,6 +220,25 @@ def record_durable(record: CallRecord, ticket: Ticket) -> None:
             logger.exception("record_journal_failed: a call record could not be journaled")
     metrics.RECORDS_REFUSED.labels(tenant.schema_name).inc()
     raise RecordsUnavailable()
+
+
+def usage_costs_recorded(day: date) -> Iterator[tuple[str, int | None, str, int]]:
+    """The current tenant's recorded calls of `day` that cost something, for access.budgets.budget_rebuild."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT request_id, user_id, api_key, cost_micros FROM inference_usagerecord "
+                       "WHERE day = %s AND cost_micros > 0", [day])
+        while rows := cursor.fetchmany(2000):
+            for request_id, user_id, api_key, cost in rows:
+                yield str(request_id), user_id, str(api_key or ""), int(cost)
+
+
+def usage_cost_totals(first: date, last: date) -> Iterator[tuple[int | None, str, int]]:
+    """Cost per user and API key of the days first..last (daily rows), for access.budgets.budget_rebuild."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT user_id, api_key, SUM(cost_micros) FROM inference_usagedaily "
+                       "WHERE day BETWEEN %s AND %s GROUP BY 1, 2", [first, last])
+        for user_id, api_key, cost in cursor.fetchall():
+            yield user_id, str(api_key or ""), int(cost or 0)
 
 
 def usage_recorded(day: str) -> Iterator[tuple[str, int | None, int]]:

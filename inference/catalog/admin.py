@@ -14,7 +14,7 @@ from config.admin_mixins import PublicSiteMixin
 from config.admin_sites import on_public_host, platform_site
 from inference.catalog.models import CatalogModel, ModelPrice, ProviderHealthCheck, TenantUsage
 from inference.catalog.selectors import usage_per_tenant
-from inference.reports import ReportAdmin
+from inference.reports import ReportAdmin, ReportQuery
 from tenants.platform_admin import PlatformAuditMixin
 
 
@@ -126,6 +126,26 @@ class TenantUsageAdmin(PublicSiteMixin, ReportAdmin):
     change_list_template = "admin/catalog/tenantusage/change_list.html"
     report_title = "Usage per tenant"
     report_url_name = "catalog_tenantusage_data"
+    stacks = ("tenant", "model", "provider")
+    default_stack = "tenant"
 
     def report(self, days: int) -> dict[str, Any]:
         return {"days": days, "tenants": usage_per_tenant(days)}
+
+    def page(self, request: HttpRequest, query: ReportQuery) -> tuple[dict[str, Any], dict[str, Any]]:
+        from inference.charts import stacked_bars_svg
+        from inference.costs import tenant_usage_stacked, tenant_usage_table, usd
+
+        stacked = tenant_usage_stacked(period=query.period, stack=query.stack, metric=query.metric)
+        rows = tenant_usage_table(period=query.period)
+        for row in rows:
+            row["cost"] = usd(row["cost_micros"])
+        title = f"{query.metric.capitalize()} per day by {query.stack}"
+        tables = {"tenants": {"rows": rows, "columns": [
+            ("name", "Tenant"), ("tenant", "Schema"), ("requests", "Requests"), ("errors", "Errors"),
+            ("input_tokens", "Input tokens"), ("output_tokens", "Output tokens"), ("cost_micros", "Cost (micro-USD)")]}}
+        context = {"chart": stacked_bars_svg(days=stacked["days"], series=stacked["series"], metric=query.metric,
+                                             title=title), "chart_title": title,
+                   "total_cost": usd(sum(r["cost_micros"] for r in rows)),
+                   "total_requests": sum(r["requests"] for r in rows)}
+        return context, tables
