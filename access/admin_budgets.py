@@ -19,7 +19,7 @@ from config.admin_mixins import ReadOnlyAdminMixin, TenantSiteMixin
 from config.admin_sites import tenant_site
 
 
-class BudgetForm(forms.ModelForm):
+class BudgetForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at run time
     limit_usd = forms.DecimalField(label="Limit (USD)", min_value=Decimal("0.000001"), max_digits=14,
                                    decimal_places=6, help_text="For example 50 or 0.25.")
 

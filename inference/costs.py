@@ -112,7 +112,7 @@ def tenant_usage_table(*, period: Period) -> list[dict[str, Any]]:
              "WHERE day BETWEEN %s AND %s")
     for tenant in _tenants():
         with connection.cursor() as cursor:
-            cursor.execute(sql.SQL(query).format(sql.Identifier(tenant.schema_name)),  # type: ignore[arg-type]
+            cursor.execute(sql.SQL(query).format(sql.Identifier(tenant.schema_name)),
                            [period.since, period.until])
             requests, errors, input_tokens, output_tokens, cost = cursor.fetchone() or (0, 0, 0, 0, 0)
         rows.append({"tenant": tenant.schema_name, "name": tenant.name, "requests": int(requests),
@@ -137,7 +137,7 @@ def tenant_usage_stacked(*, period: Period, stack: str, metric: str) -> dict[str
             group=group, schema=sql.Identifier(tenant.schema_name))
         params: list[Any] = [period.since, period.until]
         with connection.cursor() as cursor:
-            cursor.execute(query, params)  # type: ignore[arg-type]
+            cursor.execute(query, params)
             for day, key, total in cursor.fetchall():
                 values = series.setdefault(str(key or "(none)"), [0] * len(days))
                 values[index[day.isoformat()]] += int(total or 0)
