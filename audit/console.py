@@ -25,7 +25,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.chain import pseudonym, tenant_key
-from audit.gdpr import JobRefused, download_token, gdpr_request, gdpr_retry, may_download
+from audit.gdpr import JobRefused, gdpr_request, gdpr_retry, may_download
 from audit.models import AuditEntry, GdprJob
 from audit.services import audit_chain_check
 from config.users import request_user
@@ -75,7 +75,7 @@ def job_json(job: GdprJob, viewer: Any) -> dict[str, Any]:
         "expires_at": job.expires_at.isoformat() if job.expires_at else None,
     }
     if job.kind == GdprJob.Kind.EXPORT and job.status == GdprJob.Status.DONE and may_download(job, viewer):
-        data["download"] = f"{reverse('export_download', args=[job.id])}?token={download_token(job, viewer)}"
+        data["download"] = reverse("export_download", args=[job.id])  # the session decides, not the URL
     return data
 
 

@@ -14,10 +14,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.console import job_json, parse_uuid
-from audit.gdpr import download_check, gdpr_request
+from audit.gdpr import DownloadRefused, download_check, gdpr_request
 from audit.models import Consent, GdprJob
 from audit.services import audit_record, consent_active, consent_give, consent_withdraw, notice_current
 from config.users import request_user
@@ -58,15 +58,22 @@ def consent(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @login_required
+@require_GET
 def export_download(request: HttpRequest, job_id: str) -> HttpResponseBase:
+    """The signed-in user's session is the only credential: checked against the job at every download. Links of the
+    earlier kind (a signed token in the query string) are refused, so no secret lives in a URL, a history or a log."""
+    if "token" in request.GET:
+        return render(request, "audit/refused.html", {"message": (
+            "Download links no longer carry a token. Open the export from My data or the compliance console while "
+            "signed in.")}, status=400)
     key = parse_uuid(job_id)
     job = GdprJob.objects.filter(pk=key).first() if key else None
     if job is None:
         return render(request, "audit/refused.html", {"message": "No such export."}, status=404)
-    reason = download_check(job, request.user, request.GET.get("token", ""))
-    if reason is not None:
-        status = 410 if "expired" in reason else 403
-        return render(request, "audit/refused.html", {"message": reason}, status=status)
+    try:
+        download_check(job, request.user)
+    except DownloadRefused as exc:
+        return render(request, "audit/refused.html", {"message": exc.public_message}, status=exc.status)
     with transaction.atomic():
         audit_record(event_type="export_downloaded", user=request.user, request=request,
                      metadata={"job": str(job.id), "subject": job.subject_ref})

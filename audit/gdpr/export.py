@@ -1,5 +1,5 @@
-"""GDPR export: every app's export parts (config/personal_data.py) zipped into one file, a signed download link
-for the subject and compliance staff, and expiry."""
+"""GDPR export: every app's export parts (config/personal_data.py) zipped into one file, downloaded by the subject or
+compliance staff over their signed-in session (no secret in the URL), and expiry."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core import signing
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
@@ -21,10 +20,10 @@ from django.utils import timezone
 from audit.gdpr.lease import JobRefused, batch_pause, job_renew, job_subject
 from audit.models import GdprJob
 from audit.services import audit_record
+from config.http import HttpError
 from config.personal_data import export_parts
 
 EXPORT_FORMAT_VERSION = 1
-SIGNING_SALT = "atrium.export-download"
 
 
 def readme() -> dict[str, Any]:
@@ -72,8 +71,10 @@ def export_run(job: GdprJob) -> None:
                                                               "size": size, "counts": counts})
 
 
-def download_token(job: GdprJob, viewer: Any) -> str:
-    return signing.dumps({"job": str(job.id), "user": viewer.pk}, salt=SIGNING_SALT)
+class DownloadRefused(HttpError):
+    """Why a signed-in user may not download an export: 403, or 410 once it has expired."""
+
+    status = 403
 
 
 def may_download(job: GdprJob, viewer: Any) -> bool:
@@ -81,24 +82,14 @@ def may_download(job: GdprJob, viewer: Any) -> bool:
     return bool(viewer.pk == job.subject_id or viewer.has_perm("audit.export_data"))
 
 
-def download_check(job: GdprJob, viewer: Any, token: str) -> str | None:
-    """None when `viewer` may download `job` with `token`; else the reason it may not."""
-    max_age = timedelta(days=settings.ATRIUM_EXPORT_TTL_DAYS)
-    try:
-        data = signing.loads(token, salt=SIGNING_SALT, max_age=max_age)
-    except signing.SignatureExpired:
-        return "This download link has expired."
-    except signing.BadSignature:
-        return "This download link is not valid."
-    if data.get("job") != str(job.id) or data.get("user") != viewer.pk:
-        return "This download link was issued to someone else."
-    if job.kind != GdprJob.Kind.EXPORT or job.status != GdprJob.Status.DONE or not job.file:
-        return "This export is not available."
-    if job.expires_at is None or job.expires_at <= timezone.now():
-        return "This export has expired and was deleted."
+def download_check(job: GdprJob, viewer: Any) -> None:
+    """Checked at every download, for the signed-in `viewer`: raises DownloadRefused unless they may have it now."""
     if not may_download(job, viewer):
-        return "Only the person exported and compliance staff may download it."
-    return None
+        raise DownloadRefused("Only the person exported and compliance staff may download it.")
+    if job.kind != GdprJob.Kind.EXPORT or job.status != GdprJob.Status.DONE or not job.file:
+        raise DownloadRefused("This export is not available.")
+    if job.expires_at is None or job.expires_at <= timezone.now():
+        raise DownloadRefused("This export has expired and was deleted.", status=410)
 
 
 def export_expire() -> int:
