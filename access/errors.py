@@ -1,16 +1,14 @@
-"""Typed access failures. Each maps to one HTTP status in one place (the API layer)."""
+"""Typed access failures. Each carries its HTTP status; config/http.py maps them, in one place."""
 
 from __future__ import annotations
 
+from config.http import HttpError
 
-class AccessError(Exception):
+
+class AccessError(HttpError):
     """Base of every refusal the access layer makes."""
 
     status = 403
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class NotPermitted(AccessError):
@@ -52,3 +50,7 @@ class QuotaExceeded(AccessError):
         super().__init__(message)
         self.retry_after = retry_after
         self.limit = limit
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}

@@ -21,6 +21,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django_tenants.utils import get_public_schema_name
 
+from config.http import error_body
+
 SSO_MFA_SESSION_KEY = "atrium_sso_mfa"
 SSO_MFA_REQUEST_ATTR = "_atrium_sso_mfa"
 MFA_AMR = frozenset({"mfa", "otp", "hwk", "swk", "sc", "fpt", "face", "iris", "retina", "vbm"})
@@ -82,7 +84,7 @@ class MfaRequiredMiddleware:
         from django_otp import user_has_device
 
         if request.path_info.endswith(".json"):
-            return JsonResponse({"error": "A second factor is required: open the page in a browser to confirm it."},
-                                status=403)
+            return JsonResponse(error_body(403, "A second factor is required: open the page in a browser to confirm "
+                                                "it."), status=403)
         target = "/account/mfa/verify/" if user_has_device(user) else "/account/mfa/setup/"
         return HttpResponseRedirect(f"{target}?next={quote(request.get_full_path())}")

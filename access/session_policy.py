@@ -19,6 +19,8 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 
+from config.http import error_body
+
 SIGNED_IN_AT = "atrium_signed_in_at"
 SEEN_AT = "atrium_seen_at"
 _TOUCH_EVERY_S = 60
@@ -61,7 +63,7 @@ class SessionPolicyMiddleware:
             logout(request)
             message = "Your session ended (inactivity or maximum session length); sign in again."
             if request.path_info.startswith("/api/"):
-                return JsonResponse({"detail": message}, status=401)
+                return JsonResponse(error_body(401, message), status=401)
             return HttpResponseRedirect(f"{settings.LOGIN_URL}?next={quote(request.get_full_path())}")
         if SIGNED_IN_AT not in session:
             session[SIGNED_IN_AT] = signed_in  # a session from before this policy: its clock starts now

@@ -28,6 +28,7 @@ from audit.chain import pseudonym, tenant_key
 from audit.gdpr import JobRefused, gdpr_request, gdpr_retry, may_download
 from audit.models import AuditEntry, GdprJob
 from audit.services import audit_chain_check
+from config.http import error_body
 from config.users import request_user
 
 COMPLIANCE_PERMS = ("audit.view_audit", "audit.export_data", "audit.delete_data")
@@ -38,7 +39,7 @@ View = Callable[..., HttpResponse]
 
 def _refused(request: HttpRequest, message: str, status: int = 403) -> HttpResponse:
     if request.path.endswith(".json"):
-        return JsonResponse({"error": message}, status=status)
+        return JsonResponse(error_body(status, message), status=status)
     return render(request, "audit/refused.html", {"message": message}, status=status)
 
 

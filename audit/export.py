@@ -32,6 +32,7 @@ from audit.models import AuditEntry
 from audit.platform.checkpoints import chain_key_id, checkpoint_take
 from audit.platform.models import ChainCheckpoint
 from audit.services import audit_record
+from config.http import HttpError
 
 PERMISSION = "audit.view_audit"
 BATCH = 2000
@@ -47,10 +48,8 @@ class ExportFilters(forms.Form):
     actor = forms.CharField(required=False, max_length=32, help_text="pseudonym, as in the trail")
 
 
-class ExportRefused(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message, self.status = message, status
+class ExportRefused(HttpError):
+    status = 400
 
 
 def _actor(key: bytes, data: dict[str, Any]) -> str:

@@ -11,11 +11,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 
+from config.http import error_body
 from config.middleware import current_request_id
 
 _API_PREFIXES = ("/v1/", "/api/")
-_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-          500: "api_error"}
 _TEXT = {
     400: ("Bad request", "The request could not be understood."),
     403: ("Not allowed", "You may not do this, or the form expired: reload the page and try again."),
@@ -35,8 +34,7 @@ def error_response(request: HttpRequest, status: int, message: str | None = None
     if status >= 500 and request_id:
         text = f"{text} Request id {request_id}."
     if is_api(request):
-        return JsonResponse({"type": "error", "error": {"type": _TYPES.get(status, "api_error"), "message": text}},
-                            status=status)
+        return JsonResponse(error_body(status, text), status=status)
     # No RequestContext for a 500: the context processors might be what failed.
     context: dict[str, Any] = {"status": status, "title": title, "message": text}
     return HttpResponse(loader.get_template("errors/error.html").render(context), status=status)

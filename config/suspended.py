@@ -14,6 +14,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+from config.http import error_body
+
 MESSAGE = "This organisation's account is suspended. Contact your administrator."
 # Liveness and readiness describe the process, not the tenant; static files carry no tenant data.
 _EXEMPT_PREFIXES = ("/healthz", "/readyz", "/static/")
@@ -29,12 +31,8 @@ def suspended_response(request: HttpRequest) -> HttpResponse | None:
     path = request.path_info
     if path.startswith(_EXEMPT_PREFIXES):
         return None
-    if path.startswith("/v1/"):
-        # Anthropic's error shape: the SDKs raise PermissionDeniedError with this message.
-        body = {"type": "error", "error": {"type": "permission_error", "message": MESSAGE}}
-        return HttpResponse(json.dumps(body), status=403, content_type="application/json")
-    if path.startswith("/api/"):
-        return HttpResponse(json.dumps({"detail": MESSAGE, "code": "tenant_suspended"}), status=403,
-                            content_type="application/json")
+    if path.startswith(("/v1/", "/api/")):
+        # The one error shape (config/http.py): the SDKs raise PermissionDeniedError with this message.
+        return HttpResponse(json.dumps(error_body(403, MESSAGE)), status=403, content_type="application/json")
     html = render_to_string("errors/error.html", {"title": "Tenant suspended", "message": MESSAGE, "status": 403})
     return HttpResponse(html, status=403, content_type="text/html; charset=utf-8")

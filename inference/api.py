@@ -19,8 +19,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.http import error_body, error_from_exception
 from config.users import request_user
-from inference.api_v1 import error_body, error_from_exception, models_for
+from inference.api_v1 import models_for
 from inference.catalog.selectors import catalog_entry
 from inference.chat import chat_send, conversation_create, conversation_update
 from inference.models import Conversation
@@ -286,12 +287,3 @@ def spend_me(user: Any, tenant: Any) -> dict[str, Any]:
     return {"cost_today_micros": day, "cost_month_micros": month, "cost_today": usd(day), "cost_month": usd(month),
             "budgets": budgets}
 
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponseBase | None:
-    """DRF's handler, plus: an oversized body is the same JSON 413 as on /v1/ (Django would answer an HTML 400)."""
-    from django.core.exceptions import RequestDataTooBig
-    from rest_framework.views import exception_handler as drf_exception_handler
-
-    if isinstance(exc, RequestDataTooBig):
-        return error_from_exception(exc)
-    return drf_exception_handler(exc, context)

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
+from config.http import HttpError
 from inference.gateway import InvalidRequest
 from inference.models import Attachment, Conversation, Message
 
@@ -33,13 +34,10 @@ ALLOWED = "PNG, JPEG, GIF or WebP images and PDF documents"
 MAX_PER_MESSAGE = 5
 
 
-class AttachmentRefused(Exception):
+class AttachmentRefused(HttpError):
     """An upload the user may not make (permission) or that is not acceptable (type, size)."""
 
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    status = 400
 
 
 def sniff(head: bytes) -> tuple[str, str] | None:

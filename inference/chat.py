@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
-from inference.api_v1 import sse
+from config.http import sse
 from inference.attachments import attachment_blocks_for_send, attachments_claim
 from inference.gateway import Admitted, Call, InvalidRequest, gateway_admit, gateway_stream
 from inference.models import Attachment, Conversation, Message

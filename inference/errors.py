@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from config.http import HttpError
 from inference.types import Attempt
 
 # What must never reach a caller: AWS ARNs and account ids, URLs, e-mail-shaped principals (issue 14, "error text").
@@ -17,7 +18,7 @@ def redact_configuration(text: str) -> str:
     return _CONFIGURATION.sub("[redacted]", text)
 
 
-class InferenceError(Exception):
+class InferenceError(HttpError):
     """Base class: anything the router or a provider adapter raises on purpose."""
 
     status = 500
@@ -27,10 +28,6 @@ class InferenceError(Exception):
     provider: str = ""
     region: str = ""
     model_id: str = ""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
     @property
     def public_message(self) -> str:
@@ -71,6 +68,15 @@ class UpstreamRequestError(InferenceError):
         self.error_type = (error or {}).get("type") or {
             413: "request_too_large",
         }.get(status, "invalid_request_error")
+
+    @property
+    def public_message(self) -> str:
+        """The provider's own message when it gave one (the caller's request was at fault), scrubbed of anything
+        that describes the configuration."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        if isinstance(error, dict) and error.get("type") and error.get("message"):
+            return redact_configuration(str(error["message"]))
+        return redact_configuration(self.message)
 
 
 class ProviderUnavailable(InferenceError):

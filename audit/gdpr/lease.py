@@ -10,14 +10,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.models import GdprJob
+from config.http import HttpError
 
 
-class JobRefused(Exception):
+class JobRefused(HttpError):
     """The request cannot be accepted (unknown user, not allowed); `message` says why."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status = 400
 
 
 def job_subject(job: GdprJob) -> int:

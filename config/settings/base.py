@@ -306,7 +306,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "EXCEPTION_HANDLER": "inference.api.exception_handler",
+    "EXCEPTION_HANDLER": "config.http.drf_exception_handler",  # every /api/ error in the one error shape
     "DEFAULT_PARSER_CLASSES": [
         "config.request_limits.LimitedJSONParser",  # JSON nesting depth limit: a 400, not a RecursionError 500
         "rest_framework.parsers.FormParser",

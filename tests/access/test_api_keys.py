@@ -68,7 +68,7 @@ def test_refusals_are_401_with_reason(tenant_a: Any, client_a: Any, client_b: An
     def refused(client: Any, value: str, fragment: str) -> None:
         response = client.get(ME, HTTP_X_API_KEY=value)
         assert response.status_code == 401, response.content
-        assert fragment in response.json()["detail"]
+        assert fragment in response.json()["error"]["message"]
         assert response["WWW-Authenticate"].startswith("Bearer realm=")
 
     prefix, secret = raw.split("_")[1], raw.split("_", 2)[2]

@@ -45,7 +45,9 @@ def idp_b(sso: IdpServers) -> Any:
 
 def assert_refused(response: Any, reason_fragment: str) -> None:
     assert response.status_code == 401, response.content
-    detail = response.json()["detail"]
+    error = response.json()["error"]
+    assert error["type"] == "authentication_error"
+    detail = error["message"]
     assert reason_fragment in detail, detail
     assert "tenant alpha" in detail
     assert response["WWW-Authenticate"] == 'Bearer realm="alpha"'

@@ -52,7 +52,9 @@ def test_malformed_jwt_is_a_401_json_everywhere(case: str, sso: Any, client_a: A
     token = MALFORMED_TOKENS[case]
     client = Client(HTTP_HOST="alpha.localhost", raise_request_exception=False)
     api = _assert_json(client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token}"), 401)
-    assert "malformed" in api["detail"] or "algorithm" in api["detail"], api
+    message = api["error"]["message"]
+    assert api["type"] == "error" and api["error"]["type"] == "authentication_error"
+    assert "malformed" in message or "algorithm" in message, api
     v1 = _assert_json(client.post("/v1/messages", data=json.dumps(body()), content_type="application/json",
                                   HTTP_AUTHORIZATION=f"Bearer {token}"), 401)
     assert v1["type"] == "error" and v1["error"]["type"] == "authentication_error"

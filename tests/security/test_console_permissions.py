@@ -93,8 +93,9 @@ def test_basic_user_and_bad_job_ids(failed_deletion: GdprJob, tenant_a: Any, mak
                                     client_a: Any) -> None:
     login(client_a, tenant_a, in_tenant, make_user(tenant_a, "basic_user", username="plain"))
     assert client_a.get("/compliance/").status_code == 403
-    assert client_a.get("/compliance/jobs.json").json() == {"error": "This needs the permission audit.view_audit or "
-                                                                      "audit.export_data or audit.delete_data."}
+    assert client_a.get("/compliance/jobs.json").json() == {"type": "error", "error": {
+        "type": "permission_error",
+        "message": "This needs the permission audit.view_audit or audit.export_data or audit.delete_data."}}
     login(client_a, tenant_a, in_tenant, _with_perms(make_user, tenant_a, in_tenant, "deleter", "delete_data"))
     assert client_a.post("/compliance/jobs/not-a-uuid/retry/").status_code == 404
     login(client_a, tenant_a, in_tenant, _with_perms(make_user, tenant_a, in_tenant, "auditor", "view_audit"))

@@ -81,7 +81,7 @@ def test_compliance_console_needs_the_second_factor(tenant_a: Any, make_user: An
     page = client.get("/compliance/")
     assert page.status_code == 302 and page["Location"].startswith("/account/mfa/setup/")
     polled = client.get("/compliance/jobs.json")
-    assert polled.status_code == 403 and "second factor" in polled.json()["error"]
+    assert polled.status_code == 403 and "second factor" in polled.json()["error"]["message"]
     assert client.post("/compliance/verify/").status_code == 302  # to enrolment, not performed
     with in_tenant(tenant_a):
         assert not AuditEntry.objects.filter(event_type="audit_verified").exists()

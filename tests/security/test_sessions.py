@@ -85,7 +85,7 @@ def test_api_calls_on_an_expired_session_get_json_401(tenant_a: Any, make_user: 
     client = _signed_in(make_user(tenant_a, "basic_user"))
     _age(client, seen_ago=31 * 60)
     response = client.get("/api/access/me/")
-    assert response.status_code == 401 and "session ended" in response.json()["detail"]
+    assert response.status_code == 401 and "session ended" in response.json()["error"]["message"]
 
 
 def test_password_change_ends_every_session(tenant_a: Any, make_user: Any, in_tenant: Any) -> None:
