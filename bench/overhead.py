@@ -1,32 +1,45 @@
-"""Gateway overhead: the same requests straight to the provider simulator, through Atrium, and through the
-LiteLLM proxy in front of the same simulator, side by side in one run.
+"""Gateway overhead and throughput: the same requests straight to the provider simulator, through Atrium, through
+the Portkey gateway and through the LiteLLM proxy in front of the same simulator, side by side in one run.
 
-Starts the simulator (its own process), Atrium under gunicorn (2 workers x 16 threads) on a private database,
-and LiteLLM (`litellm[proxy]` in .venv-litellm, created on first run) itself.
+Starts the simulator (its own process), Atrium (production settings, full policy: tenant, API key, permission,
+quota, durable audit records; 2 workers x 16 threads) on a private database, the Portkey gateway
+(`@portkey-ai/gateway`, pinned, npm-installed into var/bench-portkey on first run; one node process, no auth, quota
+or audit work) and LiteLLM (`litellm[proxy]`, pinned, in .venv-litellm, created on first run; 2 workers).
   - concurrency 1: p50/p99 over REQUESTS requests (default 1000) to each, non-streaming, the targets taking
     turns in blocks of 50 with a 0.2 s pause after each (so the shared machine's noise falls on all alike, and
-    no gateway's after-call work lands on another's timings); time to first token streaming
-  - concurrency 32: requests per second, non-streaming, 10 s per target
-Final line: {"overhead_p50_ms", "overhead_p99_ms", "rps_c32", "litellm_overhead_p50_ms", "litellm_rps_c32", ...}.
-Targets: overhead p50 <= 2 ms, p99 <= 10 ms, rps_c32 above LiteLLM's.
+    no gateway's after-call work lands on another's timings); time to first token, streaming, the same way
+  - concurrency 32: wrk (Debian's package, installed if missing) -t2 -c32 for 10 s per target: requests per
+    second, p50/p99/max latency and the requests over 1 s and 2 s; non-streaming, and streaming read to the last
+    byte; any non-2xx answer or socket error fails the run
+  - memory: the proportional set size (PSS) of each gateway's serving processes after the load
+Final line: every figure of issue 18's target, each gateway's, and `targets` (which are met):
+  rps_c32 >= portkey's (non-streaming and streaming), no request over 1 s at c=32, c32 p99 <= portkey's,
+  overhead p50 (c=1) <= 0.75 x portkey's, time-to-first-token overhead <= portkey's non-streaming overhead.
+The Portkey gateway 1.15.2 fails every streamed /v1/messages call on Node 20 ("TypeError: immutable" when it adds
+its headers to the upstream response): its streaming figures are null and the streaming targets compare with its
+non-streaming ones.
 
-    .venv/bin/python bench/overhead.py [REQUESTS]      (ATRIUM_BENCH_SKIP_LITELLM=1 to skip LiteLLM;
-    ATRIUM_BENCH_BASELINE=<another checkout> also times that code, e.g. the commit before a change, in the same run)
+    .venv/bin/python bench/overhead.py [REQUESTS]
+  ATRIUM_BENCH_SKIP_LITELLM=1 / ATRIUM_BENCH_SKIP_PORTKEY=1 skip those; ATRIUM_BENCH_SERVERS=gunicorn,granian
+  times Atrium under each listed server (the first is the one the targets use); ATRIUM_BENCH_BASELINE=<another
+  checkout> also times that code, e.g. the commit before a change, in the same run; ATRIUM_BENCH_SECONDS (10).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +48,40 @@ from _common import ROOT, bench_database, bench_tenant, emit
 
 LITELLM_VENV = ROOT / ".venv-litellm"
 LITELLM_SPEC = "litellm[proxy]==1.108.7"
+PORTKEY_DIR = ROOT / "var" / "bench-portkey"
+PORTKEY_SPEC = "@portkey-ai/gateway@1.15.2"
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 64,
         "messages": [{"role": "user", "content": "Give me one short sentence about benchmarks."}]}
+WORKERS, THREADS = 2, 16
+
+# wrk's report as one JSON line: its latency statistics hold no counts per value, so the requests over a limit
+# are found by bisecting the rank whose percentile crosses it (exact: a percentile is a rank's value).
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = os.getenv("WRK_BODY")
+wrk.headers["content-type"] = "application/json"
+for pair in string.gmatch(os.getenv("WRK_HEADERS"), "[^\\n]+") do
+  local name, value = pair:match("^([^:]+): (.*)$")
+  wrk.headers[name] = value
+end
+local function over(latency, n, limit)
+  if n == 0 or latency.max <= limit then return 0 end
+  local lo, hi = 0, n  -- the answer: the largest rank whose value is <= limit
+  while lo < hi do
+    local mid = math.floor((lo + hi + 1) / 2)
+    if latency:percentile(100.0 * (mid - 0.5) / n) <= limit then lo = mid else hi = mid - 1 end
+  end
+  return n - lo
+end
+done = function(summary, latency, requests)
+  local n = summary.requests - summary.errors.timeout
+  local e = summary.errors
+  io.write(string.format('WRK {"requests": %d, "seconds": %.3f, "p50_us": %d, "p99_us": %d, "max_us": %d, '
+    .. '"over_1s": %d, "over_2s": %d, "non2xx": %d, "socket_errors": %d}\\n', summary.requests,
+    summary.duration / 1e6, latency:percentile(50), latency:percentile(99), latency.max,
+    over(latency, n, 1000000), over(latency, n, 2000000), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
 
 
 def free_port() -> int:
@@ -66,13 +111,14 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 class Target:
-    def __init__(self, name: str, url: str, headers: dict[str, str]) -> None:
-        self.name, self.url, self.headers = name, url, headers
+    def __init__(self, name: str, url: str, headers: dict[str, str], procs: list[subprocess.Popen[bytes]],
+                 streams: bool = True) -> None:
+        self.name, self.url, self.headers, self.procs, self.streams = name, url, headers, procs, streams
         self.client = httpx.Client(timeout=30, headers=headers, limits=httpx.Limits(max_connections=64))
 
-    def call(self, client: httpx.Client | None = None) -> float:
+    def call(self) -> float:
         started = time.perf_counter()
-        response = (client or self.client).post(self.url, json=BODY)
+        response = self.client.post(self.url, json=BODY)
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
             raise SystemExit(f"{self.name}: HTTP {response.status_code} {response.text[:300]}")
@@ -82,7 +128,7 @@ class Target:
         started = time.perf_counter()
         with self.client.stream("POST", self.url, json={**BODY, "stream": True}) as response:
             if response.status_code != 200:
-                raise SystemExit(f"{self.name} stream: HTTP {response.status_code}")
+                raise SystemExit(f"{self.name} stream: HTTP {response.status_code} {response.read()[:300]!r}")
             lines = response.iter_lines()
             for line in lines:
                 if "content_block_delta" in line:
@@ -112,20 +158,60 @@ def interleaved(fns: dict[str, Callable[[], float]], count: int, block: int = 50
     return timings
 
 
-def throughput(target: Target, concurrency: int, seconds: float) -> float:
-    deadline = time.monotonic() + seconds
-    done = [0] * concurrency
+def wrk_ensure() -> str:
+    binary = shutil.which("wrk")
+    if binary is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (Debian's package; first run only)", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is missing: apt-get install -y wrk")
+    return binary
 
-    def worker(index: int) -> None:
-        with httpx.Client(timeout=30, headers=target.headers) as client:  # one connection per simulated user
-            while time.monotonic() < deadline:
-                target.call(client)
-                done[index] += 1
 
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(worker, range(concurrency)))
-    return sum(done) / (time.monotonic() - started)
+def wrk(target: Target, *, stream: bool, connections: int = 32, seconds: float = 10.0) -> dict[str, float]:
+    """wrk -t2 -c`connections` against `target` for `seconds`; a stream is read to its last byte."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    env = dict(os.environ, WRK_BODY=json.dumps({**BODY, "stream": True} if stream else BODY),
+               WRK_HEADERS="\n".join(f"{k}: {v}" for k, v in target.headers.items()))
+    try:
+        result = subprocess.run([wrk_ensure(), "-t2", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "30s",
+                                 "-s", script.name, target.url], env=env, capture_output=True, text=True)
+    finally:
+        os.unlink(script.name)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("WRK ")), None)
+    if line is None or result.returncode:
+        raise SystemExit(f"{target.name}: wrk failed (code {result.returncode}):\n{result.stdout}\n{result.stderr}")
+    report = json.loads(line[4:])
+    if report["non2xx"] or report["socket_errors"]:
+        raise SystemExit(f"{target.name}{' stream' if stream else ''}: wrk saw {report['non2xx']} non-2xx answers and "
+                         f"{report['socket_errors']} socket errors")
+    return {"rps": report["requests"] / report["seconds"], "p50": report["p50_us"] / 1000,
+            "p99": report["p99_us"] / 1000, "max": report["max_us"] / 1000, "over_1s": report["over_1s"],
+            "over_2s": report["over_2s"]}
+
+
+def pss_mb(procs: list[subprocess.Popen[bytes]]) -> float:
+    """The proportional set size of these processes and all their descendants (pages shared counted once)."""
+    import psutil
+
+    total, seen = 0, set()
+    for proc in procs:
+        try:
+            root = psutil.Process(proc.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for member in tree:
+            if member.pid in seen:
+                continue
+            seen.add(member.pid)
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                total += member.memory_full_info().pss
+    return total / 2**20
 
 
 def litellm_start(sim_url: str) -> tuple[subprocess.Popen[bytes], str, str] | None:
@@ -138,7 +224,6 @@ def litellm_start(sim_url: str) -> tuple[subprocess.Popen[bytes], str, str] | No
         subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM_SPEC], check=True)
     port = free_port()
     config = ROOT / "var" / "bench-litellm.yaml"
-    config.parent.mkdir(exist_ok=True)
     config.write_text(json.dumps({"model_list": [{"model_name": "claude-sonnet-5-5", "litellm_params": {
         "model": "anthropic/claude-sonnet-5-5", "api_base": f"{sim_url}/anthropic", "api_key": "sk-ant-bench"}}],
         "litellm_settings": {"telemetry": False, "drop_params": True}}))
@@ -146,14 +231,51 @@ def litellm_start(sim_url: str) -> tuple[subprocess.Popen[bytes], str, str] | No
     master_key = f"sk-{uuid.uuid4().hex}{uuid.uuid4().hex}"  # LiteLLM refuses to start unauthenticated
     env.update(LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR", LITELLM_MASTER_KEY=master_key)
     log = (ROOT / "var" / "bench-litellm.log").open("wb")
-    proc = subprocess.Popen([str(binary), "--config", str(config), "--port", str(port), "--num_workers", "2"],
+    proc = subprocess.Popen([str(binary), "--config", str(config), "--port", str(port), "--num_workers", str(WORKERS)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, "LiteLLM", timeout=180)
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, "LiteLLM", timeout=600)
     return proc, f"http://127.0.0.1:{port}/v1/messages", master_key
+
+
+def portkey_start() -> tuple[subprocess.Popen[bytes], str] | None:
+    if os.environ.get("ATRIUM_BENCH_SKIP_PORTKEY"):
+        return None
+    entry = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+    if not entry.exists():
+        print(f"installing {PORTKEY_SPEC} into {PORTKEY_DIR} (first run only)", flush=True)
+        PORTKEY_DIR.mkdir(parents=True, exist_ok=True)
+        (PORTKEY_DIR / "package.json").write_text('{"private": true}\n')
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "--save-exact", PORTKEY_SPEC],
+                       cwd=PORTKEY_DIR, check=True)
+    port = free_port()
+    log = (ROOT / "var" / "bench-portkey.log").open("wb")
+    proc = subprocess.Popen(["node", str(entry), f"--port={port}"], cwd=PORTKEY_DIR, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    wait_http(f"http://127.0.0.1:{port}/", proc, "Portkey gateway")
+    return proc, f"http://127.0.0.1:{port}/v1/messages"
+
+
+def atrium_start(server: str, cwd: Path | str, port: int, env: dict[str, str],
+                 log_name: str) -> subprocess.Popen[bytes]:
+    log = (ROOT / "var" / log_name).open("wb")
+    if server == "granian":
+        command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port",
+                   str(port), "--workers", str(WORKERS), "--blocking-threads", str(THREADS), "--no-access-log",
+                   "config.wsgi:application"]
+    else:
+        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind",
+                   f"127.0.0.1:{port}", "--workers", str(WORKERS), "--threads", str(THREADS),
+                   "--access-logfile", "/dev/null"]
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc, f"Atrium ({server})", headers={"Host": "localhost"})
+    return proc
 
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    seconds = float(os.environ.get("ATRIUM_BENCH_SECONDS", "10"))
+    servers = [s.strip() for s in os.environ.get("ATRIUM_BENCH_SERVERS", "gunicorn").split(",") if s.strip()]
+    wrk_ensure()
     url = bench_database("atrium_bench_overhead")
     tenant = bench_tenant("bench")
     from django.conf import settings
@@ -171,14 +293,15 @@ def main() -> None:
         user.groups.add(Group.objects.get(name="power_user"))
         _row, key = api_key_create(user=user, name="bench")
 
-    procs: list[subprocess.Popen[bytes]] = []
-    sim_port, web_port = free_port(), free_port()
+    all_procs: list[subprocess.Popen[bytes]] = []
+    sim_port = free_port()
     sim_url = f"http://127.0.0.1:{sim_port}"
     (ROOT / "var").mkdir(exist_ok=True)
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "inference.simulator", "--port", str(sim_port)], cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_http(f"{sim_url}/healthz", procs[-1], "simulator")
+        sim = subprocess.Popen([sys.executable, "-m", "inference.simulator", "--port", str(sim_port)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        all_procs.append(sim)
+        wait_http(f"{sim_url}/healthz", sim, "simulator")
         # Production settings (persistent connections and all), with this run's throwaway secrets.
         env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings.production",
                    DJANGO_SECRET_KEY=settings.SECRET_KEY,
@@ -186,73 +309,108 @@ def main() -> None:
                    ATRIUM_PLATFORM_AUDIT_KEY=secrets.token_urlsafe(32),
                    ATRIUM_AUDIT_CHECKPOINT_KEY=secrets.token_urlsafe(32),
                    ATRIUM_RECORD_JOURNAL_DIR=str(ROOT / "var" / "bench-journal"),
+                   PROMETHEUS_MULTIPROC_DIR=str(ROOT / "var" / "bench-prometheus"),
                    REDIS_URL=settings.REDIS_URL, ATRIUM_ANTHROPIC_BASE_URL=f"{sim_url}/anthropic",
                    ANTHROPIC_API_KEY="sk-ant-bench", ATRIUM_PROVIDER_ORDER="anthropic", ATRIUM_LOG_LEVEL="WARNING")
-        log = (ROOT / "var" / "bench-overhead-web.log").open("wb")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind",
-             f"127.0.0.1:{web_port}", "--workers", "2", "--threads", "16", "--access-logfile", "/dev/null"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
-        host = {"Host": "bench.localhost"}
-        wait_http(f"http://127.0.0.1:{web_port}/healthz", procs[-1], "gunicorn", headers={"Host": "localhost"})
-        targets = {
-            "direct": Target("direct", f"{sim_url}/anthropic/v1/messages",
-                             {"x-api-key": "sk-ant-bench", "anthropic-version": "2023-06-01"}),
-            "atrium": Target("atrium", f"http://127.0.0.1:{web_port}/v1/messages", {**host, "x-api-key": key}),
-        }
+        shutil.rmtree(ROOT / "var" / "bench-prometheus", ignore_errors=True)
+        (ROOT / "var" / "bench-prometheus").mkdir()
+        atrium_headers = {"Host": "bench.localhost", "x-api-key": key, "anthropic-version": "2023-06-01"}
+        targets = {"direct": Target("direct", f"{sim_url}/anthropic/v1/messages",
+                                    {"x-api-key": "sk-ant-bench", "anthropic-version": "2023-06-01"}, [sim])}
+        for index, server in enumerate(servers):
+            name = "atrium" if index == 0 else f"atrium_{server}"
+            port = free_port()
+            proc = atrium_start(server, ROOT, port, env, f"bench-overhead-{name}.log")
+            all_procs.append(proc)
+            targets[name] = Target(name, f"http://127.0.0.1:{port}/v1/messages", atrium_headers, [proc])
         baseline = os.environ.get("ATRIUM_BENCH_BASELINE")  # another source tree of Atrium, timed in the same run
         if baseline:
-            base_port = free_port()
-            base_log = (ROOT / "var" / "bench-overhead-baseline.log").open("wb")
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind",
-                 f"127.0.0.1:{base_port}", "--workers", "2", "--threads", "16", "--access-logfile", "/dev/null"],
-                cwd=baseline, env=env, stdout=base_log, stderr=subprocess.STDOUT))
-            wait_http(f"http://127.0.0.1:{base_port}/healthz", procs[-1], "baseline gunicorn",
-                      headers={"Host": "localhost"})
-            targets["baseline"] = Target("baseline", f"http://127.0.0.1:{base_port}/v1/messages",
-                                         {**host, "x-api-key": key})
+            port = free_port()
+            proc = atrium_start(servers[0], baseline, port, env, "bench-overhead-baseline.log")
+            all_procs.append(proc)
+            targets["baseline"] = Target("baseline", f"http://127.0.0.1:{port}/v1/messages", atrium_headers, [proc])
+        portkey = portkey_start()
+        if portkey is not None:
+            all_procs.append(portkey[0])
+            # Portkey 1.15.2 on Node 20 fails every streamed /v1/messages call (module docstring).
+            targets["portkey"] = Target("portkey", portkey[1], {
+                "x-portkey-provider": "anthropic", "x-portkey-custom-host": f"{sim_url}/anthropic/v1",
+                "x-api-key": "sk-ant-bench", "anthropic-version": "2023-06-01"}, [portkey[0]], streams=False)
         litellm = litellm_start(sim_url)
         if litellm is not None:
-            procs.append(litellm[0])
+            all_procs.append(litellm[0])
             targets["litellm"] = Target("litellm", litellm[1], {"anthropic-version": "2023-06-01",
-                                                                "Authorization": f"Bearer {litellm[2]}"})
+                                                                "Authorization": f"Bearer {litellm[2]}"}, [litellm[0]])
 
         calls = interleaved({name: target.call for name, target in targets.items()}, count)
-        ttfts = interleaved({name: target.ttft for name, target in targets.items()}, max(100, count // 5))
-        results: dict[str, dict[str, float]] = {}
+        ttfts = interleaved({name: t.ttft for name, t in targets.items() if t.streams}, max(100, count // 5))
+        results: dict[str, dict[str, Any]] = {}
         for name, target in targets.items():
-            rps = throughput(target, 32, 10.0)
-            values, ttft = calls[name], ttfts[name]
-            results[name] = {"p50": statistics.median(values), "p99": percentile(values, 99),
-                             "ttft_p50": statistics.median(ttft), "rps_c32": rps}
-            print(f"{name:8s} c1 p50 {results[name]['p50']:7.2f} ms  p99 {results[name]['p99']:7.2f} ms  "
-                  f"stream TTFT p50 {results[name]['ttft_p50']:7.2f} ms  c32 {rps:8.1f} req/s", flush=True)
+            load = wrk(target, stream=False, seconds=seconds)
+            streamed = wrk(target, stream=True, seconds=seconds) if target.streams else None
+            values = calls[name]
+            results[name] = {
+                "p50": statistics.median(values), "p99": percentile(values, 99),
+                "ttft_p50": statistics.median(ttfts[name]) if name in ttfts else None,
+                "c32": load, "c32_stream": streamed,
+                "pss_mb": pss_mb(target.procs),
+            }
+            stream_text = f"{streamed['rps']:7.1f} req/s" if streamed else "      n/a"
+            ttft_text = f"{results[name]['ttft_p50']:6.2f}" if name in ttfts else "   n/a"
+            print(f"{name:16s} c1 p50 {results[name]['p50']:6.2f} ms p99 {results[name]['p99']:6.2f} ms  "
+                  f"TTFT p50 {ttft_text} ms  c32 {load['rps']:7.1f} req/s p99 {load['p99']:7.1f} ms "
+                  f"max {load['max']:7.1f} ms >1s {load['over_1s']}  c32 stream {stream_text}  "
+                  f"PSS {results[name]['pss_mb']:6.1f} MB", flush=True)
     finally:
-        for proc in reversed(procs):
+        for proc in reversed(all_procs):
             if proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(timeout=20)
+                    proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    direct, atrium = results["direct"], results["atrium"]
-    out: dict[str, Any] = {
-        "overhead_p50_ms": round(atrium["p50"] - direct["p50"], 2),
-        "overhead_p99_ms": round(atrium["p99"] - direct["p99"], 2),
-        "rps_c32": round(atrium["rps_c32"], 1),
-        "ttft_overhead_p50_ms": round(atrium["ttft_p50"] - direct["ttft_p50"], 2),
-        "direct_rps_c32": round(direct["rps_c32"], 1),
-    }
-    if "baseline" in results:
-        out["baseline_overhead_p50_ms"] = round(results["baseline"]["p50"] - direct["p50"], 2)
-        out["baseline_overhead_p99_ms"] = round(results["baseline"]["p99"] - direct["p99"], 2)
-        out["baseline_rps_c32"] = round(results["baseline"]["rps_c32"], 1)
-        out["baseline_ttft_overhead_p50_ms"] = round(results["baseline"]["ttft_p50"] - direct["ttft_p50"], 2)
-    if "litellm" in results:
-        out["litellm_overhead_p50_ms"] = round(results["litellm"]["p50"] - direct["p50"], 2)
-        out["litellm_rps_c32"] = round(results["litellm"]["rps_c32"], 1)
-    emit(out)
+    emit(summary(results))
+
+
+def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    direct = results["direct"]
+    out: dict[str, Any] = {}
+    for name, result in results.items():
+        if name == "direct":
+            continue
+        prefix = "" if name == "atrium" else f"{name}_"
+        c32, streamed = result["c32"], result["c32_stream"]
+        out.update({
+            f"{prefix}overhead_p50_ms": round(result["p50"] - direct["p50"], 2),
+            f"{prefix}overhead_p99_ms": round(result["p99"] - direct["p99"], 2),
+            f"{prefix}ttft_overhead_p50_ms": None if result["ttft_p50"] is None
+            else round(result["ttft_p50"] - direct["ttft_p50"], 2),
+            f"{prefix}rps_c32": round(c32["rps"], 1),
+            f"{prefix}p99_c32_ms": round(c32["p99"], 1),
+            f"{prefix}max_c32_ms": round(c32["max"], 1),
+            f"{prefix}over_1s_c32": c32["over_1s"],
+            f"{prefix}over_2s_c32": c32["over_2s"],
+            f"{prefix}stream_rps_c32": None if streamed is None else round(streamed["rps"], 1),
+            f"{prefix}stream_over_1s_c32": None if streamed is None else streamed["over_1s"],
+            f"{prefix}pss_mb": round(result["pss_mb"], 1),
+        })
+    out["direct_rps_c32"] = round(direct["c32"]["rps"], 1)
+    if "portkey" in results:
+        atrium, portkey = results["atrium"], results["portkey"]
+        portkey_overhead = portkey["p50"] - direct["p50"]
+        portkey_stream = portkey["c32_stream"]["rps"] if portkey["c32_stream"] else portkey["c32"]["rps"]
+        atrium_stream = atrium["c32_stream"]
+        out["targets"] = {
+            "rps_c32_at_least_portkey": atrium["c32"]["rps"] >= portkey["c32"]["rps"],
+            "stream_rps_c32_at_least_portkey": atrium_stream is not None and atrium_stream["rps"] >= portkey_stream,
+            "no_request_over_1s_c32": atrium["c32"]["over_1s"] == 0
+            and (atrium_stream is None or atrium_stream["over_1s"] == 0),
+            "p99_c32_at_most_portkey": atrium["c32"]["p99"] <= portkey["c32"]["p99"],
+            "overhead_p50_at_most_0.75x_portkey": atrium["p50"] - direct["p50"] <= 0.75 * portkey_overhead,
+            "ttft_overhead_at_most_portkey_overhead": atrium["ttft_p50"] - direct["ttft_p50"] <= portkey_overhead,
+        }
+        out["targets_met"] = all(out["targets"].values())
+    return out
 
 
 if __name__ == "__main__":
