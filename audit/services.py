@@ -147,47 +147,59 @@ def audit_append_once(events: list[AuditEvent]) -> Appended:
     """audit_append, idempotent by request id: an event whose request id is already in the chain is skipped.
     Events of a user whose erasure has started are written without their personal fields."""
     key = chain.tenant_key()
-    entries: list[AuditEntry] = []
     # No savepoint: an append that fails must fail the change it records, and a savepoint costs two round trips.
     with transaction.atomic(savepoint=False):
         last_seq, prev = chain.chain_lock_head()
         present, erased = _already(events)
-        for event in events:
-            if event.request_id and event.request_id in present:
-                continue
-            if event.request_id:
-                present.add(event.request_id)
-            user_id = None if event.user_id in erased else event.user_id
-            personal_fields = {} if event.user_id in erased else chain.normalise(event.personal)
-            metadata = dict(event.metadata or {})
-            if event.request_id:
-                metadata["request_id"] = event.request_id
-            last_seq += 1
-            fields: dict[str, Any] = {
-                "seq": last_seq,
-                "event_id": uuid.uuid4(),
-                "timestamp": event.timestamp,
-                "event_type": event.event_type,
-                "actor": chain.pseudonym(key, event.user_id),  # the pseudonym survives erasure
-                "model": event.model or "",
-                "input_hash": event.input_hash if event.input_hash is not None else content_hash(
-                    key, event.input_payload),
-                "output_hash": event.output_hash if event.output_hash is not None else content_hash(
-                    key, event.output_payload),
-                "input_tokens": int(event.input_tokens or 0),
-                "output_tokens": int(event.output_tokens or 0),
-                "latency_ms": int(event.latency_ms or 0),
-                "status": event.status,
-                "metadata": chain.normalise(metadata),
-                "error": (event.error or "")[:2000],
-                "subject_mac": chain.subject_mac(key, user_id, personal_fields),
-            }
-            mac = chain.entry_mac(key, prev, fields)
-            entries.append(AuditEntry(**fields, user_id=user_id, personal=personal_fields, prev_mac=prev, mac=mac,
-                                      request_id=event.request_id or None))
-            prev = mac
+        rows = audit_rows(events, key=key, head=(last_seq, prev), present=present, erased=erased)
+        entries = [AuditEntry(**row) for row in rows]
         AuditEntry.objects.bulk_create(entries)
     return Appended(entries=entries, erased=erased)
+
+
+def audit_rows(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], present: set[str],
+               erased: frozenset[int]) -> list[dict[str, Any]]:
+    """The audit_auditentry rows (column -> value) that append `events` after the chain's `head` (seq, mac):
+    events whose request id is in `present` are skipped, those of users in `erased` written redacted. Pure: the
+    caller holds the chain lock (audit_append_once, or inference.record_tx's two-round-trip transaction)."""
+    last_seq, prev = head
+    present = set(present)
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        if event.request_id and event.request_id in present:
+            continue
+        if event.request_id:
+            present.add(event.request_id)
+        user_id = None if event.user_id in erased else event.user_id
+        personal_fields = {} if event.user_id in erased else chain.normalise(event.personal)
+        metadata = dict(event.metadata or {})
+        if event.request_id:
+            metadata["request_id"] = event.request_id
+        last_seq += 1
+        fields: dict[str, Any] = {
+            "seq": last_seq,
+            "event_id": uuid.uuid4(),
+            "timestamp": event.timestamp,
+            "event_type": event.event_type,
+            "actor": chain.pseudonym(key, event.user_id),  # the pseudonym survives erasure
+            "model": event.model or "",
+            "input_hash": event.input_hash if event.input_hash is not None else content_hash(
+                key, event.input_payload),
+            "output_hash": event.output_hash if event.output_hash is not None else content_hash(
+                key, event.output_payload),
+            "input_tokens": int(event.input_tokens or 0),
+            "output_tokens": int(event.output_tokens or 0),
+            "latency_ms": int(event.latency_ms or 0),
+            "status": event.status,
+            "metadata": chain.normalise(metadata),
+            "error": (event.error or "")[:2000],
+            "subject_mac": chain.subject_mac(key, user_id, personal_fields),
+        }
+        mac = chain.entry_mac(key, prev, fields)
+        rows.append({**fields, "user_id": user_id, "personal": personal_fields, "prev_mac": prev, "mac": mac,
+                     "request_id": event.request_id or None})
+        prev = mac
+    return rows
 
 
 def erasure_start(user_id: int) -> bool:

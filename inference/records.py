@@ -23,7 +23,7 @@ from access.budgets import BudgetReservation, budget_settle_many
 from access.quotas import Reservation, quota_settle_many
 from audit import chain
 from audit.services import AuditEvent, audit_append_once
-from inference import metrics
+from inference import metrics, record_tx
 from inference.errors import InferenceError
 from inference.recorder import BatchWriter, Codec, RecordNotWritten, Ticket
 from inference.services import UsageCount, usage_add_many
@@ -80,11 +80,14 @@ def _records_commit(records: list[CallRecord],
     committed: list[CallRecord] = []
     for schema, group in by_tenant.items():
         try:
-            with tenant_context(group[0].tenant), transaction.atomic():
-                if persist is not None:
-                    persist()
-                appended = audit_append_once([r.audit for r in group])
-                usage_add_many([r.usage for r in group], anonymous=appended.erased)
+            if persist is None and record_tx.usable():
+                record_tx.record_tx_commit(group)  # two round trips (inference/record_tx.py)
+            else:
+                with tenant_context(group[0].tenant), transaction.atomic():
+                    if persist is not None:
+                        persist()
+                    appended = audit_append_once([r.audit for r in group])
+                    usage_add_many([r.usage for r in group], anonymous=appended.erased)
         except Exception:
             if persist is not None:
                 raise

@@ -52,6 +52,14 @@ def usage_add_many(counts: list[UsageCount], *, anonymous: frozenset[int] = froz
     """
     if not counts:
         return set()
+    statement, params = usage_statement(counts, anonymous=anonymous)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return {str(row[0]) for row in cursor.fetchall()}
+
+
+def usage_statement(counts: list[UsageCount], *, anonymous: frozenset[int] = frozenset()) -> tuple[str, list[Any]]:
+    """usage_add_many's statement and parameters (inference.record_tx sends it with the audit entries)."""
     today = datetime.now(UTC).date()
     values = ", ".join(["(%s, (SELECT id FROM auth_user WHERE id = %s), %s::date, %s, %s, %s, %s, %s, %s, %s, %s, "
                         "%s, %s)"] * len(counts))
@@ -62,8 +70,7 @@ def usage_add_many(counts: list[UsageCount], *, anonymous: frozenset[int] = froz
                    count.provider, int(count.input_tokens), int(count.output_tokens), int(count.charged_tokens),
                    bool(count.error), int(count.cache_read_tokens), int(count.cache_write_tokens),
                    int(count.cost_micros), count.api_key or ""]
-    with connection.cursor() as cursor:
-        cursor.execute(
+    return (
             "WITH new AS (INSERT INTO inference_usagerecord (request_id, user_id, day, model, provider, "  # noqa: S608 - placeholders only
             "input_tokens, output_tokens, charged_tokens, error, cache_read_tokens, cache_write_tokens, cost_micros, "
             f"api_key) VALUES {values} "
@@ -75,8 +82,7 @@ def usage_add_many(counts: list[UsageCount], *, anonymous: frozenset[int] = froz
             f"FROM new GROUP BY 1, 2, 3, 4, 5 {_USAGE_UPSERT}) "
             "SELECT request_id FROM new",
             params,
-        )
-        return {str(row[0]) for row in cursor.fetchall()}
+    )
 
 
 def usage_anonymise(user_id: int) -> int:
