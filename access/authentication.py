@@ -8,10 +8,13 @@ any other bearer value is treated as a JWT from the tenant's IdP.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -20,7 +23,15 @@ from rest_framework.request import Request
 from access.errors import AuthenticationFailed
 from access.oidc import TokenRejected, token_validate
 from access.selectors import oidc_config_enabled
-from access.services import API_KEY_PREFIX, LoginRefused, api_key_authenticate, sso_user_resolve
+from access.services import (
+    API_KEY_PREFIX,
+    LoginRefused,
+    api_key_authenticate,
+    sso_user_resolve,
+    user_from_rows,
+    user_rows,
+)
+from config.tenant_cache import TenantCache
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +85,17 @@ def _authenticate_api_key(raw: str, label: str) -> tuple[Any, AuthInfo]:
     return key.user, AuthInfo(method="api_key", tenant=label, api_key_id=str(key.id), api_key_prefix=key.prefix)
 
 
-def _authenticate_jwt(token: str, label: str) -> tuple[Any, AuthInfo]:
+# A verified bearer token's user, per schema and token digest: (user row, the user's permissions, exp, nbf, iss,
+# sub). The signature and claims are checked once per token; the entry is emptied by PostgreSQL when the user,
+# their roles or permissions, their IdP identity or the tenant's SSO configuration change (config/tenant_cache.py;
+# access migrations 0003 and 0006), and never served past the token's exp.
+BearerRows = tuple[dict[str, Any], frozenset[str], float, float | None, str, str]
+_bearer_cache: TenantCache[BearerRows] = TenantCache("bearer_tokens")
+
+
+def _bearer_rows(token: str, label: str) -> BearerRows:
+    """Verify `token` against the tenant's IdP and resolve its user (created and roles synced on first sight);
+    raises AuthenticationFailed saying why not."""
     config = oidc_config_enabled()
     if config is None:
         raise AuthenticationFailed(f"bearer tokens are not accepted: SSO is not configured (tenant {label})")
@@ -88,7 +109,29 @@ def _authenticate_jwt(token: str, label: str) -> tuple[Any, AuthInfo]:
         raise AuthenticationFailed(f"{exc.message} (tenant {label})") from exc
     except AuthenticationFailed as exc:
         raise AuthenticationFailed(f"{exc.message} (tenant {label})") from exc
-    return user, AuthInfo(method="jwt", tenant=label, issuer=str(claims["iss"]), subject=str(claims["sub"]))
+    user_row, permissions = user_rows(user.pk)
+    nbf = claims.get("nbf")
+    return (user_row, permissions, float(claims["exp"]), float(nbf) if isinstance(nbf, int | float) else None,
+            str(claims["iss"]), str(claims["sub"]))
+
+
+def _authenticate_jwt(token: str, label: str) -> tuple[Any, AuthInfo]:
+    schema = str(getattr(connection, "schema_name", "public"))
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    rows = _bearer_cache.get_or_load(schema, digest, lambda: _bearer_rows(token, label))
+    if rows is None:  # _bearer_rows answers or raises
+        raise AuthenticationFailed(f"bearer token refused (tenant {label})")
+    user_row, permissions, exp, nbf, issuer, subject = rows
+    # A cached token is still checked in time on every call (its signature and claims were checked once).
+    now, leeway = time.time(), float(settings.ATRIUM_JWT_LEEWAY_S)
+    if now >= exp + leeway:
+        raise AuthenticationFailed(f"token expired (tenant {label})")
+    if nbf is not None and now < nbf - leeway:
+        raise AuthenticationFailed(f"token not yet valid (nbf/iat in the future) (tenant {label})")
+    user = user_from_rows(user_row, permissions)
+    if not user.is_active:
+        raise AuthenticationFailed(f"This account is deactivated in this organisation. (tenant {label})")
+    return user, AuthInfo(method="jwt", tenant=label, issuer=issuer, subject=subject)
 
 
 def authenticate_api_request(request: Any) -> tuple[Any, AuthInfo]:

@@ -89,6 +89,19 @@ def api_key_rows(prefix: str) -> KeyRows | None:
     )
 
 
+def user_rows_by_id(user_id: int) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """A user's row (column name -> value) and permissions in one query (None when there is no such user)."""
+    query = sql.SQL("SELECT {user_columns}, {permissions} AS permissions FROM {users} u WHERE u.id = %s").format(
+        user_columns=_aliased("u", user_columns(), "user__"), permissions=PERMISSIONS_OF_USER,
+        users=sql.Identifier(get_user_model()._meta.db_table))
+    with connection.cursor() as cursor:
+        cursor.execute(query, [user_id])
+        named = _fetch_named(cursor)
+    if named is None:
+        return None
+    return {c: named[f"user__{c}"] for c in user_columns()}, frozenset(named["permissions"] or ())
+
+
 def user_permissions(user_id: int) -> set[str] | None:
     """Every permission of this user as "app_label.codename" (None when there is no such user)."""
     query = sql.SQL("SELECT {permissions} AS permissions FROM {users} u WHERE u.id = %s").format(

@@ -20,7 +20,7 @@ from access.audit_hooks import access_audit
 from access.errors import AccessError, AuthenticationFailed
 from access.models import ApiKey, OIDCConfig, UserIdentity
 from access.oidc import claim_values
-from access.queries import KeyRows, api_key_rows, key_columns, user_columns
+from access.queries import KeyRows, api_key_rows, key_columns, user_columns, user_rows_by_id
 from config.tenant_cache import TenantCache
 
 if TYPE_CHECKING:
@@ -213,6 +213,21 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: User, request: HttpRequest | 
 
 # (key row, user row, the user's permissions), per schema and key prefix; see config/tenant_cache.py.
 _key_cache: TenantCache[KeyRows] = TenantCache("api_keys")
+
+
+def user_rows(user_id: int) -> tuple[dict[str, Any], frozenset[str]]:
+    """A user's row and permissions in one query (the bearer-token cache keeps them, access.authentication)."""
+    found = user_rows_by_id(user_id)
+    if found is None:
+        raise AuthenticationFailed("the token's user no longer exists")
+    return found
+
+
+def user_from_rows(user_row: dict[str, Any], permissions: frozenset[str]) -> Any:
+    """A user instance (permissions loaded) from user_rows' answer: a fresh object per call, never shared."""
+    user = get_user_model().from_db("default", list(user_columns()), [user_row[c] for c in user_columns()])
+    user._perm_cache = set(permissions)  # type: ignore[attr-defined]
+    return user
 
 
 def _api_key_with_user(prefix: str) -> ApiKey | None:
