@@ -134,16 +134,22 @@ def _hedge_delay_s(tenant: Any) -> float | None:
     return None if delay is None else delay / 1000
 
 
-def _start(admitted: Admitted, router: Callable[..., T]) -> T:
-    """Run the router; when no provider could start, record the failure (usage, audit) and re-raise."""
+def _start(admitted: Admitted, router: Callable[..., T], *, background: bool = False) -> T:
+    """Run the router; when no provider could start, record the failure (usage, audit) and re-raise. With
+    `background` the failure's records join the batch writer's next commit (under a provider outage every call
+    fails at once: one transaction each would queue them all on the chain lock)."""
     try:
         return router(admitted.message_request, admitted.targets, admissions=admitted.admissions,
                       hedge_delay_s=_hedge_delay_s(admitted.call.tenant))
     except InferenceError as exc:
         attempts = list(getattr(exc, "attempts", []) or [])
         # Attributed to the provider that answered (a 400) or was tried last, never to "".
-        _record(admitted, message=None, provider=exc.provider or "none", region=exc.region, model_id=exc.model_id,
-                attempts=attempts, status="error", error=exc.message)
+        record, ticket = _record(admitted, message=None, provider=exc.provider or "none", region=exc.region,
+                                 model_id=exc.model_id, attempts=attempts, status="error", error=exc.message,
+                                 background=background)
+        if ticket is not None:
+            with contextlib.suppress(RecordsUnavailable):  # queued all the same; the caller gets the call's error
+                record_durable(record, ticket)
         raise
     except BaseException:
         quota_release(admitted.reservation)
@@ -158,7 +164,7 @@ def gateway_complete(admitted: Admitted, persist: Persist | None = None, *,
     With `background` (the /v1 view), a successful call's records (usage, audit, quota settlement) are written
     by this process's batch writer (inference.recorder) after the response, so they add no latency to the call.
     """
-    result = _start(admitted, route)
+    result = _start(admitted, route, background=background and persist is None)
     message = _public_message(result.message, admitted.entry)
     record, ticket = _record(admitted, message=message, provider=result.provider, region=result.region,
                              model_id=result.model_id, attempts=result.attempts, status="success", persist=persist,
@@ -176,7 +182,7 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
     upstream failure ends the iteration with an `error` event; the partial answer is recorded as incomplete.
     With `background` (and no `persist`), the records are written by the batch writer, as in gateway_complete.
     """
-    stream = _start(admitted, route_stream)
+    stream = _start(admitted, route_stream, background=background and persist is None)
 
     def events() -> Iterator[dict[str, Any]]:
         finished = False
