@@ -9,8 +9,8 @@ or audit work) and LiteLLM (`litellm[proxy]`, pinned, in .venv-litellm, created 
     turns in blocks of 50 with a 0.2 s pause after each (so the shared machine's noise falls on all alike, and
     no gateway's after-call work lands on another's timings); time to first token, streaming, the same way
   - concurrency 32: wrk (Debian's package, installed if missing) -t2 -c32 for 10 s per target: requests per
-    second, p50/p99/max latency and the requests over 1 s and 2 s; non-streaming, and streaming read to the last
-    byte; any non-2xx answer or socket error fails the run
+    second (2xx answers only), p50/p99/max latency, the requests over 1 s and 2 s, and errors (non-2xx answers, socket
+    errors); non-streaming, and streaming read to the last byte
   - memory: the proportional set size (PSS) of each gateway's serving processes after the load
 Final line: every figure of issue 18's target, each gateway's, and `targets` (which are met):
   rps_c32 >= portkey's (non-streaming and streaming), no request over 1 s at c=32, c32 p99 <= portkey's,
@@ -187,11 +187,12 @@ def wrk(target: Target, *, stream: bool, connections: int = 32, seconds: float =
         raise SystemExit(f"{target.name}: wrk failed (code {result.returncode}):\n{result.stdout}\n{result.stderr}")
     report = json.loads(line[4:])
     if report["non2xx"] or report["socket_errors"]:
-        raise SystemExit(f"{target.name}{' stream' if stream else ''}: wrk saw {report['non2xx']} non-2xx answers and "
-                         f"{report['socket_errors']} socket errors")
-    return {"rps": report["requests"] / report["seconds"], "p50": report["p50_us"] / 1000,
+        print(f"{target.name}{' stream' if stream else ''}: wrk saw {report['non2xx']} non-2xx answers and "
+              f"{report['socket_errors']} socket errors (not counted as served)", flush=True)
+    served = report["requests"] - report["non2xx"]
+    return {"rps": served / report["seconds"], "p50": report["p50_us"] / 1000,
             "p99": report["p99_us"] / 1000, "max": report["max_us"] / 1000, "over_1s": report["over_1s"],
-            "over_2s": report["over_2s"]}
+            "over_2s": report["over_2s"], "errors": report["non2xx"] + report["socket_errors"]}
 
 
 def pss_mb(procs: list[subprocess.Popen[bytes]]) -> float:
@@ -390,6 +391,7 @@ def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             f"{prefix}max_c32_ms": round(c32["max"], 1),
             f"{prefix}over_1s_c32": c32["over_1s"],
             f"{prefix}over_2s_c32": c32["over_2s"],
+            f"{prefix}errors_c32": c32["errors"] + (streamed["errors"] if streamed else 0),
             f"{prefix}stream_rps_c32": None if streamed is None else round(streamed["rps"], 1),
             f"{prefix}stream_over_1s_c32": None if streamed is None else streamed["over_1s"],
             f"{prefix}pss_mb": round(result["pss_mb"], 1),
@@ -402,6 +404,7 @@ def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         atrium_stream = atrium["c32_stream"]
         out["targets"] = {
             "rps_c32_at_least_portkey": atrium["c32"]["rps"] >= portkey["c32"]["rps"],
+            "no_errors_c32": atrium["c32"]["errors"] == 0 and (atrium_stream is None or atrium_stream["errors"] == 0),
             "stream_rps_c32_at_least_portkey": atrium_stream is not None and atrium_stream["rps"] >= portkey_stream,
             "no_request_over_1s_c32": atrium["c32"]["over_1s"] == 0
             and (atrium_stream is None or atrium_stream["over_1s"] == 0),
