@@ -17,7 +17,7 @@ from typing import Any
 from django.db import connection
 
 from audit import queries
-from audit.verify import GENESIS, ChainWalk, VerifyResult, canonical, entry_mac_of
+from audit.verify import GENESIS, ChainWalk, VerifyResult, canonical, entry_mac_of, request_id_problem
 from config.tenant_cache import TenantCache
 
 __all__ = ["GENESIS", "VerifyResult", "canonical", "chain_verify"]
@@ -95,7 +95,7 @@ def chain_lock_head() -> tuple[int, str]:
 
 
 # What chain_verify reads of each entry: the chained fields, the links and the personal fields.
-ENTRY_COLUMNS = (*CHAINED, "prev_mac", "mac", "user_id", "personal", "redacted_at")
+ENTRY_COLUMNS = (*CHAINED, "prev_mac", "mac", "user_id", "personal", "redacted_at", "request_id")
 
 
 def _rows(batch: int) -> Iterator[dict[str, Any]]:
@@ -127,11 +127,13 @@ def chain_verify(batch: int = 20_000, *, checkpoints: bool = True) -> VerifyResu
         personal = json.loads(row["personal"]) if isinstance(row["personal"], str) else row["personal"]
         seq, smac, prev_mac, mac = row["seq"], row["subject_mac"], row["prev_mac"], row["mac"]
         user_id, redacted_at = row["user_id"], row["redacted_at"]
+        request_id = row["request_id"]
         extra = None
         if redacted_at is None and not hmac.compare_digest(subject_mac(key, user_id, personal or {}), smac):
             extra = "personal fields do not match their MAC (edited)"
         elif redacted_at is not None and (user_id is not None or personal):
             extra = "redacted entry still holds personal fields"
+        extra = request_id_problem(request_id, fields["metadata"]) or extra
         walk.feed(seq=seq, prev_mac=prev_mac, mac=mac, extra=extra,
                   content_ok=hmac.compare_digest(entry_mac(key, prev_mac, fields), mac))
     result = walk.finish()

@@ -127,7 +127,7 @@ def audit_export_lines(header: dict[str, Any], filters: dict[str, Any], head_seq
                   "latency_ms": entry.latency_ms, "status": entry.status, "metadata": entry.metadata,
                   "error": entry.error, "subject_mac": entry.subject_mac}
         yield line({"type": "entry", "seq": entry.seq, "chained": chained_body(fields), "prev_mac": entry.prev_mac,
-                    "mac": entry.mac, "redacted": entry.redacted_at is not None,
+                    "mac": entry.mac, "redacted": entry.redacted_at is not None, "request_id": entry.request_id,
                     "checkpoint_seq": covering.seq if covering else None})
     trailer = {"type": "trailer", "lines": count, "sha256": digest.hexdigest()}
     yield (json.dumps(trailer, sort_keys=True) + "\n").encode()

@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from audit.verify import checkpoint_signed_body, entry_mac_of, key_fingerprint
+from audit.verify import checkpoint_signed_body, entry_mac_of, key_fingerprint, request_id_problem
 
 
 def verify_lines(lines: list[bytes], key: bytes, checkpoint_key: bytes) -> tuple[int, list[str]]:
@@ -85,6 +85,9 @@ def verify_lines(lines: list[bytes], key: bytes, checkpoint_key: bytes) -> tuple
             problems.append(f"line {line}: entry #{seq} carries sequence {body.get('seq')} in its content (edited)")
         if not hmac.compare_digest(entry_mac_of(key, str(entry["prev_mac"]), body), str(entry["mac"])):
             problems.append(f"line {line}: entry #{seq}: MAC does not match its content (edited or forged)")
+        mismatch = request_id_problem(entry.get("request_id"), body.get("metadata"))
+        if mismatch:
+            problems.append(f"line {line}: entry #{seq}: {mismatch}")
         if previous is not None:
             if seq <= int(previous["seq"]):
                 problems.append(f"line {line}: entry #{seq} comes after entry #{previous['seq']} (reordered)")

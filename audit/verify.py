@@ -39,6 +39,18 @@ def checkpoint_signed_body(checkpoint: dict[str, Any]) -> bytes:
     return canonical({"v": 1, **{name: checkpoint[name] for name in fields}})
 
 
+def request_id_problem(request_id: str | None, metadata: Any) -> str | None:
+    """The request id column (the idempotency key) is chained through the entry's metadata: a column that differs
+    from its chained value was edited. (A NULL column is not checked: entries written before the column existed
+    carry the id in their metadata only.)"""
+    if request_id is None:
+        return None
+    chained = metadata.get("request_id") if isinstance(metadata, dict) else None
+    if chained != request_id:
+        return f"request id {request_id!r} does not match its chained value {chained!r} (edited)"
+    return None
+
+
 @dataclass(frozen=True)
 class Finding:
     seq: int | None

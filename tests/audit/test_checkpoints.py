@@ -264,3 +264,21 @@ def test_platform_tail_deletion_is_detected(django_capture_on_commit_callbacks: 
         call_command("verify_audit", platform=True)
     assert f"entry #{entries[-1].seq} is missing" in capsys.readouterr().err
 
+
+
+def test_edited_request_id_is_detected(tenant_a: Any, in_tenant: Any, django_capture_on_commit_callbacks: Any,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The request id column (a call's idempotency key) is chained through the entry's metadata."""
+    from audit.services import AuditEvent, audit_append_once
+
+    with in_tenant(tenant_a):
+        audit_append_once([AuditEvent(event_type="model_call", request_id=f"req_chained_{n}") for n in range(2)])
+        entries = _checkpointed(1, django_capture_on_commit_callbacks)
+        edited = entries[0].seq - 1  # the second model_call entry
+        with_triggers_disabled(ENTRIES, ("UPDATE audit_auditentry SET request_id = 'req_other' WHERE seq = %s",
+                                         [edited]))
+        result = chain_verify()
+        assert not result.ok and result.broken_seq == edited
+        assert result.reason == (f"entry #{edited}: request id 'req_other' does not match its chained value "
+                                 f"'req_chained_1' (edited)")
+    assert f"entry #{edited}: request id 'req_other'" in _broken(tenant_a.schema_name, capsys)
