@@ -64,6 +64,7 @@ class BatchWriter(JournalMixin[T]):
         self._thread: threading.Thread | None = None
         self._hurry = False
         self._journal_init()
+        self._after_at = 0.0
         self._batch_started = 0.0
         atexit.register(self.stop)
 
@@ -130,6 +131,7 @@ class BatchWriter(JournalMixin[T]):
         self._after()
 
     def _after(self) -> None:
+        self._after_at = time.monotonic()
         if self.after is not None:
             try:
                 self.after()
@@ -220,7 +222,12 @@ class BatchWriter(JournalMixin[T]):
                 backoff = min(backoff * 2, 2.0)
             else:
                 backoff = 0.05
-            self._after()
+            # The after-commit work (quota settlement, a Redis round trip) must not hold up the next batch's
+            # commit, which calls are waiting for: while records wait, it runs at most every SETTLE_EVERY_S.
+            with self._cond:
+                waiting = bool(self._queue)
+            if not waiting or time.monotonic() - self._after_at >= _setting("ATRIUM_RECORDER_SETTLE_EVERY_S", 0.05):
+                self._after()
 
     def _write(self, batch: list[_Pending[T]]) -> list[_Pending[T]]:
         """Write the batch; returns what is not written. After repeated failures, one record at a time."""

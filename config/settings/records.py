@@ -14,6 +14,8 @@ ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=Tr
 # Group commit: a call's response waits for the commit of the batch carrying its records (docs/decisions.md).
 ATRIUM_RECORDER_LINGER_MS = env.float("ATRIUM_RECORDER_LINGER_MS", default=0)  # extra wait to gather a batch
 ATRIUM_RECORDER_BATCH = env.int("ATRIUM_RECORDER_BATCH", default=500)  # most records in one batch
+# While records wait, the quota settlement between two batches runs at most this often (it holds up the next commit).
+ATRIUM_RECORDER_SETTLE_EVERY_S = env.float("ATRIUM_RECORDER_SETTLE_EVERY_S", default=0.05)
 ATRIUM_RECORDER_MAX_PENDING = env.int("ATRIUM_RECORDER_MAX_PENDING", default=10_000)  # then callers wait for room
 # How long a response waits for its records' commit before the tenant's record policy applies (503 or journal).
 ATRIUM_RECORD_COMMIT_WAIT_MS = env.float("ATRIUM_RECORD_COMMIT_WAIT_MS", default=3000)
