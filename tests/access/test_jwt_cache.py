@@ -20,6 +20,7 @@ from access import authentication
 from access.errors import AuthenticationFailed
 from config import tenant_cache
 from config.tenant_cache import cache_listener_ready
+from tests.access.conftest import MAPPING_A, _configure
 from tests.tenants.test_cache_invalidation import eventually
 
 
@@ -44,9 +45,12 @@ def verified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def caches_on(settings: Any, committed: None, sso: Any) -> Any:
+def caches_on(settings: Any, committed: None, sso: Any, tenant_a: Any) -> Any:
     settings.ATRIUM_AUTH_CACHE_S = 300  # far longer than the test: what empties an entry here is the database
     settings.ATRIUM_JWT_LEEWAY_S = 0
+    # Alpha trusts IdP A again, whatever an earlier test of the session configured (committed, like the session's).
+    _configure(tenant_a, sso.a, MAPPING_A, allowed_email_domains="a.example")
+    connection.set_schema_to_public()
     assert cache_listener_ready(), "the cache listener did not subscribe"
     return sso.a
 
