@@ -88,7 +88,7 @@ def _authenticate_api_key(raw: str, label: str) -> tuple[Any, AuthInfo]:
 # A verified bearer token's user, per schema and token digest: (user row, the user's permissions, exp, nbf, iss,
 # sub). The signature and claims are checked once per token; the entry is emptied by PostgreSQL when the user,
 # their roles or permissions, their IdP identity or the tenant's SSO configuration change (config/tenant_cache.py;
-# access migrations 0003 and 0006), and never served past the token's exp.
+# access migrations 0003 and 0008), and never served past the token's exp.
 BearerRows = tuple[dict[str, Any], frozenset[str], float, float | None, str, str]
 _bearer_cache: TenantCache[BearerRows] = TenantCache("bearer_tokens")
 

@@ -80,7 +80,7 @@ TRIGGER_MIGRATIONS = {
         ("auth_user_groups", None), ("auth_user_user_permissions", None), ("auth_group_permissions", None),
         ("auth_permission", None),
     ],
-    "access.migrations.0006_bearer_cache_invalidation": [
+    "access.migrations.0008_bearer_cache_invalidation": [
         ("access_oidcconfig", None), ("access_useridentity", ["user_id", "issuer", "subject"]),
     ],
 }

@@ -25,7 +25,7 @@ TRIGGERS = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [("access", "0005_tenantpolicy")]
+    dependencies = [("access", "0007_budget_permissions")]
     operations = [
         migrations.RunSQL(
             f"{NOTIFY_FUNCTION_SQL}\nCREATE TRIGGER {table}_atrium_cache AFTER INSERT OR {update} OR DELETE OR "
