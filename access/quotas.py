@@ -24,9 +24,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from django.conf import settings
+
 from access.errors import QuotaExceeded
+from access.quota_scripts import (
+    REBUILD_LUA,
+    REBUILD_WINDOWS_LUA,
+    RELEASE_LUA,
+    RESERVE_LUA,
+    SETTLE_LUA,
+)
 from config.admission import ScriptInput, register_part
-from config.redis import redis_client, redis_script
+from config.redis import redis_client, redis_is_cluster, redis_script
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -37,110 +46,6 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "atrium:quota:"
 WINDOW_S = 60
-
-# The quota part of the gateway's admission script (config.admission; the gateway composes it with the breakers
-# in one round trip). K.rpm: the sliding-window keys, K.tpd: the day's token keys, K.epoch: the tenant's epoch
-# key (when there are day keys). A.now_ms, A.member (unique per call), A.tokens, A.rpm_limits, A.tpd_limits (one
-# per key). Returns {0, index, retry_ms} on refusal (index: 1-based over rpm then tpd; retry_ms -1 for a day
-# limit), {1, epoch} when admitted, {2} when the day counters must first be rebuilt (the epoch key is missing:
-# Redis lost its data; quota_rebuild); only an admission lets the next parts run.
-RESERVE_LUA = """
-function(K, A)
-  local now, tokens = tonumber(A.now_ms), tonumber(A.tokens)
-  local n_rpm, n_tpd = #K.rpm, #K.tpd
-  local epoch = ''
-  if n_tpd > 0 then
-    epoch = redis.call('GET', K.epoch)
-    if not epoch then return {2}, false end
-  end
-  local window = 60000
-  for i = 1, n_rpm do
-    local limit = tonumber(A.rpm_limits[i])
-    redis.call('ZREMRANGEBYSCORE', K.rpm[i], '-inf', now - window)
-    if redis.call('ZCARD', K.rpm[i]) >= limit then
-      local oldest = redis.call('ZRANGE', K.rpm[i], 0, 0, 'WITHSCORES')
-      local retry = window
-      if oldest[2] then retry = tonumber(oldest[2]) + window - now end
-      return {0, i, retry}, false
-    end
-  end
-  for j = 1, n_tpd do
-    local used = tonumber(redis.call('GET', K.tpd[j]) or '0')
-    if used + tokens > tonumber(A.tpd_limits[j]) then return {0, n_rpm + j, -1}, false end
-  end
-  for i = 1, n_rpm do
-    redis.call('ZADD', K.rpm[i], now, A.member)
-    redis.call('PEXPIRE', K.rpm[i], window + 1000)
-  end
-  for j = 1, n_tpd do
-    redis.call('INCRBY', K.tpd[j], tokens)
-    redis.call('EXPIRE', K.tpd[j], 172800)
-  end
-  return {1, epoch}, true
-end
-"""
-
-# Settles calls exactly once each, whatever is retried or replayed: a call's request id goes into its tenant's
-# settled set of the day, and only the call that added it changes the counters. Under the epoch its tokens were
-# reserved in, the counters get (used - reserved); after Redis lost its data (another epoch: the reservation went
-# with it), they get `used`. quota_rebuild adds recorded calls through the same set, so a call is counted once
-# whether its settlement or the rebuild gets there first.
-# KEYS: every key used. ARGV: n, then per call: request id, settled key index, epoch key index, epoch, reserved,
-# used, number of day keys, their indexes.
-_SETTLE = """
-local n = tonumber(ARGV[1])
-local p = 2
-for _ = 1, n do
-  local id, settled, epoch_key, epoch = ARGV[p], KEYS[tonumber(ARGV[p + 1])], KEYS[tonumber(ARGV[p + 2])], ARGV[p + 3]
-  local reserved, used, nk = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5]), tonumber(ARGV[p + 6])
-  if redis.call('SADD', settled, id) == 1 then
-    redis.call('EXPIRE', settled, 172800)
-    local delta = used
-    if redis.call('GET', epoch_key) == epoch then delta = used - reserved end
-    for k = 1, nk do
-      local key = KEYS[tonumber(ARGV[p + 6 + k])]
-      if redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0) end
-      redis.call('EXPIRE', key, 172800)
-    end
-  end
-  p = p + 7 + nk
-end
-return 1
-"""
-
-# quota_rebuild's part: KEYS: settled set, then day keys. ARGV: n, then per recorded call: request id, tokens,
-# number of day keys, their indexes (into KEYS).
-_REBUILD = """
-local n = tonumber(ARGV[1])
-local p = 2
-for _ = 1, n do
-  local id, tokens, nk = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
-  if redis.call('SADD', KEYS[1], id) == 1 then
-    for k = 1, nk do
-      local key = KEYS[tonumber(ARGV[p + 2 + k])]
-      redis.call('INCRBY', key, tokens)
-      redis.call('EXPIRE', key, 172800)
-    end
-  end
-  p = p + 3 + nk
-end
-redis.call('EXPIRE', KEYS[1], 172800)
-return 1
-"""
-
-
-# KEYS: day keys, then the epoch key. ARGV: one delta per day key (may be negative), then the epoch the deltas
-# belong to: nothing changes when the epoch moved on (the counters were rebuilt without this reservation). Never
-# lets a counter go below zero.
-_ADJUST = """
-if redis.call('GET', KEYS[#KEYS]) ~= ARGV[#ARGV] then return 0 end
-for j = 1, #KEYS - 1 do
-  local value = redis.call('INCRBY', KEYS[j], tonumber(ARGV[j]))
-  if value < 0 then redis.call('SET', KEYS[j], 0, 'KEEPTTL') end
-end
-return 1
-"""
-
 
 class QuotaRebuildNeeded(Exception):
     """Redis has no epoch for this tenant (it restarted empty): the day's counters must be rebuilt first."""
@@ -154,8 +59,9 @@ class Reservation:
     day_keys: list[str] = field(default_factory=list)
     settled: bool = False
     schema: str = ""
-    epoch: str = ""  # the tenant's quota epoch the tokens were reserved in (see _SETTLE)
+    epoch: str = ""  # the tenant's quota epoch the tokens were reserved in (see SETTLE_LUA)
     day: str = ""
+    member: str = ""  # its entry in the tenant's pending reservations (reaped after its TTL if never settled)
 
 
 def _day(now: datetime) -> str:
@@ -168,8 +74,9 @@ def _seconds_to_midnight(now: datetime) -> int:
 
 
 def tenant_prefix(schema: str) -> str:
-    """Every quota key of a tenant starts with this."""
-    return f"{PREFIX}{schema}:"
+    """Every quota key of a tenant starts with this. The `{schema}` hash tag keeps a tenant's keys in one Redis
+    Cluster slot, so each script (reservation, settlement, rebuild) runs on one node."""
+    return f"{PREFIX}{{{schema}}}:"
 
 
 def rpm_key(schema: str, user_id: Any | None = None) -> str:
@@ -215,11 +122,13 @@ class QuotaPlan:
     rpm: list[Limit] = field(default_factory=list)
     tpd: list[Limit] = field(default_factory=list)
     now_ms: int = 0
-    member: str = ""  # this call's entry in the request windows
+    member: str = ""  # this call's entry in the request windows and the pending reservations
+    ttl_ms: int = 0  # how long the reservation may stay unsettled before it is reaped
 
     def __post_init__(self) -> None:
         self.now_ms = self.now_ms or int(time.time() * 1000)
         self.member = self.member or uuid.uuid4().hex
+        self.ttl_ms = self.ttl_ms or int(float(settings.ATRIUM_QUOTA_RESERVATION_TTL_S) * 1000)
 
 
 def epoch_key(schema: str) -> str:
@@ -230,6 +139,11 @@ def settled_key(schema: str, day: str) -> str:
     return f"{tenant_prefix(schema)}settled:{day}"
 
 
+def pending_keys(schema: str) -> tuple[str, str]:
+    """The tenant's reservations not yet settled: a sorted set (member -> expiry ms) and its data hash."""
+    return f"{tenant_prefix(schema)}pending", f"{tenant_prefix(schema)}pending:data"
+
+
 def quota_plan(*, tenant: Tenant, user: User, tokens: int) -> QuotaPlan:
     rpm, tpd = _limits(tenant, user)
     return QuotaPlan(schema=tenant.schema_name, day=_day(datetime.now(UTC)), tokens=int(tokens), rpm=rpm, tpd=tpd)
@@ -237,10 +151,11 @@ def quota_plan(*, tenant: Tenant, user: User, tokens: int) -> QuotaPlan:
 
 def _quota_input(plan: QuotaPlan) -> ScriptInput:
     keys: dict[str, str | list[str]] = {"rpm": [x.key for x in plan.rpm], "tpd": [x.key for x in plan.tpd]}
-    if plan.tpd:
-        keys["epoch"] = epoch_key(plan.schema)
+    if plan.rpm or plan.tpd:
+        pending, pending_data = pending_keys(plan.schema)
+        keys.update(epoch=epoch_key(plan.schema), pending=pending, pending_data=pending_data)
     return ScriptInput(keys=keys, args={"now_ms": plan.now_ms, "member": plan.member, "tokens": plan.tokens,
-                                        "rpm_limits": [x.limit for x in plan.rpm],
+                                        "ttl_ms": plan.ttl_ms, "rpm_limits": [x.limit for x in plan.rpm],
                                         "tpd_limits": [x.limit for x in plan.tpd]})
 
 
@@ -252,7 +167,8 @@ def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:
     if int(result[0]) == 1:
         epoch = result[1].decode() if isinstance(result[1], bytes) else str(result[1] or "")
         return Reservation(tokens=plan.tokens if plan.tpd else 0, day_keys=[x.key for x in plan.tpd],
-                           schema=plan.schema, epoch=epoch, day=plan.day)
+                           schema=plan.schema, epoch=epoch, day=plan.day,
+                           member=plan.member if plan.tpd and plan.tokens > 0 else "")
     index, retry_ms = int(result[1]) - 1, int(result[2])
     limits = plan.rpm + plan.tpd
     hit = limits[index]
@@ -271,7 +187,19 @@ QUOTA = register_part("quota", lua=RESERVE_LUA, encode=_quota_input, decode=quot
 
 def quota_settle_many(settlements: list[tuple[str, Reservation, int]]) -> None:
     """Settle calls (request id, reservation, tokens used) in one script call, each exactly once (_SETTLE): safe
-    to retry after a Redis error, and to replay. A call is only settled after its usage is committed."""
+    to retry after a Redis error, and to replay. A call is only settled after its usage is committed. On a Redis
+    Cluster, one script call per tenant (a tenant's keys share a slot, two tenants' need not)."""
+    if redis_is_cluster():
+        by_tenant: dict[str, list[tuple[str, Reservation, int]]] = {}
+        for item in settlements:
+            by_tenant.setdefault(item[1].schema, []).append(item)
+        for group in by_tenant.values():
+            _settle(group)
+    else:
+        _settle(settlements)
+
+
+def _settle(settlements: list[tuple[str, Reservation, int]]) -> None:
     keys: dict[str, int] = {}
 
     def index(key: str) -> int:
@@ -281,12 +209,14 @@ def quota_settle_many(settlements: list[tuple[str, Reservation, int]]) -> None:
     for request_id, reservation, used_tokens in settlements:
         if not reservation.day_keys or not request_id:
             continue
+        pending, pending_data = pending_keys(reservation.schema)
         args += [request_id, index(settled_key(reservation.schema, reservation.day)),
                  index(epoch_key(reservation.schema)), reservation.epoch, reservation.tokens, int(used_tokens),
+                 index(pending), index(pending_data), reservation.member,
                  len(reservation.day_keys), *[index(k) for k in reservation.day_keys]]
         args[0] += 1
     if args[0]:
-        redis_script(_SETTLE)(keys=list(keys), args=args)
+        redis_script(SETTLE_LUA)(keys=list(keys), args=args)
 
 
 def quota_release(reservation: Reservation) -> None:
@@ -295,19 +225,22 @@ def quota_release(reservation: Reservation) -> None:
     if reservation.settled or not reservation.day_keys:
         return
     reservation.settled = True
-    args = [-reservation.tokens] * len(reservation.day_keys)
-    redis_script(_ADJUST)(keys=[*reservation.day_keys, epoch_key(reservation.schema)],
-                          args=[*args, reservation.epoch])
+    redis_script(RELEASE_LUA)(keys=[*reservation.day_keys, epoch_key(reservation.schema),
+                                    *pending_keys(reservation.schema)],
+                              args=[reservation.tokens, reservation.epoch, reservation.member])
 
 
 def quota_rebuild(*, tenant: Tenant, recorded: Callable[[str], Iterator[tuple[str, int | None, int]]],
+                  admitted: Callable[[datetime], Iterator[tuple[str, int | None, int]]] | None = None,
                   wait_s: float = 30.0) -> bool:
-    """Rebuild the tenant's token counters of the day from recorded usage, after Redis came back empty.
+    """Rebuild the tenant's token counters of the day and its requests-per-minute windows from what was recorded,
+    after Redis came back empty.
 
     `recorded(day)` yields (request id, user id, tokens charged) of the day's recorded calls (the gateway passes
-    the usage ledger's reader: access does not read inference's tables). One process rebuilds (a Redis lock);
-    the others wait for the new epoch. Calls recorded meanwhile are settled through the same settled set, so
-    each counts once. Returns True if this process rebuilt.
+    the usage ledger's reader: access does not read inference's tables); `admitted(since)` yields (request id,
+    user id, admitted at in ms) of the calls admitted since then (the last minute), for the windows. One process
+    rebuilds (a Redis lock); the others wait for the new epoch. Calls recorded meanwhile are settled through the
+    same settled set, so each counts once. Returns True if this process rebuilt.
     """
     client = redis_client()
     schema = tenant.schema_name
@@ -334,7 +267,7 @@ def quota_rebuild(*, tenant: Tenant, recorded: Callable[[str], Iterator[tuple[st
                                         if per_user and user_id is not None else None) if k]
                 args += [request_id, tokens, len(day_keys),
                          *[keys.setdefault(k, len(keys) + 1) for k in day_keys]]
-            redis_script(_REBUILD)(keys=list(keys), args=args)
+            redis_script(REBUILD_LUA)(keys=list(keys), args=args)
             batch.clear()
 
         for row in recorded(datetime.now(UTC).date().isoformat()):
@@ -343,12 +276,33 @@ def quota_rebuild(*, tenant: Tenant, recorded: Callable[[str], Iterator[tuple[st
                 send()
         if batch:
             send()
+        if admitted is not None:
+            _rebuild_windows(tenant, admitted)
         client.set(epoch_key(schema), uuid.uuid4().hex)
         logger.warning("quota counters of %s rebuilt from recorded usage (Redis had lost them)", schema)
         return True
     finally:
         if client.get(lock) == token.encode():
             client.delete(lock)
+
+
+def _rebuild_windows(tenant: Tenant, admitted: Callable[[datetime], Iterator[tuple[str, int | None, int]]]) -> None:
+    """The sliding windows of the last minute, from the calls admitted in it (so a restart of Redis does not hand
+    out a second minute's requests)."""
+    schema = tenant.schema_name
+    tenant_window = rpm_key(schema) if tenant.requests_per_minute is not None else None
+    per_user = tenant.effective_user_requests_per_minute is not None
+    if tenant_window is None and not per_user:
+        return
+    keys: dict[str, int] = {}
+    args: list[Any] = [0]
+    for request_id, user_id, at_ms in admitted(datetime.now(UTC) - timedelta(seconds=WINDOW_S)):
+        windows = [k for k in (tenant_window, rpm_key(schema, user_id) if per_user and user_id is not None else None)
+                   if k]
+        args += [request_id, at_ms, len(windows), *[keys.setdefault(k, len(keys) + 1) for k in windows]]
+        args[0] += 1
+    if args[0]:
+        redis_script(REBUILD_WINDOWS_LUA)(keys=list(keys), args=args)
 
 
 def quota_tokens_used_today(*, tenant: Tenant, user: User | None = None) -> int:

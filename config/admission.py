@@ -94,6 +94,7 @@ class Answer:
 
 
 _PARTS: dict[str, Part[Any, Any]] = {}
+_NO_KEY = "atrium:admission:no-keys"
 
 
 def register_part(name: str, *, lua: str, encode: Callable[[In], ScriptInput],
@@ -201,6 +202,8 @@ class Composite:
             named = {name: at(value) if isinstance(value, str) else [at(k) for k in value]
                      for name, value in spec.keys.items()}
             args += [order[bound.part.name] + 1, json.dumps({"k": named, "a": dict(spec.args)}, separators=(",", ":"))]
+        if not keys and redis_is_cluster():
+            keys.append(_NO_KEY)  # a cluster routes a script by its keys; this one is declared, never touched
         reply = redis_script(self.source)(keys=keys, args=args)
         *raw, proceeded = list(reply)
         return raw, bool(int(proceeded))

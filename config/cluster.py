@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -34,8 +35,10 @@ ROLE_COMMANDS: dict[str, list[str]] = {
     "migrate": ["python", "manage.py", "deploy_migrate"],
 }
 
-# Environment every role reads (values differ per installation). Secrets are the first four.
-SECRET_ENV = ["DJANGO_SECRET_KEY", "ATRIUM_ENCRYPTION_KEYS", "ATRIUM_PLATFORM_AUDIT_KEY", "ATRIUM_AUDIT_CHECKPOINT_KEY"]
+# Environment every role reads (values differ per installation). Secrets (the metrics token may be empty: then
+# only a signed-in platform staff user reads /metrics):
+SECRET_ENV = ["DJANGO_SECRET_KEY", "ATRIUM_ENCRYPTION_KEYS", "ATRIUM_PLATFORM_AUDIT_KEY", "ATRIUM_AUDIT_CHECKPOINT_KEY",
+              "ATRIUM_METRICS_TOKEN"]
 CONFIG_ENV = [
     "DJANGO_SETTINGS_MODULE",
     "DATABASE_URL",  # through PgBouncer
@@ -45,6 +48,7 @@ CONFIG_ENV = [
     "CELERY_BROKER_URL",
     "DJANGO_ALLOWED_HOSTS",
     "ATRIUM_BASE_DOMAIN",
+    "ATRIUM_TRUSTED_PROXIES",  # HAProxy's / the ingress controller's network: X-Forwarded-For believed from it
     "ATRIUM_LOG_FORMAT",
     "PROMETHEUS_MULTIPROC_DIR",
 ]
@@ -131,12 +135,26 @@ def binary(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
+_next_port: list[int] = []
+
+
 def free_port() -> int:
+    """A free loopback port: the next one from ATRIUM_CLUSTER_PORT_BASE when it is set (a range of your own on a
+    shared machine: HAProxy, web1-3, PgBouncer, Redis, the simulator take consecutive ports), else any."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    base = os.environ.get("ATRIUM_CLUSTER_PORT_BASE", "")
+    while True:
+        port = 0
+        if base:
+            port = _next_port[0] if _next_port else int(base)
+            _next_port[:] = [port + 1]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: the next one
+            return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
@@ -150,6 +168,23 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: floa
             return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not open port {port}")
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], what: str, *, host: str, timeout: float = 180) -> None:
+    """Until GET /healthz answers 200: a gunicorn's port opens before its workers have loaded Django, and HAProxy
+    marks an instance down when its first checks time out (the cluster then answers 503 for a while)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early (status {proc.returncode})")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{HEALTH_PATH}", headers={"Host": host})
+        with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            if response.status == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} never answered {HEALTH_PATH} with 200")
 
 
 def with_host(url: str, host: str, port: int) -> str:
@@ -241,6 +276,7 @@ class Cluster:
         proc = self.spawn(name, local_command("web", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                               "--threads", "8"), env=env, port=port)
         wait_port(port, proc.popen, name)
+        wait_healthy(port, proc.popen, name, host=self.env.get("ATRIUM_BASE_DOMAIN", "localhost"))
         return proc
 
     def start_worker(self, name: str, *, queues: str = "celery", concurrency: int = 2) -> Proc:
@@ -252,19 +288,29 @@ class Cluster:
     def start_beat(self, name: str) -> Proc:
         return self.spawn(name, local_command("beat", "--schedule", str(self.workdir / f"{name}-schedule")))
 
-    def start_haproxy(self, web: list[Proc], *, health_host: str) -> int:
-        self.haproxy_port = free_port()
+    def start_haproxy(self, web: list[Proc], *, health_host: str, port: int = 0) -> int:
+        self.haproxy_port = port or free_port()
         cfg = self.workdir / "haproxy.cfg"
         cfg.write_text(haproxy_config(bind=f"127.0.0.1:{self.haproxy_port}",
                                       servers=[(p.name, f"127.0.0.1:{p.port}") for p in web],
                                       health_host=health_host))
         proc = self.spawn("haproxy", [binary("haproxy"), "-db", "-f", str(cfg)], env=dict(os.environ))
         wait_port(self.haproxy_port, proc.popen, "haproxy")
+        wait_healthy(self.haproxy_port, proc.popen, "haproxy", host=health_host)
         return self.haproxy_port
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            proc.stop()
+        """SIGTERM to every process at once (each stops gracefully in parallel), SIGKILL to what is left after
+        20 s; `make cluster`'s Ctrl-C took a minute when each was stopped in turn."""
+        procs = list(reversed(list(self.procs.values())))
+        for proc in procs:
+            proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in procs:
+            try:
+                proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def wait_log(proc: Proc, marker: bytes, timeout: float = 90) -> None:
@@ -280,7 +326,7 @@ def wait_log(proc: Proc, marker: bytes, timeout: float = 90) -> None:
 
 @contextlib.contextmanager
 def cluster(*, database_url: str, base_env: dict[str, str], web: int = 3, workers: int = 2,
-            workdir: Path | None = None, pool_size: int = 20) -> Iterator[Cluster]:
+            workdir: Path | None = None, pool_size: int = 20, haproxy_port: int = 0) -> Iterator[Cluster]:
     """Redis, PgBouncer, `web` gunicorn instances behind HAProxy, `workers` workers and one beat."""
     ensure_debian_packages("haproxy", "pgbouncer")
     directory = workdir or Path(tempfile.mkdtemp(prefix="atrium-cluster-"))
@@ -296,8 +342,9 @@ def cluster(*, database_url: str, base_env: dict[str, str], web: int = 3, worker
             ATRIUM_CACHE_LISTEN_URL=database_url,
             PYTHONPATH=str(ROOT),
         )
+        env.setdefault("ATRIUM_TRUSTED_PROXIES", "127.0.0.1")  # HAProxy connects from loopback
         webs = [box.start_web(f"web{i + 1}") for i in range(web)]
-        box.start_haproxy(webs, health_host=env.get("ATRIUM_BASE_DOMAIN", "localhost"))
+        box.start_haproxy(webs, health_host=env.get("ATRIUM_BASE_DOMAIN", "localhost"), port=haproxy_port)
         for i in range(workers):
             box.start_worker(f"worker{i + 1}")
         box.start_beat("beat1")
@@ -314,7 +361,9 @@ def main() -> int:
     env["DJANGO_SETTINGS_MODULE"] = os.environ.get("ATRIUM_DEV_SETTINGS", "config.settings.development")
     env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/atrium_cluster")
     env.setdefault("ATRIUM_LOG_FORMAT", "json")
+    env.setdefault("ATRIUM_METRICS_TOKEN", secrets.token_urlsafe(24))
     simulator_port = free_port()
+    haproxy_port = free_port()  # known before the demo is set up, so the URLs it prints are the ones to open
     simulator_env(env, simulator_port)
     database_url = env["DATABASE_URL"]
     name = urlsplit(database_url).path.lstrip("/")
@@ -324,12 +373,15 @@ def main() -> int:
                    check=False)
     say("migrating (directly, not through PgBouncer)")
     manage(env, "deploy_migrate")
-    manage(env, "demo_setup", "--port", "0")
-    with cluster(database_url=database_url, base_env=env, workdir=ROOT / "var" / "cluster") as box:
+    manage(env, "demo_setup", "--port", str(haproxy_port))
+    with cluster(database_url=database_url, base_env=env, workdir=ROOT / "var" / "cluster",
+                 haproxy_port=haproxy_port) as box:
         box.spawn("simulator", [sys.executable, "manage.py", "provider_simulator", "--port", str(simulator_port)])
         say(f"HAProxy on http://demo.localhost:{box.haproxy_port}/ in front of "
             + ", ".join(f"{p.name} :{p.port}" for p in box.procs.values() if p.name.startswith("web")))
         say(f"PgBouncer :{box.pgbouncer_port} (transaction pooling), Redis :{box.redis_port}; logs in {box.workdir}")
+        say(f"metrics: curl -H 'Authorization: Bearer {env['ATRIUM_METRICS_TOKEN']}' "
+            f"http://localhost:{box.haproxy_port}/metrics")
         say("Ctrl-C stops everything")
         try:
             while all(p.alive() for p in box.procs.values()):

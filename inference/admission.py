@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -77,6 +79,20 @@ def _refused(call: Call, exc: Exception, *, model: str = "", reason: str) -> Non
         logger.exception("could not audit a refused model call")
 
 
+def calls_admitted_since(since: datetime) -> Iterator[tuple[str, int | None, int]]:
+    """The current tenant's calls admitted since `since` and recorded (request id, user id, admitted at in ms),
+    from their model_call audit entries (admitted = recorded - latency), for the requests-per-minute windows."""
+    from audit.models import AuditEntry
+
+    since_ms = int(since.timestamp() * 1000)
+    rows = AuditEntry.objects.filter(event_type="model_call", timestamp__gte=since).values_list(
+        "pk", "request_id", "user_id", "timestamp", "latency_ms")
+    for pk, request_id, user_id, timestamp, latency_ms in rows.iterator(chunk_size=2000):
+        at_ms = int(timestamp.timestamp() * 1000) - int(latency_ms or 0)
+        if at_ms >= since_ms:
+            yield str(request_id or f"audit-{pk}"), user_id, at_ms
+
+
 def admission_reserve(call: Call, entry: CatalogEntry, tokens: int, targets: list[ProviderTarget],
                       budget: BudgetPlan | None = None,
                       ) -> tuple[Reservation, dict[str, int], BudgetReservation | None]:
@@ -101,7 +117,7 @@ def admission_reserve(call: Call, entry: CatalogEntry, tokens: int, targets: lis
         except QuotaRebuildNeeded:
             # Redis came back empty: the day's token counters are rebuilt from recorded usage before admitting.
             try:
-                quota_rebuild(tenant=call.tenant, recorded=usage_recorded)
+                quota_rebuild(tenant=call.tenant, recorded=usage_recorded, admitted=calls_admitted_since)
             except RedisError as exc:
                 raise QuotaUnavailable() from exc
             continue

@@ -19,7 +19,9 @@ from django.conf import settings
 from config.admission import ScriptInput, register_part
 from config.redis import redis_client, redis_script
 
-PREFIX = "atrium:breaker:"
+# Breakers are shared by every tenant using the same provider account, so they are not a tenant's: all of them
+# carry one hash tag, `{breakers}`, and live in one Redis Cluster slot (the admission script asks several at once).
+PREFIX = "atrium:breaker:{breakers}:"
 
 # One breaker's admission. key: the breaker hash; now, probe_ttl: seconds.
 # Returns 1 allow (clean: no recent failure), 3 allow (closed, some failures), 2 allow as the probe, 0 skip.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from access.quotas import epoch_key, quota_tokens_used_today
+from access.quotas import epoch_key, quota_tokens_used_today, tenant_prefix
 from config.redis import redis_client
 from inference.records import writer
 from tests.chat.conftest import body, post_messages
@@ -80,7 +80,7 @@ def test_counters_lost_with_redis_are_rebuilt_from_recorded_usage(sim: Any, clie
 
     for _ in range(3):
         assert post_messages(client_a, basic[1], body()).status_code == 200
-    for key in redis_client().scan_iter(f"atrium:quota:{tenant_a.schema_name}:*"):  # Redis restarted empty
+    for key in redis_client().scan_iter(f"{tenant_prefix(tenant_a.schema_name)}*"):  # Redis restarted empty
         redis_client().delete(key)
     assert redis_client().get(epoch_key(tenant_a.schema_name)) is None
     response = post_messages(client_a, basic[1], body())  # admission rebuilds first

@@ -213,8 +213,9 @@ def test_every_200_is_recorded_exactly_once_through_faults(simulator: Simulator,
     from django.db.models import Sum
     from django_tenants.utils import schema_context
 
+    from access.quotas import tpd_key
     from audit.models import AuditEntry
-    from inference.models import UsageRecord
+    from inference.models import UsageDaily, UsageRecord
 
     simulator.faults.clear()
     own = OwnRedis()
@@ -224,7 +225,8 @@ def test_every_200_is_recorded_exactly_once_through_faults(simulator: Simulator,
                   ATRIUM_RECORD_JOURNAL_DIR=journal, ATRIUM_RECORD_COMMIT_WAIT_MS="2000",
                   ATRIUM_RECORD_JOURNAL_SCAN_S="1", ATRIUM_AUTH_CACHE_S="0", ATRIUM_TENANT_CACHE_S="0")
     hosts_resolve("alpha.localhost", "beta.localhost")
-    keys = {schema: committed_user(schema, "power_user")[1] for schema in TENANTS}
+    users = {schema: committed_user(schema, "power_user") for schema in TENANTS}
+    keys = {schema: key for schema, (_user, key) in users.items()}
     port = free_port()
     logs: list[Path] = []
     server = _server(env, port, logs)
@@ -288,9 +290,18 @@ def test_every_200_is_recorded_exactly_once_through_faults(simulator: Simulator,
                 lost_audit = [r for r in request_ids if r not in audit]
                 lost_usage = [r for r in request_ids if r not in usage]
                 recorded = UsageRecord.objects.filter(day=day.date()).aggregate(t=Sum("charged_tokens"))["t"] or 0
+                # Exactly once: one audit entry and one usage row per 200 (request ids are unique keys), and the
+                # daily usage counts each of the user's recorded calls once (no double count on retry/replay).
+                entries = AuditEntry.objects.filter(event_type="model_call", request_id__in=request_ids).count()
+                user_pk = users[schema][0].pk
+                ledger = UsageRecord.objects.filter(user_id=user_pk).count()
+                counted = UsageDaily.objects.filter(user_id=user_pk).aggregate(n=Sum("requests"))["n"] or 0
+                audited = AuditEntry.objects.filter(event_type="model_call", user_id=user_pk).count()
             assert len(set(request_ids)) == len(request_ids)
             assert lost_audit == [] and lost_usage == [], (schema, len(lost_audit), len(lost_usage))
-            counter = int(client.get(f"atrium:quota:{schema}:tpd:{day.strftime('%Y%m%d')}") or 0)
+            assert entries == len(request_ids), (schema, entries, len(request_ids))
+            assert counted == ledger == audited, (schema, counted, ledger, audited)
+            counter = int(client.get(tpd_key(schema, day.strftime("%Y%m%d"))) or 0)
             assert counter == recorded, (schema, counter, recorded)
         # The unique constraints make "exactly once" structural; the chains verify after all of it.
         from audit.chain import chain_verify

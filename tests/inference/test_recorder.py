@@ -293,7 +293,7 @@ def test_a_partly_failed_multi_tenant_batch_neither_loses_nor_duplicates(in_tena
 
 
 def test_settlement_is_idempotent_and_survives_an_emptied_redis(in_tenant: Any, tenant_a: Any) -> None:
-    from access.quotas import Reservation, epoch_key, quota_rebuild, quota_settle_many, settled_key
+    from access.quotas import Reservation, epoch_key, quota_rebuild, quota_settle_many, settled_key, tpd_key
     from config.redis import redis_client
 
     client = redis_client()
@@ -305,7 +305,7 @@ def test_settlement_is_idempotent_and_survives_an_emptied_redis(in_tenant: Any, 
         effective_user_tokens_per_day = None
 
     day = "20261206"
-    key = f"atrium:quota:{schema}:tpd:{day}"
+    key = tpd_key(schema, day)
     client.set(epoch_key(schema), "e1")
     client.set(key, 100)  # a reservation of 100 tokens
     reservation = Reservation(tokens=100, day_keys=[key], schema=schema, epoch="e1", day=day)

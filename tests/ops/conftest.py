@@ -7,4 +7,5 @@ from tests.chat.conftest import (  # noqa: F401 - fixtures
     quota_policy,
     sim,
     simulator,
+    tenant_update,
 )

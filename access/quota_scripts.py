@@ -1,0 +1,159 @@
+"""The Lua of access.quotas (one tenant's keys per call, all under its `{schema}` hash tag: Redis Cluster runs
+each script on one node). The reservation is the `quota` part of the gateway's admission script."""
+
+# The quota part of the gateway's admission script (config.admission; the gateway composes it with the breakers
+# in one round trip). K.rpm: the sliding-window keys, K.tpd: the day's token keys, K.epoch: the tenant's epoch
+# key, K.pending / K.pending_data: the tenant's reservations not yet settled (a sorted set by expiry, and a hash
+# member -> "epoch tokens day-key..."), all present when there is any limit. A.now_ms, A.member (unique per
+# call), A.tokens, A.ttl_ms (how long a reservation may stay unsettled), A.rpm_limits, A.tpd_limits (one per key).
+# First the tenant's stale reservations (their process died before settling: SIGKILL, OOM) give their tokens
+# back. Returns {0, index, retry_ms} on refusal (index: 1-based over rpm then tpd; retry_ms -1 for a day limit),
+# {1, epoch} when admitted, {2} when the counters must first be rebuilt (the epoch key is missing: Redis lost its
+# data; quota_rebuild); only an admission lets the next parts run.
+RESERVE_LUA = """
+function(K, A)
+  local now, tokens = tonumber(A.now_ms), tonumber(A.tokens)
+  local n_rpm, n_tpd = #K.rpm, #K.tpd
+  if n_rpm + n_tpd == 0 then return {1, ''}, true end
+  local epoch = redis.call('GET', K.epoch)
+  if not epoch then return {2}, false end
+  for _, stale in ipairs(redis.call('ZRANGEBYSCORE', K.pending, '-inf', now, 'LIMIT', 0, 100)) do
+    local data = redis.call('HGET', K.pending_data, stale)
+    if data then
+      local fields = {}
+      for word in string.gmatch(data, '%S+') do fields[#fields + 1] = word end
+      if fields[1] == epoch then
+        for f = 3, #fields do
+          if redis.call('DECRBY', fields[f], tonumber(fields[2])) < 0 then
+            redis.call('SET', fields[f], 0, 'KEEPTTL')
+          end
+        end
+      end
+      redis.call('HDEL', K.pending_data, stale)
+    end
+    redis.call('ZREM', K.pending, stale)
+  end
+  local window = 60000
+  for i = 1, n_rpm do
+    local limit = tonumber(A.rpm_limits[i])
+    redis.call('ZREMRANGEBYSCORE', K.rpm[i], '-inf', now - window)
+    if redis.call('ZCARD', K.rpm[i]) >= limit then
+      local oldest = redis.call('ZRANGE', K.rpm[i], 0, 0, 'WITHSCORES')
+      local retry = window
+      if oldest[2] then retry = tonumber(oldest[2]) + window - now end
+      return {0, i, retry}, false
+    end
+  end
+  for j = 1, n_tpd do
+    local used = tonumber(redis.call('GET', K.tpd[j]) or '0')
+    if used + tokens > tonumber(A.tpd_limits[j]) then return {0, n_rpm + j, -1}, false end
+  end
+  for i = 1, n_rpm do
+    redis.call('ZADD', K.rpm[i], now, A.member)
+    redis.call('PEXPIRE', K.rpm[i], window + 1000)
+  end
+  for j = 1, n_tpd do
+    redis.call('INCRBY', K.tpd[j], tokens)
+    redis.call('EXPIRE', K.tpd[j], 172800)
+  end
+  if n_tpd > 0 and tokens > 0 then
+    redis.call('ZADD', K.pending, now + tonumber(A.ttl_ms), A.member)
+    redis.call('HSET', K.pending_data, A.member, epoch .. ' ' .. tokens .. ' ' .. table.concat(K.tpd, ' '))
+    redis.call('EXPIRE', K.pending, 172800)
+    redis.call('EXPIRE', K.pending_data, 172800)
+  end
+  return {1, epoch}, true
+end
+"""
+
+# Whether a reservation is still held, and from now on not: its member leaves the pending set (1), or it was
+# already gone (0: released, reaped after its TTL, or lost with Redis), or it predates the pending set (2: no member).
+TAKE_LUA = """
+local function take(pending, pending_data, member)
+  if member == '' then return 2 end
+  redis.call('HDEL', pending_data, member)
+  return redis.call('ZREM', pending, member)
+end
+"""
+
+# Settles calls exactly once each, whatever is retried or replayed: a call's request id goes into its tenant's
+# settled set of the day, and only the call that added it changes the counters. While its reservation is still
+# held (pending, same epoch), the counters get (used - reserved); when it is not (reaped after its TTL, or Redis
+# lost its data: another epoch), they get `used`. quota_rebuild adds recorded calls through the same set, so a
+# call is counted once whether its settlement or the rebuild gets there first.
+# KEYS: every key used. ARGV: n, then per call: request id, settled key index, epoch key index, epoch, reserved,
+# used, pending key index, pending data key index, member, number of day keys, their indexes.
+SETTLE_LUA = TAKE_LUA + """
+local n = tonumber(ARGV[1])
+local p = 2
+for _ = 1, n do
+  local id, settled, epoch_key, epoch = ARGV[p], KEYS[tonumber(ARGV[p + 1])], KEYS[tonumber(ARGV[p + 2])], ARGV[p + 3]
+  local reserved, used = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5])
+  local pending, pending_data, member = KEYS[tonumber(ARGV[p + 6])], KEYS[tonumber(ARGV[p + 7])], ARGV[p + 8]
+  local nk = tonumber(ARGV[p + 9])
+  if redis.call('SADD', settled, id) == 1 then
+    redis.call('EXPIRE', settled, 172800)
+    local delta = used
+    if take(pending, pending_data, member) ~= 0 and redis.call('GET', epoch_key) == epoch then
+      delta = used - reserved
+    end
+    for k = 1, nk do
+      local key = KEYS[tonumber(ARGV[p + 9 + k])]
+      if redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0) end
+      redis.call('EXPIRE', key, 172800)
+    end
+  end
+  p = p + 10 + nk
+end
+return 1
+"""
+
+# quota_rebuild's part: KEYS: settled set, then day keys. ARGV: n, then per recorded call: request id, tokens,
+# number of day keys, their indexes (into KEYS).
+REBUILD_LUA = """
+local n = tonumber(ARGV[1])
+local p = 2
+for _ = 1, n do
+  local id, tokens, nk = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
+  if redis.call('SADD', KEYS[1], id) == 1 then
+    for k = 1, nk do
+      local key = KEYS[tonumber(ARGV[p + 2 + k])]
+      redis.call('INCRBY', key, tokens)
+      redis.call('EXPIRE', key, 172800)
+    end
+  end
+  p = p + 3 + nk
+end
+redis.call('EXPIRE', KEYS[1], 172800)
+return 1
+"""
+
+# quota_rebuild's requests-per-minute part: KEYS: window keys. ARGV: n, then per admitted call of the last minute:
+# member (its request id), admitted at (ms), number of window keys, their indexes.
+REBUILD_WINDOWS_LUA = """
+local n = tonumber(ARGV[1])
+local p = 2
+for _ = 1, n do
+  local member, at, nk = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
+  for k = 1, nk do
+    local key = KEYS[tonumber(ARGV[p + 2 + k])]
+    redis.call('ZADD', key, at, member)
+    redis.call('PEXPIRE', key, 61000)
+  end
+  p = p + 3 + nk
+end
+return 1
+"""
+
+# A reservation returned whole (quota_release). KEYS: day keys, then the epoch, pending and pending data keys.
+# ARGV: the reserved tokens, the epoch, the member. Nothing changes when the reservation is no longer held (reaped
+# after its TTL) or the epoch moved on (the counters were rebuilt without it). Never below zero.
+RELEASE_LUA = TAKE_LUA + """
+local nk = #KEYS - 3
+if take(KEYS[nk + 2], KEYS[nk + 3], ARGV[3]) == 0 then return 0 end
+if redis.call('GET', KEYS[nk + 1]) ~= ARGV[2] then return 0 end
+for j = 1, nk do
+  if redis.call('DECRBY', KEYS[j], tonumber(ARGV[1])) < 0 then redis.call('SET', KEYS[j], 0, 'KEEPTTL') end
+end
+return 1
+"""
