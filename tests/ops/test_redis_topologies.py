@@ -326,14 +326,18 @@ def test_celery_broker_and_results_through_sentinel(redis_sentinel: Servers,
     from config.celery import sentinel_configure
 
     url = f"redis+sentinel://127.0.0.1:{SENTINEL_PORT}/atrium/3"
-    monkeypatch.setenv("CELERY_BROKER_URL", url)
-    monkeypatch.setenv("CELERY_RESULT_BACKEND", url)
-    app = Celery("atrium-sentinel-test")
-    sentinel_configure(app.conf)
+    # Celery's properties read the process environment first: this test's apps get theirs through `environ`, and
+    # the process's own CELERY_* variables are out of the way (never the sentinel's: other tests' app reads them).
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
+    environ = {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
+    app = Celery("atrium-sentinel-test", broker=url, backend=url, set_as_current=False)
+    sentinel_configure(app.conf, environ)
     assert app.conf.broker_url == f"sentinel://127.0.0.1:{SENTINEL_PORT}/3"
     assert app.conf.broker_transport_options["master_name"] == "atrium"
-    inherited = Celery("a-process-that-inherited-the-environment")
-    sentinel_configure(inherited.conf)
+    assert environ["CELERY_BROKER_URL"] == app.conf.broker_url  # what a child process inherits
+    inherited = Celery("a-process-that-inherited-the-environment", set_as_current=False)
+    sentinel_configure(inherited.conf, environ)
     assert inherited.conf.result_backend_transport_options["master_name"] == "atrium"
     master_port = int(redis.Redis(port=SENTINEL_PORT).sentinel_get_master_addr_by_name("atrium")[1])
     queue_name = f"atrium-test-{uuid.uuid4().hex[:6]}"
