@@ -245,12 +245,7 @@ ATRIUM_AUDIT_CHECKPOINT_DIR = env.str("ATRIUM_AUDIT_CHECKPOINT_DIR",
 ATRIUM_AUDIT_CHECKPOINT_INTERVAL_S = env.float("ATRIUM_AUDIT_CHECKPOINT_INTERVAL_S", default=60.0)
 
 # --- Redis, Celery -----------------------------------------------------------------------------
-# redis://host:6379/0, redis+sentinel://sentinel1:26379,sentinel2:26379/<master name>/0 or
-# redis+cluster://node1:6379,node2:6379 (config/redis_urls.py; Celery takes the first two).
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
-# A quota reservation whose call was never settled (its process was killed) gives its tokens back after this long;
-# longer than the longest call (a settled call is counted exactly whatever this is).
-ATRIUM_QUOTA_RESERVATION_TTL_S = env.float("ATRIUM_QUOTA_RESERVATION_TTL_S", default=900.0)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the job to be redelivered

@@ -9,6 +9,10 @@ from config.env import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
+# A quota reservation whose call was never settled (its process was killed) gives its tokens back after this long;
+# longer than the longest call (a settled call is counted exactly whatever this is).
+ATRIUM_QUOTA_RESERVATION_TTL_S = env.float("ATRIUM_QUOTA_RESERVATION_TTL_S", default=900.0)
+
 # --- chat, metrics, compliance ---------------------------------------------------------------------
 ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py
 # Group commit: a call's response waits for the commit of the batch carrying its records (docs/decisions.md).
