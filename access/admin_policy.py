@@ -25,7 +25,7 @@ from config.admin_sites import tenant_site
 from tenants.validators import validate_allowed_models
 
 TENANT_EDITABLE = ["own_allowed_models", "own_max_tokens_per_request", "own_user_requests_per_minute",
-                   "own_user_tokens_per_day", "processing_notice"]
+                   "own_user_tokens_per_day", "own_anthropic_beta_allowed", "processing_notice"]
 PLATFORM_READONLY = ["name", "allowed_models", "max_tokens_per_request", "requests_per_minute", "tokens_per_day",
                      "user_requests_per_minute", "user_tokens_per_day", "retention_days", "provider_order",
                      "data_region", "configured_providers", "bedrock_external_id"]
@@ -41,6 +41,10 @@ class TenantPolicyForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscr
         required=False, label="Own allow-list",
         help_text="Comma-separated tiers or model ids, narrower than the platform's. Empty adds no restriction.")
 
+    own_anthropic_beta_allowed = forms.CharField(
+        required=False, label="Own anthropic-beta list",
+        help_text="Comma-separated anthropic-beta names, a subset of the platform's. Empty adds no restriction.")
+
     class Meta:
         model = TenantPolicy
         fields = TENANT_EDITABLE
@@ -48,6 +52,16 @@ class TenantPolicyForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscr
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial["own_allowed_models"] = ", ".join(self.instance.own_allowed_models or [])
+        self.initial["own_anthropic_beta_allowed"] = ", ".join(self.instance.own_anthropic_beta_allowed or [])
+
+    def clean_own_anthropic_beta_allowed(self) -> list[str]:
+        raw = self.cleaned_data.get("own_anthropic_beta_allowed") or ""
+        names = list(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+        platform = set(self.instance.anthropic_beta_allowed or [])
+        outside = [n for n in names if n not in platform]
+        if outside:
+            raise forms.ValidationError(f"Not on the platform's anthropic-beta list: {', '.join(outside)}.")
+        return names
 
     def clean_own_allowed_models(self) -> list[str]:
         names = [n.strip() for n in (self.cleaned_data.get("own_allowed_models") or "").split(",") if n.strip()]

@@ -35,6 +35,12 @@ class VisionNotAllowed(NotPermitted):
     pass
 
 
+class BetaNotAllowed(NotPermitted):
+    """An anthropic-beta name the tenant's policy does not allow, or that is not a name at all (400)."""
+
+    status = 400
+
+
 class AuthenticationFailed(AccessError):
     """Missing, malformed, expired or forged credentials (401)."""
 

@@ -6,10 +6,18 @@ row whether a request may run and with how many output tokens.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from access.errors import ModelNotAllowed, NotPermitted, ToolsNotAllowed, VisionNotAllowed, WriteNotAllowed
+from access.errors import (
+    BetaNotAllowed,
+    ModelNotAllowed,
+    NotPermitted,
+    ToolsNotAllowed,
+    VisionNotAllowed,
+    WriteNotAllowed,
+)
 from access.selectors import permissions_load
 
 if TYPE_CHECKING:
@@ -33,6 +41,36 @@ class PolicyDecision:
     @property
     def clamped(self) -> bool:
         return self.max_tokens != self.requested_max_tokens
+
+
+BETA_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+MAX_BETAS = 16
+
+
+def betas_check(tenant: Tenant, header: str | None) -> tuple[str, ...]:
+    """The anthropic-beta names of a request (its header, comma-separated), each allowed by the tenant's policy:
+    the platform's list narrowed by the tenant's own (Tenant.effective_anthropic_beta_allowed). BetaNotAllowed
+    (400) names the first one that is malformed or not allowed."""
+    if header is None or not header.strip():
+        return ()
+    names = [name.strip() for name in header.split(",")]
+    if any(not name for name in names):
+        raise BetaNotAllowed("anthropic-beta: an empty name in the list (names are comma-separated, e.g. "
+                             "prompt-caching-2024-07-31,token-efficient-tools-2025-02-19).",
+                             permission="anthropic_beta")
+    if len(names) > MAX_BETAS:
+        raise BetaNotAllowed(f"anthropic-beta: at most {MAX_BETAS} names.", permission="anthropic_beta")
+    for name in names:
+        if not BETA_NAME.match(name):
+            raise BetaNotAllowed(f"anthropic-beta: {name[:40]!r} is not a beta name (lowercase letters, digits, "
+                                 f"'.', '_' and '-', at most 100).", permission="anthropic_beta")
+    allowed = tenant.effective_anthropic_beta_allowed
+    for name in names:
+        if name not in allowed:
+            listed = ", ".join(sorted(allowed)) or "none"
+            raise BetaNotAllowed(f"anthropic-beta: {name} is not enabled for your organisation (enabled: {listed}).",
+                                 permission="anthropic_beta")
+    return tuple(dict.fromkeys(names))
 
 
 def model_allowed_by_tenant(tenant: Tenant, model: str, tier: str | None) -> bool:

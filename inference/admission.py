@@ -18,13 +18,14 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
 
 from access.budget_rebuild import budget_rebuild
 from access.budgets import BUDGET, BUDGET_CHECK, BudgetPlan, BudgetRebuildNeeded, BudgetReservation
-from access.errors import NotPermitted, QuotaExceeded
-from access.policy import policy_check
+from access.errors import BetaNotAllowed, NotPermitted, QuotaExceeded
+from access.policy import betas_check, policy_check
 from access.quotas import QUOTA, QuotaRebuildNeeded, Reservation, quota_plan, quota_rebuild, quota_release
 from audit.services import audit_record, consent_required
 from config.admission import Bound, composite
@@ -131,6 +132,19 @@ def admission_reserve(call: Call, entry: CatalogEntry, tokens: int, targets: lis
     raise RecordsUnavailable()
 
 
+def betas_admit(call: Call) -> None:
+    """The request's anthropic-beta names, each allowed by the tenant (BetaNotAllowed, a 400, otherwise), onto
+    the call; a name no provider of the tenant's order accepts (ATRIUM_BETA_PROVIDERS) is refused here too."""
+    header = call.request.headers.get("anthropic-beta") if call.request is not None else None
+    if header is not None:
+        call.betas = betas_check(call.tenant, header)
+    for name in call.betas:
+        providers = settings.ATRIUM_BETA_PROVIDERS.get(name)
+        if providers is not None and not any(t.provider in providers for t in targets_for_tenant(call.tenant)):
+            raise BetaNotAllowed(f"anthropic-beta: {name} is not accepted by any provider this organisation "
+                                 f"uses.", permission="anthropic_beta")
+
+
 def gateway_admit(call: Call) -> Admitted:
     """Every check before a model call, in order; raises a typed error naming what stopped it."""
     validate_body(call.body)
@@ -149,6 +163,7 @@ def gateway_admit(call: Call) -> Admitted:
         decision = policy_check(user=call.user, tenant=call.tenant, model=entry.model_id, tier=entry.tier,
                                 max_tokens=int(body["max_tokens"]), has_tools=bool(body.get("tools")),
                                 has_images=has_images(body))
+        betas_admit(call)
     except NotPermitted as exc:
         _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
         raise
@@ -172,5 +187,6 @@ def gateway_admit(call: Call) -> Admitted:
         _refused(call, exc, model=entry.model_id, reason=exc.limit)
         raise
     return Admitted(call=call, entry=entry, decision=decision, reservation=reservation,
-                    message_request=MessageRequest(model=entry.model_id, params=params), started=time.monotonic(),
+                    message_request=MessageRequest(model=entry.model_id, params=params, betas=call.betas),
+                    started=time.monotonic(),
                     targets=targets, admissions=admissions, budget=held)

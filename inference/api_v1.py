@@ -21,6 +21,7 @@ from access.policy import model_allowed_by_tenant, permitted_tiers
 from config.http import api_error, error_from_exception, sse
 from config.request_limits import JsonTooDeep, json_loads_limited
 from inference.catalog.selectors import CatalogEntry, catalog_entries, catalog_entry
+from inference.counting import count_tokens as count_tokens_call
 from inference.gateway import Call, InvalidRequest, gateway_admit, gateway_complete, gateway_stream
 
 if TYPE_CHECKING:
@@ -40,6 +41,15 @@ def _auth_metadata(info: AuthInfo) -> dict[str, Any]:
     if info.method == "api_key":
         return {"api_key_prefix": info.api_key_prefix}
     return {"issuer": info.issuer}
+
+
+def _json_body(request: HttpRequest) -> Any:
+    try:
+        return json_loads_limited(request.body or b"null")  # too large: RequestDataTooBig, a 413
+    except JsonTooDeep as exc:
+        raise InvalidRequest(f"The request body is nested too deeply ({exc}).") from exc
+    except ValueError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from exc
 
 
 @csrf_exempt
@@ -67,6 +77,21 @@ def messages(request: HttpRequest) -> HttpResponseBase:
         for name, value in admitted.clamp_headers.items():
             response[name] = value
         return response
+    except Exception as exc:
+        return error_from_exception(exc)
+
+
+@csrf_exempt
+def count_tokens(request: HttpRequest) -> HttpResponseBase:
+    """POST /v1/messages/count_tokens: counted by the tenant's providers with failover, audited, never charged."""
+    if request.method != "POST":
+        return api_error(405, f"Method {request.method} not allowed on /v1/messages/count_tokens; use POST.")
+    try:
+        user, info = _authenticate(request)
+        body = _json_body(request)
+        call = Call(tenant=connection.tenant, user=user, body=body, source="api", request=request,  # type: ignore[attr-defined]
+                    auth_method=info.method, auth_metadata=_auth_metadata(info))
+        return JsonResponse(count_tokens_call(call))
     except Exception as exc:
         return error_from_exception(exc)
 
@@ -103,4 +128,5 @@ def models(request: HttpRequest, model_id: str | None = None) -> HttpResponse:
 
 @csrf_exempt
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
-    return api_error(404, f"Atrium does not serve {request.method} /v1/{rest}; it serves /v1/messages and /v1/models.")
+    return api_error(404, f"Atrium does not serve {request.method} /v1/{rest}; it serves /v1/messages, "
+                          f"/v1/messages/count_tokens, /v1/messages/batches and /v1/models.")

@@ -68,6 +68,7 @@ class Opened:
     admission: int
     t0: float
     budget: float
+    betas: tuple[str, ...] = ()
     stream: Any = None
     first: Any = None
     iterator: Iterator[Any] = field(default_factory=lambda: iter(()))
@@ -90,7 +91,8 @@ class Opened:
         try:
             client = provider_client(self.target)
             self.sent = time.monotonic()
-            stream = provider_stream(client, model_id=self.model_id, params=params, timeout=timeout)
+            stream = provider_stream(client, model_id=self.model_id, params=params, timeout=timeout,
+                                     betas=self.betas)
             iterator = iter(stream)
             first = next(iterator)
         except StopIteration:
@@ -131,7 +133,7 @@ def open_first(walk: Walk, params: Mapping[str, Any], budget_of: Callable[[Provi
             return False
         target, model_id, admission = candidate
         now = time.monotonic()
-        op = Opened(target, model_id, admission, now, budget_of(target))
+        op = Opened(target, model_id, admission, now, budget_of(target), betas=walk.request.betas)
         # In the request's context (its trace; contextvars), so the attempt's HTTP spans join the call's trace.
         op.future = _executor().submit(contextvars.copy_context().run, op.run, params, _timeout(walk.deadline))
         running.append(op)

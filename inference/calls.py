@@ -64,6 +64,7 @@ class Call:
     auth_method: str = "session"
     auth_metadata: dict[str, Any] = field(default_factory=dict)
     request_id: str = ""  # the call's idempotency key (request_id_for)
+    betas: tuple[str, ...] = ()  # anthropic-beta names, checked against the tenant's policy (admission.betas_admit)
 
     def __post_init__(self) -> None:
         if not self.request_id:

@@ -79,6 +79,14 @@ class UpstreamRequestError(InferenceError):
         return redact_configuration(self.message)
 
 
+class BetaUnsupported(InferenceError):
+    """Every target of the request's model was skipped because it does not accept one of its anthropic-beta names
+    (ATRIUM_BETA_PROVIDERS): the caller's request cannot be served as asked (400)."""
+
+    status = 400
+    error_type = "invalid_request_error"
+
+
 class ProviderUnavailable(InferenceError):
     """Every target failed, was skipped by its breaker, or the request's deadline passed. Mapped to 529."""
 

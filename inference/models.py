@@ -163,3 +163,56 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"usage of {self.request_id}"
+
+
+class MessageBatch(models.Model):
+    """A Message Batches API batch (inference.batches): its requests run by Celery through the gateway."""
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "in_progress"
+        CANCELING = "canceling"
+        ENDED = "ended"
+
+    id = models.CharField(primary_key=True, max_length=48, editable=False)  # msgbatch_<32 hex>
+    # Deleting the user deletes their batches with their prompts and results (GDPR erasure).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.IN_PROGRESS)
+    total = models.PositiveIntegerField(default=0)
+    betas = models.JSONField(default=list, blank=True)
+    auth_method = models.CharField(max_length=20, default="api_key")
+    auth_metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    cancel_initiated_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)  # the worker running it holds the lease until then
+    succeeded_count = models.PositiveIntegerField(default=0)
+    errored_count = models.PositiveIntegerField(default=0)
+    canceled_count = models.PositiveIntegerField(default=0)
+    expired_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-created_at"], name="message_batch_user_recent")]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class MessageBatchRequest(models.Model):
+    """One request of a batch, and once run its result (the Message, or the error) as the results file has it."""
+
+    batch = models.ForeignKey(MessageBatch, on_delete=models.CASCADE, related_name="requests")
+    position = models.PositiveIntegerField()
+    custom_id = models.CharField(max_length=64)
+    params = models.JSONField()
+    # "" until run; then succeeded, errored, canceled or expired.
+    result_type = models.CharField(max_length=20, blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "custom_id"], name="message_batch_custom_id")]
+        indexes = [models.Index(fields=["batch", "result_type", "position"], name="message_batch_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id}:{self.custom_id}"

@@ -27,7 +27,13 @@ from django.conf import settings
 from inference import breaker
 from inference.attempts import Opened, open_first
 from inference.catalog.selectors import CatalogEntry, catalog_entry
-from inference.errors import ModelNotFound, ProviderMisconfigured, ProviderUnavailable, UpstreamRequestError
+from inference.errors import (
+    BetaUnsupported,
+    ModelNotFound,
+    ProviderMisconfigured,
+    ProviderUnavailable,
+    UpstreamRequestError,
+)
 from inference.streaming import accumulate, close_quietly, collect, relay
 from inference.tracing import AttemptLog
 from inference.types import Attempt, MessageRequest, ProviderTarget, RouterResult, RouterStream
@@ -116,6 +122,16 @@ def _resolve(request: MessageRequest) -> CatalogEntry:
     return entry
 
 
+def beta_refused(betas: Sequence[str], provider: str) -> str:
+    """The first of `betas` that `provider` does not accept (ATRIUM_BETA_PROVIDERS), or ""."""
+    accepted: Mapping[str, Sequence[str]] = settings.ATRIUM_BETA_PROVIDERS
+    for name in betas:
+        providers = accepted.get(name)
+        if providers is not None and provider not in providers:
+            return name
+    return ""
+
+
 def first_byte_budget(target: ProviderTarget) -> float:
     """The target's time-to-first-byte budget: the tenant's own, else ATRIUM_FIRST_BYTE_TIMEOUTS for the target
     (`bedrock:us-east-1`) or its provider (`bedrock`), else ATRIUM_FIRST_BYTE_TIMEOUT_S."""
@@ -144,6 +160,7 @@ class Walk:
         hedge = settings.ATRIUM_HEDGE_DELAY_MS / 1000 if hedge_delay_s is None else hedge_delay_s
         self.hedge_delay_s: float | None = hedge if hedge and hedge > 0 else None
         self.attempts: list[Attempt] = AttemptLog()  # each recorded attempt is also a span (inference/tracing.py)
+        self.beta_skipped = ""  # a beta name some target did not accept (ATRIUM_BETA_PROVIDERS)
 
     def next_candidate(self) -> tuple[ProviderTarget, str, int] | None:
         """The next target to call (its model id and breaker answer), or None when none is left."""
@@ -153,6 +170,12 @@ class Walk:
             model_id = self.entry.provider_model_id(target.provider, target.region)
             if model_id is None:
                 self.attempts.append(Attempt(target.key, "", "skipped", reason="model not offered by this provider"))
+                continue
+            refused = beta_refused(self.request.betas, target.provider)
+            if refused:
+                self.beta_skipped = refused
+                self.attempts.append(Attempt(target.key, model_id, "skipped",
+                                             reason=f"anthropic-beta {refused} not accepted by this provider"))
                 continue
             self.served = True
             admission = self.admissions.pop(target.key, None)
@@ -167,6 +190,9 @@ class Walk:
     def exhausted(self, *, deadline: bool = False) -> Exception:
         if deadline:
             return ProviderUnavailable(self.attempts, deadline_exceeded=True)
+        if not self.served and self.beta_skipped:
+            return BetaUnsupported(f"anthropic-beta: {self.beta_skipped} is not accepted by any provider this "
+                                   f"organisation uses for {self.entry.model_id}.")
         if not self.served and self.targets:
             return ModelNotFound(f"model: {self.entry.model_id} is not offered by any provider of this organisation")
         return ProviderUnavailable(self.attempts)

@@ -47,6 +47,9 @@ class MessageRequest:
 
     model: str
     params: Mapping[str, Any]
+    # anthropic-beta names the caller sent and its tenant allows (access.policy.betas_allowed): the Anthropic API
+    # gets them as the anthropic-beta header, Bedrock and Vertex as the body's anthropic_beta list.
+    betas: tuple[str, ...] = ()
 
 
 AttemptOutcome = Literal["ok", "failover", "skipped", "error", "cancelled"]

@@ -1,9 +1,14 @@
 from django.urls import URLPattern, URLResolver, path, re_path
 
-from inference import api, api_chat, api_v1, views
+from inference import api, api_batches, api_chat, api_v1, views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/messages", api_v1.messages, name="v1_messages"),
+    path("v1/messages/count_tokens", api_v1.count_tokens, name="v1_count_tokens"),
+    path("v1/messages/batches", api_batches.batches, name="v1_batches"),
+    path("v1/messages/batches/<str:batch_id>", api_batches.batch, name="v1_batch"),
+    path("v1/messages/batches/<str:batch_id>/cancel", api_batches.batch_cancel_view, name="v1_batch_cancel"),
+    path("v1/messages/batches/<str:batch_id>/results", api_batches.batch_results_view, name="v1_batch_results"),
     path("v1/models", api_v1.models, name="v1_models"),
     path("v1/models/<str:model_id>", api_v1.models, name="v1_model"),
     re_path(r"^v1/(?P<rest>.*)$", api_v1.not_found),

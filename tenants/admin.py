@@ -169,7 +169,7 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
     # The tenant's own tightenings and notice are its own (tenant site); the platform sees them, never edits them.
     readonly_fields = ["created_at", "credential_status", "bedrock_external_id", "processing_notice",
                        "own_allowed_models", "own_max_tokens_per_request", "own_user_requests_per_minute",
-                       "own_user_tokens_per_day"]
+                       "own_user_tokens_per_day", "own_anthropic_beta_allowed"]
     fieldsets = [
         (None, {"fields": ["name", "schema_name", "is_active", "created_at"]}),
         (
@@ -186,7 +186,7 @@ class TenantAdmin(TenantAdminMixin, PublicSiteMixin):
         (
             "Set by the tenant (stricter values win)",
             {"fields": ["processing_notice", "own_allowed_models", "own_max_tokens_per_request",
-                        "own_user_requests_per_minute", "own_user_tokens_per_day"]},
+                        "own_user_requests_per_minute", "own_user_tokens_per_day", "own_anthropic_beta_allowed"]},
         ),
         ("Sign-in security", {"fields": ["session_idle_minutes", "session_max_hours", "mfa_required_for_admins"]}),
         (

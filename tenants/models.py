@@ -142,6 +142,11 @@ class Tenant(TenantMixin):
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Set by the tenant: per-user tokens per UTC day below the platform's limits.",
     )
+    own_anthropic_beta_allowed = ArrayField(
+        models.CharField(max_length=100), default=list, blank=True,
+        help_text="Set by the tenant: the anthropic-beta names its callers may send, a subset of the platform's "
+        "list. Empty adds no restriction.",
+    )
     bedrock_external_id = models.CharField(max_length=64, unique=True, default=new_external_id, editable=False)
 
     # --- secrets (encrypted at rest, never shown back) ---
@@ -171,6 +176,13 @@ class Tenant(TenantMixin):
     @property
     def effective_max_tokens_per_request(self) -> int:
         return int(_tighter(self.max_tokens_per_request, self.own_max_tokens_per_request) or 1)
+
+    @property
+    def effective_anthropic_beta_allowed(self) -> frozenset[str]:
+        """The platform's anthropic-beta allow-list, narrowed to the tenant's own when it set one."""
+        platform = frozenset(self.anthropic_beta_allowed or [])
+        own = frozenset(self.own_anthropic_beta_allowed or [])
+        return platform & own if own else platform
 
     @property
     def effective_user_requests_per_minute(self) -> int | None:

@@ -280,6 +280,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "options": {"expires": ATRIUM_AUDIT_CHECKPOINT_INTERVAL_S},
         "tenant_schemas": ["public"],
     },
+    "batch-recover": {
+        "task": "inference.tasks.batch_recover",
+        "schedule": 60.0,
+        "tenant_schemas": ["public"],
+    },
     "gdpr-recover": {
         "task": "audit.tasks.gdpr_recover",
         "schedule": 60.0,
@@ -345,6 +350,10 @@ ATRIUM_BREAKER_PROBE_TTL_S = env.float("ATRIUM_BREAKER_PROBE_TTL_S", default=10.
 ATRIUM_FIRST_BYTE_TIMEOUT_S = env.float("ATRIUM_FIRST_BYTE_TIMEOUT_S", default=5.0)
 ATRIUM_FIRST_BYTE_TIMEOUTS = {key: float(value) for key, value in
                               env.dict("ATRIUM_FIRST_BYTE_TIMEOUTS", default={}).items()}
+# anthropic-beta names only some providers accept: "files-api-2025-04-14=anthropic,name=anthropic;vertex". A name not
+# listed goes to every provider (the Anthropic API as the header, Bedrock and Vertex as the body's anthropic_beta).
+ATRIUM_BETA_PROVIDERS = {name: [p for p in value.split(";") if p] for name, value in
+                         env.dict("ATRIUM_BETA_PROVIDERS", default={}).items()}
 ATRIUM_HEDGE_DELAY_MS = env.float("ATRIUM_HEDGE_DELAY_MS", default=0)  # >0: also ask the next target after this
 ATRIUM_ATTEMPT_THREADS = env.int("ATRIUM_ATTEMPT_THREADS", default=64)  # threads running attempts, per process
 # Static Vertex AI access token (for tokens refreshed outside Atrium, and the simulator); else Google credentials.
@@ -358,6 +367,13 @@ ATRIUM_WARM_CLIENTS = env.bool("ATRIUM_WARM_CLIENTS", default=True)
 ATRIUM_CREDENTIAL_REFRESH_AHEAD_S = env.float("ATRIUM_CREDENTIAL_REFRESH_AHEAD_S", default=300.0)
 ATRIUM_CLIENT_REFRESH_INTERVAL_S = env.float("ATRIUM_CLIENT_REFRESH_INTERVAL_S", default=30.0)
 ATRIUM_STS_SESSION_S = env.int("ATRIUM_STS_SESSION_S", default=3600)  # AssumeRole DurationSeconds
+# Message Batches (inference/batches.py): the Celery queue that runs them, a worker's lease on a batch (renewed after
+# each request; a batch whose lease ran out is queued again by batch_recover), the most requests in one batch and
+# how long a batch may take before its remaining requests expire.
+ATRIUM_BATCH_QUEUE = env.str("ATRIUM_BATCH_QUEUE", default="celery")
+ATRIUM_BATCH_LEASE_S = env.int("ATRIUM_BATCH_LEASE_S", default=300)
+ATRIUM_BATCH_MAX_REQUESTS = env.int("ATRIUM_BATCH_MAX_REQUESTS", default=10_000)
+ATRIUM_BATCH_EXPIRY_S = env.int("ATRIUM_BATCH_EXPIRY_S", default=24 * 3600)
 ATRIUM_HEALTH_HISTORY_DAYS = env.int("ATRIUM_HEALTH_HISTORY_DAYS", default=7)
 ATRIUM_HEALTH_CHECK_TIMEOUT_S = env.float("ATRIUM_HEALTH_CHECK_TIMEOUT_S", default=10.0)
 

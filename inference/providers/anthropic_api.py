@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import anthropic
@@ -51,11 +51,12 @@ class AnthropicClient(anthropic.Anthropic):
                          "accept": "application/json", "user-agent": f"atrium {self.user_agent}"}
         self._stream_headers = {**self._headers, "accept": "text/event-stream"}
 
-    def messages_create_raw(self, body: dict[str, Any], timeout: Any) -> Any:
+    def messages_create_raw(self, body: dict[str, Any], timeout: Any, betas: Sequence[str] = ()) -> Any:
         """POST /v1/messages; the decoded JSON. Raises what `messages.create` would (APIStatusError subclasses,
         APITimeoutError, APIConnectionError)."""
         payload = json.dumps(body, separators=(",", ":")).encode()
-        response = self._send(payload, self._headers, timeout, preload=True)
+        headers = {**self._headers, "anthropic-beta": ",".join(betas)} if betas else self._headers
+        response = self._send(payload, headers, timeout, preload=True)
         try:
             return json.loads(response.data)
         except ValueError as exc:
@@ -64,10 +65,11 @@ class AnthropicClient(anthropic.Anthropic):
                 body=response.data.decode(errors="replace"), message="provider answered with something other "
                                                                      "than JSON") from exc
 
-    def messages_stream_raw(self, body: dict[str, Any], timeout: Any) -> DirectStream:
+    def messages_stream_raw(self, body: dict[str, Any], timeout: Any, betas: Sequence[str] = ()) -> DirectStream:
         """POST /v1/messages with `stream: true`; the open stream. Status errors raise here, as the SDK's do."""
         payload = json.dumps(body, separators=(",", ":")).encode()
-        return DirectStream(self, self._send(payload, self._stream_headers, timeout, preload=False), payload)
+        headers = {**self._stream_headers, "anthropic-beta": ",".join(betas)} if betas else self._stream_headers
+        return DirectStream(self, self._send(payload, headers, timeout, preload=False), payload)
 
     def _send(self, payload: bytes, headers: dict[str, str], timeout: Any, *, preload: bool) -> Any:
         """The response of a 2xx, else the SDK's exception for what happened."""

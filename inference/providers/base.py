@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -194,15 +194,26 @@ def provider_clients_clear() -> None:
         _cache.clear()
 
 
-def _body(model_id: str, params: Mapping[str, Any], stream: bool) -> dict[str, Any]:
+def _body(model_id: str, params: Mapping[str, Any], stream: bool, betas: Sequence[str] = (),
+          client: Any = None) -> dict[str, Any]:
     body = dict(params)
     body["model"] = model_id
     if stream:
         body["stream"] = True
+    if betas and not isinstance(client, anthropic.Anthropic):
+        body["anthropic_beta"] = list(betas)  # Bedrock and Vertex take the betas in the body
     return body
 
 
-def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any) -> dict[str, Any]:
+def _options(client: Any, timeout: Any, betas: Sequence[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {"timeout": timeout}
+    if betas and isinstance(client, anthropic.Anthropic):
+        options["headers"] = {"anthropic-beta": ",".join(betas)}  # the Anthropic API takes the header
+    return options
+
+
+def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any,
+                    betas: Sequence[str] = ()) -> dict[str, Any]:
     """One non-streaming Messages call; the Message JSON as the provider sent it.
 
     `cast_to=object` is the SDK's documented way to call an endpoint and get the raw JSON back: it skips building
@@ -212,10 +223,10 @@ def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], ti
     """
     direct = getattr(client, "messages_create_raw", None)  # a provider's faster path (anthropic_api)
     if direct is not None:
-        result = direct(_body(model_id, params, False), timeout)
+        result = direct(_body(model_id, params, False, betas, client), timeout, betas=betas)
     else:
-        result = client.post("/v1/messages", body=_body(model_id, params, False), cast_to=object,
-                             options={"timeout": timeout})
+        result = client.post("/v1/messages", body=_body(model_id, params, False, betas, client), cast_to=object,
+                             options=_options(client, timeout, betas))
     if not isinstance(result, dict):
         raise anthropic.APIResponseValidationError(response=None, body=result,  # type: ignore[arg-type]
                                                    message="provider answered with something other than a message")
@@ -230,16 +241,17 @@ class EventStream(Protocol):
     def close(self) -> None: ...
 
 
-def provider_stream(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any) -> EventStream:
+def provider_stream(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any,
+                    betas: Sequence[str] = ()) -> EventStream:
     """Open a streaming Messages call. Status errors raise here; stream errors raise while iterating.
 
     A client that offers `messages_stream_raw(body, timeout)` (the Anthropic API's) is called through that."""
     direct = getattr(client, "messages_stream_raw", None)  # a provider's faster path (anthropic_api)
     if direct is not None:
-        opened: EventStream = direct(_body(model_id, params, True), timeout)
+        opened: EventStream = direct(_body(model_id, params, True, betas, client), timeout, betas=betas)
         return opened
     stream: Stream[Any] = client.post(
-        "/v1/messages", body=_body(model_id, params, True), cast_to=object, stream=True,
-        stream_cls=Stream[object], options={"timeout": timeout},
+        "/v1/messages", body=_body(model_id, params, True, betas, client), cast_to=object, stream=True,
+        stream_cls=Stream[object], options=_options(client, timeout, betas),
     )
     return stream

@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any
 
-from inference.simulator import markdown
+from inference.simulator import features, markdown
 
 ANTHROPIC_MODEL = re.compile(r"^claude-[a-z0-9.-]+(@\d{8})?$")
 BEDROCK_MODEL = re.compile(r"^((global|us|eu|apac|jp|ca|sa)\.)?anthropic\.claude-[a-z0-9.-]+(-v\d+(:\d+)?)?$")
@@ -96,6 +96,15 @@ def validate(body: Any, *, model: str | None) -> None:
         raise InvalidRequest(400, "system: Input should be a valid string or list of text blocks")
     if len(json.dumps(body)) > 32 * 1024 * 1024:
         raise InvalidRequest(413, "Request exceeds the maximum allowed number of bytes.")
+    try:
+        features.validate(body)
+    except features.FeatureError as exc:
+        raise InvalidRequest(400, exc.message) from exc
+
+
+def validate_count(body: dict[str, Any]) -> None:
+    """count_tokens' checks: a Messages body without max_tokens."""
+    validate({**body, "max_tokens": body.get("max_tokens", 1 << 30)}, model=None)
 
 
 def input_tokens(body: dict[str, Any]) -> int:
@@ -104,7 +113,15 @@ def input_tokens(body: dict[str, Any]) -> int:
     for message in body.get("messages") or []:
         chars += len(message_text(message.get("content")))
         if isinstance(message.get("content"), list):
-            chars += 1500 * sum(1 for b in message["content"] if isinstance(b, dict) and b.get("type") == "image")
+            for block in message["content"]:
+                if not isinstance(block, dict):
+                    continue
+                if block.get("type") == "image":
+                    chars += 1500
+                elif block.get("type") == "document":
+                    chars += features.document_chars(block)
+                elif block.get("type") == "thinking":
+                    chars += len(str(block.get("thinking", "")))
     if body.get("tools"):
         chars += len(json.dumps(body["tools"]))
     return tokens(chars) + 7  # the role markers every request carries
@@ -115,15 +132,8 @@ def answer(body: dict[str, Any], *, provider: str, region: str, model: str,
     """(text, output_tokens, stop_reason): the same request always gets the same answer, unless it asks for
     sampling (`temperature` > 0) and has been asked before: then `variant` (how often) picks another one, as a
     sampling model would (the web chat's Regenerate)."""
-    last_user = ""
-    for message in reversed(body.get("messages") or []):
-        if message.get("role") == "user":
-            last_user = message_text(message.get("content"))
-            break
-    asked: list[Any] = [model, body.get("system"), body.get("messages")]
-    if variant:
-        asked.append(variant)
-    digest = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
+    last_user = _last_user(body)
+    digest = _digest(body, model, variant)
     where = f"{provider}/{region}" if region else provider
     max_tokens = int(body["max_tokens"])
     text = markdown.fitted(markdown.sections(last_user, digest=digest, where=where, model=model), max_tokens * 4)
@@ -132,46 +142,118 @@ def answer(body: dict[str, Any], *, provider: str, region: str, model: str,
     return text[: max_tokens * 4], max_tokens, "max_tokens"
 
 
+def _last_user(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            return message_text(message.get("content"))
+    return ""
+
+
+def _digest(body: dict[str, Any], model: str, variant: int) -> str:
+    asked: list[Any] = [model, body.get("system"), body.get("messages")]
+    if variant:
+        asked.append(variant)
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reply(body: dict[str, Any], *, provider: str, region: str, model: str, variant: int = 0,
+          cache: features.PromptCache | None = None) -> tuple[list[dict[str, Any]], int, str, dict[str, Any]]:
+    """(content blocks, output tokens, stop reason, usage) of the answer: a signed thinking block when thinking is
+    enabled, the text (naming the documents read, or the tool results), and a tool_use block when a tool is
+    called; usage with the prompt cache's reads and writes."""
+    digest = _digest(body, model, variant)
+    blocks: list[dict[str, Any]] = []
+    out_tokens = 0
+    thinking = features.thinking_text(body, digest)
+    if thinking is not None:
+        blocks.append({"type": "thinking", "thinking": thinking, "signature": features.sign(thinking)})
+        out_tokens += tokens(len(thinking))
+    call = features.tool_call(body, _last_user(body), digest)
+    if call is not None:
+        text, stop = f"I'll use the {call['name']} tool for this.", "tool_use"
+        out_tokens += tokens(len(text)) + tokens(len(json.dumps(call["input"])))
+        blocks += [{"type": "text", "text": text}, call]
+    else:
+        text, text_tokens, stop = answer(body, provider=provider, region=region, model=model, variant=variant)
+        lead = "".join(f"I read the document \u201c{title}\u201d ({pages} page{'s' if pages != 1 else ''}). "
+                       for title, pages in features.documents(body))
+        result = features.tool_result_text(body)
+        if result is not None:
+            lead += f"The tool answered: {result[:200]}. "
+        blocks.append({"type": "text", "text": lead + text})
+        out_tokens += text_tokens + tokens(len(lead)) if lead else text_tokens
+    total = input_tokens(body)
+    usage = (cache.usage(model, body, total) if cache is not None else features.CacheUsage(total, 0, 0)).as_usage()
+    return blocks, out_tokens, stop, usage
+
+
 def message_json(body: dict[str, Any], *, provider: str, region: str, model: str, msg_id: str,
-                 variant: int = 0) -> dict[str, Any]:
-    text, out_tokens, stop_reason = answer(body, provider=provider, region=region, model=model, variant=variant)
+                 variant: int = 0, cache: features.PromptCache | None = None) -> dict[str, Any]:
+    blocks, out_tokens, stop_reason, usage = reply(body, provider=provider, region=region, model=model,
+                                                   variant=variant, cache=cache)
     return {
         "id": msg_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": blocks,
         "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens(body), "output_tokens": out_tokens,
-                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "usage": {**usage, "output_tokens": out_tokens},
     }
 
 
 def stream_events(body: dict[str, Any], *, provider: str, region: str, model: str,
-                  msg_id: str, variant: int = 0) -> list[dict[str, Any]]:
+                  msg_id: str, variant: int = 0, cache: features.PromptCache | None = None) -> list[dict[str, Any]]:
     """The full event sequence of a streamed answer, as the Messages API sends it."""
-    text, out_tokens, stop_reason = answer(body, provider=provider, region=region, model=model, variant=variant)
+    blocks, out_tokens, stop_reason, usage = reply(body, provider=provider, region=region, model=model,
+                                                   variant=variant, cache=cache)
     start: dict[str, Any] = {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-             "stop_reason": None, "stop_sequence": None,
-             "usage": {"input_tokens": input_tokens(body), "output_tokens": 1,
-                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
-    events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": start},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "ping"},
-    ]
-    pieces = re.findall(r"\S+\s*", text) or [text]
-    for i in range(0, len(pieces), 3):
-        events.append({"type": "content_block_delta", "index": 0,
-                       "delta": {"type": "text_delta", "text": "".join(pieces[i:i + 3])}})
+                             "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+    for index, block in enumerate(blocks):
+        block_events = _block_events(index, block)
+        if index == 0:
+            block_events.insert(1, {"type": "ping"})  # after the first content_block_start, as the API sends it
+        events += block_events
     events += [
-        {"type": "content_block_stop", "index": 0},
         {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
          "usage": {"output_tokens": out_tokens}},
         {"type": "message_stop"},
     ]
     return events
+
+
+def _block_events(index: int, block: dict[str, Any]) -> list[dict[str, Any]]:
+    kind = block["type"]
+    events: list[dict[str, Any]] = []
+    if kind == "thinking":
+        events.append({"type": "content_block_start", "index": index,
+                       "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+        for piece in _pieces(block["thinking"]):
+            events.append({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "thinking_delta", "thinking": piece}})
+        events.append({"type": "content_block_delta", "index": index,
+                       "delta": {"type": "signature_delta", "signature": block["signature"]}})
+    elif kind == "tool_use":
+        events.append({"type": "content_block_start", "index": index,
+                       "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})
+        raw = json.dumps(block["input"])
+        for i in range(0, len(raw), 12):
+            events.append({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "input_json_delta", "partial_json": raw[i:i + 12]}})
+    else:
+        events.append({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})
+        for piece in _pieces(block["text"]):
+            events.append({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "text_delta", "text": piece}})
+    events.append({"type": "content_block_stop", "index": index})
+    return events
+
+
+def _pieces(text: str) -> list[str]:
+    words = re.findall(r"\S+\s*", text) or [text]
+    return ["".join(words[i:i + 3]) for i in range(0, len(words), 3)]
 
 
 def anthropic_error(status: int, message: str) -> dict[str, Any]:

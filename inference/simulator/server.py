@@ -24,11 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from inference.simulator import content, eventstream
+from inference.simulator import content, eventstream, features
 
 PROVIDERS = ("anthropic", "bedrock", "vertex")
 BEDROCK_PATH = re.compile(
-    r"^/bedrock/(?P<region>[a-z0-9-]+)/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response-stream)$"
+    r"^/bedrock/(?P<region>[a-z0-9-]+)/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response-stream|count-tokens)$"
 )
 VERTEX_PATH = re.compile(
     r"^/vertex(/(?P<host_region>[a-z0-9-]+))?/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[a-z0-9-]+)"
@@ -267,7 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._parse(raw)
         model = (body or {}).get("model")
         key = self.headers.get("x-api-key") or (self.headers.get("authorization") or "")[7:]
-        self.sim.record("anthropic", "", path, model, bool((body or {}).get("stream")), body, key[:12])
+        header = self.headers.get("anthropic-beta")
+        self.sim.record("anthropic", "", path, model, bool((body or {}).get("stream")), body, key[:12],
+                        [b.strip() for b in header.split(",")] if header else None)
         if not self._apply_pre_faults("anthropic", ""):
             return
         if body is None:
@@ -276,8 +278,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(model, str) or not model:
             self._send(400, content.anthropic_error(400, "model: Field required"))
             return
+        if "anthropic_beta" in body:  # the Anthropic API takes betas as the header only
+            self._send(400, content.anthropic_error(400, "anthropic_beta: Extra inputs are not permitted"))
+            return
         if path.endswith("count_tokens"):
-            self._send(200, {"input_tokens": content.input_tokens(body)})
+            self._count("anthropic", body)
             return
         self._messages("anthropic", "", model, body, stream=bool(body.get("stream")), sse=True,
                        model_ok=bool(content.ANTHROPIC_MODEL.match(model)))
@@ -304,6 +309,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if body is None:
             self._aws_error(400, "ValidationException", "Malformed input request, please reformat your input.")
+            return
+        if op == "count-tokens":
+            self._bedrock_count(model, body)
             return
         if not VERSION.match(str(body.get("anthropic_version") or "")):
             self._aws_error(400, "ValidationException", "anthropic_version: a version such as bedrock-2023-05-31 "
@@ -344,6 +352,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, content.anthropic_error(400, "anthropic_version: a version such as vertex-2023-10-16 "
                                                          "is required"))
             return
+        if model == "count-tokens" and op == "rawPredict":
+            self._count("vertex", body)
+            return
         self._messages("vertex", region, model, body, stream=stream or bool(body.get("stream")), sse=True,
                        model_ok=bool(content.ANTHROPIC_MODEL.match(model)))
 
@@ -371,11 +382,51 @@ class _Handler(BaseHTTPRequestHandler):
         variant = self.sim.variant(model, body)
         if not stream:
             self._send(200, content.message_json(body, provider=provider, region=region, model=model, msg_id=msg_id,
-                                                 variant=variant))
+                                                 variant=variant, cache=self.sim.prompt_cache))
             return
         events = content.stream_events(body, provider=provider, region=region, model=model, msg_id=msg_id,
-                                       variant=variant)
+                                       variant=variant, cache=self.sim.prompt_cache)
         self._stream(provider, events, fault.error_after_events if fault else None)
+
+    def _count(self, provider: str, body: dict[str, Any]) -> None:
+        """count_tokens as the Anthropic API and Vertex answer it: the model in the body, {"input_tokens": N}."""
+        model = body.get("model")
+        try:
+            content.validate_count(body)
+        except content.InvalidRequest as exc:
+            self._send(exc.status, content.anthropic_error(exc.status, exc.message))
+            return
+        if not isinstance(model, str) or not content.ANTHROPIC_MODEL.match(model):
+            self._send(404 if isinstance(model, str) else 400,
+                       content.anthropic_error(404 if isinstance(model, str) else 400, f"model: {model}"))
+            return
+        self._send(200, {"input_tokens": content.input_tokens(body)})
+
+    def _bedrock_count(self, model: str, body: dict[str, Any]) -> None:
+        """Bedrock's CountTokens: {"input": {"invokeModel": {"body": <base64 InvokeModel body>}}} -> {"inputTokens"}."""
+        import base64
+        import binascii
+
+        invoke = (body.get("input") or {}).get("invokeModel") if isinstance(body.get("input"), dict) else None
+        try:
+            inner = json.loads(base64.b64decode(str((invoke or {})["body"]), validate=True))
+        except (KeyError, ValueError, TypeError, binascii.Error):
+            self._aws_error(400, "ValidationException", "input.invokeModel.body: a base64-encoded InvokeModel "
+                                                        "request body is required")
+            return
+        if not isinstance(inner, dict) or not VERSION.match(str(inner.get("anthropic_version") or "")):
+            self._aws_error(400, "ValidationException", "anthropic_version: a version such as bedrock-2023-05-31 "
+                                                        "is required")
+            return
+        try:
+            content.validate_count(inner)
+        except content.InvalidRequest as exc:
+            self._aws_error(exc.status, "ValidationException", exc.message)
+            return
+        if not content.BEDROCK_MODEL.match(model):
+            self._aws_error(404, "ResourceNotFoundException", f"Could not resolve the foundation model {model}")
+            return
+        self._send(200, {"inputTokens": content.input_tokens(inner)})
 
     def _stream(self, provider: str, events: list[dict[str, Any]], error_after: int | None) -> None:
         aws = provider == "bedrock"
@@ -505,6 +556,7 @@ class Simulator:
         self.sts_session_s: int | None = None
         self.google_token_s = 3600
         self._expiry: dict[str, float] = {}  # session access key id / access token -> when it expires
+        self.prompt_cache = features.PromptCache()  # cache_control prefixes written and read (prompt caching)
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -574,11 +626,15 @@ class Simulator:
         self.role_trust[role_arn] = external_id
 
     def record(self, provider: str, region: str, path: str, model: Any, stream: bool,
-               body: dict[str, Any] | None, credential: str = "") -> None:
+               body: dict[str, Any] | None, credential: str = "", betas: list[str] | None = None) -> None:
         """Log a request; `credential` identifies which credentials signed it (key id, token prefix)."""
+        in_body = (body or {}).get("anthropic_beta")
+        if isinstance(body, dict) and isinstance((body.get("input") or {}), dict):  # Bedrock CountTokens
+            in_body = in_body or _count_invoke_betas(body)
         entry = {"provider": provider, "region": region, "path": path, "model": model, "stream": stream,
                  "max_tokens": (body or {}).get("max_tokens"), "time": time.time(), "credential": credential,
-                 "system": (body or {}).get("system")}
+                 "system": (body or {}).get("system"), "betas": list(in_body or betas or []),
+                 "beta_in_body": in_body is not None}
         with self._requests_lock:
             self._requests.append(entry)
             if len(self._requests) > 50_000:
@@ -592,6 +648,19 @@ class Simulator:
     def reset_requests(self) -> None:
         with self._requests_lock:
             self._requests.clear()
+
+
+def _count_invoke_betas(body: dict[str, Any]) -> list[str] | None:
+    """The anthropic_beta inside a Bedrock CountTokens request's base64 InvokeModel body."""
+    import base64
+    import binascii
+
+    try:
+        inner = json.loads(base64.b64decode(str(body["input"]["invokeModel"]["body"])))
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
+    betas = inner.get("anthropic_beta") if isinstance(inner, dict) else None
+    return list(betas) if isinstance(betas, list) else None
 
 
 def iter_lines(sim: Simulator) -> Iterator[str]:  # pragma: no cover - convenience for the CLI banner

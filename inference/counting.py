@@ -1,0 +1,160 @@
+"""POST /v1/messages/count_tokens: the same checks and failover as a Messages call, an audit entry, no quota.
+
+consent -> access policy (the model, tools, images; no max_tokens clamp) -> the failover router, one
+non-streaming call per target (the Anthropic API's `/v1/messages/count_tokens`, Vertex's `count-tokens:rawPredict`,
+Bedrock's `CountTokens`; inference.providers.counting) -> a `count_tokens` audit entry. Nothing is reserved or
+settled and no usage row is written: counting tokens costs the tenant nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from access.errors import NotPermitted
+from access.policy import policy_check
+from audit.services import audit_record, consent_required
+from inference import metrics
+from inference.admission import _refused, betas_admit
+from inference.calls import Call, ConsentRequired, InvalidRequest, consent_url, has_images
+from inference.errors import InferenceError, ModelNotFound
+from inference.providers.base import provider_client
+from inference.providers.counting import provider_count_tokens
+from inference.router import Walk, first_byte_budget
+from inference.targets import targets_for_tenant
+from inference.types import Attempt, MessageRequest, ProviderTarget
+
+logger = logging.getLogger(__name__)
+
+# Fields the count_tokens endpoint takes (Anthropic's documented body); anything else is refused by name.
+COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"})
+ROLES = {"user", "assistant"}
+
+
+@dataclass
+class CountResult:
+    input_tokens: int
+    provider: str
+    region: str
+    model_id: str
+    attempts: list[Attempt]
+
+
+def _validate(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model: Field required (a model id such as claude-sonnet-5-5, or a tier).")
+    unknown = sorted(set(body) - COUNT_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"{unknown[0]}: Extra inputs are not permitted (count_tokens takes "
+                             f"{', '.join(sorted(COUNT_FIELDS))}).")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: Field required, a non-empty list of {role, content} objects.")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise InvalidRequest(f"messages.{index}.role: must be 'user' or 'assistant'.")
+        content = message.get("content")
+        if not isinstance(content, str | list) or (isinstance(content, list) and not content):
+            raise InvalidRequest(f"messages.{index}.content: a string or a non-empty list of content blocks.")
+        if isinstance(content, list) and not all(isinstance(b, dict) and "type" in b for b in content):
+            raise InvalidRequest(f"messages.{index}.content: every content block needs a type.")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise InvalidRequest("system: a string or a list of text blocks.")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequest("tools: must be a list.")
+    thinking = body.get("thinking")
+    if thinking is not None and not isinstance(thinking, dict):
+        raise InvalidRequest("thinking: must be an object such as {\"type\": \"enabled\", \"budget_tokens\": 1024}.")
+
+
+def route_count_tokens(request: MessageRequest, targets: Sequence[ProviderTarget], *,
+                       deadline_s: float | None = None,
+                       admissions: Mapping[str, int] | None = None) -> CountResult:
+    """Ask each healthy target in order until one counts; failover, breakers and attempts as for Messages calls.
+    Each attempt's whole answer must come within the target's time-to-first-byte budget (a count is one short
+    JSON answer)."""
+    walk = Walk(request, targets, deadline_s, admissions, hedge_delay_s=0)
+    while True:
+        remaining = walk.deadline - time.monotonic()
+        if remaining <= 0:
+            raise walk.exhausted(deadline=True)
+        candidate = walk.next_candidate()
+        if candidate is None:
+            raise walk.exhausted()
+        target, model_id, admission = candidate
+        t0 = time.monotonic()
+        try:
+            client = provider_client(target)
+            tokens = provider_count_tokens(client, target, model_id=model_id, params=request.params,
+                                           betas=request.betas, timeout=min(first_byte_budget(target), remaining))
+        except Exception as exc:
+            walk.failed(target, model_id, exc, t0)  # raises UpstreamRequestError on the caller's own error
+            continue
+        walk.succeeded(target, model_id, admission, t0)
+        return CountResult(tokens, target.provider, target.region, model_id, walk.attempts)
+
+
+def count_tokens(call: Call) -> dict[str, Any]:
+    """The whole endpoint: checks, the router, the audit entry. Returns {"input_tokens": N}."""
+    _validate(call.body)
+    body = call.body
+    from inference.catalog.selectors import catalog_entry
+
+    name = str(body["model"]).strip()
+    entry = catalog_entry(name)
+    if entry is None:
+        raise ModelNotFound(f"model: {name} (not in this Atrium's catalog; GET /v1/models lists yours)")
+    pending = consent_required(call.user, call.tenant)
+    if pending is not None:
+        exc = ConsentRequired(pending.version, consent_url(call))
+        _refused(call, exc, model=entry.model_id, reason="consent")
+        raise exc
+    try:
+        policy_check(user=call.user, tenant=call.tenant, model=entry.model_id, tier=entry.tier, max_tokens=1,
+                     has_tools=bool(body.get("tools")), has_images=has_images(body))
+        betas_admit(call)
+    except NotPermitted as exc:
+        _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
+        raise
+    params = {k: v for k, v in body.items() if k != "model"}
+    betas = call.betas
+    request = MessageRequest(model=entry.model_id, params=params, betas=betas)
+    started = time.monotonic()
+    metadata: dict[str, Any] = {"source": call.source, "auth": call.auth_method, **call.auth_metadata,
+                                "operation": "count_tokens", "betas": list(betas)}
+    try:
+        result = route_count_tokens(request, targets_for_tenant(call.tenant))
+    except InferenceError as exc:
+        attempts = list(getattr(exc, "attempts", []) or [])
+        _audit(call, entry.model_id, started, status="error", error=exc.message, metadata={
+            **metadata, "provider": exc.provider or "none", "region": exc.region, "provider_model_id": exc.model_id,
+            "attempts": [a.as_dict() for a in attempts]}, input_tokens=0)
+        raise
+    _audit(call, entry.model_id, started, status="success", error="", input_tokens=result.input_tokens, metadata={
+        **metadata, "provider": result.provider, "region": result.region, "provider_model_id": result.model_id,
+        "attempts": [a.as_dict() for a in result.attempts]})
+    metrics.REQUESTS.labels(call.tenant.schema_name, "count_tokens", "success").inc()
+    return {"input_tokens": result.input_tokens}
+
+
+def _audit(call: Call, model: str, started: float, *, status: str, error: str, metadata: dict[str, Any],
+           input_tokens: int) -> None:
+    """One `count_tokens` audit entry, written now (no usage, no quota: nothing to batch with)."""
+    params = {k: v for k, v in call.body.items() if k in ("system", "messages")}
+    with transaction.atomic():
+        entry = audit_record(event_type="count_tokens", user=call.user, request=call.request, model=model,
+                             input_payload={"system": params.get("system"), "messages": params.get("messages")},
+                             input_tokens=input_tokens, output_tokens=0,
+                             latency_ms=int((time.monotonic() - started) * 1000), status=status, metadata=metadata,
+                             error=error, request_id=call.request_id)
+    logger.debug("count_tokens audited", extra={"audit_id": getattr(entry, "pk", None)})
