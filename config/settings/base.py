@@ -350,30 +350,14 @@ ATRIUM_BREAKER_PROBE_TTL_S = env.float("ATRIUM_BREAKER_PROBE_TTL_S", default=10.
 ATRIUM_FIRST_BYTE_TIMEOUT_S = env.float("ATRIUM_FIRST_BYTE_TIMEOUT_S", default=5.0)
 ATRIUM_FIRST_BYTE_TIMEOUTS = {key: float(value) for key, value in
                               env.dict("ATRIUM_FIRST_BYTE_TIMEOUTS", default={}).items()}
-# anthropic-beta names only some providers accept: "files-api-2025-04-14=anthropic,name=anthropic;vertex". A name not
-# listed goes to every provider (the Anthropic API as the header, Bedrock and Vertex as the body's anthropic_beta).
-ATRIUM_BETA_PROVIDERS = {name: [p for p in value.split(";") if p] for name, value in
-                         env.dict("ATRIUM_BETA_PROVIDERS", default={}).items()}
 ATRIUM_HEDGE_DELAY_MS = env.float("ATRIUM_HEDGE_DELAY_MS", default=0)  # >0: also ask the next target after this
 ATRIUM_ATTEMPT_THREADS = env.int("ATRIUM_ATTEMPT_THREADS", default=64)  # threads running attempts, per process
 # Static Vertex AI access token (for tokens refreshed outside Atrium, and the simulator); else Google credentials.
 ATRIUM_VERTEX_ACCESS_TOKEN = env.str("ATRIUM_VERTEX_ACCESS_TOKEN", default="") or None
 ATRIUM_VERTEX_PROJECT_ID = env.str("ANTHROPIC_VERTEX_PROJECT_ID", default="") or None
 ATRIUM_STS_ENDPOINT_URL = env.str("ATRIUM_STS_ENDPOINT_URL", default="") or None  # assume-role mode; None = AWS
-# Provider clients are built when a process starts (inference.warm) and renewed before their credentials expire:
-# an STS session or Google token is renewed this long before it ends (at most half its lifetime), checked every
-# ATRIUM_CLIENT_REFRESH_INTERVAL_S by each process's refresher thread. ATRIUM_WARM_CLIENTS=false builds on first use.
-ATRIUM_WARM_CLIENTS = env.bool("ATRIUM_WARM_CLIENTS", default=True)
-ATRIUM_CREDENTIAL_REFRESH_AHEAD_S = env.float("ATRIUM_CREDENTIAL_REFRESH_AHEAD_S", default=300.0)
-ATRIUM_CLIENT_REFRESH_INTERVAL_S = env.float("ATRIUM_CLIENT_REFRESH_INTERVAL_S", default=30.0)
-ATRIUM_STS_SESSION_S = env.int("ATRIUM_STS_SESSION_S", default=3600)  # AssumeRole DurationSeconds
-# Message Batches (inference/batches.py): the Celery queue that runs them, a worker's lease on a batch (renewed after
-# each request; a batch whose lease ran out is queued again by batch_recover), the most requests in one batch and
-# how long a batch may take before its remaining requests expire.
-ATRIUM_BATCH_QUEUE = env.str("ATRIUM_BATCH_QUEUE", default="celery")
-ATRIUM_BATCH_LEASE_S = env.int("ATRIUM_BATCH_LEASE_S", default=300)
-ATRIUM_BATCH_MAX_REQUESTS = env.int("ATRIUM_BATCH_MAX_REQUESTS", default=10_000)
-ATRIUM_BATCH_EXPIRY_S = env.int("ATRIUM_BATCH_EXPIRY_S", default=24 * 3600)
+from config.settings.providers import *  # noqa: E402, F403 - warm clients, anthropic-beta providers, batches
+
 ATRIUM_HEALTH_HISTORY_DAYS = env.int("ATRIUM_HEALTH_HISTORY_DAYS", default=7)
 ATRIUM_HEALTH_CHECK_TIMEOUT_S = env.float("ATRIUM_HEALTH_CHECK_TIMEOUT_S", default=10.0)
 
