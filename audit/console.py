@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 from functools import wraps
 from typing import Any
 
@@ -17,21 +18,29 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.template.defaultfilters import pluralize
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.chain import pseudonym, tenant_key
+from audit.details import entry_details, names_for, names_for_refs
 from audit.gdpr import JobRefused, gdpr_request, gdpr_retry, may_download
-from audit.models import AuditEntry, GdprJob
-from audit.services import audit_chain_check
+from audit.models import AuditEntry, DeletionReceipt, GdprJob
+from audit.receipts import receipt_data, receipt_document
+from audit.services import audit_chain_check, audit_record
 from config.http import error_body
 from config.users import request_user
 
 COMPLIANCE_PERMS = ("audit.view_audit", "audit.export_data", "audit.delete_data")
+# Deletion receipts: for whoever requests deletions and for auditors.
+RECEIPT_PERMS = ("audit.delete_data", "audit.view_audit")
+AUDIT_PAGE_SIZE = 25
 # The permission each job kind needs, to request it and to retry it.
 JOB_PERMS = {GdprJob.Kind.EXPORT: "audit.export_data", GdprJob.Kind.DELETION: "audit.delete_data"}
 View = Callable[..., HttpResponse]
@@ -67,16 +76,34 @@ def _find_user(query: str) -> Any:
     return users.first() if users.count() == 1 else None
 
 
+def _requester(job: GdprJob) -> str:
+    if job.requested_by_id is None:
+        return "—"
+    if job.requested_by_id == job.subject_id:
+        return "the user themselves"
+    return job.requested_by.get_username() if job.requested_by else "—"
+
+
 def job_json(job: GdprJob, viewer: Any) -> dict[str, Any]:
+    """A job as the console and the polling script show it (and only the links this viewer may follow)."""
     data: dict[str, Any] = {
         "id": str(job.id), "kind": job.kind, "status": job.status, "progress": job.progress, "step": job.step,
-        "subject": job.subject_label or job.subject_ref, "created_at": job.created_at.isoformat(),
+        "subject": job.subject_label or f"pseudonym {job.subject_ref[:12]}", "requested_by": _requester(job),
+        "created_at": job.created_at.isoformat(), "created": f"{job.created_at:%Y-%m-%d %H:%M}",
         "finished_at": job.finished_at.isoformat() if job.finished_at else None, "error": job.error,
         "counts": job.counts, "size": job.size,
         "expires_at": job.expires_at.isoformat() if job.expires_at else None,
     }
     if job.kind == GdprJob.Kind.EXPORT and job.status == GdprJob.Status.DONE and may_download(job, viewer):
         data["download"] = reverse("export_download", args=[job.id])  # the session decides, not the URL
+    if job.kind == GdprJob.Kind.DELETION and job.status == GdprJob.Status.DONE:
+        conversations, messages = int(job.counts.get("conversations", 0)), int(job.counts.get("messages", 0))
+        data["summary"] = (f"{conversations} conversation{pluralize(conversations)}, "
+                           f"{messages} message{pluralize(messages)} deleted")
+        if any(viewer.has_perm(p) for p in RECEIPT_PERMS):
+            data["receipt"] = reverse("compliance_receipt", args=[job.id])
+    if job.status == GdprJob.Status.FAILED and viewer.has_perm(JOB_PERMS[GdprJob.Kind(job.kind)]):
+        data["retry"] = reverse("compliance_job_retry", args=[job.id])
     return data
 
 
@@ -96,8 +123,8 @@ def compliance(request: HttpRequest) -> HttpResponse:
     jobs = [job_json(j, user) for j in GdprJob.objects.select_related("requested_by")[:100]]
     context: dict[str, Any] = {"jobs": jobs, "can_export": user.has_perm("audit.export_data"),
                                "can_delete": user.has_perm("audit.delete_data"),
-                               "can_audit": user.has_perm("audit.view_audit")}
-    context["can_retry"] = {kind for kind, perm in JOB_PERMS.items() if user.has_perm(perm)}
+                               "can_audit": user.has_perm("audit.view_audit"),
+                               "jobs_url": reverse("compliance_jobs")}
     if context["can_audit"]:
         context.update(_audit_page(request))
     return render(request, "audit/compliance.html", context)
@@ -123,17 +150,24 @@ def _audit_page(request: HttpRequest) -> dict[str, Any]:
         entries = entries.filter(timestamp__date__gte=filters["since"])
     if filters["until"]:
         entries = entries.filter(timestamp__date__lte=filters["until"])
-    paginator = Paginator(entries.order_by("-seq"), 50)
+    paginator = Paginator(entries.order_by("-seq"), AUDIT_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
+    names = names_for(page.object_list)
+    rows = [{"entry": e, "who": names.get(e.actor) or e.personal.get("username") or
+             (f"pseudonym {e.actor[:12]}" if e.actor else "—"), "details": entry_details(e, names)}
+            for e in page.object_list]
     event_types = AuditEntry.objects.order_by().values_list("event_type", flat=True).distinct()
-    return {"entries": page, "filters": filters, "event_types": sorted(set(event_types))}
+    query = {k: v for k, v in filters.items() if v}
+    return {"entries": page, "rows": rows, "filters": filters, "event_types": sorted(set(event_types)),
+            "filter_query": urlencode(query), "export_query": urlencode(query)}
 
 
 @require_GET
 @_needs(*COMPLIANCE_PERMS)
 def compliance_jobs(request: HttpRequest) -> HttpResponse:
-    """JSON the console polls for progress."""
-    return JsonResponse({"jobs": [job_json(j, request.user) for j in GdprJob.objects.all()[:100]]})
+    """JSON the console polls for progress (static/audit-jobs.js), instead of reloading the page."""
+    jobs = GdprJob.objects.select_related("requested_by")[:100]
+    return JsonResponse({"jobs": [job_json(j, request.user) for j in jobs]})
 
 
 # --- actions: one view each ----------------------------------------------------------------------------
@@ -195,3 +229,39 @@ def chain_verify(request: HttpRequest) -> HttpResponse:
     result = audit_chain_check(user=request_user(request), request=request)
     (messages.info if result.ok else messages.error)(request, f"Audit chain: {result}")
     return redirect("compliance")
+
+
+# --- deletion receipts: viewed in the console, downloaded as a signed document --------------------------------
+
+def _receipt(job_id: str) -> DeletionReceipt | None:
+    key = parse_uuid(job_id)
+    return DeletionReceipt.objects.select_related("job").filter(job_id=key).first() if key else None
+
+
+@require_GET
+@_needs(*RECEIPT_PERMS)
+def receipt_view(request: HttpRequest, job_id: str) -> HttpResponse:
+    receipt = _receipt(job_id)
+    if receipt is None:
+        return _refused(request, "No receipt for this job (is the deletion finished?).", status=404)
+    data = receipt_data(receipt)
+    requester = names_for_refs([data["requested_by"]]).get(data["requested_by"], "")
+    return render(request, "audit/receipt.html", {"receipt": receipt, "data": data, "requester": requester})
+
+
+@require_GET
+@_needs(*RECEIPT_PERMS)
+def receipt_download(request: HttpRequest, job_id: str) -> HttpResponse:
+    receipt = _receipt(job_id)
+    if receipt is None:
+        return _refused(request, "No receipt for this job (is the deletion finished?).", status=404)
+    document = receipt_document(receipt)
+    with transaction.atomic():
+        audit_record(event_type="receipt_downloaded", user=request_user(request), request=request,
+                     metadata={"job": str(receipt.job_id), "subject": receipt.subject_ref})
+    response = HttpResponse(document, content_type="text/html; charset=utf-8")
+    completed = receipt.completed_at.astimezone(UTC)
+    name = f"deletion-receipt-{str(receipt.job_id)[:8]}-{completed:%Y%m%d-%H%M%S}.html"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    return response

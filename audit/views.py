@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.console import job_json, parse_uuid
 from audit.gdpr import DownloadRefused, download_check, gdpr_request
+from audit.gdpr.export import export_filename
 from audit.models import Consent, GdprJob
 from audit.services import audit_record, consent_active, consent_give, consent_withdraw, notice_current
 from config.users import request_user
@@ -78,7 +79,7 @@ def export_download(request: HttpRequest, job_id: str) -> HttpResponseBase:
         audit_record(event_type="export_downloaded", user=request.user, request=request,
                      metadata={"job": str(job.id), "subject": job.subject_ref})
     return FileResponse(default_storage.open(job.file, "rb"), as_attachment=True,
-                        filename=f"atrium-export-{job.subject_ref[:8]}-{job.created_at:%Y%m%d}.zip",
+                        filename=export_filename(job),
                         content_type="application/zip")
 
 
@@ -92,6 +93,17 @@ def my_data(request: HttpRequest) -> HttpResponse:
                            request=request)
         messages.info(request, f"Export {job.id} requested; it appears below when ready.")
         return redirect("my_data")
-    jobs = [job_json(j, request.user) for j in GdprJob.objects.filter(kind=GdprJob.Kind.EXPORT,
-                                                                       subject_id=request.user.pk)[:20]]
-    return render(request, "audit/my_data.html", {"jobs": jobs})
+    return render(request, "audit/my_data.html", {"jobs": _my_jobs(request), "jobs_url": reverse("my_data_jobs")})
+
+
+def _my_jobs(request: HttpRequest) -> list[dict[str, object]]:
+    return [job_json(j, request.user) for j in GdprJob.objects.select_related("requested_by").filter(
+        kind=GdprJob.Kind.EXPORT, subject_id=request.user.pk)[:20]]
+
+
+@never_cache
+@login_required
+@require_GET
+def my_data_jobs(request: HttpRequest) -> JsonResponse:
+    """The user's own exports as JSON, polled by the page while one is being made."""
+    return JsonResponse({"jobs": _my_jobs(request)})

@@ -5,6 +5,8 @@ registers its handlers in its AppConfig.ready(). It lives in config (the shared 
 another to register.
 
 - An ExportPart writes one file of a subject's export (JSON) and returns how many items it wrote.
+- An ExportFiles writes any number of files into its own folder of the export (attachments' bytes, one readable
+  transcript per conversation) through an ExportFolder, which keeps names unique and dates each file.
 - An ErasureStep erases up to `limit` units of a subject's data in the caller's transaction and returns its counts
   (its own name's count, plus any extra counts, e.g. messages with conversations). The job commits each call with
   its counts and repeats it until it returns fewer than `limit` units; steps run in `order`, and their names are
@@ -18,7 +20,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import IO, Any
+from datetime import datetime
+from typing import IO, Any, Protocol
 
 Progress = Callable[[float], None]  # fraction done (0..1) of a long export part: renews the job's lease
 
@@ -29,6 +32,22 @@ class ExportPart:
     description: str
     order: int
     write: Callable[[int, IO[bytes], Progress], int]
+
+
+class ExportFolder(Protocol):
+    """Where an ExportFiles part writes: its own folder of the export archive."""
+
+    def add(self, name: str, data: bytes | IO[bytes], *, modified: datetime) -> str:
+        """Write one file dated `modified`; returns its path in the archive (`name` made safe, and unique in the
+        folder by a numeric suffix if taken)."""
+
+
+@dataclass(frozen=True)
+class ExportFiles:
+    folder: str
+    description: str
+    order: int
+    write: Callable[[int, ExportFolder, Progress], int]
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,7 @@ class RetentionStep:
 
 _starts: dict[str, Callable[[int], None]] = {}
 _exports: dict[str, ExportPart] = {}
+_export_files: dict[str, ExportFiles] = {}
 _erasures: dict[str, ErasureStep] = {}
 _retention: dict[str, RetentionStep] = {}
 
@@ -65,6 +85,10 @@ def register_export(part: ExportPart) -> None:
     _exports[part.filename] = part
 
 
+def register_export_files(part: ExportFiles) -> None:
+    _export_files[part.folder] = part
+
+
 def register_erasure(step: ErasureStep) -> None:
     _erasures[step.name] = step
 
@@ -75,6 +99,10 @@ def register_retention(step: RetentionStep) -> None:
 
 def export_parts() -> list[ExportPart]:
     return sorted(_exports.values(), key=lambda p: (p.order, p.filename))
+
+
+def export_file_parts() -> list[ExportFiles]:
+    return sorted(_export_files.values(), key=lambda p: (p.order, p.folder))
 
 
 def erasure_steps() -> list[ErasureStep]:

@@ -13,16 +13,20 @@ from django.utils import timezone
 
 from config.personal_data import (
     ErasureStep,
+    ExportFiles,
+    ExportFolder,
     ExportPart,
     Progress,
     RetentionStep,
     json_array,
     register_erasure,
     register_export,
+    register_export_files,
     register_retention,
 )
 from inference.models import Attachment, ChatPreference, Conversation, Message, UsageDaily, UsageRecord
 from inference.services import usage_anonymise
+from inference.transcripts import attachment_archive_name, transcript_html, transcript_name
 
 
 def messages_delete(conversation_ids: list[Any]) -> int:
@@ -63,6 +67,38 @@ def _conversations_write(subject_id: int, stream: IO[bytes], progress: Progress)
                 last_progress = time.monotonic()
 
     return json_array(stream, items())
+
+
+def _attachments_write(subject_id: int, folder: ExportFolder, progress: Progress) -> int:
+    """The bytes of every file the subject attached, dated when uploaded (conversations.json lists them)."""
+    attachments = Attachment.objects.filter(conversation__user_id=subject_id).order_by("created_at", "id")
+    total = attachments.count()
+    for done, attachment in enumerate(attachments.iterator(chunk_size=200), start=1):
+        try:
+            with attachment.file.open("rb") as stream:
+                folder.add(attachment_archive_name(attachment), stream, modified=attachment.created_at)
+        except FileNotFoundError:  # the row outlived its file (storage restored from an older backup): say so
+            folder.add(attachment_archive_name(attachment) + ".missing.txt",
+                       b"This attachment's file was not found in storage.", modified=attachment.created_at)
+        progress(done / max(total, 1))
+    return total
+
+
+def _transcripts_write(subject_id: int, folder: ExportFolder, progress: Progress) -> int:
+    """One readable HTML transcript per conversation, dated when the conversation last changed, linking its files
+    in ../attachments/."""
+    conversations = Conversation.objects.filter(user_id=subject_id).order_by("created_at", "id")
+    total = conversations.count()
+    last_progress = time.monotonic()
+    for done, conversation in enumerate(conversations.iterator(chunk_size=100), start=1):
+        files = {str(a.id): f"../attachments/{attachment_archive_name(a)}"
+                 for a in Attachment.objects.filter(conversation_id=conversation.id)}
+        folder.add(transcript_name(conversation), transcript_html(conversation, files).encode(),
+                   modified=conversation.updated_at)
+        if time.monotonic() - last_progress > 0.5 or done == total:
+            progress(done / max(total, 1))
+            last_progress = time.monotonic()
+    return total
 
 
 def _conversations_erase(subject_id: int, limit: int) -> dict[str, int]:
@@ -110,6 +146,11 @@ def _usage_ledger_prune(tenant: Any) -> dict[str, int]:
 def register() -> None:
     register_export(ExportPart("conversations.json", "Every conversation with its messages (Anthropic content "
                                                      "blocks), oldest first.", 20, _conversations_write))
+    register_export_files(ExportFiles("attachments", "The images and PDFs you attached, as uploaded "
+                                                     "(attachments/<conversation>/<file>).", 21, _attachments_write))
+    register_export_files(ExportFiles("transcripts", "Each conversation as a readable HTML page (open it in a "
+                                                     "browser), named by its start date and title.", 22,
+                                      _transcripts_write))
     register_export(ExportPart("preferences.json", "Your chat preferences.", 30, lambda subject, stream, _p: json_array(
         stream, ChatPreference.objects.filter(user_id=subject).values("default_model", "settings", "updated_at"))))
     register_export(ExportPart("usage.json", "Requests, tokens and cost (micro-USD) per day, model and provider.", 50,
