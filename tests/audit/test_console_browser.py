@@ -361,13 +361,15 @@ def test_every_console_url_refuses_the_wrong_side(site: Site, django_db_blocker:
             page.goto(site.url("alpha", "/chat/"))
             token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
             for method, template in CONSOLE_URLS:
+                allowed = template in ALLOWED.get(who, set())
+                if allowed and template == "/compliance/verify/":
+                    continue  # performing it would append a committed audit_verified entry for later tests to find
                 url = site.url("alpha", template.format(job=job.id, export=export.id))
                 if method == "GET":
                     response = page.request.get(url, max_redirects=0)
                 else:
                     response = page.request.post(url, form={"subject": "nobody"}, headers={"X-CSRFToken": token},
                                                  max_redirects=0)
-                allowed = template in ALLOWED.get(who, set())
                 if allowed:
                     assert response.status in (200, 302), (who, method, template, response.status)
                 else:
