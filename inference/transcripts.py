@@ -25,7 +25,7 @@ TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "
         "li", "ol", "p", "pre", "s", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul"}
 
 
-class _RawHtmlAsText(markdown.Extension):
+class _RawHtmlAsText(markdown.Extension):  # type: ignore[misc]  # Python-Markdown ships no types
     """Raw HTML in the text is shown as text (as the web chat does), not passed through and not dropped."""
 
     def extendMarkdown(self, md: markdown.Markdown) -> None:  # the name Python-Markdown calls

@@ -134,7 +134,6 @@ def export_filename(job: GdprJob) -> str:
     return f"atrium-export-{job.subject_ref[:8]}-{created:%Y%m%d-%H%M%S}-{str(job.id)[:8]}.zip"
 
 
-
 class DownloadRefused(HttpError):
     """Why a signed-in user may not download an export: 403, or 410 once it has expired."""
 
