@@ -332,28 +332,32 @@ CONSOLE_URLS = [("GET", "/compliance/"), ("GET", "/compliance/jobs.json"), ("POS
                 ("POST", "/compliance/jobs/deletion/"), ("POST", "/compliance/jobs/{job}/retry/"),
                 ("POST", "/compliance/verify/"), ("GET", "/compliance/audit/export.jsonl"),
                 ("GET", "/compliance/receipts/{job}/"), ("GET", "/compliance/receipts/{job}/download/"),
-                ("GET", "/compliance/exports/{export}/download/?token=x")]
+                ("GET", "/compliance/exports/{export}/download/")]
 # What each partial right may reach; every other console URL answers 403.
 ALLOWED = {
     "aud": {"/compliance/", "/compliance/jobs.json", "/compliance/verify/", "/compliance/audit/export.jsonl",
             "/compliance/receipts/{job}/", "/compliance/receipts/{job}/download/"},
-    "exp": {"/compliance/", "/compliance/jobs.json", "/compliance/jobs/export/"},
+    "exp": {"/compliance/", "/compliance/jobs.json", "/compliance/jobs/export/",
+            "/compliance/exports/{export}/download/"},
 }
 
 
 def test_every_console_url_refuses_the_wrong_side(site: Site, django_db_blocker: Any) -> None:
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
     from django.utils import timezone
     from django_tenants.utils import schema_context
 
     from audit.models import DeletionReceipt, GdprJob
 
+    stored = default_storage.save(f"exports/alpha/{uuid.uuid4()}.zip", ContentFile(b"PK\x05\x06" + b"\0" * 18))
     with django_db_blocker.unblock(), schema_context("alpha"):
         job = GdprJob.objects.create(kind="deletion", status="failed", subject_ref=uuid.uuid4().hex,
                                      subject_label="wrong-side@example.com", error="x")
         DeletionReceipt.objects.create(job=job, subject_ref=job.subject_ref, requested_at=timezone.now(),
                                        completed_at=timezone.now(), counts={}, account_action="removed")
         export = GdprJob.objects.create(kind="export", status="done", subject_ref=uuid.uuid4().hex,
-                                        subject_label="wrong-side@example.com", file="exports/none.zip",
+                                        subject_label="wrong-side@example.com", file=stored,
                                         expires_at=timezone.now() + timedelta(days=1))
     try:
         for who in ("bob", "aud", "exp"):
