@@ -12,16 +12,27 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
-from access import admin_budgets, admin_lockout, admin_policy, admin_users  # noqa: F401 - register on the tenant site
+from access import (  # noqa: F401 - register on the tenant site
+    admin_budgets,
+    admin_invitations,
+    admin_lockout,
+    admin_policy,
+    admin_users,
+)
 from access.audit_hooks import access_audit
 from access.models import ApiKey, OIDCConfig, OIDCGroupMapping, UserIdentity
-from access.oidc import OIDCError, sso_connection_test, sso_connection_test_slot
+from access.oidc import OIDCError, discovery, sso_connection_test, sso_connection_test_slot
 from access.services import api_key_create, api_key_create_check, api_key_revoke
+from access.sso_test import SsoTestRefused, callback_url, sso_test_start
+from access.workspace import workspace_overview
 from config.admin_mixins import TenantSiteMixin
 from config.admin_sites import tenant_site
 from config.users import request_user
+
+tenant_site.overview_provider = workspace_overview
 
 
 class TenantOnlyAdmin(TenantSiteMixin):
@@ -54,6 +65,30 @@ class OIDCConfigForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscrip
             return str(self.instance.client_secret or "")
         return value
 
+    def clean(self) -> dict[str, Any]:
+        """Switching SSO on (or saving it on) needs a reachable IdP and a successful test sign-in with exactly these
+        settings: otherwise members would meet a broken sign-in button and bearer tokens would all fail."""
+        data = super().clean() or {}
+        if not data.get("enabled") or self.errors:
+            return data
+        candidate = OIDCConfig(**{f.name: getattr(self.instance, f.name) for f in OIDCConfig._meta.concrete_fields})
+        for name in ("issuer", "discovery_url", "client_id", "client_secret", "verify_ssl", "scopes"):
+            if name in data:
+                setattr(candidate, name, data[name])
+        try:
+            discovery(candidate, refresh=True)
+        except OIDCError as exc:
+            self.add_error("enabled", f"Single sign-on cannot be switched on: the identity provider is not reachable "
+                                      f"or not usable ({exc.message}). Save with “Enabled” unticked, fix the "
+                                      f"settings, then run a test sign-in.")
+            return data
+        if not self.instance.pk or not (candidate.tested_at
+                                        and candidate.tested_fingerprint == candidate.connection_fingerprint()):
+            self.add_error("enabled", "Single sign-on cannot be switched on before a successful test sign-in with "
+                                      "these settings. Save with “Enabled” unticked, use “Test sign-in”, then "
+                                      "switch it on.")
+        return data
+
 
 class OIDCGroupMappingInline(admin.TabularInline):  # type: ignore[type-arg]  # not subscriptable at run time
     model = OIDCGroupMapping
@@ -67,10 +102,10 @@ class OIDCConfigAdmin(TenantOnlyAdmin):
     form = OIDCConfigForm
     inlines = [OIDCGroupMappingInline]
     list_display = ["issuer", "enabled", "client_id", "updated_at"]
-    readonly_fields = ["secret_set", "updated_at"]
+    readonly_fields = ["secret_set", "test_status", "updated_at"]
     change_form_template = "admin/access/oidcconfig/change_form.html"
     fieldsets = [
-        (None, {"fields": ["enabled", "display_name"]}),
+        (None, {"fields": ["enabled", "test_status", "display_name"]}),
         ("Identity provider", {"fields": ["issuer", "discovery_url", "verify_ssl",
                                           "end_session_endpoint"]}),
         ("Client", {"fields": ["client_id", "client_secret", "secret_set", "scopes"]}),
@@ -108,6 +143,21 @@ class OIDCConfigAdmin(TenantOnlyAdmin):
         for config in queryset:
             self.delete_model(request, config)
 
+    @admin.display(description="Test sign-in")
+    def test_status(self, obj: OIDCConfig) -> str:
+        if not obj.pk or obj.tested_at is None:
+            return "not run yet"
+        when = f"{timezone.localtime(obj.tested_at):%d %b %Y %H:%M}"
+        if obj.test_current:
+            return f"succeeded on {when} with the current settings"
+        return f"succeeded on {when}, but the settings changed since: run it again before switching SSO on"
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Any = None) -> Any:
+        context.update(callback_url=callback_url(request),
+                       logout_redirect_url=request.build_absolute_uri(reverse("login")))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     @admin.display(description="Client secret stored")
     def secret_set(self, obj: OIDCConfig) -> str:
         return "yes" if obj.pk and obj.client_secret else "no"
@@ -116,7 +166,9 @@ class OIDCConfigAdmin(TenantOnlyAdmin):
         from django.urls import path
 
         extra = [path("<path:object_id>/test-connection/", self.admin_site.admin_view(self.test_connection),
-                      name="access_oidcconfig_test_connection")]
+                      name="access_oidcconfig_test_connection"),
+                 path("<path:object_id>/test-sign-in/", self.admin_site.admin_view(self.test_sign_in),
+                      name="access_oidcconfig_test_sign_in")]
         return extra + super().get_urls()
 
     def test_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -143,6 +195,25 @@ class OIDCConfigAdmin(TenantOnlyAdmin):
         else:
             messages.success(request, f"Connection OK: discovery document and key set fetched ({keys} keys).")
         return back
+
+
+    def test_sign_in(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST only (opened in a new tab by the form): send this browser to the IdP for a test sign-in."""
+        from django.shortcuts import redirect, render
+
+        config = self.get_object(request, object_id)
+        if config is None or not self.has_change_permission(request, config):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        try:
+            return redirect(sso_test_start(request, config))
+        except SsoTestRefused as exc:
+            from access.sso_test import SsoTestResult
+
+            return render(request, "access/sso_test_result.html",
+                          {"result": SsoTestResult(ok=False, message=exc.message),
+                           "tenant": getattr(request, "tenant", None)}, status=400)
 
 
 @admin.register(UserIdentity, site=tenant_site)

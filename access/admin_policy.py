@@ -26,6 +26,7 @@ from tenants.validators import validate_allowed_models
 
 TENANT_EDITABLE = ["own_allowed_models", "own_max_tokens_per_request", "own_user_requests_per_minute",
                    "own_user_tokens_per_day", "own_anthropic_beta_allowed", "processing_notice"]
+BRAND = ["brand_colour", "accent_colour"]
 PLATFORM_READONLY = ["name", "allowed_models", "max_tokens_per_request", "requests_per_minute", "tokens_per_day",
                      "user_requests_per_minute", "user_tokens_per_day", "retention_days", "provider_order",
                      "data_region", "configured_providers", "bedrock_external_id"]
@@ -47,7 +48,8 @@ class TenantPolicyForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscr
 
     class Meta:
         model = TenantPolicy
-        fields = TENANT_EDITABLE
+        fields = TENANT_EDITABLE + BRAND
+        widgets = {name: forms.TextInput(attrs={"type": "color"}) for name in BRAND}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -99,6 +101,7 @@ class TenantPolicyAdmin(TenantSiteMixin):
     fieldsets = [
         ("Set by the platform (read-only)", {"fields": list[Any](PLATFORM_READONLY)}),
         ("Set by this organisation (may only be stricter)", {"fields": list[Any](TENANT_EDITABLE)}),
+        ("Look of this admin workspace", {"fields": list[Any](BRAND)}),
     ]
     readonly_fields = PLATFORM_READONLY
 
@@ -145,7 +148,7 @@ class TenantPolicyAdmin(TenantSiteMixin):
 
     def save_model(self, request: HttpRequest, obj: TenantPolicy, form: forms.ModelForm[TenantPolicy],
                    change: bool) -> None:
-        changed = [f for f in form.changed_data if f in TENANT_EDITABLE]
+        changed = [f for f in form.changed_data if f in TENANT_EDITABLE + BRAND]
         if not changed:
             return
         with transaction.atomic():

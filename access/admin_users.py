@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
 from access.audit_hooks import access_audit
+from access.roles_described import grouped_choices, role_summary
 from config.admin_mixins import TenantSiteMixin
 from config.admin_sites import tenant_site
 
@@ -59,9 +61,34 @@ def _permission_names(permissions: Any) -> set[str]:
 
 
 class TenantGroupAdmin(TenantSiteMixin, GroupAdmin):
+    # What a role allows, in sentences grouped by topic (access/roles_described.py), not a two-list codename picker.
+    filter_horizontal = ()
+    list_display = ("name", "allows", "member_count")
+    search_fields = ("name",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Group]:
+        return super().get_queryset(request).prefetch_related("permissions__content_type").annotate(
+            members=Count("user", distinct=True))
+
+    @admin.display(description="what it allows")
+    def allows(self, obj: Group) -> str:
+        return role_summary(obj)
+
+    @admin.display(description="members", ordering="members")
+    def member_count(self, obj: Any) -> int:
+        return int(getattr(obj, "members", 0))
+
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest | None = None, **kwargs: Any) -> Any:
         if db_field.name == "permissions" and request is not None:
             kwargs["queryset"] = grantable_permissions(request.user)
+            kwargs["widget"] = forms.CheckboxSelectMultiple(attrs={"class": "atrium-permission-choices"})
+            field = super().formfield_for_manytomany(db_field, request, **kwargs)
+            assert field is not None
+            field.label = "What members with this role may do"
+            field.help_text = ("Only what you may do yourself is offered. A member with several roles may do "
+                               "everything any of them allows.")
+            field.choices = grouped_choices(kwargs["queryset"])
+            return field
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -99,6 +126,31 @@ class TenantGroupAdmin(TenantSiteMixin, GroupAdmin):
 USER_FLAGS = ("is_active", "is_staff")
 
 
+class RoleFilter(admin.RelatedFieldListFilter):
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return "role"
+
+    @title.setter
+    def title(self, value: str) -> None:
+        pass
+
+
+class SignInFilter(admin.SimpleListFilter):
+    title = "signs in with"
+    parameter_name = "signin"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("sso", "single sign-on"), ("password", "password")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "sso":
+            return queryset.filter(identities__isnull=False).distinct()
+        if self.value() == "password":
+            return queryset.filter(identities__isnull=True)
+        return queryset
+
+
 class TenantUserAdmin(TenantSiteMixin, UserAdmin):  # type: ignore[type-arg]  # not subscriptable at run time
     fieldsets = (
         (None, {"fields": ("username", "password")}),
@@ -106,9 +158,34 @@ class TenantUserAdmin(TenantSiteMixin, UserAdmin):  # type: ignore[type-arg]  # 
         ("Permissions", {"fields": ("is_active", "is_staff", "groups", "user_permissions")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
-    list_display = ("username", "email", "first_name", "last_name", "is_staff", "is_active")
-    list_filter = ("is_staff", "is_active", "groups")
+    list_display = ("username", "full_name", "email", "role_names", "signs_in_with", "is_staff", "is_active",
+                    "last_login")
+    list_filter = (("groups", RoleFilter), "is_staff", "is_active", SignInFilter)
     readonly_fields = ("last_login", "date_joined")
+    change_list_template = "admin/auth/user/tenant_change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).prefetch_related("groups", "identities")
+
+    @admin.display(description="name", ordering="last_name")
+    def full_name(self, obj: Any) -> str:
+        return str(obj.get_full_name() or "—")
+
+    @admin.display(description="roles")
+    def role_names(self, obj: Any) -> str:
+        return ", ".join(sorted(g.name for g in obj.groups.all())) or "—"
+
+    @admin.display(description="signs in with")
+    def signs_in_with(self, obj: Any) -> str:
+        if obj.identities.all():
+            return "single sign-on"
+        return "password" if obj.has_usable_password() else "—"
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> Any:
+        # People join by invitation: the administrator never chooses someone else's password.
+        from django.shortcuts import redirect
+
+        return redirect("admin:access_invitation_add")
 
     def formfield_for_manytomany(self, db_field: Any, request: Any = None, **kwargs: Any) -> Any:
         if request is None:

@@ -40,9 +40,14 @@ class OIDCConfig(models.Model):
 
     # A fixed primary key makes the row a singleton the database itself enforces.
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
-    enabled = models.BooleanField(default=False, help_text="Show 'Sign in with SSO' and accept bearer tokens.")
+    # Help texts are rendered as HTML by the admin: no angle brackets in them ("Sign in with <name>" showed as
+    # "Sign in with '.").
+    enabled = models.BooleanField(
+        default=False,
+        help_text="Shows the single sign-on button on the sign-in page and accepts the IdP's bearer tokens. "
+                  "Can only be switched on after a successful test sign-in with the current settings.")
     display_name = models.CharField(
-        max_length=80, default="SSO", help_text="Shown on the login button: 'Sign in with <name>'."
+        max_length=80, default="SSO", help_text="Shown on the sign-in button, after the words “Sign in with”."
     )
     issuer = models.URLField(
         max_length=500, help_text="The IdP's issuer URL, exactly as it appears in the tokens' iss claim."
@@ -51,7 +56,7 @@ class OIDCConfig(models.Model):
         max_length=500,
         blank=True,
         default="",
-        help_text="Leave empty to use <issuer>/.well-known/openid-configuration.",
+        help_text="Leave empty to use the issuer followed by /.well-known/openid-configuration.",
     )
     client_id = models.CharField(max_length=255)
     client_secret = EncryptedTextField(blank=True, default="", help_text="Stored encrypted; leave blank to keep.")
@@ -81,6 +86,10 @@ class OIDCConfig(models.Model):
         help_text="Overrides the discovery document's end_session_endpoint for logout. Usually empty.",
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # The last successful test sign-in (access/sso_test.py) and which settings it proved: enabling requires one whose
+    # fingerprint matches the settings being saved.
+    tested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    tested_fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         verbose_name = "SSO configuration"
@@ -93,6 +102,18 @@ class OIDCConfig(models.Model):
     @property
     def discovery_document_url(self) -> str:
         return self.discovery_url or f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
+
+    def connection_fingerprint(self) -> str:
+        """A digest of the settings a test sign-in exercises; a change to any of them needs a new test."""
+        import hashlib
+
+        parts = [self.issuer, self.discovery_url, self.client_id, str(self.client_secret or ""), str(self.verify_ssl),
+                 self.scopes]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    @property
+    def test_current(self) -> bool:
+        return bool(self.tested_at and self.tested_fingerprint == self.connection_fingerprint())
 
     @property
     def email_domains(self) -> list[str]:
@@ -247,3 +268,46 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold}% of {self.budget} ({self.period_start})"
+
+
+class Invitation(models.Model):
+    """An e-mailed invitation to join this tenant (access/invitations.py): the invitee sets their own password
+    through a one-time link that expires, or signs in with SSO. Only a keyed hash of the link's token is stored."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField()
+    roles = models.ManyToManyField(Group, blank=True, related_name="+")
+    staff = models.BooleanField(default=False, verbose_name="may open the admin workspace")
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    sent_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    token_hash = models.CharField(max_length=64, editable=False)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                      related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for the invitee"
+        ACCEPTED = "accepted", "Accepted"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["email"], name="invitation_email_idx")]
+
+    def __str__(self) -> str:
+        return f"Invitation for {self.email}"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at is not None:
+            return self.Status.ACCEPTED
+        if self.revoked_at is not None:
+            return self.Status.REVOKED
+        if self.expires_at <= timezone.now():
+            return self.Status.EXPIRED
+        return self.Status.PENDING

@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from access.invitations import invitations_erase
 from access.models import ApiKey, UserIdentity
 from config.personal_data import (
     ErasureStep,
@@ -104,6 +105,7 @@ def register() -> None:
         ApiKey.objects.filter(user_id=subject), "api_keys", limit)))
     register_erasure(ErasureStep("identities", 40, lambda subject, limit: _delete_some(
         UserIdentity.objects.filter(user_id=subject), "identities", limit)))
+    register_erasure(ErasureStep("invitations", 35, invitations_erase))
     register_erasure(ErasureStep("sessions", 70, _sessions_erase))
     register_erasure(ErasureStep("admin_log", 80, _admin_log_erase))
     register_erasure(ErasureStep("account", 110, _account_erase))

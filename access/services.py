@@ -130,6 +130,11 @@ def sso_user_resolve(*, config: OIDCConfig, claims: dict[str, Any], request: Any
                         last_name=str(claims.get("family_name") or "")[:150],
                     )
                     identity = UserIdentity.objects.create(user=user, issuer=issuer, subject=subject, email=email)
+                    # An administrator may have invited this address: its roles apply to the new account.
+                    from access.invitations import invitation_apply_for_sso
+
+                    invitation_apply_for_sso(user=user, email=email,
+                                             email_verified=claims.get("email_verified") is True)
             except IntegrityError:
                 identity = UserIdentity.objects.select_related("user").get(issuer=issuer, subject=subject)
         user = identity.user

@@ -176,6 +176,18 @@ class TenantOIDCCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[mi
     """Finishes the sign-in; a refusal renders a page that says why instead of a bare redirect."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
+        from access.sso_test import sso_test_finish, sso_test_pending
+
+        if sso_test_pending(request):
+            # An administrator's test sign-in (access/sso_test.py), recognised by its state: nobody is signed in.
+            user: Any = request.user
+            if not (user.is_authenticated and user.is_staff and user.has_perm("access.change_oidcconfig")):
+                return sso_failure_page(request, "Only an administrator of this organisation can run a test "
+                                                 "sign-in.", reason="sso_test_forbidden", status=403)
+            result = sso_test_finish(request)
+            return render(request, "access/sso_test_result.html",
+                          {"result": result, "tenant": getattr(connection, "tenant", None)},
+                          status=200 if result.ok else 400)
         if oidc_config_enabled() is None:
             return sso_failure_page(request, "Single sign-on is not configured for this organisation.",
                                     reason="sso_disabled", status=404)

@@ -62,6 +62,8 @@ class PlatformAdminSite(_HostBoundSite):
     site_header = "Atrium platform administration"
     site_title = "Atrium platform"
     index_title = "Platform"
+    # The public host serves no site of its own (only the admin, probes and metrics): no "View site" link to a 404.
+    site_url = None
 
     def has_permission(self, request: HttpRequest) -> bool:
         user: Any = request.user
@@ -75,9 +77,51 @@ class TenantAdminSite(_HostBoundSite):
     administrator may do here is exactly the permissions of its roles.
     """
 
-    site_header = "Atrium administration"
+    site_header = "Atrium administration"  # each request shows the tenant's own name instead (each_context)
     site_title = "Atrium"
-    index_title = "Site administration"
+    index_title = "Overview"
+    site_url = "/chat/"
+    index_template = "admin/tenant_index.html"
+
+    # Django's app names describe code, not work: the index and sidebar use the product's words.
+    APP_NAMES = {"auth": "People and roles", "access": "Sign-in and access", "audit": "Compliance and records",
+                 "inference": "Usage", "axes": "Sign-in lockouts", "otp_totp": "Second factor (TOTP)"}
+    MODEL_NAMES = {("auth", "Group"): "Roles", ("auth", "User"): "Members"}
+    APP_ORDER = ["auth", "access", "audit", "inference", "axes", "otp_totp"]
+
+    def each_context(self, request: HttpRequest) -> dict[str, Any]:
+        from config.admin_brand import brand_for
+
+        context = super().each_context(request)
+        tenant = getattr(request, "tenant", None)
+        if tenant is not None and on_tenant_host(request):
+            brand = brand_for(tenant)
+            context.update(site_header=brand.name, site_title=f"{brand.name} · Atrium", brand=brand)
+        return context
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        apps = super().get_app_list(request, app_label)
+        for app in apps:
+            app["name"] = self.APP_NAMES.get(app["app_label"], app["name"])
+            for model in app["models"]:
+                model["name"] = self.MODEL_NAMES.get((app["app_label"], model["object_name"]), model["name"])
+        order = {label: i for i, label in enumerate(self.APP_ORDER)}
+        return sorted(apps, key=lambda a: order.get(a["app_label"], len(order)))
+
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        from config.admin_brand import brand_css_view
+
+        return [path("brand.css", brand_css_view, name="brand_css"), *super().get_urls()]
+
+    # Set by access/admin.py (config imports no app): the overview's figures, for the index page.
+    overview_provider: Any = None
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        provider = self.overview_provider
+        overview = provider(request) if provider is not None and self.has_permission(request) else None
+        return super().index(request, {"overview": overview, **(extra_context or {})})
 
     def has_permission(self, request: HttpRequest) -> bool:
         user: Any = request.user

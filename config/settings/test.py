@@ -18,6 +18,11 @@ ATRIUM_AUDIT_CHECKPOINT_KEY = env.str("ATRIUM_AUDIT_CHECKPOINT_KEY", default="te
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# A server process started by a browser test writes its mail into the test's outbox directory instead (locmem
+# mail would stay inside that process); tests/access/conftest.py sets it for its web server.
+if env.str("ATRIUM_TEST_EMAIL_DIR", default=""):
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = env.str("ATRIUM_TEST_EMAIL_DIR")
 # Tests read usage and audit rows right after a call, inside their own transaction.
 ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=False)
 # Tests edit tenant policy, keys and roles inside a transaction that is rolled back (so no NOTIFY is ever

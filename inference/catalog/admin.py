@@ -72,7 +72,8 @@ class ModelPriceAdmin(PublicOnlyAdmin):
 @admin.register(ProviderHealthCheck, site=platform_site)
 class ProviderHealthCheckAdmin(PublicOnlyAdmin):
     audit_kind = "provider_health"
-    list_display = ["checked_at", "target", "credentials_source", "status", "http_status", "latency_ms", "detail"]
+    list_display = ["checked_at", "target", "credentials_source", "status_badge", "http_status", "latency_ms",
+                    "detail"]
     list_filter = ["status", "target"]
     date_hierarchy = "checked_at"
     change_list_template = "admin/catalog/providerhealthcheck/change_list.html"
@@ -82,6 +83,12 @@ class ProviderHealthCheckAdmin(PublicOnlyAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: ProviderHealthCheck) -> str:
+        from django.utils.html import format_html
+
+        return format_html('<span class="atrium-badge atrium-badge-{}">{}</span>', obj.status, obj.status)
 
     def get_urls(self) -> list[Any]:
         extra = [
@@ -108,10 +115,19 @@ class ProviderHealthCheckAdmin(PublicOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:catalog_providerhealthcheck_changelist"))
 
     def reset_breaker(self, request: HttpRequest, target: str) -> HttpResponse:
-        from inference.breaker import breaker_reset
+        """GET (or a POST without confirmation) shows what a reset does and asks to confirm; the confirmed POST
+        closes the breaker."""
+        from inference.breaker import breaker_reset, breaker_state
 
-        if request.method != "POST" or not on_public_host(request) or not request.user.is_superuser:
+        if not on_public_host(request) or not request.user.is_superuser:
+            return TemplateResponse(request, "admin/base_site.html", status=403)
+        if request.method not in ("GET", "POST"):
             return TemplateResponse(request, "admin/base_site.html", status=405)
+        if request.method == "GET" or request.POST.get("confirm") != "yes":
+            context = {**self.admin_site.each_context(request), "opts": self.model._meta, "target": target,
+                       "breaker": breaker_state(target), "title": f"Reset the circuit breaker of {target}?",
+                       "back": reverse("admin:catalog_providerhealthcheck_changelist")}
+            return TemplateResponse(request, "admin/catalog/providerhealthcheck/reset_confirm.html", context)
         from tenants.platform_audit import platform_actor, platform_change
 
         with transaction.atomic():

@@ -24,6 +24,8 @@ import pytest
 from tests.conftest import ROOT, TENANT_A, TENANT_B, subprocess_env
 
 IDP_DIR = ROOT / "tests" / "node" / "idp"
+# The web server's outbox: Django's file-based mail backend, one file per message (config/settings/test.py).
+MAIL_DIR = Path(f"/tmp/atrium-test-mail-{os.getpid()}")
 
 USERS_A = {
     "alice": {"email": "alice@a.example", "email_verified": True, "name": "Alice Archer",
@@ -182,7 +184,8 @@ def web_server(sso: IdpServers) -> Iterator[str]:
         proc = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application", "-b", f"127.0.0.1:{port}",
              "-w", "1", "--threads", "4", "-k", "gthread", "--timeout", "60"],
-            cwd=ROOT, env=subprocess_env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=subprocess_env(ATRIUM_TEST_EMAIL_DIR=str(MAIL_DIR)), stdout=handle,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         wait_port(port, proc, log)

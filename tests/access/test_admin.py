@@ -30,6 +30,12 @@ def test_sso_configuration_screen(tenant_b: Any, client_b: Any, make_user: Any, 
         "group_mappings-MIN_NUM_FORMS": "0", "group_mappings-MAX_NUM_FORMS": "1000",
         "group_mappings-0-claim_value": "Engineering", "group_mappings-0-group": str(power.pk),
     }
+    # An IdP that cannot be reached (and never passed a test sign-in) cannot be saved as enabled: a form error.
+    refused = client_b.post("/admin/access/oidcconfig/add/", form)
+    assert refused.status_code == 200 and "cannot be switched on" in refused.content.decode()
+    with in_tenant(tenant_b):
+        assert not OIDCConfig.objects.exists()
+    del form["enabled"]
     response = client_b.post("/admin/access/oidcconfig/add/", form)
     assert response.status_code == 302, response.content.decode()[:3000]
     with in_tenant(tenant_b):
@@ -57,6 +63,8 @@ def test_sso_configuration_screen(tenant_b: Any, client_b: Any, make_user: Any, 
         assert OIDCConfig.objects.get().client_secret == "very-secret-value"
         assert OIDCConfig.objects.get().display_name == "Okta SSO"
     # The login page offers SSO when enabled.
+    with in_tenant(tenant_b):
+        OIDCConfig.objects.update(enabled=True)
     client_b.logout()
     assert "Sign in with Okta SSO" in client_b.get("/accounts/login/").content.decode()
 

@@ -126,7 +126,7 @@ def test_sso_configuration_and_api_key_writes_are_audited_with_the_real_actor(
     member = make_user(tenant_a, role="basic_user")
     with in_tenant(tenant_a):
         OIDCConfig.objects.filter(pk=1).delete()
-    form = {"enabled": "on", "display_name": "Okta", "issuer": "https://idp.example.com/oauth2/default",
+    form = {"display_name": "Okta", "issuer": "https://idp.example.com/oauth2/default",
             "discovery_url": "", "verify_ssl": "on", "end_session_endpoint": "", "client_id": "client-123",
             "client_secret": "very-secret-value", "scopes": "openid email profile", "groups_claim": "groups",
             "allowed_email_domains": "example.com", "api_audiences": "",

@@ -91,7 +91,12 @@ def test_status_page_shows_breaker_and_history(sim: Simulator, env_credentials: 
     row = row[:row.index("</tr>")]
     assert "down" in row and "open" in row
     # The reset button closes the breaker.
-    reset = public_client.post("/admin/catalog/providerhealthcheck/reset/anthropic/")
+    # The reset asks for confirmation first (a GET, or a POST without it, changes nothing).
+    ask = public_client.get("/admin/catalog/providerhealthcheck/reset/anthropic/")
+    assert ask.status_code == 200 and 'id="confirm-reset"' in ask.content.decode()
+    assert public_client.post("/admin/catalog/providerhealthcheck/reset/anthropic/").status_code == 200
+    assert breaker.breaker_state("anthropic").state == "open"
+    reset = public_client.post("/admin/catalog/providerhealthcheck/reset/anthropic/", {"confirm": "yes"})
     assert reset.status_code == 302
     assert breaker.breaker_state("anthropic").state == "closed"
 

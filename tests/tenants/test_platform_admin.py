@@ -168,7 +168,7 @@ def test_platform_changes_are_announced_with_the_real_actor(root: Client, platfo
     assert model is not None
     assert root.post("/admin/catalog/catalogmodel/", {
         "action": "delete_selected", "_selected_action": [str(model.pk)]}).status_code == 200  # confirmation
-    assert root.post("/admin/catalog/providerhealthcheck/reset/anthropic/").status_code == 302
+    assert root.post("/admin/catalog/providerhealthcheck/reset/anthropic/", {"confirm": "yes"}).status_code == 302
     actions = [c["action"] for c in platform_changes]
     assert "breaker_reset" in actions
     assert "beat_schedule_add" in actions
@@ -186,7 +186,8 @@ def test_platform_changes_land_in_the_platform_trail_with_the_real_actor(root: C
     before = PlatformAuditEntry.objects.count()
     assert root.post("/admin/tenants/domain/add/", {"domain": "trail.localhost",
                                                     "tenant": str(tenant_b.pk)}).status_code == 302
-    assert root.post("/admin/catalog/providerhealthcheck/reset/bedrock:us-east-1/").status_code == 302
+    assert root.post("/admin/catalog/providerhealthcheck/reset/bedrock:us-east-1/",
+                     {"confirm": "yes"}).status_code == 302
     entries = list(PlatformAuditEntry.objects.order_by("seq")[before:])
     assert [(e.actor, e.action, e.target, e.tenant_schema) for e in entries] == [
         ("platform:root-ops", "domain_add", "domain:trail.localhost", "beta"),
