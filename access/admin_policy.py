@@ -55,6 +55,8 @@ class TenantPolicyForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscr
         super().__init__(*args, **kwargs)
         self.initial["own_allowed_models"] = ", ".join(self.instance.own_allowed_models or [])
         self.initial["own_anthropic_beta_allowed"] = ", ".join(self.instance.own_anthropic_beta_allowed or [])
+        for name in BRAND:
+            self.fields[name].required = False
 
     def clean_own_anthropic_beta_allowed(self) -> list[str]:
         raw = self.cleaned_data.get("own_anthropic_beta_allowed") or ""
@@ -64,6 +66,16 @@ class TenantPolicyForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscr
         if outside:
             raise forms.ValidationError(f"Not on the platform's anthropic-beta list: {', '.join(outside)}.")
         return names
+
+    def _colour(self, field: str) -> str:
+        # Optional in the form: a POST without it (or a blank value) keeps the current colour.
+        return str(self.cleaned_data.get(field) or getattr(self.instance, field))
+
+    def clean_brand_colour(self) -> str:
+        return self._colour("brand_colour")
+
+    def clean_accent_colour(self) -> str:
+        return self._colour("accent_colour")
 
     def clean_own_allowed_models(self) -> list[str]:
         names = [n.strip() for n in (self.cleaned_data.get("own_allowed_models") or "").split(",") if n.strip()]
@@ -148,7 +160,8 @@ class TenantPolicyAdmin(TenantSiteMixin):
 
     def save_model(self, request: HttpRequest, obj: TenantPolicy, form: forms.ModelForm[TenantPolicy],
                    change: bool) -> None:
-        changed = [f for f in form.changed_data if f in TENANT_EDITABLE + BRAND]
+        changed = [f for f in form.changed_data if f in TENANT_EDITABLE
+                   or (f in BRAND and form.cleaned_data.get(f) != form.initial.get(f))]
         if not changed:
             return
         with transaction.atomic():

@@ -260,6 +260,34 @@ class TenantUserAdmin(TenantSiteMixin, UserAdmin):  # type: ignore[type-arg]  # 
             self.delete_model(request, user)
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
+        """Someone else's password is never typed by an administrator: it mails them a link to choose one (the
+        first administrator's invitation link, tenants.services.tenant_invite_link). One's own password: Django's
+        form."""
+        from django.contrib.admin.utils import unquote
+        from django.core.exceptions import PermissionDenied
+        from django.http import Http404, HttpResponseRedirect
+        from django.template.response import TemplateResponse
+        from django.urls import reverse
+
+        target = self.get_object(request, unquote(id))
+        if not self.has_change_permission(request, target):
+            raise PermissionDenied
+        if target is None:
+            raise Http404
+        if target.pk != request.user.pk:
+            if request.method == "POST":
+                from access.invitations import member_password_link_send
+
+                if member_password_link_send(user=target, by=request.user, base_url=request.build_absolute_uri("/"),
+                                             request=request):
+                    self.message_user(request, f"A link to choose a new password was mailed to {target.email}.")
+                else:
+                    self.message_user(request, "This member has no e-mail address: add one first.",
+                                      level="error")
+                return HttpResponseRedirect(reverse("admin:auth_user_change", args=[target.pk]))
+            context = {**self.admin_site.each_context(request), "opts": self.opts, "original": target,
+                       "title": f"Send {target.get_username()} a link to choose a new password?"}
+            return TemplateResponse(request, "admin/auth/user/password_link.html", context)
         response = super().user_change_password(request, id, form_url)
         if request.method == "POST" and response.status_code == 302:
             access_audit("user_change", user=request.user, request=request,

@@ -198,3 +198,27 @@ def invitations_erase(subject_id: int, limit: int) -> dict[str, int]:
     ids = list(Invitation.objects.filter(query).values_list("pk", flat=True)[:limit])
     Invitation.objects.filter(pk__in=ids).delete()
     return {"invitations": len(ids)}
+
+
+def member_password_link_send(*, user: Any, by: Any, base_url: str, request: Any = None) -> bool:
+    """Mail an existing member a link to choose a new password (Django's reset token, on the tenant's host: the same
+    link the platform mails a new tenant's first administrator). False when the member has no e-mail address."""
+    from tenants.services import tenant_invite_link
+
+    if not user.email:
+        return False
+    schema = str(getattr(connection, "schema_name", ""))
+    link = tenant_invite_link(schema_name=schema, username=user.get_username(), base_url=base_url)
+    tenant = getattr(connection, "tenant", None)
+    name = getattr(tenant, "name", "") or "your organisation"
+    hours = int(settings.PASSWORD_RESET_TIMEOUT // 3600)
+    with transaction.atomic():
+        access_audit("user_change", user=by, request=request,
+                     metadata={"source": "admin", "password_link_sent": True}, subject_id=user.pk)
+        transaction.on_commit(lambda: send_mail(
+            subject=f"Choose a new password for {name} on Atrium",
+            message=(f"An administrator of {name} sent you this link to choose a new password for your Atrium "
+                     f"account ({user.get_username()}).\n\nThe link works once and expires in {hours} hours:\n"
+                     f"{link}\n\nIf you did not expect this message, you can ignore it: your password is unchanged."),
+            from_email=None, recipient_list=[user.email]))
+    return True

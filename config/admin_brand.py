@@ -87,7 +87,7 @@ class Brand:
         link = readable_on_white(self.accent)
         variables = (
             f"--header-bg: {self.header}; --header-color: {header_text}; --header-branding-color: {header_text};"
-            f" --header-link-color: {header_text}; --breadcrumbs-bg: {breadcrumbs};"
+            f" --header-link-color: {header_text}; --accent: {header_text}; --breadcrumbs-bg: {breadcrumbs};"
             f" --breadcrumbs-fg: {text_on(breadcrumbs)}; --breadcrumbs-link-fg: {text_on(breadcrumbs)};"
             f" --primary: {self.header}; --primary-fg: {header_text};"
             f" --button-bg: {self.accent}; --button-fg: {accent_text}; --button-hover-bg: {shade(self.accent, 0.8)};"

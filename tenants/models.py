@@ -6,12 +6,10 @@ which TenantMainMiddleware has already loaded: no second query per request.
 
 from __future__ import annotations
 
-import re
 import secrets
 
 from django.contrib.postgres.fields import ArrayField
-from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
@@ -28,9 +26,9 @@ def new_external_id() -> str:
     return f"atrium-{secrets.token_hex(16)}"
 
 
-def validate_hex_colour(value: str) -> None:
-    if not re.fullmatch(r"#[0-9a-fA-F]{6}", value or ""):
-        raise ValidationError("Enter a colour as # followed by six hexadecimal digits, e.g. #1f4e79.")
+# A #rrggbb colour (the tenant's workspace colours); a RegexValidator so migrations need no runtime code.
+HEX_COLOUR = RegexValidator(r"^#[0-9a-fA-F]{6}$",
+                            "Enter a colour as # followed by six hexadecimal digits, e.g. #1f4e79.")
 
 
 def _tighter(platform: int | None, own: int | None) -> int | None:
@@ -157,10 +155,10 @@ class Tenant(TenantMixin):
     bedrock_external_id = models.CharField(max_length=64, unique=True, default=new_external_id, editable=False)
     # --- the tenant's look in its own admin workspace (config/admin_brand.py) ---
     brand_colour = models.CharField(
-        max_length=7, default="#1f4e79", validators=[validate_hex_colour],
+        max_length=7, default="#1f4e79", validators=[HEX_COLOUR],
         help_text="Header colour of this organisation's admin workspace, as #rrggbb.")
     accent_colour = models.CharField(
-        max_length=7, default="#2a7ab0", validators=[validate_hex_colour],
+        max_length=7, default="#2a7ab0", validators=[HEX_COLOUR],
         help_text="Colour of buttons and links in this organisation's admin workspace, as #rrggbb.")
 
     # --- secrets (encrypted at rest, never shown back) ---

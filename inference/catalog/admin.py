@@ -72,8 +72,9 @@ class ModelPriceAdmin(PublicOnlyAdmin):
 @admin.register(ProviderHealthCheck, site=platform_site)
 class ProviderHealthCheckAdmin(PublicOnlyAdmin):
     audit_kind = "provider_health"
-    list_display = ["checked_at", "target", "credentials_source", "status_badge", "http_status", "latency_ms",
-                    "detail"]
+    # Few, short columns: the history stays readable next to the navigation and the filters at 1280 px.
+    list_display = ["checked", "target_and_source", "status_badge", "http_status", "latency_ms", "short_detail"]
+    list_display_links = ["checked"]
     list_filter = ["status", "target"]
     date_hierarchy = "checked_at"
     change_list_template = "admin/catalog/providerhealthcheck/change_list.html"
@@ -83,6 +84,24 @@ class ProviderHealthCheckAdmin(PublicOnlyAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="checked at", ordering="checked_at")
+    def checked(self, obj: ProviderHealthCheck) -> str:
+        from django.utils import timezone
+
+        return f"{timezone.localtime(obj.checked_at):%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="target", ordering="target")
+    def target_and_source(self, obj: ProviderHealthCheck) -> str:
+        from django.utils.html import format_html
+
+        if obj.credentials_source == "environment":
+            return obj.target
+        return format_html("{}<br><small>{}</small>", obj.target, obj.credentials_source)
+
+    @admin.display(description="detail")
+    def short_detail(self, obj: ProviderHealthCheck) -> str:
+        return obj.detail if len(obj.detail) <= 48 else obj.detail[:47] + "…"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: ProviderHealthCheck) -> str:

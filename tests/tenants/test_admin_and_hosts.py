@@ -19,7 +19,7 @@ def test_tenant_admin_login_works_on_its_own_host(client_a: Any, make_user: Any,
     assert response["Location"] == "/admin/"
     index = client_a.get("/admin/")
     assert index.status_code == 200
-    assert b"Site administration" in index.content
+    assert b"workspace-overview" in index.content and b"Django administration" not in index.content
 
 
 def test_user_of_tenant_a_cannot_log_in_on_tenant_b(client_b: Any, make_user: Any, tenant_a: Any) -> None:
