@@ -371,8 +371,16 @@ def test_sso_test_sign_in_against_the_idp_before_it_can_be_enabled(
 
     base = f"http://beta.localhost:{web_server}"
     admin = people.make("beta", "admin", staff=True)
-    with django_db_blocker.unblock(), schema_context("beta"):
-        OIDCConfig.objects.filter(pk=1).update(enabled=False, tested_at=None, tested_fingerprint="")
+    from django.db import connection
+
+    from tests.access.conftest import MAPPING_B, _configure
+
+    with django_db_blocker.unblock():
+        # Beta's configuration exactly as the session fixture made it (whatever ran before), then switched off.
+        _configure(sso_tenants_beta(), sso.b, MAPPING_B)
+        with schema_context("beta"):
+            OIDCConfig.objects.filter(pk=1).update(enabled=False, tested_at=None, tested_fingerprint="")
+        connection.set_schema_to_public()
     redis_client().delete("atrium:oidc-signin-test:beta", "atrium:oidc-test:beta")
     try:
         page = _page(browser)
@@ -396,6 +404,7 @@ def test_sso_test_sign_in_against_the_idp_before_it_can_be_enabled(
         with page.context.expect_page() as opened:
             page.click("#test-sign-in")
         tab = opened.value
+        tab.set_default_timeout(60_000)  # a loaded machine: the IdP's first page can be slow to come
         _watch(tab)
         tab.wait_for_url(re.compile(rf"({re.escape(sso.b.issuer)}/interaction/|{re.escape(base)}/admin/).*"))
         assert tab.url.startswith(sso.b.issuer), tab.locator("body").inner_text()
@@ -427,6 +436,12 @@ def test_sso_test_sign_in_against_the_idp_before_it_can_be_enabled(
     finally:
         with django_db_blocker.unblock(), schema_context("beta"):
             OIDCConfig.objects.filter(pk=1).update(enabled=True)
+
+
+def sso_tenants_beta() -> Any:
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(schema_name="beta")
 
 
 def test_sso_form_refuses_an_unreachable_idp_as_enabled(browser: Any, web_server: str, sso: IdpServers,
