@@ -26,12 +26,12 @@ from config.admin_mixins import TenantSiteMixin
 from config.admin_sites import tenant_site
 
 
-class RoleChoiceField(forms.ModelMultipleChoiceField):
+class RoleChoiceField(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]  # not subscriptable at run time
     def label_from_instance(self, obj: Any) -> str:
         return f"{obj.name}: {role_summary(obj)}"
 
 
-class InvitationForm(forms.ModelForm):
+class InvitationForm(forms.ModelForm):  # type: ignore[type-arg]
     roles = RoleChoiceField(queryset=Group.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
                             help_text="What the new member may do. Roles managed by SSO's group mapping are set "
                                       "again from the identity provider at each SSO sign-in.")
@@ -178,7 +178,7 @@ class InvitationAdmin(TenantSiteMixin):
     def _one(self, request: HttpRequest, object_id: str) -> Invitation:
         if request.method != "POST":
             raise PermissionDenied
-        invitation = self.get_object(request, str(object_id))
+        invitation: Invitation | None = self.get_object(request, str(object_id))
         if invitation is None or not self.may_manage(request):
             raise PermissionDenied
         return invitation

@@ -67,8 +67,8 @@ class TenantGroupAdmin(TenantSiteMixin, GroupAdmin):
     search_fields = ("name",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Group]:
-        return super().get_queryset(request).prefetch_related("permissions__content_type").annotate(
-            members=Count("user", distinct=True))
+        queryset: QuerySet[Group] = super().get_queryset(request)
+        return queryset.prefetch_related("permissions__content_type").annotate(members=Count("user", distinct=True))
 
     @admin.display(description="what it allows")
     def allows(self, obj: Group) -> str:
@@ -128,7 +128,7 @@ USER_FLAGS = ("is_active", "is_staff")
 
 class RoleFilter(admin.RelatedFieldListFilter):
     @property
-    def title(self) -> str:  # type: ignore[override]
+    def title(self) -> str:
         return "role"
 
     @title.setter

@@ -56,7 +56,8 @@ def _token_hash(token: str) -> str:
 
 
 def _validity() -> timedelta:
-    return timedelta(days=settings.ATRIUM_INVITATION_VALID_DAYS)
+    # A Django setting (config/settings/base.py is at its size limit), 7 days by default.
+    return timedelta(days=int(getattr(settings, "ATRIUM_INVITATION_VALID_DAYS", 7)))
 
 
 def invitation_link(*, invitation: Invitation, token: str, base_url: str) -> str:

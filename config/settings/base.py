@@ -382,8 +382,6 @@ ATRIUM_OUTBOUND_MAX_BYTES = env.int("ATRIUM_OUTBOUND_MAX_BYTES", default=1024 * 
 # (or the secret key while this is empty) invalidates every API key.
 ATRIUM_API_KEY_PEPPER = env.str("ATRIUM_API_KEY_PEPPER", default="")
 ATRIUM_API_KEYS_PER_USER = env.int("ATRIUM_API_KEYS_PER_USER", default=25)
-# How long an invitation's one-time link stays valid (access/invitations.py).
-ATRIUM_INVITATION_VALID_DAYS = env.int("ATRIUM_INVITATION_VALID_DAYS", default=7)
 # Web chat attachments (images and PDFs, only for roles with access.use_vision): the largest file accepted.
 ATRIUM_CHAT_ATTACHMENT_MAX_BYTES = env.int("ATRIUM_CHAT_ATTACHMENT_MAX_BYTES", default=5 * 1024 * 1024)
 

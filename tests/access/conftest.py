@@ -197,3 +197,22 @@ def web_server(sso: IdpServers) -> Iterator[str]:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# --- the admin screens' browser tests (tests/access/admin_browser.py) -----------------------------------------------
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: docs/images with ATRIUM_SCREENSHOTS=1, else a temporary directory."""
+    target = ROOT / "docs" / "images" if os.environ.get("ATRIUM_SCREENSHOTS") == "1" else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@pytest.fixture
+def people(django_db_blocker: Any) -> Iterator[Any]:
+    from tests.access.admin_browser import People
+
+    made = People(django_db_blocker)
+    yield made
+    made.cleanup()
