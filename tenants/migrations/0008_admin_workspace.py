@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0006_security_policy'),
+        ('tenants', '0007_own_anthropic_beta_allowed'),
     ]
 
     operations = [
