@@ -476,6 +476,16 @@
     announce(`Preset “${name}” saved.`);
   });
 
+  $("preset-delete").addEventListener("click", async () => {
+    const chosen = presets[Number($("preset").value)];
+    if (!chosen || $("preset").value === "") { announce("Choose the preset to delete first."); $("preset").focus(); return; }
+    const response = await api("DELETE", `/api/presets/?name=${encodeURIComponent(chosen.name)}`);
+    if (!response.ok) { announce(await errorText(response)); return; }
+    presets = await response.json();
+    renderPresets();
+    announce(`Preset “${chosen.name}” deleted.`);
+  });
+
   // --- sharing -------------------------------------------------------------------------------------------
 
   $("share").addEventListener("click", async () => {

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from inference.simulator import Simulator
-from tests.chat.browser import NARROW, VIEWPORTS, WIDE, Site, no_errors, no_sideways_panning, send, site_fixture
+from tests.chat.browser import NARROW, VIEWPORTS, Site, no_errors, no_sideways_panning, send, site_fixture
 from tests.conftest import WebServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
@@ -72,8 +72,10 @@ def test_markdown_renders_live_and_the_same_after_reload(site: Site, paced: Simu
     no_errors(page)
 
 
-def test_pasted_code_keeps_its_indentation_and_copy_buttons_copy(site: Site, clean: None) -> None:
-    page = site.page("ann", WIDE, permissions=["clipboard-read", "clipboard-write"])
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_pasted_code_keeps_its_indentation_and_copy_buttons_copy(site: Site, clean: None,
+                                                                 viewport: dict[str, int]) -> None:
+    page = site.page("ann", viewport, permissions=["clipboard-read", "clipboard-write"])
     page.goto(site.url("alpha", "/chat/"))
     code = "def f(x):\n    if x:\n        return 1\n    return 0"
     answer = send(page, code)
@@ -89,28 +91,40 @@ def test_pasted_code_keeps_its_indentation_and_copy_buttons_copy(site: Site, cle
     assert copied.startswith("## ") and "```python\n" in copied, "a message is copied as its Markdown"
     page.reload()
     assert page.locator(".message.user .body").last.inner_text() == code
+    no_sideways_panning(page)
     no_errors(page)
 
 
 ATTACK = ('<img src=x onerror="window.__owned=1"> <script>window.__owned=2</script> '
           '[click](javascript:window.__owned=3) <a href="javascript:window.__owned=4">x</a> '
           '<iframe src="javascript:window.__owned=5"></iframe> ![t](https://example.invalid/t.png)')
+# The simulator quotes at most 160 characters of the question: a second message carries the rest.
+ATTACK_MORE = ('<svg onload=window.__owned=8></svg> [y](JaVaScRiPt:window.__owned=9) '
+               '<details open ontoggle=window.__owned=10>d</details> [z](data:text/html,<b>x</b>) '
+               '<style>body{display:none}</style>')
 
 
-def test_no_html_from_the_model_or_a_title_ever_runs(site: Site, clean: None) -> None:
-    page = site.page("ann", WIDE)
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_no_html_from_the_model_or_a_title_ever_runs(site: Site, clean: None, viewport: dict[str, int]) -> None:
+    page = site.page("ann", viewport)
     page.goto(site.url("alpha", "/chat/"))
     answer = send(page, ATTACK)  # the simulator quotes the question in its answer
+    send(page, ATTACK_MORE)
 
-    def safe() -> None:
+    def safe(page: Any = page) -> None:
         assert page.evaluate("() => window.__owned") is None
         for body in (".message.assistant .body", ".message.user .body"):
-            assert page.locator(f"{body} img, {body} script, {body} iframe").count() == 0
-        assert page.locator("a[href^='javascript']").count() == 0
-        assert "onerror" in answer.locator(".body").inner_text(), "raw HTML is shown as text, not dropped"
+            hostile = ", ".join(f"{body} {tag}" for tag in ("img", "script", "iframe", "svg", "details", "style"))
+            assert page.locator(hostile).count() == 0
+        assert page.locator("a[href^='javascript' i], a[href^='data:' i]").count() == 0
+        assert page.evaluate("() => getComputedStyle(document.body).display") != "none"
+        texts = page.locator(".message.assistant .body").all_inner_texts()
+        assert "onerror" in texts[0] and "ontoggle" in texts[1], "raw HTML is shown as text, not dropped"
 
     safe()
     # A hostile title (renamed in place) is text in the list, the heading and the tab title.
+    if viewport == NARROW:
+        page.click("#drawer-open")
     item = page.locator("#conversation-list li.active")
     item.locator("button.rename").click()
     page.fill("#conversation-list .rename-input", '<img src=x onerror="window.__owned=6">')
@@ -121,7 +135,26 @@ def test_no_html_from_the_model_or_a_title_ever_runs(site: Site, clean: None) ->
     answer.locator(".msg-actions").wait_for()
     safe()
     assert page.locator("h1#conversation-title").inner_text() == '<img src=x onerror="window.__owned=6">'
+    assert page.title().startswith('<img src=x onerror="window.__owned=6">')
+
+    # The same conversation shared: the colleague's page goes through the same pipeline.
+    page.click("#share")
+    page.locator("#share-url").wait_for()
+    shared_path = "/chat/shared/" + (page.get_attribute("#share-url", "href") or "").rstrip("/").rsplit("/", 1)[1] + "/"
+    colleague = site.page("ben", viewport)
+    colleague.goto(site.url("alpha", shared_path))
+    colleague.locator(".message.assistant .body p").first.wait_for()
+    safe(colleague)
+    assert "onerror" in colleague.inner_text("h1")
+    # The hostile title makes a harmless download name.
+    with page.expect_download() as exported:
+        page.click("#export-md")
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.md", exported.value.suggested_filename)
+    page.click("#share")
+    page.locator("#share-link").wait_for(state="hidden")
+    no_sideways_panning(page)
     no_errors(page)
+    no_errors(colleague)
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
@@ -166,7 +199,9 @@ def test_edit_regenerate_versions_and_retry_after_stop(site: Site, simulator: Si
         simulator.chunk_delay_s = 0
     page.click("#retry")
     last = page.locator(".message.assistant").last
-    last.locator(".body", has_text="You asked: Now about plums").wait_for()
+    # The server finishes and saves the stopped answer (its upstream stream still paced at 0.25 s a chunk) before
+    # the retry's answer comes; on a loaded machine that takes longer than the default wait.
+    last.locator(".body", has_text="You asked: Now about plums").wait_for(timeout=90_000)
     page.locator("#send:not([disabled])").wait_for()
     assert "pears" not in last.locator(".body").inner_text()
     page.errors[:] = [e for e in page.errors if "ERR_ABORTED" not in e and "aborted" not in e.lower()]
@@ -237,19 +272,23 @@ def test_list_search_groups_pin_rename_and_delete_in_place(site: Site, clean: No
     no_errors(page)
 
 
-def test_dark_mode_follows_the_system_setting(site: Site) -> None:
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_dark_mode_follows_the_system_setting(site: Site, viewport: dict[str, int]) -> None:
     colours = {}
     for scheme in ("light", "dark"):
-        page = site.page("ann", WIDE, color_scheme=scheme)
+        page = site.page("ann", viewport, color_scheme=scheme)
         page.goto(site.url("alpha", "/chat/"))
         colours[scheme] = page.evaluate("""() => {
             const rgb = (c) => c.match(/\\d+/g).slice(0, 3).map(Number);
             const lum = (c) => rgb(c).reduce((a, b) => a + b, 0) / 3;
             return [lum(getComputedStyle(document.body).backgroundColor),
-                    lum(getComputedStyle(document.body).color)]; }""")
+                    lum(getComputedStyle(document.body).color),
+                    lum(getComputedStyle(document.querySelector('#prompt')).backgroundColor)]; }""")
+        no_sideways_panning(page)
         no_errors(page)
     assert colours["light"][0] > 200 and colours["light"][1] < 60
     assert colours["dark"][0] < 60 and colours["dark"][1] > 200
+    assert colours["light"][2] > 200 and colours["dark"][2] < 60, "the message box follows the scheme too"
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
@@ -274,8 +313,9 @@ def test_keyboard_shortcuts(site: Site, clean: None, viewport: dict[str, int]) -
     no_errors(page)
 
 
-def test_a_role_without_write_reads_but_cannot_send(site: Site) -> None:
-    page = site.page("vic", NARROW)
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_role_without_write_reads_but_cannot_send(site: Site, viewport: dict[str, int]) -> None:
+    page = site.page("vic", viewport)
     page.goto(site.url("alpha", "/chat/"))
     assert "missing permission access.write" in page.inner_text(".thread")
     assert page.locator("#composer").count() == 0

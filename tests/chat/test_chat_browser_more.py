@@ -43,6 +43,7 @@ def site(web: WebServer, browser: Any, django_db_blocker: Any) -> Iterator[Site]
     yield from site_fixture(web, browser, {
         "pat": ("alpha", "power_user"), "bob": ("alpha", "basic_user"), "col": ("alpha", "basic_user"),
         "cora": ("alpha", "compliance_officer"), "eve": ("beta", "power_user"), "gina": ("gamma", "basic_user"),
+        "gwen": ("gamma", "basic_user"),
     }, django_db_blocker)
 
 
@@ -98,8 +99,9 @@ def test_attach_an_image_and_a_pdf_with_vision(site: Site, clean: None, viewport
     no_errors(page)
 
 
-def test_a_role_without_vision_cannot_attach(site: Site, clean: None) -> None:
-    page = site.page("bob", NARROW)
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_role_without_vision_cannot_attach(site: Site, clean: None, viewport: dict[str, int]) -> None:
+    page = site.page("bob", viewport)
     page.goto(site.url("alpha", "/chat/"))
     assert page.locator("#attach").count() == 0
     assert "access.use_vision" in page.inner_text("#composer .hint")
@@ -112,12 +114,16 @@ def test_a_role_without_vision_cannot_attach(site: Site, clean: None) -> None:
     assert refused.status == 403 and "access.use_vision" in refused.json()["error"]["message"]
     page.request.delete(site.url("alpha", f"/api/conversations/{cid}/"), headers={"X-CSRFToken": _csrf(page)})
     no_sideways_panning(page)
+    no_errors(page)
 
 
-def test_export_markdown_and_json(site: Site, clean: None) -> None:
-    page = site.page("bob", WIDE)
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_export_markdown_and_json(site: Site, clean: None, viewport: dict[str, int]) -> None:
+    page = site.page("bob", viewport)
     page.goto(site.url("alpha", "/chat/"))
     send(page, "Export me: a table of pears")
+    page.locator("#thread-tools").wait_for()
+    no_sideways_panning(page)
     with page.expect_download() as markdown:
         page.click("#export-md")
     text = Path(markdown.value.path()).read_text()
@@ -128,6 +134,10 @@ def test_export_markdown_and_json(site: Site, clean: None) -> None:
     data = json.loads(Path(exported.value.path()).read_text())
     assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
     assert data["messages"][0]["content"][0]["text"] == "Export me: a table of pears"
+    # Another user cannot export it.
+    other = site.page("col", viewport)
+    refused = other.request.get(site.url("alpha", f"/api/conversations/{data['id']}/export/?as=md"))
+    assert refused.status == 404
     no_errors(page)
 
 
@@ -168,14 +178,86 @@ def test_share_read_only_with_colleagues_of_the_same_tenant(site: Site, clean: N
     no_errors(page)
 
 
-def test_api_key_page_post_redirect_get_and_copy(site: Site, django_db_blocker: Any) -> None:
+HOSTILE_PRESET = '<img src=x onerror="window.__owned=11">'
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_system_prompt_per_conversation_and_saved_presets(site: Site, clean: None, simulator: Any,
+                                                          viewport: dict[str, int], django_db_blocker: Any) -> None:
+    from django_tenants.utils import schema_context
+
+    from inference.models import ChatPreference, Conversation
+
+    pirate = f"Answer as a pirate would ({viewport['width']})."
+    page = site.page("col", viewport)
+    page.goto(site.url("alpha", "/chat/"))
+    page.click("#system-panel summary")
+    page.fill("#system", pirate)
+    # Saved as a preset under a hostile name: the name is text everywhere.
+    page.fill("#preset-name", HOSTILE_PRESET)
+    page.click("#preset-save")
+    page.locator("#system-status", has_text="saved").wait_for()
+    page.fill("#preset-name", f"Pirate {viewport['width']}")
+    page.click("#preset-save")
+    page.locator("#system-status", has_text=f"Pirate {viewport['width']}").wait_for()
+    no_sideways_panning(page)
+
+    # The first message creates the conversation with that system prompt, and the model receives it.
+    simulator.reset_requests()
+    send(page, "Where is the treasure?")
+    cid = page.url.rstrip("/").rsplit("/", 1)[1]
+    assert any(pirate in str(r.get("system")) for r in simulator.requests())
+    with django_db_blocker.unblock(), schema_context("alpha"):
+        assert Conversation.objects.get(pk=cid).system == pirate
+
+    # Changed for this conversation only; the next call carries the new one.
+    page.fill("#system", "Answer in one sentence.")
+    page.click("#system-save")
+    page.locator("#system-status", has_text="System prompt saved for this chat.").wait_for()
+    simulator.reset_requests()
+    send(page, "And the map?")
+    systems = [str(r.get("system")) for r in simulator.requests()]
+    assert any("Answer in one sentence." in x for x in systems) and not any(pirate in x for x in systems)
+    page.reload()
+    assert page.locator("#system-panel summary").inner_text() == "System prompt (set)"
+    assert page.input_value("#system") == "Answer in one sentence."
+
+    # A new chat starts from a saved preset.
+    page.goto(site.url("alpha", "/chat/"))
+    page.click("#system-panel summary")
+    names = page.eval_on_selector_all("#preset option", "els => els.map(e => e.textContent)")
+    assert HOSTILE_PRESET in names and f"Pirate {viewport['width']}" in names
+    page.select_option("#preset", label=f"Pirate {viewport['width']}")
+    assert page.input_value("#system") == pirate
+    assert page.evaluate("() => window.__owned") is None and page.locator("#system-panel img").count() == 0
+    # Deleted presets are gone after a reload too.
+    page.select_option("#preset", label=HOSTILE_PRESET)
+    page.click("#preset-delete")
+    page.locator("#system-status", has_text="deleted").wait_for()
+    page.reload()
+    page.click("#system-panel summary")
+    names = page.eval_on_selector_all("#preset option", "els => els.map(e => e.textContent)")
+    assert HOSTILE_PRESET not in names and f"Pirate {viewport['width']}" in names
+    with django_db_blocker.unblock(), schema_context("alpha"):
+        saved = ChatPreference.objects.get(user_id=site.people["col"].pk).settings["presets"]
+        assert {"name": f"Pirate {viewport['width']}", "system": pirate} in saved
+        Conversation.objects.filter(pk=cid).delete()
+    no_sideways_panning(page)
+    no_errors(page)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_api_key_page_post_redirect_get_and_copy(site: Site, django_db_blocker: Any,
+                                                 viewport: dict[str, int]) -> None:
     from django_tenants.utils import schema_context
 
     from access.models import ApiKey
 
-    page = site.page("col", NARROW, permissions=["clipboard-read", "clipboard-write"])
+    with django_db_blocker.unblock(), schema_context("alpha"):
+        before = ApiKey.objects.filter(user_id=site.people["col"].pk).count()
+    page = site.page("col", viewport, permissions=["clipboard-read", "clipboard-write"])
     page.goto(site.url("alpha", "/account/keys/"))
-    page.fill("#id_name", "laptop script")
+    page.fill("#id_name", f"laptop script {viewport['width']}")
     page.click("button:has-text('Create key')")
     page.wait_for_url(re.compile(r".*/account/keys/$"))
     raw = page.inner_text("#new-key-value")
@@ -185,16 +267,21 @@ def test_api_key_page_post_redirect_get_and_copy(site: Site, django_db_blocker: 
     page.reload()  # no "resubmit the form?" and no second key
     assert page.locator("#new-key").count() == 0
     with django_db_blocker.unblock(), schema_context("alpha"):
-        assert ApiKey.objects.filter(user_id=site.people["col"].pk).count() == 1
+        assert ApiKey.objects.filter(user_id=site.people["col"].pk).count() == before + 1
     no_sideways_panning(page)
     no_errors(page)
 
 
-def test_usage_matches_enforcement_and_refusals_read_well(site: Site, clean: None, quota_policy: Any) -> None:
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_usage_matches_enforcement_and_refusals_read_well(site: Site, clean: None, quota_policy: Any,
+                                                          viewport: dict[str, int]) -> None:
     quota_policy(user_tokens_per_day=5000)
-    page = site.page("gina", WIDE)
+    who = "gina" if viewport == WIDE else "gwen"  # a first request of the day for each
+    page = site.page(who, viewport)
     page.goto(site.url("gamma", "/chat/"))
     send(page, "Count my tokens")
+    if viewport == NARROW:  # the usage line lives in the drawer at 390 px
+        page.click("#drawer-open")
     page.wait_for_function("document.getElementById('usage-requests').textContent.trim() === '1'")
     shown = int(page.inner_text("#usage-tokens"))
     usage = page.request.get(site.url("gamma", "/api/usage/me/")).json()
@@ -204,10 +291,12 @@ def test_usage_matches_enforcement_and_refusals_read_well(site: Site, clean: Non
     gamma = Tenant.objects.get(schema_name="gamma")
 
     class _User:
-        pk = site.people["gina"].pk
+        pk = site.people[who].pk
 
     assert shown == usage["tokens_used"] == quota_tokens_used_today(tenant=gamma, user=_User())
     assert page.inner_text("#usage-limit") == "5000"
+    if viewport == NARROW:
+        page.keyboard.press("Escape")
 
     quota_policy(user_tokens_per_day=shown + 10)  # the next request's reservation no longer fits
     page.fill("#prompt", "One more")
@@ -260,12 +349,17 @@ def test_screenshots_for_the_docs(site: Site, clean: None, tmp_path: Path) -> No
             page.locator("#sidebar.open").wait_for()
             page.wait_for_timeout(300)  # the drawer's slide-in animation
             page.screenshot(path=str(target / "chat-390-list.png"))
-    keys = site.page("pat", WIDE)
-    keys.goto(site.url("alpha", "/account/keys/"))
-    keys.fill("#id_name", "notebook")
-    keys.click("button:has-text('Create key')")
-    keys.locator("#new-key").wait_for()
-    keys.screenshot(path=str(target / "api-keys.png"))
+    for viewport, suffix in ((WIDE, ""), (NARROW, "-390")):
+        keys = site.page("pat", viewport)
+        keys.goto(site.url("alpha", "/account/keys/"))
+        keys.fill("#id_name", "notebook")
+        keys.click("button:has-text('Create key')")
+        keys.locator("#new-key").wait_for()
+        keys.screenshot(path=str(target / f"api-keys{suffix}.png"))
+        data = site.page("pat", viewport)
+        data.goto(site.url("alpha", "/account/data/"))
+        data.screenshot(path=str(target / f"my-data{suffix}.png"))
     shots = sorted(p.name for p in target.glob("*.png"))
-    assert {"chat-light.png", "chat-dark.png", "chat-390.png", "chat-390-list.png", "api-keys.png"} <= set(shots)
+    assert {"chat-light.png", "chat-dark.png", "chat-390.png", "chat-390-list.png", "api-keys.png",
+            "api-keys-390.png", "my-data.png", "my-data-390.png"} <= set(shots)
     assert all((target / s).stat().st_size > 10_000 for s in shots)
