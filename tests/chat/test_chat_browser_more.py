@@ -282,7 +282,7 @@ def test_usage_matches_enforcement_and_refusals_read_well(site: Site, clean: Non
     send(page, "Count my tokens")
     if viewport == NARROW:  # the usage line lives in the drawer at 390 px
         page.click("#drawer-open")
-    page.wait_for_function("document.getElementById('usage-requests').textContent.trim() === '1'")
+    page.wait_for_function("() => document.getElementById('usage-requests').textContent.trim() === '1'")
     shown = int(page.inner_text("#usage-tokens"))
     usage = page.request.get(site.url("gamma", "/api/usage/me/")).json()
     from access.quotas import quota_tokens_used_today
