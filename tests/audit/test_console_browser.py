@@ -7,6 +7,7 @@ worker runs; tests/audit/test_gdpr_worker.py covers the worker itself), so the p
 running and done.
 """
 
+
 from __future__ import annotations
 
 import io
@@ -16,110 +17,34 @@ import re
 import shutil
 import uuid
 import zipfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.audit.console_browser import (  # noqa: F401 - module-scoped fixtures: one server for the module
+    PNG,
+    _entries,
+    _job_of,
+    _no_reload_marker,
+    _run,
+    _same_document,
+    _subject,
+    partial_rights,
+    site,
+)
 from tests.chat.browser import (
-    NARROW,
     VIEWPORTS,
-    WIDE,
     Site,
-    axe_violations,
     no_errors,
     no_sideways_panning,
-    site_fixture,
 )
 from tests.chat.conftest import simulator, web  # noqa: F401 - module-scoped fixtures: one server for the module
-from tests.conftest import WebServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("chromium") is None and not os.path.exists("/usr/bin/chromium"),
                                  reason="Debian's chromium is not installed (make test-deps installs it)")]
-
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360f8cfc00000030101009a2b6d4f0000000049454e44ae426082")
-ANSWER = ("## Pear varieties\n\n| Kind | Taste |\n|---|---|\n| Conference | sweet |\n| Comice | buttery |\n\n"
-          "```python\nprint('pear')\n```\n\n<img src=x onerror=\"window.__owned=1\">")
-DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
-
-
-@pytest.fixture(scope="module")
-def site(web: WebServer, browser: Any, django_db_blocker: Any) -> Iterator[Site]:  # noqa: F811
-    yield from site_fixture(web, browser, {
-        "cora": ("alpha", "compliance_officer"), "bob": ("alpha", "basic_user"), "aud": ("alpha", "viewer"),
-        "exp": ("alpha", "viewer"),
-    }, django_db_blocker)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def partial_rights(site: Site, django_db_blocker: Any) -> None:
-    """aud may only read the audit trail; exp may only export."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Permission
-    from django_tenants.utils import schema_context
-
-    with django_db_blocker.unblock(), schema_context("alpha"):
-        for who, codename in (("aud", "view_audit"), ("exp", "export_data")):
-            user = get_user_model().objects.get(pk=site.people[who].pk)
-            user.user_permissions.add(Permission.objects.get(content_type__app_label="audit", codename=codename))
-
-
-def _subject(django_db_blocker: Any, *, attach: bool = True) -> Any:
-    """A committed user of alpha with a conversation (Markdown answer, an attached image)."""
-    from django.contrib.auth import get_user_model
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from django_tenants.utils import schema_context
-
-    from inference.models import Attachment, Conversation, Message
-
-    with django_db_blocker.unblock(), schema_context("alpha"):
-        name = f"subject-{uuid.uuid4().hex[:6]}"
-        user = get_user_model().objects.create_user(username=name, email=f"{name}@example.com")
-        conversation = Conversation.objects.create(user=user, model="claude-sonnet-5-5", title="Pears & <b>plums</b>",
-                                                   system="Answer like a grocer.")
-        blocks: list[dict[str, Any]] = []
-        if attach:
-            attachment = Attachment(conversation=conversation, name="crate.png", content_type="image/png",
-                                    size=len(PNG))
-            attachment.file.save(str(attachment.id), SimpleUploadedFile("crate.png", PNG), save=False)
-            attachment.save()
-            blocks.append({"type": "image", "title": "crate.png",
-                           "source": {"type": "attachment", "id": str(attachment.id), "media_type": "image/png"}})
-        Message.objects.create(conversation=conversation, role="user",
-                               content=[*blocks, {"type": "text", "text": "Which pears?\n    (indented)"}])
-        Message.objects.create(conversation=conversation, role="assistant", model="claude-sonnet-5-5",
-                               content=[{"type": "text", "text": ANSWER}])
-        return user
-
-
-def _run(job_id: str, django_db_blocker: Any) -> None:
-    from django_tenants.utils import schema_context
-
-    from audit.gdpr import gdpr_run
-
-    with django_db_blocker.unblock(), schema_context("alpha"):
-        assert gdpr_run(job_id) == "done"
-
-
-def _job_of(subject: Any, kind: str, django_db_blocker: Any) -> str:
-    from django_tenants.utils import schema_context
-
-    from audit.models import GdprJob
-
-    with django_db_blocker.unblock(), schema_context("alpha"):
-        return str(GdprJob.objects.filter(kind=kind, subject_id=subject.pk).latest("created_at").id)
-
-
-def _no_reload_marker(page: Any) -> None:
-    page.evaluate("() => { window.__sameDocument = 'yes'; }")
-
-
-def _same_document(page: Any) -> bool:
-    return bool(page.evaluate("() => window.__sameDocument === 'yes'"))
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
@@ -267,21 +192,6 @@ def test_deletion_receipt_viewed_and_downloaded_signed(site: Site, viewport: dic
     no_errors(page)
 
 
-def _entries(django_db_blocker: Any, event_type: str, count: int, subject_pk: int) -> None:
-    from django.db import transaction
-    from django_tenants.utils import schema_context
-
-    from audit.chain import pseudonym, tenant_key
-    from audit.services import audit_record
-
-    with django_db_blocker.unblock(), schema_context("alpha"), transaction.atomic():
-        ref = pseudonym(tenant_key(), subject_pk)
-        for i in range(count):
-            audit_record(event_type=event_type, user_id=subject_pk, personal={"username": "ignored"},
-                         metadata={"subject": ref, "counts": {"conversations": i, "messages": 2 * i},
-                                   "added": ["power_user"], "source": "admin"})
-
-
 @pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_audit_table_pages_filters_and_reads_well(site: Site, viewport: dict[str, int],
                                                   django_db_blocker: Any) -> None:
@@ -326,116 +236,3 @@ def test_audit_table_pages_filters_and_reads_well(site: Site, viewport: dict[str
     assert page.locator("#audit tbody tr").count() == 25
     no_sideways_panning(page)
     no_errors(page)
-
-
-CONSOLE_URLS = [("GET", "/compliance/"), ("GET", "/compliance/jobs.json"), ("POST", "/compliance/jobs/export/"),
-                ("POST", "/compliance/jobs/deletion/"), ("POST", "/compliance/jobs/{job}/retry/"),
-                ("POST", "/compliance/verify/"), ("GET", "/compliance/audit/export.jsonl"),
-                ("GET", "/compliance/receipts/{job}/"), ("GET", "/compliance/receipts/{job}/download/"),
-                ("GET", "/compliance/exports/{export}/download/")]
-# What each partial right may reach; every other console URL answers 403.
-ALLOWED = {
-    "aud": {"/compliance/", "/compliance/jobs.json", "/compliance/verify/", "/compliance/audit/export.jsonl",
-            "/compliance/receipts/{job}/", "/compliance/receipts/{job}/download/"},
-    "exp": {"/compliance/", "/compliance/jobs.json", "/compliance/jobs/export/",
-            "/compliance/exports/{export}/download/"},
-}
-
-
-def test_every_console_url_refuses_the_wrong_side(site: Site, django_db_blocker: Any) -> None:
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-    from django.utils import timezone
-    from django_tenants.utils import schema_context
-
-    from audit.models import DeletionReceipt, GdprJob
-
-    stored = default_storage.save(f"exports/alpha/{uuid.uuid4()}.zip", ContentFile(b"PK\x05\x06" + b"\0" * 18))
-    with django_db_blocker.unblock(), schema_context("alpha"):
-        job = GdprJob.objects.create(kind="deletion", status="failed", subject_ref=uuid.uuid4().hex,
-                                     subject_label="wrong-side@example.com", error="x")
-        DeletionReceipt.objects.create(job=job, subject_ref=job.subject_ref, requested_at=timezone.now(),
-                                       completed_at=timezone.now(), counts={}, account_action="removed")
-        export = GdprJob.objects.create(kind="export", status="done", subject_ref=uuid.uuid4().hex,
-                                        subject_label="wrong-side@example.com", file=stored,
-                                        expires_at=timezone.now() + timedelta(days=1))
-    try:
-        for who in ("bob", "aud", "exp"):
-            page = site.page(who, WIDE)
-            page.goto(site.url("alpha", "/chat/"))
-            token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
-            for method, template in CONSOLE_URLS:
-                allowed = template in ALLOWED.get(who, set())
-                if allowed and template == "/compliance/verify/":
-                    continue  # performing it would append a committed audit_verified entry for later tests to find
-                url = site.url("alpha", template.format(job=job.id, export=export.id))
-                if method == "GET":
-                    response = page.request.get(url, max_redirects=0)
-                else:
-                    response = page.request.post(url, form={"subject": "nobody"}, headers={"X-CSRFToken": token},
-                                                 max_redirects=0)
-                if allowed:
-                    assert response.status in (200, 302), (who, method, template, response.status)
-                else:
-                    assert response.status == 403, (who, method, template, response.status)
-            if who == "bob":
-                refused = site.page(who, NARROW)
-                refused.goto(site.url("alpha", "/compliance/"))
-                assert "needs the permission" in refused.inner_text("main")
-                no_sideways_panning(refused)
-                refused.errors.clear()  # the 403 document itself is logged by the browser
-            page.errors.clear()
-    finally:
-        with django_db_blocker.unblock(), schema_context("alpha"):
-            DeletionReceipt.objects.filter(job=job).delete()
-            GdprJob.objects.filter(pk__in=[job.pk, export.pk]).delete()
-
-
-@pytest.mark.parametrize("viewport", VIEWPORTS)
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_axe_finds_no_serious_violation_in_the_console(site: Site, viewport: dict[str, int], scheme: str,
-                                                       django_db_blocker: Any) -> None:
-    from django_tenants.utils import schema_context
-
-    from audit.models import DeletionReceipt
-
-    _entries(django_db_blocker, "console_axe", 3, site.people["bob"].pk)
-    found = {}
-    page = site.page("cora", viewport, color_scheme=scheme)
-    page.goto(site.url("alpha", "/compliance/"))
-    found["/compliance/"] = axe_violations(page)
-    no_sideways_panning(page)
-    with django_db_blocker.unblock(), schema_context("alpha"):
-        receipt = DeletionReceipt.objects.order_by("-completed_at").first()
-    if receipt is not None:
-        page.goto(site.url("alpha", f"/compliance/receipts/{receipt.job_id}/"))
-        found["receipt"] = axe_violations(page)
-        no_sideways_panning(page)
-    no_errors(page)
-    assert not any(found.values()), json.dumps(found, indent=1)
-
-
-def test_screenshots_for_the_docs(site: Site, django_db_blocker: Any, tmp_path: Path) -> None:
-    """The pictures in docs/compliance.md; written there with ATRIUM_SCREENSHOTS=1, else to a temp dir."""
-    target = DOCS_IMAGES if os.environ.get("ATRIUM_SCREENSHOTS") == "1" else tmp_path
-    target.mkdir(parents=True, exist_ok=True)
-    subject = _subject(django_db_blocker, attach=False)
-    page = site.page("cora", {"width": 1280, "height": 1100})
-    page.goto(site.url("alpha", "/compliance/"))
-    page.fill("#subject", subject.username)
-    page.click("#request-export")
-    _run(_job_of(subject, "export", django_db_blocker), django_db_blocker)
-    page.reload()
-    page.screenshot(path=str(target / "compliance-console.png"))
-    page.evaluate("() => document.querySelector('#audit-filters').closest('.card').scrollIntoView()")
-    page.screenshot(path=str(target / "compliance-audit.png"))
-    narrow = site.page("cora", NARROW)
-    narrow.goto(site.url("alpha", "/compliance/"))
-    narrow.screenshot(path=str(target / "compliance-390.png"))
-    receipt = page.locator("#jobs a.receipt").first
-    if receipt.count():
-        receipt.click()
-        page.locator("#receipt").wait_for()
-        page.screenshot(path=str(target / "compliance-receipt.png"))
-    shots = sorted(p.name for p in target.glob("compliance-*.png"))
-    assert {"compliance-console.png", "compliance-audit.png", "compliance-390.png"} <= set(shots)
