@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -108,7 +108,7 @@ def error_from_exception(exc: Exception) -> JsonResponse:
     return api_error(500, f"Internal error; request id {current_request_id()} identifies it in the logs.")
 
 
-def sse(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+def sse(events: Iterator[dict[str, Any]]) -> Generator[bytes, None, None]:
     """Server-sent events: `event: <type>` and one line of compact JSON per event. When the client goes away (the
     server closes this generator), the upstream generator is closed at once, which records the call as incomplete,
     rather than whenever the garbage collector gets to it."""

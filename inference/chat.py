@@ -45,7 +45,18 @@ class ChatTurn:
     saved: dict[str, Any] = field(default_factory=dict)
 
     def sse(self) -> Iterator[bytes]:
-        yield from sse(self.events)
+        """The answer's stream; right after `message_start`, `atrium.question` names the saved question (so a
+        client that stops the answer still knows it: the question stays, and Retry answers it); at the end,
+        `atrium.saved` names the saved answer."""
+        frames = sse(self.events)
+        try:
+            for index, frame in enumerate(frames):
+                yield frame
+                if index == 0 and "question_id" in self.saved:
+                    question = {"question_id": self.saved["question_id"]}
+                    yield f"event: atrium.question\ndata: {json.dumps(question)}\n\n".encode()
+        finally:
+            frames.close()  # a client gone: the upstream call is closed now (recorded incomplete), as sse() does
         if self.saved:
             yield f"event: atrium.saved\ndata: {json.dumps(self.saved)}\n\n".encode()
 

@@ -227,6 +227,8 @@
         } else if (name === "error") {
           target.classList.add("incomplete");
           showError(`The answer was cut off: ${data.error.message}`);
+        } else if (name === "atrium.question") {  // the question is saved: it stays even if this answer is stopped
+          if (question && data.question_id) question.dataset.id = data.question_id;
         } else if (name === "atrium.saved") {
           if (question && data.question_id) question.dataset.id = data.question_id;
           if (data.message_id) target.dataset.id = data.message_id;

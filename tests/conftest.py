@@ -359,3 +359,15 @@ def browser() -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _live_database_connection(django_db_blocker: Any) -> None:
+    """Each module starts with a live connection: a test that cuts the database (tests/chat/test_faults.py terminates
+    every backend) leaves this process's connection dead, and the next module's first query would fail with it."""
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all(initialized_only=True):
+            if connection.connection is not None and not connection.is_usable():
+                connection.close()

@@ -193,10 +193,15 @@ def test_edit_regenerate_versions_and_retry_after_stop(site: Site, simulator: Si
         page.click("#send")
         page.locator(".message.assistant.streaming").wait_for()
         page.locator("#stop").wait_for()
+        page.locator(".message.assistant.streaming .body", has_text="plums").wait_for()  # the answer has begun
         page.keyboard.press("Escape")
         page.locator("#chat-error", has_text="Stopped").wait_for()
     finally:
         simulator.chunk_delay_s = 0
+    page.locator("#send:not([disabled])").wait_for()
+    # The stopped question was saved when the answer began: it stays on the page (not handed back to the box).
+    assert page.locator(".message.user", has_text="Now about plums").count() == 1
+    assert page.input_value("#prompt") == ""
     page.click("#retry")
     last = page.locator(".message.assistant").last
     last.locator(".body", has_text="You asked: Now about plums").wait_for()

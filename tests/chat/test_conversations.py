@@ -64,8 +64,11 @@ def test_send_streams_and_saves_both_messages(sim: Any, client_a: Any, alice: An
     assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
     events = sse_events(response)
     assert events[0]["type"] == "message_start"
+    # The saved question is named before the answer streams, so a client that stops the answer keeps it.
+    assert events[1]["event"] == "atrium.question"
     saved = events[-1]
     assert saved["event"] == "atrium.saved" and saved["incomplete"] is False
+    assert events[1]["question_id"] == saved["question_id"]
     assert "html" not in saved, "one Markdown pipeline: the browser renders the saved text, as on reload"
     with in_tenant(tenant_a):
         conversation = Conversation.objects.get(pk=cid)
