@@ -105,16 +105,8 @@ class Admitted:
 
 # --- validation ------------------------------------------------------------------------------------
 
-def validate_body(body: Any) -> None:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("model: Field required (a model id such as claude-sonnet-5-5, or a tier).")
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise InvalidRequest("max_tokens: Field required, an integer of at least 1.")
-    messages = body.get("messages")
+def validate_messages(messages: Any) -> None:
+    """The `messages` list of a Messages or count_tokens body: a non-empty list of {role, content} objects."""
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages: Field required, a non-empty list of {role, content} objects.")
     for index, message in enumerate(messages):
@@ -125,6 +117,18 @@ def validate_body(body: Any) -> None:
             raise InvalidRequest(f"messages.{index}.content: a string or a non-empty list of content blocks.")
         if isinstance(content, list) and not all(isinstance(b, dict) and "type" in b for b in content):
             raise InvalidRequest(f"messages.{index}.content: every content block needs a type.")
+
+
+def validate_body(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model: Field required (a model id such as claude-sonnet-5-5, or a tier).")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidRequest("max_tokens: Field required, an integer of at least 1.")
+    validate_messages(body.get("messages"))
     if "stream" in body and not isinstance(body["stream"], bool):
         raise InvalidRequest("stream: must be true or false.")
     system = body.get("system")

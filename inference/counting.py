@@ -21,7 +21,7 @@ from access.policy import policy_check
 from audit.services import audit_record, consent_required
 from inference import metrics
 from inference.admission import _refused, betas_admit
-from inference.calls import Call, ConsentRequired, InvalidRequest, consent_url, has_images
+from inference.calls import Call, ConsentRequired, InvalidRequest, consent_url, has_images, validate_messages
 from inference.errors import InferenceError, ModelNotFound
 from inference.providers.base import provider_client
 from inference.providers.counting import provider_count_tokens
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 # Fields the count_tokens endpoint takes (Anthropic's documented body); anything else is refused by name.
 COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"})
-ROLES = {"user", "assistant"}
 
 
 @dataclass
@@ -55,17 +54,7 @@ def _validate(body: Any) -> None:
     if unknown:
         raise InvalidRequest(f"{unknown[0]}: Extra inputs are not permitted (count_tokens takes "
                              f"{', '.join(sorted(COUNT_FIELDS))}).")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages: Field required, a non-empty list of {role, content} objects.")
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise InvalidRequest(f"messages.{index}.role: must be 'user' or 'assistant'.")
-        content = message.get("content")
-        if not isinstance(content, str | list) or (isinstance(content, list) and not content):
-            raise InvalidRequest(f"messages.{index}.content: a string or a non-empty list of content blocks.")
-        if isinstance(content, list) and not all(isinstance(b, dict) and "type" in b for b in content):
-            raise InvalidRequest(f"messages.{index}.content: every content block needs a type.")
+    validate_messages(body.get("messages"))
     system = body.get("system")
     if system is not None and not isinstance(system, str | list):
         raise InvalidRequest("system: a string or a list of text blocks.")
