@@ -5,36 +5,20 @@ ledger's readers at start-up (`budget_readers_register`)."""
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from access.budgets import epoch_key, period_bounds, settled_key, spent_key, tenant_prefix
-from config.redis import redis_client, redis_script
+from access.counter_rebuild import rebuild_once, settled_add
+from config.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1]: a settled set; then counters. ARGV: n, then per call: request id, cost, number of keys, their indexes;
-# a request id of '' adds without the settled set (older days' totals, long settled).
-_REBUILD = """
-local n = tonumber(ARGV[1])
-local p = 2
-for _ = 1, n do
-  local id, cost, nk = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
-  if id == '' or redis.call('SADD', KEYS[1], id) == 1 then
-    for k = 1, nk do
-      local key = KEYS[tonumber(ARGV[p + 2 + k])]
-      redis.call('INCRBY', key, cost)
-      redis.call('EXPIRE', key, 2937600)
-    end
-  end
-  p = p + 3 + nk
-end
-redis.call('EXPIRE', KEYS[1], 259200)
-return 1
-"""
+# Counters outlive their month (34 days); settled sets hold today's and yesterday's request ids (3 days).
+COUNTER_TTL_S = 2937600
+SETTLED_TTL_S = 259200
 
 # (request id, user id, API key prefix, cost micro-USD) of one day's recorded calls.
 RecordedCalls = Callable[[date], Iterator[tuple[str, int | None, str, int]]]
@@ -54,15 +38,8 @@ def budget_rebuild(*, schema: str, calls: RecordedCalls, totals: RecordedTotals,
     at their real cost (their reservation went with the old epoch)."""
     from access.models import Budget
 
-    client = redis_client()
-    lock = f"{tenant_prefix(schema)}rebuild"
-    token = uuid.uuid4().hex
-    if not client.set(lock, token, nx=True, px=int(wait_s * 1000)):
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and not client.exists(epoch_key(schema)):
-            time.sleep(0.05)
-        return False
-    try:
+    def rebuild() -> bool:
+        client = redis_client()
         if force:
             client.delete(epoch_key(schema))
             prefix = tenant_prefix(schema)
@@ -85,35 +62,27 @@ def budget_rebuild(*, schema: str, calls: RecordedCalls, totals: RecordedTotals,
                 or (budget.scope == Budget.Scope.API_KEY and budget.api_key is not None
                     and budget.api_key.prefix == prefix))]
 
-        def send(settled: str, rows: list[tuple[str, int, list[str]]]) -> None:
-            keys: dict[str, int] = {settled: 1}
-            args: list[Any] = [len(rows)]
-            for request_id, cost, targets in rows:
-                args += [request_id, cost, len(targets), *[keys.setdefault(k, len(keys) + 1) for k in targets]]
-            redis_script(_REBUILD)(keys=list(keys), args=args)
+        def add(day: date, rows: Iterable[tuple[str, int, list[str]]]) -> None:
+            settled_add(settled=settled_key(schema, f"{day:%Y%m%d}"), counter_ttl_s=COUNTER_TTL_S,
+                        settled_ttl_s=SETTLED_TTL_S, rows=(r for r in rows if r[1] and r[2]))
 
         if budgets:
             earliest = min(start for _b, start, _k in budgets)
             recent = today - timedelta(days=1)
             if earliest < recent:
-                rows = [("", cost, matching(user_id, prefix, earliest)) for user_id, prefix, cost in
-                        totals(earliest, recent - timedelta(days=1))]
-                send(settled_key(schema, f"{earliest:%Y%m%d}"), [r for r in rows if r[2] and r[1]])
+                add(earliest, (("", cost, matching(user_id, prefix, earliest)) for user_id, prefix, cost in
+                               totals(earliest, recent - timedelta(days=1))))
             for day in (recent, today):
-                if day < earliest:
-                    continue
-                batch = [(request_id, cost, matching(user_id, prefix, day))
-                         for request_id, user_id, prefix, cost in calls(day)]
-                batch = [r for r in batch if r[2] and r[1]]
-                for i in range(0, len(batch), 1000):
-                    send(settled_key(schema, f"{day:%Y%m%d}"), batch[i:i + 1000])
+                if day >= earliest:
+                    add(day, ((request_id, cost, matching(user_id, prefix, day))
+                              for request_id, user_id, prefix, cost in calls(day)))
         client.set(epoch_key(schema), uuid.uuid4().hex)
         if budgets:
             logger.warning("budget counters of %s rebuilt from recorded usage (Redis had lost them)", schema)
         return True
-    finally:
-        if client.get(lock) == token.encode():
-            client.delete(lock)
+
+    return rebuild_once(lock=f"{tenant_prefix(schema)}rebuild", epoch=epoch_key(schema), wait_s=wait_s,
+                        rebuild=rebuild)
 
 
 # The usage ledger's readers (inference.records), registered by inference at start-up: access never imports

@@ -79,8 +79,9 @@ end
 # Settles calls exactly once each, whatever is retried or replayed: a call's request id goes into its tenant's
 # settled set of the day, and only the call that added it changes the counters. While its reservation is still
 # held (pending, same epoch), the counters get (used - reserved); when it is not (reaped after its TTL, or Redis
-# lost its data: another epoch), they get `used`. quota_rebuild adds recorded calls through the same set, so a
-# call is counted once whether its settlement or the rebuild gets there first.
+# lost its data: another epoch), they get `used`. quota_rebuild adds recorded calls through the same set
+# (access.counter_rebuild.settled_add), so a call is counted once whether its settlement or the rebuild gets there
+# first.
 # KEYS: every key used. ARGV: n, then per call: request id, settled key index, epoch key index, epoch, reserved,
 # used, pending key index, pending data key index, member, number of day keys, their indexes.
 SETTLE_LUA = TAKE_LUA + """
@@ -105,26 +106,6 @@ for _ = 1, n do
   end
   p = p + 10 + nk
 end
-return 1
-"""
-
-# quota_rebuild's part: KEYS: settled set, then day keys. ARGV: n, then per recorded call: request id, tokens,
-# number of day keys, their indexes (into KEYS).
-REBUILD_LUA = """
-local n = tonumber(ARGV[1])
-local p = 2
-for _ = 1, n do
-  local id, tokens, nk = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
-  if redis.call('SADD', KEYS[1], id) == 1 then
-    for k = 1, nk do
-      local key = KEYS[tonumber(ARGV[p + 2 + k])]
-      redis.call('INCRBY', key, tokens)
-      redis.call('EXPIRE', key, 172800)
-    end
-  end
-  p = p + 3 + nk
-end
-redis.call('EXPIRE', KEYS[1], 172800)
 return 1
 """
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 
+from access.counter_rebuild import rebuild_once, settled_add
 from access.errors import QuotaExceeded
 from access.quota_scripts import (
-    REBUILD_LUA,
     REBUILD_WINDOWS_LUA,
     RELEASE_LUA,
     RESERVE_LUA,
@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "atrium:quota:"
 WINDOW_S = 60
+DAY_TTL_S = 172800  # a day's token counters and settled set outlive the day by one (late settlements)
 
 class QuotaRebuildNeeded(Exception):
     """Redis has no epoch for this tenant (it restarted empty): the day's counters must be rebuilt first."""
@@ -242,48 +243,27 @@ def quota_rebuild(*, tenant: Tenant, recorded: Callable[[str], Iterator[tuple[st
     rebuilds (a Redis lock); the others wait for the new epoch. Calls recorded meanwhile are settled through the
     same settled set, so each counts once. Returns True if this process rebuilt.
     """
-    client = redis_client()
     schema = tenant.schema_name
-    lock = f"{tenant_prefix(schema)}rebuild"
-    token = uuid.uuid4().hex
-    if not client.set(lock, token, nx=True, px=int(wait_s * 1000)):
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and not client.exists(epoch_key(schema)):
-            time.sleep(0.05)
-        return False
-    try:
+
+    def rebuild() -> bool:
+        client = redis_client()
         if client.exists(epoch_key(schema)):
             return False
         day = _day(datetime.now(UTC))
         tenant_key = tpd_key(schema, day) if tenant.tokens_per_day is not None else None
         per_user = tenant.effective_user_tokens_per_day is not None
-        batch: list[tuple[str, int | None, int]] = []
-
-        def send() -> None:
-            keys: dict[str, int] = {settled_key(schema, day): 1}
-            args: list[Any] = [len(batch)]
-            for request_id, user_id, tokens in batch:
-                day_keys = [k for k in (tenant_key, tpd_key(schema, day, user_id)
-                                        if per_user and user_id is not None else None) if k]
-                args += [request_id, tokens, len(day_keys),
-                         *[keys.setdefault(k, len(keys) + 1) for k in day_keys]]
-            redis_script(REBUILD_LUA)(keys=list(keys), args=args)
-            batch.clear()
-
-        for row in recorded(datetime.now(UTC).date().isoformat()):
-            batch.append(row)
-            if len(batch) >= 1000:
-                send()
-        if batch:
-            send()
+        settled_add(settled=settled_key(schema, day), counter_ttl_s=DAY_TTL_S, settled_ttl_s=DAY_TTL_S, rows=(
+            (request_id, tokens, [k for k in (tenant_key, tpd_key(schema, day, user_id)
+                                              if per_user and user_id is not None else None) if k])
+            for request_id, user_id, tokens in recorded(datetime.now(UTC).date().isoformat())))
         if admitted is not None:
             _rebuild_windows(tenant, admitted)
         client.set(epoch_key(schema), uuid.uuid4().hex)
         logger.warning("quota counters of %s rebuilt from recorded usage (Redis had lost them)", schema)
         return True
-    finally:
-        if client.get(lock) == token.encode():
-            client.delete(lock)
+
+    return rebuild_once(lock=f"{tenant_prefix(schema)}rebuild", epoch=epoch_key(schema), wait_s=wait_s,
+                        rebuild=rebuild)
 
 
 def _rebuild_windows(tenant: Tenant, admitted: Callable[[datetime], Iterator[tuple[str, int | None, int]]]) -> None:

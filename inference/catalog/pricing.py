@@ -8,16 +8,13 @@ decide which price a call gets.
 
 from __future__ import annotations
 
-import threading
-import time
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.conf import settings
-
 from inference.catalog.models import CatalogModel, ModelPrice
+from inference.catalog.snapshot import CatalogSnapshot
 
 MICROS_PER_USD = 1_000_000
 TOKENS_PER_MTOK = 1_000_000
@@ -67,15 +64,12 @@ def max_cost_micros(price: Price | None, *, input_tokens: int, max_output_tokens
 
 @dataclass(frozen=True)
 class _Prices:
-    loaded_at: float
     # (model id, provider or "") -> prices sorted by effective_from
     table: dict[tuple[str, str], tuple[Price, ...]]
     starts: dict[tuple[str, str], tuple[datetime, ...]]
     list_prices: dict[str, Price]
 
 
-_lock = threading.Lock()
-_cache: _Prices | None = None
 _EPOCH = datetime(1970, 1, 1).astimezone()
 
 
@@ -95,33 +89,23 @@ def _load() -> _Prices:
             effective_from=_EPOCH, input=price_in, output=Decimal(model.output_price_cents_per_mtok) / 100,
             cache_read=price_in / 10, cache_write=price_in * Decimal("1.25"))
     frozen = {key: tuple(prices) for key, prices in table.items()}
-    return _Prices(loaded_at=time.monotonic(), table=frozen,
+    return _Prices(table=frozen,
                    starts={key: tuple(p.effective_from for p in prices) for key, prices in frozen.items()},
                    list_prices=list_prices)
 
 
-def _current() -> _Prices:
-    global _cache
-    cache = _cache
-    ttl = float(getattr(settings, "ATRIUM_CATALOG_CACHE_S", 10.0))
-    if cache is None or time.monotonic() - cache.loaded_at > ttl:
-        with _lock:
-            cache = _cache
-            if cache is None or time.monotonic() - cache.loaded_at > ttl:
-                cache = _cache = _load()
-    return cache
+_prices = CatalogSnapshot(_load)
 
 
 def prices_invalidate() -> None:
     """Forget this process's cached prices (after an edit in the admin, and in tests)."""
-    global _cache
-    _cache = None
+    _prices.forget()
 
 
 def price_at(model_id: str, provider: str, at: datetime) -> Price | None:
     """The price of `model_id` at `provider` in effect at `at`: the provider's own price if it has one in effect,
     else the price for every provider, else the catalog list price; None for a model the catalog does not know."""
-    cache = _current()
+    cache = _prices.current()
     for key in ((model_id, provider), (model_id, "")):
         starts = cache.starts.get(key)
         if starts:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-
 from inference.catalog.models import BedrockProfile, CatalogModel
+from inference.catalog.snapshot import CatalogSnapshot
 
 TIERS = ("opus", "sonnet", "haiku")
 
@@ -52,13 +49,8 @@ def bedrock_prefix(profile: str, region: str) -> str:
 
 @dataclass(frozen=True)
 class _Snapshot:
-    loaded_at: float
     entries: tuple[CatalogEntry, ...]
     by_name: dict[str, CatalogEntry]
-
-
-_lock = threading.Lock()
-_snapshot: _Snapshot | None = None
 
 
 def _load() -> _Snapshot:
@@ -89,39 +81,29 @@ def _load() -> _Snapshot:
             first = next((e for e in entries if e.tier == tier), None)
             if first is not None:
                 by_name[tier] = first
-    return _Snapshot(loaded_at=time.monotonic(), entries=entries, by_name=by_name)
+    return _Snapshot(entries=entries, by_name=by_name)
 
 
-def _current() -> _Snapshot:
-    global _snapshot
-    snap = _snapshot
-    ttl = float(getattr(settings, "ATRIUM_CATALOG_CACHE_S", 10.0))
-    if snap is None or time.monotonic() - snap.loaded_at > ttl:
-        with _lock:
-            snap = _snapshot
-            if snap is None or time.monotonic() - snap.loaded_at > ttl:
-                snap = _snapshot = _load()
-    return snap
+_catalog = CatalogSnapshot(_load)
 
 
 def catalog_invalidate() -> None:
     """Forget the cached catalog (this process); other processes pick edits up within ATRIUM_CATALOG_CACHE_S."""
-    global _snapshot
-    _snapshot = None
+    _catalog.forget()
 
 
 def catalog_entries() -> list[CatalogEntry]:
-    return list(_current().entries)
+    return list(_catalog.current().entries)
 
 
 def catalog_entry(name: str) -> CatalogEntry | None:
     """A tier (`sonnet`), model id (`claude-sonnet-5-5`) or alias, resolved to its enabled catalog entry."""
-    return _current().by_name.get(name)
+    return _catalog.current().by_name.get(name)
 
 
 def known_model_names() -> list[str]:
     """Every name the catalog accepts (tiers, ids, aliases); tenants.validators uses it for allow-lists."""
-    return sorted(_current().by_name)
+    return sorted(_catalog.current().by_name)
 
 
 def usage_per_tenant(days: int = 30) -> list[dict[str, Any]]:

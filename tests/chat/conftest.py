@@ -52,9 +52,8 @@ def quota_keys_clear() -> None:
         client.set(epoch_key(schema), uuid.uuid4().hex)
 
 
-@pytest.fixture
-def sim(simulator: Simulator, settings: Any, db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    """Every provider pointed at the simulator, placeholder credentials, clean faults, breakers and quotas."""
+def providers_to_simulator(simulator: Simulator, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every provider pointed at the simulator with placeholder credentials, and its faults cleared."""
     for name, value in SIM_ENV.items():
         monkeypatch.setenv(name, value)
     settings.ATRIUM_ANTHROPIC_BASE_URL = f"{simulator.url}/anthropic"
@@ -64,6 +63,12 @@ def sim(simulator: Simulator, settings: Any, db: Any, monkeypatch: pytest.Monkey
     settings.ATRIUM_VERTEX_ACCESS_TOKEN = "ya29.test"
     settings.ATRIUM_PROVIDER_ORDER = ["anthropic", "bedrock:us-east-1", "vertex:us-east5"]
     simulator.faults.clear()
+
+
+@pytest.fixture
+def sim(simulator: Simulator, settings: Any, db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+    """Every provider pointed at the simulator, placeholder credentials, clean faults, breakers and quotas."""
+    providers_to_simulator(simulator, settings, monkeypatch)
     simulator.reset_requests()
     breaker_reset()
     provider_clients_clear()

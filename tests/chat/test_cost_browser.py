@@ -23,7 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 
 from tests.chat.browser import PASSWORD, no_sideways_panning
-from tests.chat.conftest import SIM_ENV, quota_keys_clear
+from tests.chat.conftest import providers_to_simulator, quota_keys_clear
 from tests.conftest import free_port, hosts_resolve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
@@ -69,15 +69,7 @@ def providers(simulator: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) ->
     from inference.catalog.pricing import prices_invalidate
     from inference.providers.base import provider_clients_clear
 
-    for name, value in SIM_ENV.items():
-        monkeypatch.setenv(name, value)
-    settings.ATRIUM_ANTHROPIC_BASE_URL = f"{simulator.url}/anthropic"
-    settings.ATRIUM_BEDROCK_BASE_URL = f"{simulator.url}/bedrock/{{region}}"
-    settings.ATRIUM_VERTEX_BASE_URL = f"{simulator.url}/vertex/v1"
-    settings.ATRIUM_VERTEX_PROJECT_ID = "atrium-test"
-    settings.ATRIUM_VERTEX_ACCESS_TOKEN = "ya29.test"
-    settings.ATRIUM_PROVIDER_ORDER = ["anthropic", "bedrock:us-east-1", "vertex:us-east5"]
-    simulator.faults.clear()
+    providers_to_simulator(simulator, settings, monkeypatch)
     breaker_reset()
     provider_clients_clear()
     quota_keys_clear()

@@ -74,6 +74,23 @@ def _sign_in(page: Any, base: str, username: str, target: str = "/admin/") -> No
     page.click("button[type=submit]")
 
 
+def _ceremony_in_new_session(page: Any, base: str, username: str, assertion: dict[str, Any]) -> dict[str, Any]:
+    """A new session signed in with the password (so at the passkey step), a passkey ceremony begun in it, then
+    completed with `assertion` (captured earlier) instead of the authenticator's answer: the server's status and
+    JSON body."""
+    page.context.clear_cookies()
+    _sign_in(page, base, username)
+    page.wait_for_url(re.compile(r".*/account/mfa/verify/.*"))
+    return dict(page.evaluate("""async (body) => {
+        const csrf = JSON.parse(document.getElementById('otp_webauthn_config').textContent).csrfToken;
+        const post = (url, data) => fetch(url, {method: 'POST', credentials: 'same-origin',
+            headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf}, body: JSON.stringify(data)});
+        await post('/account/mfa/passkey/authentication/begin/', {});
+        const r = await post('/account/mfa/passkey/authentication/complete/', body);
+        return {status: r.status, body: await r.json()};
+    }""", assertion))
+
+
 def _audit_events(schema: str, user_pk: int) -> list[tuple[str, str, str]]:
     from django_tenants.utils import schema_context
 
@@ -139,17 +156,7 @@ def test_passkey_enrolment_verification_and_the_wrong_side(browser: Any, mfa_web
     assert assertion["id"] and assertion["response"]["signature"]
 
     # 3. The same assertion again, on alpha, in a new session: its challenge was used up; refused and audited.
-    context.clear_cookies()
-    _sign_in(page, alpha, a_name)
-    page.wait_for_url(re.compile(r".*/account/mfa/verify/.*"))
-    replay = page.evaluate("""async (body) => {
-        const csrf = JSON.parse(document.getElementById('otp_webauthn_config').textContent).csrfToken;
-        const post = (url, data) => fetch(url, {method: 'POST', credentials: 'same-origin',
-            headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf}, body: JSON.stringify(data)});
-        await post('/account/mfa/passkey/authentication/begin/', {});
-        const r = await post('/account/mfa/passkey/authentication/complete/', body);
-        return {status: r.status, body: await r.json()};
-    }""", assertion)
+    replay = _ceremony_in_new_session(page, alpha, a_name, assertion)
     assert replay["status"] == 422 and replay["body"]["code"] == "invalid_authentication_response", replay
     page.goto(f"{alpha}/admin/")
     assert "/account/mfa/verify/" in page.url
@@ -180,17 +187,7 @@ def test_passkey_enrolment_verification_and_the_wrong_side(browser: Any, mfa_web
     assert outcome == ["SecurityError", "NotAllowedError"], outcome
 
     # 6. Beta's server refuses alpha's assertion: a new beta session, beta's ceremony begun, alpha's answer sent.
-    context.clear_cookies()
-    _sign_in(page, beta, b_name)
-    page.wait_for_url(re.compile(r".*/account/mfa/verify/.*"))
-    cross = page.evaluate("""async (body) => {
-        const csrf = JSON.parse(document.getElementById('otp_webauthn_config').textContent).csrfToken;
-        const post = (url, data) => fetch(url, {method: 'POST', credentials: 'same-origin',
-            headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf}, body: JSON.stringify(data)});
-        await post('/account/mfa/passkey/authentication/begin/', {});
-        const r = await post('/account/mfa/passkey/authentication/complete/', body);
-        return {status: r.status, body: await r.json()};
-    }""", assertion)
+    cross = _ceremony_in_new_session(page, beta, b_name, assertion)
     assert cross["status"] == 404 and cross["body"]["code"] == "credential_not_found", cross
     page.goto(f"{beta}/admin/")
     assert "/account/mfa/verify/" in page.url  # still not through
