@@ -1,38 +1,57 @@
 """The Lua of access.quotas (one tenant's keys per call, all under its `{schema}` hash tag: Redis Cluster runs
 each script on one node). The reservation is the `quota` part of the gateway's admission script."""
 
+# The tenant's reservations whose TTL is over (their process died before settling: SIGKILL, OOM) give their tokens
+# back: at most `limit` of them, oldest first; a reservation of another epoch (the counters were rebuilt without
+# it) only leaves the pending set. Returns how many left it. A local function, run by the admission (RESERVE_LUA)
+# and by the scheduled reaper (REAP_LUA).
+REAP_FUNCTION = """
+  local function reap(pending, pending_data, epoch, now, limit)
+    local stale = redis.call('ZRANGEBYSCORE', pending, '-inf', now, 'LIMIT', 0, limit)
+    for _, member in ipairs(stale) do
+      local data = redis.call('HGET', pending_data, member)
+      if data then
+        local fields = {}
+        for word in string.gmatch(data, '%S+') do fields[#fields + 1] = word end
+        if fields[1] == epoch then
+          for f = 3, #fields do
+            if redis.call('DECRBY', fields[f], tonumber(fields[2])) < 0 then
+              redis.call('SET', fields[f], 0, 'KEEPTTL')
+            end
+          end
+        end
+        redis.call('HDEL', pending_data, member)
+      end
+      redis.call('ZREM', pending, member)
+    end
+    return #stale
+  end
+"""
+
+# The scheduled reaper (access.quotas.quota_reservations_reap): KEYS: the tenant's epoch, pending and pending data
+# keys. ARGV: now (ms), the most to reap in this call. Returns how many were reaped.
+REAP_LUA = REAP_FUNCTION + """
+return reap(KEYS[2], KEYS[3], redis.call('GET', KEYS[1]), tonumber(ARGV[1]), tonumber(ARGV[2]))
+"""
+
 # The quota part of the gateway's admission script (config.admission; the gateway composes it with the breakers
 # in one round trip). K.rpm: the sliding-window keys, K.tpd: the day's token keys, K.epoch: the tenant's epoch
 # key, K.pending / K.pending_data: the tenant's reservations not yet settled (a sorted set by expiry, and a hash
 # member -> "epoch tokens day-key..."), all present when there is any limit. A.now_ms, A.member (unique per
 # call), A.tokens, A.ttl_ms (how long a reservation may stay unsettled), A.rpm_limits, A.tpd_limits (one per key).
-# First the tenant's stale reservations (their process died before settling: SIGKILL, OOM) give their tokens
-# back. Returns {0, index, retry_ms} on refusal (index: 1-based over rpm then tpd; retry_ms -1 for a day limit),
-# {1, epoch} when admitted, {2} when the counters must first be rebuilt (the epoch key is missing: Redis lost its
-# data; quota_rebuild); only an admission lets the next parts run.
+# First the tenant's stale reservations give their tokens back (REAP_FUNCTION). Returns {0, index, retry_ms} on
+# refusal (index: 1-based over rpm then tpd; retry_ms -1 for a day limit), {1, epoch} when admitted, {2} when the
+# counters must first be rebuilt (the epoch key is missing: Redis lost its data; quota_rebuild); only an admission
+# lets the next parts run.
 RESERVE_LUA = """
 function(K, A)
+""" + REAP_FUNCTION + """
   local now, tokens = tonumber(A.now_ms), tonumber(A.tokens)
   local n_rpm, n_tpd = #K.rpm, #K.tpd
   if n_rpm + n_tpd == 0 then return {1, ''}, true end
   local epoch = redis.call('GET', K.epoch)
   if not epoch then return {2}, false end
-  for _, stale in ipairs(redis.call('ZRANGEBYSCORE', K.pending, '-inf', now, 'LIMIT', 0, 100)) do
-    local data = redis.call('HGET', K.pending_data, stale)
-    if data then
-      local fields = {}
-      for word in string.gmatch(data, '%S+') do fields[#fields + 1] = word end
-      if fields[1] == epoch then
-        for f = 3, #fields do
-          if redis.call('DECRBY', fields[f], tonumber(fields[2])) < 0 then
-            redis.call('SET', fields[f], 0, 'KEEPTTL')
-          end
-        end
-      end
-      redis.call('HDEL', K.pending_data, stale)
-    end
-    redis.call('ZREM', K.pending, stale)
-  end
+  reap(K.pending, K.pending_data, epoch, now, 100)
   local window = 60000
   for i = 1, n_rpm do
     local limit = tonumber(A.rpm_limits[i])

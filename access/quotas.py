@@ -29,6 +29,7 @@ from django.conf import settings
 from access.counter_rebuild import rebuild_once, settled_add
 from access.errors import QuotaExceeded
 from access.quota_scripts import (
+    REAP_LUA,
     REBUILD_WINDOWS_LUA,
     RELEASE_LUA,
     RESERVE_LUA,
@@ -229,6 +230,20 @@ def quota_release(reservation: Reservation) -> None:
     redis_script(RELEASE_LUA)(keys=[*reservation.day_keys, epoch_key(reservation.schema),
                                     *pending_keys(reservation.schema)],
                               args=[reservation.tokens, reservation.epoch, reservation.member])
+
+
+def quota_reservations_reap(*, schema: str, now_ms: int | None = None, batch: int = 1000) -> int:
+    """Give back the tokens of the tenant's reservations whose TTL is over (their process died before settling).
+    The tenant's next admission does it too (RESERVE_LUA); beat runs this for every tenant (access.tasks), so an
+    idle tenant's counters are right as well. Returns how many reservations were released."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    keys = [epoch_key(schema), *pending_keys(schema)]
+    total = 0
+    while True:
+        reaped = int(redis_script(REAP_LUA)(keys=keys, args=[now, batch]))
+        total += reaped
+        if reaped < batch:
+            return total
 
 
 def quota_rebuild(*, tenant: Tenant, recorded: Callable[[str], Iterator[tuple[str, int | None, int]]],
