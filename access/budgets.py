@@ -21,6 +21,7 @@ from typing import Any
 from access.errors import QuotaExceeded
 from config.admission import Part, ScriptInput, register_part
 from config.redis import redis_client, redis_script
+from config.tenant_cache import TenantCache
 
 PREFIX = "atrium:budget:"
 THRESHOLDS = (80, 100)
@@ -92,25 +93,51 @@ class BudgetLimit:
     ttl: int
 
 
-def budgets_for(*, schema: str, user_id: Any, api_key_prefix: str = "",
-                now: datetime | None = None) -> list[BudgetLimit]:
-    """The active budgets of the current tenant that apply to a call of this user (and API key)."""
+@dataclass(frozen=True)
+class BudgetRow:
+    """A budget's definition as the cache keeps it (no period: that depends on the moment of the call)."""
+
+    budget_id: int
+    limit: int
+    label: str
+    period: str
+
+
+# The active budgets that apply to (user id, API key prefix), per schema: read on every model call, so cached per
+# process and emptied by PostgreSQL at the commit of any change to a budget, a user's name or a key (the
+# access_budget trigger, migration 0010; config/tenant_cache.py). An empty answer is cached too.
+_budget_cache: TenantCache[tuple[BudgetRow, ...]] = TenantCache("budgets")
+
+
+def _budget_rows(user_id: Any, api_key_prefix: str) -> tuple[BudgetRow, ...]:
     from django.db.models import Q
 
     from access.models import Budget
 
-    moment = now or datetime.now(UTC)
     subject = Q(scope=Budget.Scope.TENANT) | Q(scope=Budget.Scope.USER, user_id=user_id)
     if api_key_prefix:
         subject |= Q(scope=Budget.Scope.API_KEY, api_key__prefix=api_key_prefix)
+    return tuple(BudgetRow(budget_id=budget.pk, limit=int(budget.limit_micros), period=budget.period,
+                           label=f"{budget.label} ({budget.get_period_display()})")
+                 for budget in Budget.objects.filter(subject, active=True).select_related("api_key", "user"))
+
+
+def budgets_for(*, schema: str, user_id: Any, api_key_prefix: str = "",
+                now: datetime | None = None) -> list[BudgetLimit]:
+    """The active budgets of the current tenant that apply to a call of this user (and API key)."""
+    from django.db import connection
+
+    moment = now or datetime.now(UTC)
+    # Keyed by the schema the rows are read from: an entry can only ever answer for the tenant it came from.
+    rows = _budget_cache.get_or_load(connection.schema_name,  # type: ignore[attr-defined]
+                                     (user_id, api_key_prefix), lambda: _budget_rows(user_id, api_key_prefix))
     out = []
-    for budget in Budget.objects.filter(subject, active=True).select_related("api_key", "user"):
-        start, end = period_bounds(budget.period, moment)
+    for row in rows or ():
+        start, end = period_bounds(row.period, moment)
         out.append(BudgetLimit(
-            budget_id=budget.pk, key=spent_key(schema, budget.pk, start), limit=int(budget.limit_micros),
-            label=f"{budget.label} ({budget.get_period_display()})", period=budget.period,
-            period_start=start.isoformat(), resets_at=end.isoformat(),
-            ttl=TTL_DAILY_S if budget.period == "daily" else TTL_MONTHLY_S))
+            budget_id=row.budget_id, key=spent_key(schema, row.budget_id, start), limit=row.limit,
+            label=row.label, period=row.period, period_start=start.isoformat(), resets_at=end.isoformat(),
+            ttl=TTL_DAILY_S if row.period == "daily" else TTL_MONTHLY_S))
     return out
 
 

@@ -85,3 +85,31 @@ def test_budget_hard_stop_is_exact_across_processes(web: Any, clean: None, commi
         with schema_context(QUOTA_TENANT):
             budget.delete()
         budget_keys_clear()
+
+
+def test_a_budget_added_while_both_processes_cache_none_applies_to_the_next_calls(web: Any, clean: None,
+                                                                                   committed_user: Any) -> None:
+    """Both workers cache "no budget applies" for this user (ATRIUM_AUTH_CACHE_S=30 in the server); a budget
+    created here (another process) must stop the calls within moments, not after the cache's expiry, and its
+    removal must let them through again."""
+    from django_tenants.utils import schema_context
+
+    from tests.tenants.test_cache_invalidation import eventually
+
+    budget_keys_clear()
+    user, key = committed_user(QUOTA_TENANT, "basic_user")
+    warm = _hammer(web, key, 16, 4)  # 4 connections: both workers answer some of them
+    assert [r.status_code for r in warm] == [200] * 16
+    with schema_context(QUOTA_TENANT):
+        budget = Budget.objects.create(scope=Budget.Scope.USER, user=user, period=Budget.Period.DAILY,
+                                       limit_micros=1)  # below any call's cost: every call must be refused
+    try:
+        eventually(lambda: _hammer(web, key, 1, 1)[0].status_code == 429, "the new budget stops a call")
+        after = _hammer(web, key, 16, 4)
+        assert [r.status_code for r in after] == [429] * 16, "a process still admits calls past the new budget"
+        assert all("the budget of user" in r.json()["error"]["message"] for r in after)
+    finally:
+        with schema_context(QUOTA_TENANT):
+            budget.delete()
+    eventually(lambda: all(r.status_code == 200 for r in _hammer(web, key, 8, 4)), "the removed budget's calls")
+    budget_keys_clear()
