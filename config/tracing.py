@@ -2,11 +2,14 @@
 per provider attempt (inference/tracing.py). docs/observability.md.
 
 Set up once per process (gunicorn's post_fork, Celery's worker_process_init) by `tracing_setup()`:
-- ATRIUM_TRACING (default true): create spans, so logs and audit entries carry a trace id and an incoming W3C
-  `traceparent` joins the caller's trace. False: no instrumentation at all.
 - ATRIUM_OTEL_EXPORTER (default `none`): `otlp` sends spans with the OTLP/HTTP exporter, configured by the standard
-  OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout); `console` prints them (development); `none` keeps
-  them in the process only (trace ids, no export).
+  OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout); `console` prints them (development); `none` sends
+  them nowhere.
+- ATRIUM_TRACING (default `auto`): instrument when an exporter is configured, and only then: the instrumentation
+  wraps every request, statement, Redis command and upstream call, which cost a /v1 call more than all of
+  Atrium's own checks (docs/benchmarks.md) to make spans nobody receives. `true`: spans even without an exporter
+  (logs and audit entries carry a trace id, an incoming W3C `traceparent` joins the caller's trace); `false`:
+  no instrumentation at all.
 - OTEL_SERVICE_NAME (default `atrium-<role>`), OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG as the SDK reads them.
 
 Spans never carry prompts, completions, keys or SQL parameters: the DB instrumentation records the statement text
@@ -26,8 +29,19 @@ _lock = threading.Lock()
 _configured: dict[str, Any] = {}
 
 
+def _exporter_kind() -> str:
+    kind = os.environ.get("ATRIUM_OTEL_EXPORTER", "none").strip().lower()
+    if kind not in {"none", "otlp", "console"}:
+        raise SystemExit(f"atrium: ATRIUM_OTEL_EXPORTER must be none, otlp or console, not {kind!r}")
+    return kind
+
+
 def _enabled() -> bool:
-    return os.environ.get("ATRIUM_TRACING", "true").strip().lower() not in {"0", "false", "no", "off"}
+    """ATRIUM_TRACING: `auto` (the default) is on exactly when ATRIUM_OTEL_EXPORTER names an exporter."""
+    value = os.environ.get("ATRIUM_TRACING", "auto").strip().lower()
+    if value in {"", "auto"}:
+        return _exporter_kind() != "none"
+    return value not in {"0", "false", "no", "off"}
 
 
 def tracing_setup(*, role: str, exporter: Any = None) -> bool:
@@ -52,7 +66,7 @@ def tracing_setup(*, role: str, exporter: Any = None) -> bool:
         if exporter is not None:
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         elif fresh:
-            kind = os.environ.get("ATRIUM_OTEL_EXPORTER", "none").strip().lower()
+            kind = _exporter_kind()
             if kind == "otlp":
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -61,8 +75,6 @@ def tracing_setup(*, role: str, exporter: Any = None) -> bool:
                 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
                 provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-            elif kind != "none":
-                raise SystemExit(f"atrium: ATRIUM_OTEL_EXPORTER must be none, otlp or console, not {kind!r}")
         if fresh:
             trace.set_tracer_provider(provider)
             _configured["provider"] = provider

@@ -103,3 +103,37 @@ def test_json_log_lines_carry_the_trace_id(spans: Any) -> None:
     assert line["span_id"] == format(span.get_span_context().span_id, "016x")
     outside = json.loads(JsonFormatter().format(record))
     assert "trace_id" not in outside
+
+
+# A fresh process sets tracing up as config/wsgi.py does, then says whether a database statement, a Redis call and
+# a request would be wrapped by the instrumentation.
+_PROBE = """
+import django, json
+django.setup()
+import psycopg, redis
+from config.tracing import tracing_setup
+on = tracing_setup(role="probe")
+from django.conf import settings
+print(json.dumps({"on": on, "psycopg": hasattr(psycopg.connect, "__wrapped__"),
+                  "redis": hasattr(redis.Redis.execute_command, "__wrapped__"),
+                  "django": any("otel" in m for m in settings.MIDDLEWARE)}))
+"""
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, False),  # the default: no exporter, so no spans nobody would receive
+    ({"ATRIUM_OTEL_EXPORTER": "console"}, True),
+    ({"ATRIUM_OTEL_EXPORTER": "none", "ATRIUM_TRACING": "true"}, True),  # asked for: trace ids without export
+    ({"ATRIUM_OTEL_EXPORTER": "console", "ATRIUM_TRACING": "false"}, False),
+])
+def test_requests_are_instrumented_only_when_spans_go_somewhere(env: dict[str, str], expected: bool) -> None:
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in {"ATRIUM_TRACING", "ATRIUM_OTEL_EXPORTER"}}
+    out = subprocess.run([sys.executable, "-c", _PROBE], env={**base, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+                                                               **env},
+                         capture_output=True, text=True, check=True, timeout=120)
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state == {"on": expected, "psycopg": expected, "redis": expected, "django": expected}, out.stderr[-2000:]
