@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 import inference.metrics  # noqa: F401  (registers the collectors)
+from audit.siem.metrics import COLLECTOR as SIEM_COLLECTOR
 from config.admin_sites import on_public_host
 
 
@@ -41,4 +42,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         data = generate_latest(registry)
     else:
         data = generate_latest()
+    # Read from the database at scrape time: the same whichever process streams.
+    siem = CollectorRegistry(auto_describe=False)
+    siem.register(SIEM_COLLECTOR)
+    data += generate_latest(siem)
     return HttpResponse(data, content_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from audit.platform.models import PlatformAuditEntry
+from audit.siem import admin as siem_admin  # noqa: F401  (registers the SIEM destinations' admin)
 from config.admin_mixins import PublicSiteMixin, ReadOnlyAdminMixin
 from config.admin_sites import platform_site
 

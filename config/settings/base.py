@@ -10,6 +10,7 @@ from celery.schedules import crontab
 from csp.constants import NONCE, NONE, SELF
 
 from config.env import env
+from config.settings.siem import *  # noqa: F403 - audit streaming to SIEMs, with its beat entry
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -296,6 +297,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "options": {"expires": env.float("ATRIUM_QUOTA_REAP_INTERVAL_S", default=60.0)},
         "tenant_schemas": ["public"],
     },
+    "audit-siem": ATRIUM_SIEM_BEAT_ENTRY,  # noqa: F405 - streams the audit trails to SIEMs (settings/siem.py)
     "beat-heartbeat": {
         "task": "config.beat_heartbeat",
         "schedule": env.float("ATRIUM_BEAT_HEARTBEAT_S", default=30.0),

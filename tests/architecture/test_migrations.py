@@ -26,6 +26,7 @@ AUTODETECTOR_IMPORTS = {
     ("tenants/migrations/0004_tenant_owned_settings_external_id.py", "tenants.models"),
     ("access/migrations/0002_sso_identities_api_keys.py", "tenants.fields"),
     ("inference/migrations/0003_chat_versions_share_attachments.py", "inference.models"),
+    ("audit/platform/migrations/0003_siem_destinations.py", "tenants.fields"),
 }
 
 

@@ -1,0 +1,66 @@
+"""The SIEM beat task in a real Celery worker and the `stream_audit` command, on committed data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django_tenants.utils import tenant_context
+
+from audit.platform.models import SiemCursor, SiemDestination
+from audit.services import audit_record
+from audit.siem.services import siem_destination_save
+from tests.audit.siem_receivers import SyslogReceiver
+from tests.conftest import free_port
+
+
+def _write(tenant: Any, count: int) -> list[str]:
+    with tenant_context(tenant):
+        made = []
+        for i in range(count):
+            with transaction.atomic():
+                entry = audit_record(event_type="siem_worker_probe", metadata={"i": i})
+            made.append(f"{tenant.schema_name}/{entry.seq}/{entry.mac}")
+    connection.set_schema_to_public()
+    return made
+
+
+@pytest.mark.slow
+def test_the_beat_task_streams_from_a_real_worker(celery_worker_process: Any, committed: None,
+                                                  tenant_b: Any) -> None:
+    from django.conf import settings as django_settings
+
+    from audit.platform.tasks import siem_stream_all as task
+
+    assert django_settings.CELERY_BEAT_SCHEDULE["audit-siem"]["task"] == task.name
+    receiver = SyslogReceiver(free_port())
+    receiver.start()
+    made = siem_destination_save(destination=SiemDestination(name="worker soc", tenant=tenant_b, url=receiver.url,
+                                                             backfill=False))
+    try:
+        written = _write(tenant_b, 3)
+        task.apply_async(queue=celery_worker_process.queue)  # ignore_result: wait for its effect instead
+        got = receiver.wait_for(3, timeout=60)  # a bound on waiting for the worker, not a synchronisation sleep
+        assert [m.document["id"] for m in got] == written
+        SiemCursor.objects.get(destination=made)  # exists
+    finally:
+        receiver.stop()
+        SiemDestination.objects.filter(pk=made.pk).delete()
+
+
+def test_stream_audit_once(committed: None, tenant_a: Any, capsys: Any) -> None:
+    receiver = SyslogReceiver(free_port())
+    receiver.start()
+    made = siem_destination_save(destination=SiemDestination(name="command soc", tenant=tenant_a, url=receiver.url,
+                                                             backfill=False))
+    try:
+        written = _write(tenant_a, 2)
+        call_command("stream_audit", "--once")
+        assert [m.document["id"] for m in receiver.wait_for(2)] == written
+        assert "2 entries acknowledged" in capsys.readouterr().out
+        assert SiemCursor.objects.get(destination=made).last_seq == int(written[-1].split("/")[1])
+    finally:
+        receiver.stop()
+        SiemDestination.objects.filter(pk=made.pk).delete()
