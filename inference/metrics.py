@@ -21,7 +21,10 @@ POLICY_REFUSALS = Counter("atrium_policy_refusals_total", "Requests refused by t
 RECORDER_RETRIES = Counter("atrium_recorder_retries_total", "Call records whose write failed and is retried")
 RECORDER_RESTARTS = Counter("atrium_recorder_restarts_total", "Record writer threads found dead and restarted")
 RECORDER_JOURNALED = Counter("atrium_recorder_journaled_total",
-                             "Call records kept in the local journal because the database did not take them in time")
+                             "Call records fsynced to the local journal (serve_and_journal tenants' durability point, "
+                             "or kept there because the database did not take them in time)")
+RECORDER_JOURNAL_FAILURES = Counter("atrium_recorder_journal_failures_total",
+                                    "Call records the local journal could not take (the call waited for the database)")
 RECORDER_REPLAYED = Counter("atrium_recorder_replayed_total", "Call records replayed from a dead process's journal")
 RECORDER_BACKPRESSURE = Counter("atrium_recorder_backpressure_total",
                                 "Times a request waited for room in a full record writer")

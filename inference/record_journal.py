@@ -49,12 +49,22 @@ class Ticket:
 
 
 @dataclass(eq=False)
+class _Segment:
+    """One file of this process's journal: records appended to it and not yet written to the database (`left`)."""
+
+    path: str
+    fd: int
+    size: int = 0
+    left: int = 0
+
+
+@dataclass(eq=False)
 class _Pending(Generic[T]):
     item: T
     ticket: Ticket
     key: str
     attempts: int = 0
-    journaled: bool = False
+    journaled: _Segment | None = None  # the journal segment holding it, once journaled
     replay: object = None  # the journal file this record was replayed from
 
 
@@ -77,73 +87,143 @@ class _Replay:
 
 
 class JournalMixin(Generic[T]):
-    """BatchWriter's journal: appending (`journal`), truncating once written, replaying dead processes' files."""
+    """BatchWriter's journal: appending (`journal`, `journal_first`), retiring segments once their records are
+    written, replaying dead processes' files.
+
+    Appends are cheap (a write to the page cache under a lock); making them durable is a group fsync: the first
+    caller that needs its line on disk syncs everything appended so far while the others wait for it, so under
+    concurrency one fdatasync serves many calls. A segment grows to ATRIUM_RECORD_JOURNAL_SEGMENT_MB, then a new
+    one starts; a segment whose records are all in the database is deleted (the current one is emptied)."""
 
     name: str
     codec: Codec[T] | None
     _cond: threading.Condition
     _queue: deque[_Pending[T]]
     _busy: list[_Pending[T]]
-    _journal: IO[bytes] | None
-    _journal_path: str
-    _journal_lock: threading.Lock
-    _journaled: int  # records in this process's journal not yet written
+    _segment: _Segment | None  # the one appended to
+    _segments: list[_Segment]  # older ones with records not yet written
+    _journal_lock: threading.Lock  # appends, syncs, rotation, retirement
     _replays: list[_Replay]
     _next_scan: float
 
     def _journal_init(self) -> None:
-        self._journal = None
-        self._journal_path = ""
+        self._segment = None
+        self._segments = []
         self._journal_lock = threading.Lock()
-        self._journaled = 0
+        self._sync_cond = threading.Condition()
+        self._appended = 0  # lines appended by this process
+        self._synced = 0  # lines known to be on disk
+        self._syncing = False
         self._replays = []
         self._next_scan = 0.0
+
+    @property
+    def _journal_path(self) -> str:
+        return self._segment.path if self._segment is not None else ""
 
     def journal(self, item: T) -> None:
         """Append `item` to this process's journal and fsync it: durable across a kill of the process. Raises
         OSError when the journal cannot be written."""
-        if self.codec is None:
-            raise RecordNotWritten("this writer has no journal")
-        line = (self.codec.encode(item).replace("\n", " ") + "\n").encode()
-        with self._journal_lock:
-            handle = self._journal_open()
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-            self._journaled += 1
+        segment = self._journal_append(item)
         metrics.RECORDER_JOURNALED.inc()
         with self._cond:
             found = False
             for pending in (*self._busy, *self._queue):
-                if pending.item is item:
-                    pending.journaled = found = True
-            if not found:  # written meanwhile (or never submitted): nothing will count it down
-                self._journal_written()
+                if pending.item is item and pending.journaled is None:
+                    pending.journaled = segment
+                    found = True
+                    break
+        if not found:  # written meanwhile (or never submitted): nothing will count it down
+            self._journal_written(segment)
+
+    def _journal_append(self, item: T) -> _Segment:
+        """Append and make durable (group fsync); returns the segment holding the line."""
+        if self.codec is None:
+            raise RecordNotWritten("this writer has no journal")
+        line = (self.codec.encode(item).replace("\n", " ") + "\n").encode()
+        with self._journal_lock:
+            segment = self._journal_segment()
+            view = memoryview(line)
+            while view:
+                view = view[os.write(segment.fd, view):]
+            segment.size += len(line)
+            segment.left += 1
+            self._appended += 1
+            mine = self._appended
+        self._journal_sync(mine)
+        return segment
+
+    def _journal_sync(self, mine: int) -> None:
+        """Return once line number `mine` is on disk: sync it (and every line appended so far) or wait for the
+        caller already syncing."""
+        with self._sync_cond:
+            while self._synced < mine:
+                if self._syncing:
+                    self._sync_cond.wait()
+                    continue
+                self._syncing = True
+                try:
+                    self._sync_cond.release()
+                    try:
+                        with self._journal_lock:  # what is appended so far; appends go on while it syncs
+                            upto = self._appended
+                            fd = os.dup(self._segment.fd) if self._segment is not None else -1
+                        if fd >= 0:  # a duplicate: the segment may be rotated and retired meanwhile
+                            try:
+                                os.fdatasync(fd)
+                            finally:
+                                os.close(fd)
+                    finally:
+                        self._sync_cond.acquire()
+                    self._synced = max(self._synced, upto)
+                finally:
+                    self._syncing = False
+                    self._sync_cond.notify_all()
 
     def _journal_dir(self) -> str:
         return str(getattr(settings, "ATRIUM_RECORD_JOURNAL_DIR", "") or "")
 
-    def _journal_open(self) -> IO[bytes]:
-        if self._journal is None:
+    def _journal_segment(self) -> _Segment:
+        """Under the journal lock: the segment to append to (a new one when the current one is full)."""
+        segment = self._segment
+        limit = _setting("ATRIUM_RECORD_JOURNAL_SEGMENT_MB", 8) * 1024 * 1024
+        if segment is not None and segment.size >= limit:
+            os.fdatasync(segment.fd)  # its lines stay covered once appends go elsewhere
+            self._segments.append(segment)
+            segment = self._segment = None
+        if segment is None:
             directory = self._journal_dir()
             if not directory:
                 raise OSError("ATRIUM_RECORD_JOURNAL_DIR is not set")
             os.makedirs(directory, exist_ok=True)
-            self._journal_path = os.path.join(directory, f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}.journal")
-            handle = open(self._journal_path, "ab")  # noqa: SIM115 - held open for the life of the process
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
-            self._journal = handle
-        return self._journal
+            path = os.path.join(directory, f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}.journal")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
+            except OSError:
+                os.close(fd)
+                raise
+            segment = self._segment = _Segment(path=path, fd=fd)
+        return segment
 
-    def _journal_written(self) -> None:
-        """One journaled record reached the database; an empty journal is truncated."""
+    def _journal_written(self, segment: _Segment) -> None:
+        """One journaled record reached the database. A segment with nothing left is emptied (the current one)
+        or deleted (an older one). Neither needs an fsync: a line that comes back after a crash is replayed, and
+        replaying a written record is a no-op (its request id)."""
         with self._journal_lock:
-            self._journaled -= 1
-            if self._journaled <= 0 and self._journal is not None:
-                self._journaled = 0
-                self._journal.truncate(0)
-                self._journal.seek(0)
-                os.fsync(self._journal.fileno())
+            segment.left -= 1
+            if segment.left > 0:
+                return
+            segment.left = 0
+            if segment is self._segment:
+                if segment.size:
+                    os.ftruncate(segment.fd, 0)
+                    segment.size = 0
+            elif segment in self._segments:
+                self._segments.remove(segment)
+                with contextlib.suppress(OSError):
+                    os.unlink(segment.path)
+                os.close(segment.fd)
 
     def _scan_journals(self) -> None:
         """Replay the journals of processes that died (their lock is free), each record exactly once (the
@@ -157,8 +237,7 @@ class JournalMixin(Generic[T]):
         busy = {r.path for r in self._replays}
         for name in sorted(os.listdir(directory)):
             path = os.path.join(directory, name)
-            if not name.startswith(f"{self.name}-") or not name.endswith(".journal") or path == self._journal_path \
-                    or path in busy:
+            if not name.startswith(f"{self.name}-") or not name.endswith(".journal") or path in busy:
                 continue
             try:
                 handle = open(path, "rb")  # noqa: SIM115 - held (locked) until its records are written

@@ -81,7 +81,22 @@ class BatchWriter(JournalMixin[T]):
             self._after()
             return ticket
         self._ensure_thread()
-        pending = _Pending(item, ticket, self.codec.key(item) if self.codec else "")
+        self._enqueue(_Pending(item, ticket, self.codec.key(item) if self.codec else ""))
+        return ticket
+
+    def submit_journaled(self, item: T) -> None:
+        """Journal-first: append `item` to this process's journal and fsync it (group fsync), so it is durable
+        once this returns, then hand it to the writer, which commits it to the database in the background and
+        retires its journal line. Raises OSError (or RecordNotWritten) when the journal cannot be written: the
+        caller then waits for the database instead."""
+        self._ensure_thread()
+        segment = self._journal_append(item)
+        metrics.RECORDER_JOURNALED.inc()
+        self._enqueue(_Pending(item, Ticket(), self.codec.key(item) if self.codec else "", journaled=segment))
+
+    def _enqueue(self, pending: _Pending[T]) -> None:
+        """Queue a record for the writer; waits for room when the writer is full (back-pressure: nothing is
+        dropped)."""
         limit = int(_setting("ATRIUM_RECORDER_MAX_PENDING", 10_000))
         with self._cond:
             while len(self._queue) + len(self._busy) >= limit > 0:
@@ -89,7 +104,6 @@ class BatchWriter(JournalMixin[T]):
                 self._cond.wait(timeout=0.5)
             self._queue.append(pending)
             self._cond.notify_all()
-        return ticket
 
     def degraded(self, key: str) -> bool:
         """True while records of `key` (a tenant) fail to be written, or wait far longer than a commit should."""
@@ -122,7 +136,7 @@ class BatchWriter(JournalMixin[T]):
         if (self._queue or self._busy) and not self.flush(timeout=_setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)) \
                 and self.codec is not None:
             with self._cond:
-                left = [p for p in (*self._busy, *self._queue) if not p.journaled and p.replay is None]
+                left = [p for p in (*self._busy, *self._queue) if p.journaled is None and p.replay is None]
             for pending in left:
                 try:
                     self.journal(pending.item)
@@ -149,9 +163,7 @@ class BatchWriter(JournalMixin[T]):
                 self._queue.clear()
                 self._busy = []
                 self._failing = {}
-                self._journal = None
-                self._journaled = 0
-                self._replays = []
+                self._journal_init()  # a forked worker starts its own journal
             elif self._thread is not None and not self._thread.is_alive():
                 # The writer died: what it held goes back to the front of the queue, and a new writer starts.
                 self._queue.extendleft(reversed(self._busy))
@@ -249,9 +261,9 @@ class BatchWriter(JournalMixin[T]):
                 self._failing[pending.key] = count
             else:
                 self._failing.pop(pending.key, None)
+        if pending.journaled is not None:
+            self._journal_written(pending.journaled)  # before the ticket: whoever waits sees the journal emptied
         pending.ticket._done.set()
-        if pending.journaled:
-            self._journal_written()
         if isinstance(pending.replay, _Replay):
             replay = pending.replay
             replay.left -= 1

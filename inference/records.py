@@ -142,13 +142,18 @@ def _tenant(schema: str) -> Any:
     return tenant
 
 
+def _hashed(record: CallRecord) -> AuditEvent:
+    """The record's audit event with its payloads replaced by their keyed hashes."""
+    if record.audit.input_payload is None and record.audit.output_payload is None:
+        return record.audit
+    if getattr(connection, "tenant", None) is record.tenant:
+        return record.audit.hashed(chain.tenant_key())
+    with tenant_context(record.tenant):
+        return record.audit.hashed(chain.tenant_key())
+
+
 def record_encode(record: CallRecord) -> str:
-    on_tenant = getattr(connection, "tenant", None) is record.tenant
-    if on_tenant:
-        event = record.audit.hashed(chain.tenant_key())
-    else:
-        with tenant_context(record.tenant):
-            event = record.audit.hashed(chain.tenant_key())
+    event = _hashed(record)
     audit = asdict(event)
     audit["timestamp"] = event.timestamp.isoformat()
     usage = asdict(record.usage)
@@ -186,7 +191,7 @@ def records_available(tenant: Any) -> bool:
     fail closed (then the call is refused before anything is sent upstream)."""
     if not writer.degraded(tenant.schema_name):
         return True
-    return str(getattr(tenant, "record_policy", "fail_closed")) == "serve_and_journal"
+    return _journal_first(tenant)
 
 
 def record_now(record: CallRecord, persist: Callable[[], None] | None = None) -> None:
@@ -202,8 +207,31 @@ def record_now(record: CallRecord, persist: Callable[[], None] | None = None) ->
             _unsettled.extend(committed)
 
 
+_DURABLE = Ticket()
+_DURABLE._done.set()
+
+
 def record_submit(record: CallRecord) -> Ticket:
+    """Hand the record to the batch writer. A tenant whose durability point is the journal (`serve_and_journal`)
+    has it fsynced to this process's journal here, and the returned ticket is done at once: the database commit
+    follows in the background (docs/decisions.md). Any other tenant's ticket is done once the batch carrying the
+    record is committed. A journal that cannot be written falls back to waiting for the commit."""
+    from django.conf import settings
+
+    if _journal_first(record.tenant) and getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
+        try:
+            record.audit = _hashed(record)  # the journal holds keyed hashes, never the prompt or the answer
+            writer.submit_journaled(record)
+            return _DURABLE
+        except Exception:
+            metrics.RECORDER_JOURNAL_FAILURES.inc()
+            logger.exception("record_journal_failed: a call record could not be journaled; waiting for the "
+                             "database instead")
     return writer.submit(record)
+
+
+def _journal_first(tenant: Any) -> bool:
+    return str(getattr(tenant, "record_policy", "fail_closed")) == "serve_and_journal"
 
 
 def record_durable(record: CallRecord, ticket: Ticket) -> None:
@@ -215,7 +243,7 @@ def record_durable(record: CallRecord, ticket: Ticket) -> None:
     if ticket.wait(float(getattr(settings, "ATRIUM_RECORD_COMMIT_WAIT_MS", 3000)) / 1000):
         return
     tenant = record.tenant
-    if str(getattr(tenant, "record_policy", "fail_closed")) == "serve_and_journal":
+    if _journal_first(tenant):
         try:
             writer.journal(record)
             return

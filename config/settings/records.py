@@ -23,9 +23,11 @@ ATRIUM_RECORDER_SETTLE_EVERY_S = env.float("ATRIUM_RECORDER_SETTLE_EVERY_S", def
 ATRIUM_RECORDER_MAX_PENDING = env.int("ATRIUM_RECORDER_MAX_PENDING", default=10_000)  # then callers wait for room
 # How long a response waits for its records' commit before the tenant's record policy applies (503 or journal).
 ATRIUM_RECORD_COMMIT_WAIT_MS = env.float("ATRIUM_RECORD_COMMIT_WAIT_MS", default=3000)
-# The local write-ahead journal of "serve and journal" tenants: a persistent directory of each web host.
+# The local write-ahead journal (serve_and_journal tenants' durability point): a persistent directory of each web host.
 ATRIUM_RECORD_JOURNAL_DIR = env.str("ATRIUM_RECORD_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal"))
 ATRIUM_RECORD_JOURNAL_SCAN_S = env.float("ATRIUM_RECORD_JOURNAL_SCAN_S", default=5)  # look for dead processes' journals
+# A journal file starts anew at this size; files whose records are all in the database are deleted.
+ATRIUM_RECORD_JOURNAL_SEGMENT_MB = env.float("ATRIUM_RECORD_JOURNAL_SEGMENT_MB", default=8)
 ATRIUM_RECORDER_STOP_WAIT_S = env.float("ATRIUM_RECORDER_STOP_WAIT_S", default=20)  # at a graceful stop, then journal
 ATRIUM_EXPORT_TTL_DAYS = env.int("ATRIUM_EXPORT_TTL_DAYS", default=7)  # signed download links and files expire
 ATRIUM_GDPR_LEASE_S = env.int("ATRIUM_GDPR_LEASE_S", default=120)  # a job silent this long is resumed elsewhere

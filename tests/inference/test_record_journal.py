@@ -1,0 +1,146 @@
+"""Journal-first records (inference.record_journal, BatchWriter.submit_journaled): a serve_and_journal tenant's
+call record is on disk when the call may answer, one fdatasync serves many concurrent calls, segments are deleted
+once their records are written, and what a killed process journaled is written exactly once by the next one."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference import record_journal
+from inference.recorder import BatchWriter, Codec
+
+
+@pytest.fixture
+def background(settings: Any, tmp_path: Path) -> Any:
+    settings.ATRIUM_RECORD_IN_BACKGROUND = True
+    settings.ATRIUM_RECORDER_LINGER_MS = 0
+    settings.ATRIUM_RECORDER_BATCH = 500
+    settings.ATRIUM_RECORDER_MAX_PENDING = 10_000
+    settings.ATRIUM_RECORD_JOURNAL_DIR = str(tmp_path / "journal")
+    settings.ATRIUM_RECORD_JOURNAL_SCAN_S = 0
+    return settings
+
+
+def _codec() -> Codec[str]:
+    return Codec(key=lambda item: item.split(":")[0], encode=json.dumps, decode=json.loads)
+
+
+def _lines(directory: str) -> list[str]:
+    found: list[str] = []
+    for path in sorted(Path(directory).glob("*.journal")):
+        found.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return found
+
+
+class _Gate:
+    """A database that takes nothing until opened."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.written: list[str] = []
+        self.lock = threading.Lock()
+
+    def write(self, batch: list[str]) -> list[str]:
+        if not self.open.is_set():
+            return batch
+        with self.lock:
+            self.written.extend(batch)
+        return []
+
+
+def test_a_journaled_record_is_on_disk_when_submit_returns_and_written_after(background: Any) -> None:
+    gate = _Gate()
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, _codec())
+    writer.submit_journaled("a:1")
+    # The call may answer now: its record is in the journal (fsynced) although the database has taken nothing.
+    assert _lines(background.ATRIUM_RECORD_JOURNAL_DIR) == ["a:1"]
+    assert gate.written == []
+    gate.open.set()
+    assert writer.flush(timeout=30)
+    assert gate.written == ["a:1"]
+    assert _lines(background.ATRIUM_RECORD_JOURNAL_DIR) == []  # written: the journal is emptied
+
+
+def test_one_fdatasync_serves_many_concurrent_calls(background: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = _Gate()
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, _codec())
+    callers = 24
+    syncs: list[int] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        if not syncs:  # the first sync waits until every caller has appended: the next one covers them all
+            deadline = time.monotonic() + 30
+            while writer._appended < callers and time.monotonic() < deadline:
+                time.sleep(0.001)
+        syncs.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(record_journal.os, "fdatasync", fdatasync)
+    on_disk: dict[str, bool] = {}
+
+    def call(n: int) -> None:
+        writer.submit_journaled(f"a:{n}")
+        on_disk[f"a:{n}"] = f"a:{n}" in _lines(background.ATRIUM_RECORD_JOURNAL_DIR)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(on_disk) == callers and all(on_disk.values())
+    assert len(syncs) <= 2  # group fsync: not one per call
+    gate.open.set()
+    assert writer.flush(timeout=30)
+    assert sorted(gate.written) == sorted(f"a:{n}" for n in range(callers))
+
+
+def test_full_segments_are_deleted_once_their_records_are_written(background: Any) -> None:
+    background.ATRIUM_RECORD_JOURNAL_SEGMENT_MB = 10 / (1024 * 1024)  # 10 bytes: a new segment every two lines
+    gate = _Gate()
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, _codec())
+    items = [f"a:{n}" for n in range(7)]
+    for item in items:
+        writer.submit_journaled(item)
+    directory = Path(background.ATRIUM_RECORD_JOURNAL_DIR)
+    assert len(list(directory.glob("*.journal"))) >= 3
+    assert sorted(_lines(str(directory))) == sorted(items)  # nothing lost at a rotation
+    gate.open.set()
+    assert writer.flush(timeout=30)
+    assert gate.written == items
+    left = list(directory.glob("*.journal"))
+    assert len(left) == 1 and left[0].stat().st_size == 0  # only the current segment, emptied
+
+
+def test_a_dead_processs_journal_is_written_once_by_the_next_writer(background: Any) -> None:
+    """A journal-first record whose process died before its commit (its lock is free) is replayed by the next
+    writer, exactly once, and its file removed."""
+    name = f"j{uuid.uuid4().hex[:6]}"
+    gate = _Gate()
+    dead: BatchWriter[str] = BatchWriter(name, gate.write, _codec())
+    dead.submit_journaled("a:1")
+    dead.submit_journaled("b:2")
+    segment = dead._segment
+    assert segment is not None
+    # The process dies: its lock goes with its file descriptor (what a SIGKILL does).
+    os.close(segment.fd)
+    dead._segment = None
+    dead._pid = -1  # its writer thread no longer counts as this process's
+    survivor_gate = _Gate()
+    survivor_gate.open.set()
+    survivor: BatchWriter[str] = BatchWriter(name, survivor_gate.write, _codec())
+    survivor.start()
+    deadline = time.monotonic() + 30
+    while os.path.exists(segment.path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(segment.path)
+    assert sorted(survivor_gate.written) == ["a:1", "b:2"]
+    assert gate.written == []
