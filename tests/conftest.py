@@ -361,13 +361,16 @@ def browser() -> Iterator[Any]:
             instance.close()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _live_database_connection(django_db_blocker: Any) -> None:
-    """Each module starts with a live connection: a test that cuts the database (tests/chat/test_faults.py terminates
-    every backend) leaves this process's connection dead, and the next module's first query would fail with it."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each test's setup starts with a live database connection. Whatever ends this process's connection (a test
+    terminating backends, a PostgreSQL restart, another run on the same test database) leaves it dead, and Django
+    would not notice before the next query failed with it. This runs before any fixture of the test is set up,
+    module-scoped ones included (tests/chat's `web`): pytest sets those up lazily, in the first test that uses them,
+    so a check at the start of the module would run before the module's earlier tests, which may be the ones that
+    end the connection (tests/ops/test_harness_connection.py)."""
     from django.db import connections
 
-    with django_db_blocker.unblock():
-        for connection in connections.all(initialized_only=True):
-            if connection.connection is not None and not connection.is_usable():
-                connection.close()
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
+            connection.close()

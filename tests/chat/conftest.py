@@ -171,18 +171,11 @@ def web_env(simulator: Simulator, **overrides: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[WebServer]:
-    from django.db import OperationalError, connection
-
     from tenants.models import Tenant
     from tenants.services import tenant_provision
 
     with django_db_blocker.unblock():
-        try:
-            exists = Tenant.objects.filter(schema_name=QUOTA_TENANT).exists()
-        except OperationalError:  # an earlier module cut the database (test_faults): this connection died with it
-            connection.close()
-            exists = Tenant.objects.filter(schema_name=QUOTA_TENANT).exists()
-        if not exists:
+        if not Tenant.objects.filter(schema_name=QUOTA_TENANT).exists():
             tenant_provision(slug=QUOTA_TENANT, name="Gamma")
     hosts_resolve("alpha.localhost", "beta.localhost", f"{QUOTA_TENANT}.localhost")
     env = web_env(simulator)

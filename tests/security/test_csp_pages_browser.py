@@ -21,10 +21,7 @@ RECORDER = """document.addEventListener('securitypolicyviolation', e => (window.
 
 @pytest.fixture(scope="module")
 def people(web: WebServer, django_db_blocker: Any) -> Iterator[dict[str, Person]]:
-    from django.db import connection
-
     with django_db_blocker.unblock():
-        connection.close()  # an earlier module (tests/ops restarts PostgreSQL) may have left it dead: reconnect
         made = people_make({"member": ("alpha", "basic_user"), "admin": ("alpha", "admin")})
         from django.contrib.auth import get_user_model
         from django_tenants.utils import schema_context

@@ -40,10 +40,8 @@ def admins(committed: None) -> Iterator[dict[str, tuple[str, str, int]]]:
     """Committed administrators (staff, role admin) on alpha (two) and beta: name -> (schema, username, pk)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from django.db import connection
     from django_tenants.utils import schema_context
 
-    connection.close()  # an earlier module (tests/ops restarts PostgreSQL) may have left it dead: reconnect
     made: dict[str, tuple[str, str, int]] = {}
     for name, schema in (("alpha", "alpha"), ("alpha2", "alpha"), ("beta", "beta")):
         with schema_context(schema):
