@@ -18,7 +18,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -44,7 +44,7 @@ class Target:
     """Where and how to deliver: a destination row or the operator's settings, resolved."""
 
     url: str
-    secret: str = ""
+    secret: str = field(default="", repr=False)  # never in a traceback's or an assertion's rendering
     ca_pem: str = ""
     ca_file: str = ""
     verify_tls: bool = True
@@ -72,7 +72,10 @@ def url_problem(url: str) -> str | None:
 
 
 def tls_context(target: Target) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=target.ca_file or None, cadata=target.ca_pem or None)
+    try:
+        context = ssl.create_default_context(cafile=target.ca_file or None, cadata=target.ca_pem or None)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        raise DeliveryFailed("the CA bundle cannot be read") from exc
     if not target.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -165,7 +168,10 @@ def webhook_send(target: Target, chain: str, entries: list[wire.WireEntry]) -> N
             if target.secret:
                 headers["X-Atrium-Signature"] = wire.webhook_signature(target.secret, stamp, body)
             try:
-                response = client.post(pinned, content=body, headers=headers, extensions={"sni_hostname": host})
+                # Streamed and never read: the answer's status is all that counts, however large its body.
+                with client.stream("POST", pinned, content=body, headers=headers,
+                                   extensions={"sni_hostname": host}) as response:
+                    status = response.status_code
             except httpx.ConnectError as exc:
                 refused = _certificate_refusal(exc)
                 if refused is not None:  # a configuration problem: retrying cannot help
@@ -178,10 +184,10 @@ def webhook_send(target: Target, chain: str, entries: list[wire.WireEntry]) -> N
             except httpx.HTTPError as exc:
                 problem = f"the request failed ({exc.__class__.__name__})"
                 continue
-            if 200 <= response.status_code < 300:
+            if 200 <= status < 300:
                 return
-            problem = f"the receiver answered HTTP {response.status_code}"
-            if response.status_code < 500 and response.status_code not in RETRY_STATUSES:
+            problem = f"the receiver answered HTTP {status}"
+            if status < 500 and status not in RETRY_STATUSES:
                 break
     raise DeliveryFailed(problem)
 

@@ -64,3 +64,30 @@ def test_stream_audit_once(committed: None, tenant_a: Any, capsys: Any) -> None:
     finally:
         receiver.stop()
         SiemDestination.objects.filter(pk=made.pk).delete()
+
+
+def test_the_operators_destination_receives_every_trail_from_the_settings(committed: None, tenant_a: Any,
+                                                                          tenant_b: Any) -> None:
+    from django.test import override_settings
+
+    from audit.siem.streamer import routes, stream_route
+
+    receiver = SyslogReceiver(free_port())
+    receiver.start()
+    # Trusted: reached although no outbound allow-list entry covers it (an admin-configured one would be refused).
+    settings = {"ATRIUM_SIEM_URL": receiver.url, "ATRIUM_SIEM_BACKFILL": False, "ATRIUM_OUTBOUND_ALLOWED_HOSTS": []}
+    try:
+        with override_settings(**settings):
+            operator = [r for r in routes() if r.destination_id is None]
+            assert {"public", "alpha", "beta"} <= {r.chain for r in operator}
+            by_chain = {r.chain: r for r in operator}
+            for chain in ("alpha", "beta"):
+                stream_route(by_chain[chain])  # creates the cursors at the heads (no backfill)
+            written = _write(tenant_a, 2) + _write(tenant_b, 1)
+            for chain in ("alpha", "beta"):
+                stream_route(by_chain[chain])
+        assert [m.document["id"] for m in receiver.wait_for(3)] == written
+        assert set(SiemCursor.objects.filter(destination=None).values_list("chain", flat=True)) >= {"alpha", "beta"}
+    finally:
+        receiver.stop()
+        SiemCursor.objects.filter(destination=None).delete()

@@ -25,12 +25,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         interval = float(options["interval"] or settings.ATRIUM_SIEM_INTERVAL_S)
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        while True:
-            close_old_connections()
-            sent = siem_stream_all()
-            if options["verbosity"] > 1 or options["once"]:
-                self.stdout.write(f"{sent} entries acknowledged")
-            if options["once"] or stop.wait(interval):
-                return
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while True:
+                close_old_connections()
+                sent = siem_stream_all()
+                if options["verbosity"] > 1 or options["once"]:
+                    self.stdout.write(f"{sent} entries acknowledged")
+                if options["once"] or stop.wait(interval):
+                    return
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
