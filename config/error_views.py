@@ -6,12 +6,13 @@ debug or default ones. The messages say what the caller can act on and nothing a
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 
-from config.http import error_body
+from config.http import UNAVAILABLE_MESSAGE, UNAVAILABLE_RETRY_AFTER_S, backend_unavailable, error_body
 from config.middleware import current_request_id
 
 _API_PREFIXES = ("/v1/", "/api/")
@@ -20,6 +21,7 @@ _TEXT = {
     403: ("Not allowed", "You may not do this, or the form expired: reload the page and try again."),
     404: ("Not found", "There is nothing at this address."),
     500: ("Something went wrong", "The error was logged."),
+    503: ("Temporarily unavailable", UNAVAILABLE_MESSAGE),
 }
 
 
@@ -53,6 +55,12 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's handler500, called while the uncaught exception is being handled: the database or Redis being
+    unreachable (in a middleware too, e.g. the tenant's host lookup) is a 503 the client may retry, not a 500."""
+    if backend_unavailable(sys.exc_info()[1]):
+        response = error_response(request, 503)
+        response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
+        return response
     return error_response(request, 500)
 
 

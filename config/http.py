@@ -96,14 +96,34 @@ def _with_request_id(status: int, message: str) -> str:
     return f"{message} (request id {current_request_id()})" if status >= 500 else message
 
 
+UNAVAILABLE_MESSAGE = "Atrium cannot reach its database or cache for a moment. Retry in a few seconds."
+UNAVAILABLE_RETRY_AFTER_S = 2
+
+
+def backend_unavailable(exc: BaseException | None) -> bool:
+    """Is `exc` PostgreSQL or Redis being unreachable (cut, restarting, refusing connections), which a retry in a
+    few seconds can get past, rather than a bug? Such a failure is a 503 with Retry-After, never a 500."""
+    if exc is None:
+        return False
+    from django.db import InterfaceError, OperationalError
+    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+    return isinstance(exc, (OperationalError, InterfaceError, ConnectionError, TimeoutError, BusyLoadingError))
+
+
 def error_from_exception(exc: Exception) -> JsonResponse:
     """Every failure's one JSON answer: a typed error's own status, type, public message and headers; an oversized
-    body a 413; anything else a logged 500 that names only the request id."""
+    body a 413; the database or Redis unreachable a 503 with Retry-After; anything else a logged 500 that names
+    only the request id."""
     if isinstance(exc, RequestDataTooBig):
         return api_error(413, f"The request body is larger than this server accepts "
                               f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes).")
     if isinstance(exc, HttpError):
         return api_error(exc.status, _with_request_id(exc.status, exc.public_message), exc.type_name, exc.headers)
+    if backend_unavailable(exc):
+        logger.warning("backend_unavailable: %s answering an API request", type(exc).__name__)
+        return api_error(503, _with_request_id(503, UNAVAILABLE_MESSAGE), "api_error",
+                         {"retry-after": str(UNAVAILABLE_RETRY_AFTER_S)})
     logger.exception("unexpected error answering an API request")
     return api_error(500, f"Internal error; request id {current_request_id()} identifies it in the logs.")
 
