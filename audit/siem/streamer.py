@@ -111,6 +111,8 @@ def routes() -> list[Route]:
                         verify_tls=settings.ATRIUM_SIEM_VERIFY_TLS, trusted=True)
         chains = [PLATFORM, *Tenant.objects.exclude(schema_name=PLATFORM).order_by("schema_name")
                   .values_list("schema_name", flat=True)]
+        # A deleted tenant's trail is gone: so is the operator's cursor on it (a destination's goes with its row).
+        SiemCursor.objects.filter(destination=None).exclude(chain__in=chains).delete()
         found += [Route(None, OPERATOR, chain, target, settings.ATRIUM_SIEM_BACKFILL) for chain in chains]
     return found
 

@@ -75,8 +75,10 @@ def parse_syslog(message: bytes) -> SyslogMessage:
 class SyslogReceiver:
     """Accepts connections, reads octet-counted frames until the sender closes its side, then closes its own."""
 
-    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None, *, hold_open: threading.Event | None = None,
+                 ) -> None:
         self.port, self.tls = port, tls
+        self.hold_open = hold_open  # when given: after the sender's end, keep the connection until it is set
         self.messages: list[SyslogMessage] = []
         self.first_bytes: list[bytes] = []  # of each connection, before any TLS: a ClientHello starts with 0x16
         self.errors: list[str] = []
@@ -139,6 +141,8 @@ class SyslogReceiver:
                         self.lock.notify_all()
                     buffer = rest[length:]
             assert buffer == b"", "a frame was cut short"
+            if self.hold_open is not None:
+                self.hold_open.wait(timeout=60)
         except (OSError, ssl.SSLError, AssertionError, ValueError) as exc:
             with self.lock:
                 self.errors.append(f"{exc.__class__.__name__}: {exc}")

@@ -240,3 +240,24 @@ def test_the_webhook_refuses_an_untrusted_certificate_without_retrying(committed
             assert receiver.bodies == [] and cursor(made).last_error.startswith("TLS certificate not accepted")
     finally:
         receiver.stop()
+
+
+@override_settings(ATRIUM_SIEM_TIMEOUT_S=1)
+def test_a_syslog_receiver_that_never_closes_has_not_acknowledged(committed: None, tenant_a: Any) -> None:
+    """Our write returning is no acknowledgement: the receiver closing after reading to the end is."""
+    held = threading.Event()
+    receiver = SyslogReceiver(free_port(), hold_open=held)
+    receiver.start()
+    try:
+        with destination(tenant_a, receiver.url) as made:
+            written = write(tenant_a, 2)
+            result = stream_route(route(made))
+            assert result.failed and cursor(made).last_seq == written[0][0] - 1
+            assert cursor(made).last_error == "the receiver did not acknowledge the batch in time"
+            held.set()  # the receiver behaves again: the same ids are sent again
+            SiemCursor.objects.filter(destination=made).update(next_attempt_at=None)
+            assert stream_route(route(made)) == StreamResult(sent=2)
+            assert [m.document["id"] for m in receiver.wait_for(4)] == ids(tenant_a, written) * 2
+    finally:
+        held.set()
+        receiver.stop()

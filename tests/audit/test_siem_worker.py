@@ -91,3 +91,39 @@ def test_the_operators_destination_receives_every_trail_from_the_settings(commit
     finally:
         receiver.stop()
         SiemCursor.objects.filter(destination=None).delete()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_delivery_leaves_the_batch_to_be_sent_again_with_the_same_ids(
+        celery_worker_process: Any, committed: None, tenant_a: Any, tmp_path: Any) -> None:
+    """SIGKILL while the receiver holds the worker's POST: PostgreSQL rolls the worker's transaction back (the
+    cursor stays, its lock goes with the connection) and the next streamer sends the same ids."""
+    import threading
+
+    from audit.platform.tasks import siem_stream_all as task
+    from audit.siem.streamer import StreamResult, routes, stream_route
+    from tests.audit.siem_receivers import WebhookReceiver, self_signed
+
+    receiver = WebhookReceiver(certificate=self_signed(tmp_path), secret="worker-siem-secret", gate=threading.Event())
+    receiver.start()
+    made = siem_destination_save(destination=SiemDestination(
+        name="killed soc", tenant=tenant_a, url=receiver.url, secret="worker-siem-secret",
+        ca_bundle=receiver.certificate.cert_pem, backfill=False))
+    try:
+        written = _write(tenant_a, 2)
+        task.apply_async(queue=celery_worker_process.queue)
+        assert receiver.arrived.wait(timeout=60)  # the worker holds the cursor, mid-delivery
+        celery_worker_process.kill()
+        receiver.gate.set()
+        with transaction.atomic():  # wait (bounded) until PostgreSQL has let the dead worker's lock go
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '30s'")
+            state = SiemCursor.objects.select_for_update().get(destination=made)
+        assert state.last_seq == int(written[0].split("/")[1]) - 1  # never committed
+        route = next(r for r in routes() if r.destination_id == made.pk)
+        assert stream_route(route) == StreamResult(sent=2)
+        assert receiver.ids() == written * 2 and all(receiver.signatures_ok)
+    finally:
+        receiver.gate.set()
+        receiver.stop()
+        SiemDestination.objects.filter(pk=made.pk).delete()
