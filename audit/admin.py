@@ -12,6 +12,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from audit.models import AuditEntry, Consent, DeletionReceipt, GdprJob, ProcessingNotice
+from audit.siem import tenant_admin as siem_tenant_admin  # noqa: F401  (the tenant's SIEM destinations)
 from config.admin_mixins import ReadOnlyAdminMixin, TenantSiteMixin
 from config.admin_sites import tenant_site
 

@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from audit.platform.models import SiemDestination
+
 
 class ComplianceRights(models.Model):
     """Holder of the compliance permissions; no table."""
@@ -197,3 +199,14 @@ class DeletionReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"deletion receipt {self.job_id}"
+
+
+class TenantSiemDestination(SiemDestination):
+    """The SIEM destinations of the current tenant's own trail, as its administrators see them in the tenant admin
+    (audit/siem/tenant_admin.py): the rows live in the public schema (audit_platform), where the streamer finds
+    every destination in one query."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "SIEM destination"

@@ -93,8 +93,9 @@ class SiemDestination(models.Model):
 
     `url` says the transport: `https://…` (JSON batches, HMAC-signed with `secret`), `syslog+tls://host:port`
     (RFC 5424 over TLS, octet-counted) or `syslog://host:port` (the same over plain TCP). Configured in the platform
-    admin; the address passes config.outbound's rules (public addresses unless allow-listed) when saved and again at
-    every connection (pinned to the address checked).
+    admin, or by a tenant's administrators for their own trail (audit.TenantSiemDestination); the address passes
+    config.outbound's rules (public addresses unless allow-listed) when saved and again at every connection (pinned
+    to the address checked).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -112,6 +113,9 @@ class SiemDestination(models.Model):
     backfill = models.BooleanField(default=True, help_text="Send the whole trail from its first entry; otherwise "
                                                            "only entries written after the destination was added.")
     enabled = models.BooleanField(default=True)
+    owner = models.CharField(max_length=10, choices=[("platform", "platform"), ("tenant", "tenant")],
+                             default="platform", editable=False,
+                             help_text="Who manages it: a tenant's administrators edit only their own.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -29,8 +29,9 @@ class SiemDestinationForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        tenant_field: Any = self.fields["tenant"]
-        tenant_field.queryset = tenant_field.queryset.exclude(schema_name="public")  # empty means the platform trail
+        tenant_field: Any = self.fields.get("tenant")
+        if tenant_field is not None:  # empty means the platform trail
+            tenant_field.queryset = tenant_field.queryset.exclude(schema_name="public")
 
     def clean_url(self) -> str:
         url = str(self.cleaned_data.get("url") or "").strip()
@@ -87,8 +88,8 @@ class SiemCursorInline(admin.TabularInline):  # type: ignore[type-arg]
 class SiemDestinationAdmin(PlatformAuditMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     audit_kind = "siem_destination"
     form = SiemDestinationForm
-    list_display = ["name", "tenant", "url", "enabled", "created_at"]
-    list_filter = ["enabled"]
+    list_display = ["name", "tenant", "url", "owner", "enabled", "created_at"]
+    list_filter = ["enabled", "owner"]
     search_fields = ["name", "url", "tenant__schema_name"]
     inlines = [SiemCursorInline]
     readonly_fields = ["secret_set"]
