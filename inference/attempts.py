@@ -1,6 +1,12 @@
 """Opening a provider stream under a time-to-first-byte budget, with optional hedging.
 
-Each attempt runs in a thread of a shared pool (building the client, opening the stream, reading its first
+Without hedging, an attempt on a client whose transport can hold the first event to a deadline by itself (the
+Anthropic API's direct path: its socket timeouts end every read by the budget's end) runs in the request's own
+thread: no hand-off to another thread and back, which cost a c=1 call more than the upstream round trip itself
+(docs/benchmarks.md). Its outcomes are the pool's: a first event in time wins, an error fails over, and a budget
+that ran out leaves the attempt pending, so the loop below gives up on it exactly as on a pooled attempt.
+
+Any other attempt runs in a thread of a shared pool (building the client, opening the stream, reading its first
 event); the request's thread waits for the first attempt to produce an event, its budget to pass, the hedging
 delay, or the request's deadline, whichever comes first. An attempt given up on (too slow, or beaten by a hedged
 one) is cancelled: its thread closes the stream the moment the provider answers, so its answer is never read,
@@ -21,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 from django.conf import settings
 
-from inference.providers.base import provider_client, provider_stream
+from inference.providers.base import bounds_first_event, provider_client, provider_stream
 from inference.streaming import close_quietly
 from inference.types import ProviderTarget
 
@@ -55,6 +61,10 @@ def _forget_pool() -> None:  # a forked child (gunicorn worker, Celery prefork) 
 os.register_at_fork(after_in_child=_forget_pool)
 
 
+# A socket timeout may end a hair before the monotonic clock reaches the moment it was set for.
+_CLOCK_SLACK_S = 0.005
+
+
 class Cancelled(Exception):
     """The attempt was given up on before its provider answered."""
 
@@ -85,14 +95,17 @@ class Opened:
     def first_byte_by(self) -> float:
         return (self.sent if self.sent is not None else self.t0) + self.budget
 
-    def run(self, params: Mapping[str, Any], timeout: anthropic.Timeout) -> Opened:
-        """In a pool thread: open the stream and read its first event (or raise what the provider did)."""
+    def run(self, params: Mapping[str, Any], timeout: anthropic.Timeout, *, client: Any = None,
+            deadline: float | None = None) -> Opened:
+        """Open the stream and read its first event (or raise what the provider did); in a pool thread, or in the
+        request's with `deadline` (the first event must then arrive by the budget's end or `deadline`)."""
         stream = None
         try:
-            client = provider_client(self.target)
+            client = client if client is not None else provider_client(self.target)
             self.sent = time.monotonic()
+            by = None if deadline is None else min(self.first_byte_by, deadline)
             stream = provider_stream(client, model_id=self.model_id, params=params, timeout=timeout,
-                                     betas=self.betas)
+                                     betas=self.betas, first_event_by=by)
             iterator = iter(stream)
             first = next(iterator)
         except StopIteration:
@@ -107,6 +120,28 @@ class Opened:
                 raise Cancelled
             self.stream, self.first, self.iterator = stream, first, iterator
         return self
+
+    def run_here(self, params: Mapping[str, Any], deadline: float) -> None:
+        """Run the attempt in this (the request's) thread if its client bounds its first event, else submit it to
+        the pool. Either way `future` holds the outcome, except for a first event that did not arrive by the
+        budget's end (or `deadline`): then it stays pending, and open_first gives up on it as on any slow one."""
+        self.future = Future()
+        try:
+            client = provider_client(self.target)
+        except Exception as exc:
+            self.future.set_exception(exc)
+            return
+        if not bounds_first_event(client):
+            self.future = _executor().submit(contextvars.copy_context().run, self.run, params, _timeout(deadline))
+            return
+        try:
+            self.future.set_result(self.run(params, _timeout(deadline), client=client, deadline=deadline))
+        except anthropic.APITimeoutError as exc:
+            # Out of time (not, say, a connect timeout shorter than the budget): a slow attempt, not a failed one.
+            if time.monotonic() < min(self.first_byte_by, deadline) - _CLOCK_SLACK_S:
+                self.future.set_exception(exc)
+        except Exception as exc:
+            self.future.set_exception(exc)
 
     def cancel(self) -> None:
         with self.lock:
@@ -134,9 +169,12 @@ def open_first(walk: Walk, params: Mapping[str, Any], budget_of: Callable[[Provi
         target, model_id, admission = candidate
         now = time.monotonic()
         op = Opened(target, model_id, admission, now, budget_of(target), betas=walk.request.betas)
-        # In the request's context (its trace; contextvars), so the attempt's HTTP spans join the call's trace.
-        op.future = _executor().submit(contextvars.copy_context().run, op.run, params, _timeout(walk.deadline))
         running.append(op)
+        if walk.hedge_delay_s is None:  # one attempt at a time: in this thread when its transport allows
+            op.run_here(params, walk.deadline)
+        else:
+            # In the request's context (its trace; contextvars), so the attempt's HTTP spans join the call's trace.
+            op.future = _executor().submit(contextvars.copy_context().run, op.run, params, _timeout(walk.deadline))
         last_start = now
         return True
 

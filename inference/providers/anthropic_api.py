@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -65,18 +66,26 @@ class AnthropicClient(anthropic.Anthropic):
                 body=response.data.decode(errors="replace"), message="provider answered with something other "
                                                                      "than JSON") from exc
 
-    def messages_stream_raw(self, body: dict[str, Any], timeout: Any, betas: Sequence[str] = ()) -> DirectStream:
-        """POST /v1/messages with `stream: true`; the open stream. Status errors raise here, as the SDK's do."""
+    def messages_stream_raw(self, body: dict[str, Any], timeout: Any, betas: Sequence[str] = (),
+                            first_event_by: float | None = None) -> DirectStream:
+        """POST /v1/messages with `stream: true`; the open stream. Status errors raise here, as the SDK's do.
+
+        `first_event_by` (a time.monotonic() value): the connection, the answer's headers and its first event must
+        all arrive by then, else APITimeoutError (the first-byte budget of an attempt run in the request's own
+        thread, inference.attempts); the events after the first are read with `timeout`'s read timeout."""
         payload = json.dumps(body, separators=(",", ":")).encode()
         headers = {**self._stream_headers, "anthropic-beta": ",".join(betas)} if betas else self._stream_headers
-        return DirectStream(self, self._send(payload, headers, timeout, preload=False), payload)
+        limits = _timeout(timeout)
+        response = self._send(payload, headers, limits if first_event_by is None else _until(limits, first_event_by),
+                              preload=False)
+        return DirectStream(self, response, payload, first_event_by=first_event_by, read_timeout=limits.read_timeout)
 
     def _send(self, payload: bytes, headers: dict[str, str], timeout: Any, *, preload: bool) -> Any:
         """The response of a 2xx, else the SDK's exception for what happened."""
         try:
             response = self._pool.urlopen("POST", self._target, body=payload, headers=headers,
-                                          timeout=_timeout(timeout), retries=False, redirect=False,
-                                          preload_content=preload)
+                                          timeout=timeout if isinstance(timeout, urllib3.Timeout) else
+                                          _timeout(timeout), retries=False, redirect=False, preload_content=preload)
         except urllib3.exceptions.HTTPError as exc:
             raise self.transport_error(exc, payload) from exc
         if response.status >= 400:
@@ -106,12 +115,15 @@ class DirectStream:
     APITimeoutError). `close()` gives the connection back to the pool when the stream was read to its end, and
     discards it otherwise."""
 
-    def __init__(self, client: AnthropicClient, response: Any, payload: bytes) -> None:
+    def __init__(self, client: AnthropicClient, response: Any, payload: bytes, *, first_event_by: float | None = None,
+                 read_timeout: float | None = None) -> None:
         self._client = client
         self._response = response
         self._payload = payload
         self._finished = False
         self._closed = False
+        self._first_event_by = first_event_by  # until the first event: every read ends by then
+        self._read_timeout = read_timeout  # after it: each read's own timeout, as for any stream
 
     def __iter__(self) -> Iterator[Any]:
         return self._events()
@@ -138,16 +150,26 @@ class DirectStream:
                             data.append(value)
                         continue
                     if event is not None and event != "ping" and data:  # a blank line ends an event
-                        yield self._decoded(event, b"\n".join(data))
+                        decoded = self._decoded(event, b"\n".join(data))
+                        if self._first_event_by is not None:
+                            self._first_event_by = None
+                            self._socket_timeout(self._read_timeout)
+                        yield decoded
                     event, data = None, []
         finally:
             self.close()
 
     def _read(self) -> bytes:
+        by = self._first_event_by
+        if by is not None:
+            self._socket_timeout(max(by - time.monotonic(), 0.0005))
         try:
-            return bytes(self._response.read1(65536))
+            chunk = bytes(self._response.read1(65536))
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._client.transport_error(exc, self._payload) from exc
+        if by is not None and time.monotonic() > by + 0.05:  # the socket's timeout did not hold (a bound anyway)
+            raise anthropic.APITimeoutError(request=self._client._failed_request(self._payload))
+        return chunk
 
     def _decoded(self, event: str, data: bytes) -> Any:
         if event != "error":
@@ -159,6 +181,18 @@ class DirectStream:
         raise self._client._make_status_error(
             f"{body}", body=body, response=httpx2.Response(self._response.status, content=data,
                                                            request=self._client._failed_request(self._payload)))
+
+    def _socket_timeout(self, seconds: float | None) -> None:
+        """Set the timeout of the socket the answer is read from: the connection's, or (an answer that closes
+        its connection, which http.client then detaches from the answer's connection) the one under the
+        answer's own file object."""
+        connection = self._response.connection
+        sock = getattr(connection, "sock", None) if connection is not None else None
+        if sock is None:
+            raw = getattr(getattr(getattr(self._response, "_fp", None), "fp", None), "raw", None)
+            sock = getattr(raw, "_sock", None)
+        if sock is not None:
+            sock.settimeout(seconds)
 
     def close(self) -> None:
         if self._closed:
@@ -184,6 +218,14 @@ def _timeout(timeout: Any) -> urllib3.Timeout:
     read = timeout.read if timeout.read is not None else settings.ATRIUM_REQUEST_DEADLINE_S
     connect = timeout.connect if timeout.connect is not None else read
     return urllib3.Timeout(connect=connect, read=read)
+
+
+def _until(limits: urllib3.Timeout, by: float) -> urllib3.Timeout:
+    """`limits`, cut so that connecting and reading the answer's headers end by `by` (time.monotonic())."""
+    left = max(by - time.monotonic(), 0.001)  # urllib3 takes no zero timeout: past `by`, a millisecond
+    connect = limits.connect_timeout
+    return urllib3.Timeout(connect=min(connect, left) if isinstance(connect, int | float) else left,
+                           read=min(limits.read_timeout or left, left), total=left)
 
 
 def build(target: ProviderTarget) -> AnthropicClient:

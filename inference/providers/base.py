@@ -241,15 +241,26 @@ class EventStream(Protocol):
     def close(self) -> None: ...
 
 
+def bounds_first_event(client: Any) -> bool:
+    """Whether provider_stream can hold this client's first event to a deadline (`first_event_by`) by itself,
+    without a thread watching the clock: the Anthropic API's direct path can (its socket's timeouts)."""
+    return getattr(client, "messages_stream_raw", None) is not None
+
+
 def provider_stream(client: Any, *, model_id: str, params: Mapping[str, Any], timeout: float | Any,
-                    betas: Sequence[str] = ()) -> EventStream:
+                    betas: Sequence[str] = (), first_event_by: float | None = None) -> EventStream:
     """Open a streaming Messages call. Status errors raise here; stream errors raise while iterating.
 
-    A client that offers `messages_stream_raw(body, timeout)` (the Anthropic API's) is called through that."""
+    A client that offers `messages_stream_raw(body, timeout)` (the Anthropic API's) is called through that.
+    `first_event_by` (time.monotonic(); only for a client that `bounds_first_event`): APITimeoutError unless the
+    first event has arrived by then."""
     direct = getattr(client, "messages_stream_raw", None)  # a provider's faster path (anthropic_api)
     if direct is not None:
-        opened: EventStream = direct(_body(model_id, params, True, betas, client), timeout, betas=betas)
+        opened: EventStream = direct(_body(model_id, params, True, betas, client), timeout, betas=betas,
+                                     first_event_by=first_event_by)
         return opened
+    if first_event_by is not None:
+        raise TypeError(f"{type(client).__name__} cannot bound its first event; run it in the attempt pool")
     stream: Stream[Any] = client.post(
         "/v1/messages", body=_body(model_id, params, True, betas, client), cast_to=object, stream=True,
         stream_cls=Stream[object], options=_options(client, timeout, betas),
