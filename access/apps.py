@@ -4,11 +4,15 @@ from django.apps import AppConfig
 
 class AccessConfig(AppConfig):
     name = "access"
-    verbose_name = "Access"
+    verbose_name = "Sign-in and access"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+        from access.product_names import product_names_apply
+
+        product_names_apply()
 
         from access import personal_data
         from access.receivers import login_failed_audit, login_succeeded_audit

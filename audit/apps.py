@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class AuditConfig(AppConfig):
     name = "audit"
-    verbose_name = "Audit and compliance"
+    verbose_name = "Compliance and records"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

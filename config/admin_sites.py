@@ -83,10 +83,8 @@ class TenantAdminSite(_HostBoundSite):
     site_url = "/chat/"
     index_template = "admin/tenant_index.html"
 
-    # Django's app names describe code, not work: the index and sidebar use the product's words.
-    APP_NAMES = {"auth": "People and roles", "access": "Sign-in and access", "audit": "Compliance and records",
-                 "inference": "Usage", "axes": "Sign-in lockouts", "otp_totp": "Second factor (TOTP)"}
-    MODEL_NAMES = {("auth", "Group"): "Roles", ("auth", "User"): "Members"}
+    # The apps' and models' names are the product's words (their AppConfigs; access/product_names.py for Django's
+    # own), on every page; the index lists the apps in this order.
     APP_ORDER = ["auth", "access", "audit", "inference", "axes", "otp_totp"]
 
     def each_context(self, request: HttpRequest) -> dict[str, Any]:
@@ -101,10 +99,6 @@ class TenantAdminSite(_HostBoundSite):
 
     def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
         apps = super().get_app_list(request, app_label)
-        for app in apps:
-            app["name"] = self.APP_NAMES.get(app["app_label"], app["name"])
-            for model in app["models"]:
-                model["name"] = self.MODEL_NAMES.get((app["app_label"], model["object_name"]), model["name"])
         order = {label: i for i, label in enumerate(self.APP_ORDER)}
         return sorted(apps, key=lambda a: order.get(a["app_label"], len(order)))
 

@@ -5,7 +5,7 @@ from django.db.models.signals import post_delete, pre_delete
 
 class InferenceConfig(AppConfig):
     name = "inference"
-    verbose_name = "Conversations and usage"
+    verbose_name = "Usage"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

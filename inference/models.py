@@ -127,8 +127,8 @@ class UsageDaily(models.Model):
                                     name="usage_daily_unique_key", nulls_distinct=False),
         ]
         indexes = [models.Index(fields=["day"], name="usage_daily_day")]
-        verbose_name = "usage"
-        verbose_name_plural = "usage"
+        verbose_name = "usage and cost"  # the tenant admin's page (inference/admin.py)
+        verbose_name_plural = "usage and cost"
 
     def __str__(self) -> str:
         return f"usage {self.day} {self.model} {self.provider}"
