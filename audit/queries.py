@@ -96,3 +96,38 @@ def gdpr_job_lease(job_id: str, lease_s: float) -> bool:
             [lease_s, job_id],
         )
         return cursor.fetchone() is not None
+
+
+def chain_heads(tables: dict[str, sql.Composable], chunk: int = 500) -> dict[str, int]:
+    """The head sequence number of many chains (chain name -> its table) in one round trip per `chunk` chains;
+    0 for an empty chain."""
+    heads: dict[str, int] = {}
+    names = sorted(tables)
+    for start in range(0, len(names), chunk):
+        parts = [sql.SQL("SELECT {name}::text AS chain, (SELECT max(seq) FROM {table}) AS head").format(
+            name=sql.Literal(name), table=tables[name]) for name in names[start:start + chunk]]
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL(" UNION ALL ").join(parts))
+            heads.update({row["chain"]: int(row["head"] or 0) for row in _named(cursor, cursor.fetchall())})
+    return heads
+
+
+SIEM_CURSOR_TABLE = "audit_platform_siemcursor"
+
+
+def siem_cursors_caught_up(heads: dict[int, int]) -> int:
+    """Mark cursors (id -> the head just read) as caught up where they still stand at that head, skipping any
+    another streamer has locked (never waiting for it); how many."""
+    if not heads:
+        return 0
+    table = sql.Identifier(get_public_schema_name(), SIEM_CURSOR_TABLE)
+    query = sql.SQL(
+        "UPDATE {table} AS c SET caught_up_at = now(), head_seq = v.head "
+        "FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::bigint[]) AS head) AS v "
+        "WHERE c.id = v.id AND c.last_seq = v.head "
+        "AND c.id IN (SELECT id FROM {table} WHERE id = ANY(%s::bigint[]) FOR UPDATE SKIP LOCKED)"
+    ).format(table=table)
+    ids = list(heads)
+    with connection.cursor() as cursor:
+        cursor.execute(query, [ids, [heads[i] for i in ids], ids])
+        return int(cursor.rowcount)
