@@ -3,6 +3,8 @@ base.py."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import env
 
 # How often beat runs the streamer (each run sends what every destination has not acknowledged yet).
@@ -27,6 +29,14 @@ ATRIUM_SIEM_SECRET = env.str("ATRIUM_SIEM_SECRET", default="")  # webhook HMAC k
 ATRIUM_SIEM_CA_FILE = env.str("ATRIUM_SIEM_CA_FILE", default="")  # PEM bundle instead of the system's CAs
 ATRIUM_SIEM_VERIFY_TLS = env.bool("ATRIUM_SIEM_VERIFY_TLS", default=True)
 ATRIUM_SIEM_BACKFILL = env.bool("ATRIUM_SIEM_BACKFILL", default=True)  # new chains from their first entry
+# Every process (web, worker, beat) refuses to start with an operator destination it could not use, rather than
+# logging an error every few seconds while the trail goes nowhere.
+_scheme = ATRIUM_SIEM_URL.split("://", 1)[0] if "://" in ATRIUM_SIEM_URL else ""
+if ATRIUM_SIEM_URL and _scheme not in ("https", "syslog", "syslog+tcp", "syslog+tls"):
+    raise ImproperlyConfigured("atrium: ATRIUM_SIEM_URL must be https://…, syslog+tls://host:port or "
+                               "syslog://host:port")
+if _scheme == "https" and not ATRIUM_SIEM_SECRET:
+    raise ImproperlyConfigured("atrium: ATRIUM_SIEM_URL is a webhook; set ATRIUM_SIEM_SECRET (its signing key)")
 
 # The beat entry (in base.py's CELERY_BEAT_SCHEDULE): from the public schema, it walks every destination.
 ATRIUM_SIEM_BEAT_ENTRY: dict[str, object] = {

@@ -127,3 +127,28 @@ def test_a_worker_killed_mid_delivery_leaves_the_batch_to_be_sent_again_with_the
         receiver.gate.set()
         receiver.stop()
         SiemDestination.objects.filter(pk=made.pk).delete()
+
+
+@pytest.mark.parametrize(("url", "secret", "message"), [
+    ("ftp://siem.example/", "", "ATRIUM_SIEM_URL must be"),
+    ("https://siem.example/ingest", "", "set ATRIUM_SIEM_SECRET"),
+])
+def test_a_process_refuses_to_start_with_an_unusable_operator_destination(url: str, secret: str,
+                                                                          message: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, capture_output=True,
+                          env={**subprocess_env_plain(), "ATRIUM_SIEM_URL": url, "ATRIUM_SIEM_SECRET": secret},
+                          timeout=120, check=False)
+    assert done.returncode != 0 and message in done.stderr.decode()
+
+
+def subprocess_env_plain() -> dict[str, str]:
+    import os
+
+    from tests.conftest import ROOT
+
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "PYTHONPATH": str(ROOT)}
