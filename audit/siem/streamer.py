@@ -179,6 +179,11 @@ def stream_route(route: Route) -> StreamResult:
             rows = queries.chain_entries(chain.table, chain.columns, after_seq=cursor.last_seq, limit=batch)
             entries = _contiguous(cursor.last_seq, [wire_entry(chain, row) for row in rows])
             cursor.head_seq = max(_head(chain), rows[-1]["seq"] if rows else 0)
+            if not rows and cursor.head_seq < cursor.last_seq:  # entries the SIEM holds are gone from the chain
+                _failed(route, cursor, f"the chain's head #{cursor.head_seq} is behind the last entry sent "
+                        f"#{cursor.last_seq} (entries deleted? run manage.py verify_audit)", now, cursor.head_seq + 1,
+                        cursor.last_seq)
+                return StreamResult(sent=sent, failed=True)
             if not rows:
                 cursor.caught_up_at = now
                 cursor.save(update_fields=["head_seq", "caught_up_at"])

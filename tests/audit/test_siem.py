@@ -261,3 +261,16 @@ def test_a_syslog_receiver_that_never_closes_has_not_acknowledged(committed: Non
     finally:
         held.set()
         receiver.stop()
+
+
+def test_a_chain_shorter_than_what_was_sent_is_reported_not_called_caught_up(committed: None, tenant_a: Any,
+                                                                            syslog: SyslogReceiver) -> None:
+    """The trail's tail cannot be deleted (trigger), so the cursor is set past the head to stand for it."""
+    with destination(tenant_a, syslog.url) as made:
+        head = cursor(made).head_seq
+        SiemCursor.objects.filter(destination=made).update(last_seq=head + 5)
+        result = stream_route(route(made))
+        assert result.failed and syslog.messages == []
+        state = cursor(made)
+        assert state.failures == 1 and state.last_error.startswith(f"the chain's head #{head} is behind")
+        assert state.caught_up_at is None
