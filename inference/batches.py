@@ -8,7 +8,9 @@ one batch at once; `batch_recover` re-queues a batch whose worker died) and runs
 A request's result is written in the transaction that records its usage and audit entry (`persist`), so a task
 retried after a crash skips the requests already done and never records one twice. Cancelling marks the batch
 `canceling`: the task cancels what it has not started and ends it. A batch not finished within
-ATRIUM_BATCH_EXPIRY_S ends with its remaining requests `expired`.
+ATRIUM_BATCH_EXPIRY_S ends with its remaining requests `expired`. An ended batch's requests and results are
+deleted ATRIUM_BATCH_RESULTS_RETENTION_DAYS after it was created (`batch_results_expire`, from beat): the batch
+stays with its counts and `archived_at`, and its results answer 404.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ class BatchNotFound(InferenceError):
 class BatchNotReady(InferenceError):
     status = 400
     error_type = "invalid_request_error"
+
+
+class BatchResultsDeleted(InferenceError):
+    """The batch's results were deleted after the retention period: they will not come back."""
+
+    status = 404
+    error_type = "not_found_error"
 
 
 def new_batch_id() -> str:
@@ -270,14 +279,19 @@ def batch_json(batch: MessageBatch, results_url: str | None) -> dict[str, Any]:
             "request_counts": {"processing": max(batch.total - done, 0),
                                **{k: counts.get(k, 0) for k in RESULT_TYPES}},
             "created_at": iso(batch.created_at), "expires_at": iso(batch.expires_at), "ended_at": iso(batch.ended_at),
-            "cancel_initiated_at": iso(batch.cancel_initiated_at), "archived_at": None,
-            "results_url": results_url if batch.status == MessageBatch.Status.ENDED else None}
+            "cancel_initiated_at": iso(batch.cancel_initiated_at), "archived_at": iso(batch.archived_at),
+            "results_url": results_url if batch.status == MessageBatch.Status.ENDED and batch.archived_at is None
+            else None}
 
 
 def batch_results(batch: MessageBatch) -> Any:
     """The JSON Lines of an ended batch's results, in the order the requests were given."""
     import json
 
+    if batch.archived_at is not None:
+        raise BatchResultsDeleted(
+            f"The results of message batch {batch.id} were deleted on {batch.archived_at:%Y-%m-%d}: results are "
+            f"kept {int(settings.ATRIUM_BATCH_RESULTS_RETENTION_DAYS)} days after a batch is created.")
     if batch.status != MessageBatch.Status.ENDED:
         raise BatchNotReady(f"message batch {batch.id} is still {batch.status}; its results are available once "
                             f"it has ended.")
@@ -286,6 +300,23 @@ def batch_results(batch: MessageBatch) -> Any:
     for custom_id, result_type, result in rows:
         body = result if result_type in ("succeeded", "errored") and result else {"type": result_type}
         yield (json.dumps({"custom_id": custom_id, "result": body}, separators=(",", ":")) + "\n").encode()
+
+
+def batch_results_expire() -> int:
+    """Delete the requests (prompts) and results of the current tenant's ended batches created more than
+    ATRIUM_BATCH_RESULTS_RETENTION_DAYS ago; each batch in its own transaction, with an audit entry. The batch
+    stays (counts, `archived_at`). Returns how many batches were archived."""
+    days = int(settings.ATRIUM_BATCH_RESULTS_RETENTION_DAYS)
+    due = list(MessageBatch.objects.filter(
+        status=MessageBatch.Status.ENDED, archived_at__isnull=True,
+        created_at__lt=timezone.now() - timedelta(days=days)).order_by("created_at").values_list("id", "user_id"))
+    for batch_id, user_id in due:
+        with transaction.atomic():
+            deleted, _ = MessageBatchRequest.objects.filter(batch_id=batch_id).delete()
+            MessageBatch.objects.filter(pk=batch_id).update(archived_at=timezone.now())
+            audit_record(event_type="message_batch_results_deleted", user_id=user_id,
+                         metadata={"batch": batch_id, "requests": deleted, "retention_days": days})
+    return len(due)
 
 
 def wait_ended(batch_id: str, timeout_s: float = 60.0) -> MessageBatch:  # pragma: no cover - tests and demos

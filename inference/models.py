@@ -187,6 +187,9 @@ class MessageBatch(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     cancel_initiated_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)  # the worker running it holds the lease until then
+    # When its requests and results were deleted (ATRIUM_BATCH_RESULTS_RETENTION_DAYS after creation): the batch
+    # and its counts stay, its results answer 404 (inference.batches.batch_results_expire).
+    archived_at = models.DateTimeField(null=True, blank=True)
     succeeded_count = models.PositiveIntegerField(default=0)
     errored_count = models.PositiveIntegerField(default=0)
     canceled_count = models.PositiveIntegerField(default=0)

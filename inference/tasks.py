@@ -6,6 +6,7 @@ from celery import shared_task
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from config.tasks_base import RunsWhileSuspended
 from inference.health import provider_health_check_all as _check_all
 
 
@@ -36,3 +37,12 @@ def batch_recover() -> int:
         with tenant_context(tenant):
             total += recover()
     return total
+
+
+@shared_task(base=RunsWhileSuspended, name="inference.tasks.batch_results_expire", ignore_result=True)
+def batch_results_expire() -> int:
+    """Beat runs this in every tenant's schema (hourly; a suspended tenant's too: it deletes personal data):
+    ended batches past ATRIUM_BATCH_RESULTS_RETENTION_DAYS lose their requests and results."""
+    from inference.batches import batch_results_expire as expire
+
+    return expire()

@@ -286,6 +286,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "tenant_schemas": ["public"],
     },
+    "batch-results-expiry": {  # once per tenant: ended batches' results past ATRIUM_BATCH_RESULTS_RETENTION_DAYS
+        "task": "inference.tasks.batch_results_expire",
+        "schedule": crontab(minute=41),
+    },
     "gdpr-recover": {
         "task": "audit.tasks.gdpr_recover",
         "schedule": 60.0,

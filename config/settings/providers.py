@@ -21,3 +21,5 @@ ATRIUM_BATCH_QUEUE = env.str("ATRIUM_BATCH_QUEUE", default="celery")
 ATRIUM_BATCH_LEASE_S = env.int("ATRIUM_BATCH_LEASE_S", default=300)
 ATRIUM_BATCH_MAX_REQUESTS = env.int("ATRIUM_BATCH_MAX_REQUESTS", default=10_000)
 ATRIUM_BATCH_EXPIRY_S = env.int("ATRIUM_BATCH_EXPIRY_S", default=24 * 3600)
+# A batch's requests and results are deleted this many days after it was created (Anthropic keeps results 29 days).
+ATRIUM_BATCH_RESULTS_RETENTION_DAYS = env.int("ATRIUM_BATCH_RESULTS_RETENTION_DAYS", default=29)

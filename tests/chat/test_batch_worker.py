@@ -125,3 +125,44 @@ def test_worker_killed_mid_batch_then_recovered_records_each_request_once(
     assert sdk.messages.batches.retrieve(created.id).request_counts.succeeded == 8
     assert records(tenants["alpha"], created.id) == (8, 8)
     assert [r.custom_id for r in sdk.messages.batches.results(created.id)] == [f"q{i}" for i in range(8)]
+
+
+def test_beat_task_expires_results_in_the_tenant_it_was_sent_from(celery_worker_process: Any, committed: None,
+                                                                   tenants: dict[str, Any]) -> None:
+    """The retention task as beat sends it (once per tenant, from that tenant's schema), run by a real worker:
+    beta's batch past the retention loses its requests and results; alpha's, as old, is not touched by it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tenants.utils import tenant_context
+
+    from inference.batches import new_batch_id
+    from inference.models import MessageBatch, MessageBatchRequest
+    from inference.tasks import batch_results_expire
+
+    made: dict[str, str] = {}
+    old = timezone.now() - timedelta(days=40)
+    for schema in ("alpha", "beta"):
+        with tenant_context(tenants[schema]):
+            batch = MessageBatch.objects.create(id=new_batch_id(), created_at=old, expires_at=old, ended_at=old,
+                                                status=MessageBatch.Status.ENDED, total=2, succeeded_count=2)
+            MessageBatchRequest.objects.bulk_create([
+                MessageBatchRequest(batch=batch, position=i, custom_id=f"r{i}", params={"model": "haiku"},
+                                    result_type="succeeded", result={"type": "succeeded"}) for i in range(2)])
+            made[schema] = batch.id
+    try:
+        with tenant_context(tenants["beta"]):
+            batch_results_expire.apply_async(queue=celery_worker_process.queue)
+
+            def archived() -> bool:
+                return MessageBatch.objects.get(pk=made["beta"]).archived_at is not None
+
+            wait_for(archived, "beta's batch archived by the worker")
+            assert not MessageBatchRequest.objects.filter(batch_id=made["beta"]).exists()
+        with tenant_context(tenants["alpha"]):
+            assert MessageBatch.objects.get(pk=made["alpha"]).archived_at is None
+            assert MessageBatchRequest.objects.filter(batch_id=made["alpha"]).count() == 2
+    finally:
+        for schema, batch_id in made.items():
+            with tenant_context(tenants[schema]):
+                MessageBatch.objects.filter(pk=batch_id).delete()

@@ -174,3 +174,45 @@ def test_other_users_batches_are_not_found(sim: Any, client_a: Any, basic: Any, 
     assert client_a.get("/v1/messages/batches", HTTP_X_API_KEY=other).json()["data"] == []
     assert client_a.put("/v1/messages/batches", HTTP_X_API_KEY=basic[1]).status_code == 405
     assert client_a.get("/v1/messages/batches?limit=0", HTTP_X_API_KEY=basic[1]).status_code == 400
+
+
+def test_results_are_deleted_after_the_retention_and_then_answer_a_clear_404(
+        sdk: anthropic.Anthropic, sim: Any, tenant_a: Any, in_tenant: Any, no_queue: Any, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.ATRIUM_BATCH_RESULTS_RETENTION_DAYS = 29
+    old, young = (sdk.messages.batches.create(requests=[request("a"), request("b")]).id  # type: ignore[list-item]
+                  for _ in range(2))
+    with in_tenant(tenant_a):
+        for batch_id, age in ((old, 30), (young, 28)):
+            assert batches.batch_run(batch_id) == "done"
+            MessageBatch.objects.filter(pk=batch_id).update(created_at=timezone.now() - timedelta(days=age))
+        assert batches.batch_results_expire() == 1
+        assert batches.batch_results_expire() == 0  # once
+        assert not MessageBatchRequest.objects.filter(batch_id=old).exists()  # prompts and results both gone
+        assert MessageBatchRequest.objects.filter(batch_id=young).count() == 2
+        entry = AuditEntry.objects.get(event_type="message_batch_results_deleted")
+        assert entry.metadata == {"batch": old, "requests": 2, "retention_days": 29}
+
+    archived = sdk.messages.batches.retrieve(old)  # the batch itself stays, with its counts
+    assert archived.archived_at is not None and archived.results_url is None
+    assert archived.request_counts.succeeded == 2
+    with pytest.raises(anthropic.NotFoundError) as refused:  # the SDK's own class for Anthropic's 404
+        sdk.get(f"/v1/messages/batches/{old}/results", cast_to=object)
+    error = refused.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "not_found_error"
+    assert "were deleted on" in error["message"] and "kept 29 days after a batch is created" in error["message"]
+    assert [r.custom_id for r in sdk.messages.batches.results(young)] == ["a", "b"]
+    assert sdk.messages.batches.retrieve(young).archived_at is None
+    assert sdk.messages.batches.delete(old).type == "message_batch_deleted"  # an archived batch can go entirely
+
+
+def test_beat_expires_batch_results_in_every_tenant_even_suspended(settings: Any) -> None:
+    from config.tasks_base import RunsWhileSuspended
+    from inference.tasks import batch_results_expire
+
+    entry = settings.CELERY_BEAT_SCHEDULE["batch-results-expiry"]
+    assert entry["task"] == batch_results_expire.name and "tenant_schemas" not in entry  # fans out per tenant
+    assert isinstance(batch_results_expire, RunsWhileSuspended)
