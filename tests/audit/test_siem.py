@@ -274,3 +274,21 @@ def test_a_chain_shorter_than_what_was_sent_is_reported_not_called_caught_up(com
         state = cursor(made)
         assert state.failures == 1 and state.last_error.startswith(f"the chain's head #{head} is behind")
         assert state.caught_up_at is None
+
+
+def test_a_receiver_holding_the_chain_key_can_check_every_entry_and_link(committed: None, tenant_a: Any,
+                                                                         syslog: SyslogReceiver) -> None:
+    """What docs/siem.md promises: `chained` is exactly what the MAC covers, `prev_mac` links to the entry before."""
+    from audit.verify import entry_mac_of, key_fingerprint
+    from tenants.models import Tenant
+
+    key = str(Tenant.objects.get(pk=tenant_a.pk).audit_key).encode()
+    with destination(tenant_a, syslog.url) as made:
+        write(tenant_a, 3)
+        stream_route(route(made))
+        docs = [m.document for m in syslog.wait_for(3)]
+    for before, doc in zip([None, *docs], docs, strict=False):
+        assert entry_mac_of(key, doc["prev_mac"], doc["chained"]) == doc["mac"]
+        assert doc["key_id"] == key_fingerprint(key)
+        if before is not None:
+            assert doc["prev_mac"] == before["mac"] and doc["seq"] == before["seq"] + 1

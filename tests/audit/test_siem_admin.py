@@ -105,6 +105,10 @@ def test_the_platform_trail_streams_with_its_own_chain_and_the_lag_is_on_metrics
         docs = [m.document for m in receiver.wait_for(3)]
         assert [d["id"] for d in docs] == [f"public/{e.seq}/{e.mac}" for e in written]
         assert docs[0]["chained"]["action"] == "siem_platform_probe" and docs[0]["chain"] == "public"
+        from audit.platform.chain import platform_key
+        from audit.verify import entry_mac_of
+
+        assert all(entry_mac_of(platform_key(), d["prev_mac"], d["chained"]) == d["mac"] for d in docs)
     finally:
         receiver.stop()
         SiemDestination.objects.filter(pk=made.pk).delete()
