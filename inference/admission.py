@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from access.budget_rebuild import budget_rebuild
 from access.budgets import BUDGET, BUDGET_CHECK, BudgetPlan, BudgetRebuildNeeded, BudgetReservation
 from access.errors import BetaNotAllowed, NotPermitted, QuotaExceeded
-from access.policy import betas_check, policy_check
+from access.policy import PolicyDecision, betas_check, policy_check
 from access.quotas import QUOTA, QuotaRebuildNeeded, Reservation, quota_plan, quota_rebuild, quota_release
 from audit.services import audit_record, consent_required
 from config.admission import Bound, composite
@@ -145,14 +145,13 @@ def betas_admit(call: Call) -> None:
                                  f"uses.", permission="anthropic_beta")
 
 
-def gateway_admit(call: Call) -> Admitted:
-    """Every check before a model call, in order; raises a typed error naming what stopped it."""
-    validate_body(call.body)
-    body = call.body
-    name = str(body["model"]).strip()
+def model_admit(call: Call, *, max_tokens: int) -> tuple[CatalogEntry, PolicyDecision]:
+    """What every model endpoint checks first, in order (Messages, count_tokens): the model is in the catalog
+    (ModelNotFound), the user accepted the tenant's notice (ConsentRequired), the access policy and the tenant's
+    betas allow the call (NotPermitted); each refusal is audited."""
+    name = str(call.body["model"]).strip()
     entry = catalog_entry(name)
     if entry is None:
-        metrics.REQUESTS.labels(call.tenant.schema_name, call.source, "not_found").inc()
         raise ModelNotFound(f"model: {name} (not in this Atrium's catalog; GET /v1/models lists yours)")
     pending = consent_required(call.user, call.tenant)
     if pending is not None:
@@ -161,11 +160,23 @@ def gateway_admit(call: Call) -> Admitted:
         raise exc
     try:
         decision = policy_check(user=call.user, tenant=call.tenant, model=entry.model_id, tier=entry.tier,
-                                max_tokens=int(body["max_tokens"]), has_tools=bool(body.get("tools")),
-                                has_images=has_images(body))
+                                max_tokens=max_tokens, has_tools=bool(call.body.get("tools")),
+                                has_images=has_images(call.body))
         betas_admit(call)
     except NotPermitted as exc:
         _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
+        raise
+    return entry, decision
+
+
+def gateway_admit(call: Call) -> Admitted:
+    """Every check before a model call, in order; raises a typed error naming what stopped it."""
+    validate_body(call.body)
+    body = call.body
+    try:
+        entry, decision = model_admit(call, max_tokens=int(body["max_tokens"]))
+    except ModelNotFound:
+        metrics.REQUESTS.labels(call.tenant.schema_name, call.source, "not_found").inc()
         raise
     if not records_available(call.tenant):
         unavailable = RecordsUnavailable()

@@ -16,13 +16,11 @@ from typing import Any
 
 from django.db import transaction
 
-from access.errors import NotPermitted
-from access.policy import policy_check
-from audit.services import audit_record, consent_required
+from audit.services import audit_record
 from inference import metrics
-from inference.admission import _refused, betas_admit
-from inference.calls import Call, ConsentRequired, InvalidRequest, consent_url, has_images, validate_messages
-from inference.errors import InferenceError, ModelNotFound
+from inference.admission import model_admit
+from inference.calls import Call, InvalidRequest, validate_messages
+from inference.errors import InferenceError
 from inference.providers.base import provider_client
 from inference.providers.counting import provider_count_tokens
 from inference.router import Walk, first_byte_budget
@@ -97,24 +95,7 @@ def count_tokens(call: Call) -> dict[str, Any]:
     """The whole endpoint: checks, the router, the audit entry. Returns {"input_tokens": N}."""
     _validate(call.body)
     body = call.body
-    from inference.catalog.selectors import catalog_entry
-
-    name = str(body["model"]).strip()
-    entry = catalog_entry(name)
-    if entry is None:
-        raise ModelNotFound(f"model: {name} (not in this Atrium's catalog; GET /v1/models lists yours)")
-    pending = consent_required(call.user, call.tenant)
-    if pending is not None:
-        exc = ConsentRequired(pending.version, consent_url(call))
-        _refused(call, exc, model=entry.model_id, reason="consent")
-        raise exc
-    try:
-        policy_check(user=call.user, tenant=call.tenant, model=entry.model_id, tier=entry.tier, max_tokens=1,
-                     has_tools=bool(body.get("tools")), has_images=has_images(body))
-        betas_admit(call)
-    except NotPermitted as exc:
-        _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
-        raise
+    entry, _decision = model_admit(call, max_tokens=1)  # no output: the policy's max_tokens clamp does not apply
     params = {k: v for k, v in body.items() if k != "model"}
     betas = call.betas
     request = MessageRequest(model=entry.model_id, params=params, betas=betas)
