@@ -112,3 +112,25 @@ def test_the_platform_trail_streams_with_its_own_chain_and_the_lag_is_on_metrics
     finally:
         receiver.stop()
         SiemDestination.objects.filter(pk=made.pk).delete()
+
+
+@pytest.mark.django_db
+def test_key_rotation_reencrypts_the_siem_secret(tenants: Any) -> None:
+    from cryptography.fernet import Fernet
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from tenants import crypto
+
+    old_keys = list(settings.ATRIUM_ENCRYPTION_KEYS)
+    made = SiemDestination.objects.create(name="rotated", url="https://127.0.0.1:8443/x", secret="rotate-me-siem")
+    new_key = Fernet.generate_key().decode()
+    try:
+        with override_settings(ATRIUM_ENCRYPTION_KEYS=[new_key, *old_keys]):
+            crypto.reset_keys()
+            call_command("rotate_encryption_keys", stdout=None)
+        with override_settings(ATRIUM_ENCRYPTION_KEYS=[new_key]):
+            crypto.reset_keys()
+            assert SiemDestination.objects.get(pk=made.pk).secret == "rotate-me-siem"
+    finally:
+        crypto.reset_keys()
