@@ -36,6 +36,7 @@ from access.quota_scripts import (
     SETTLE_LUA,
 )
 from config.admission import ScriptInput, register_part
+from config.ids import uuid4_hex
 from config.redis import redis_client, redis_is_cluster, redis_script
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class QuotaPlan:
 
     def __post_init__(self) -> None:
         self.now_ms = self.now_ms or int(time.time() * 1000)
-        self.member = self.member or uuid.uuid4().hex
+        self.member = self.member or uuid4_hex()
         self.ttl_ms = self.ttl_ms or int(float(settings.ATRIUM_QUOTA_RESERVATION_TTL_S) * 1000)
 
 

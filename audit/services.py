@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from django.utils import timezone
 from audit import chain, queries
 from audit.models import AuditEntry, Consent, Erasure, ProcessingNotice
 from config.client_ip import client_ip
+from config.ids import uuid4
 from config.tenant_cache import TenantCache
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def audit_rows(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], p
         last_seq += 1
         fields: dict[str, Any] = {
             "seq": last_seq,
-            "event_id": uuid.uuid4(),
+            "event_id": uuid4(),
             "timestamp": event.timestamp,
             "event_type": event.event_type,
             "actor": chain.pseudonym(key, event.user_id),  # the pseudonym survives erasure

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, ResolverMatch, set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
 
+from config.ids import uuid4_hex
 from config.suspended import suspended_response, tenant_suspended
 from config.tenant_cache import TenantCache
 from config.tracing import current_trace_id
@@ -34,7 +34,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-Id", "")
-        request_id = incoming if _VALID.match(incoming) else f"req_{uuid.uuid4().hex}"
+        request_id = incoming if _VALID.match(incoming) else f"req_{uuid4_hex()}"
         token = _request_id.set(request_id)
         request.request_id = request_id  # type: ignore[attr-defined]
         # Streamed answers are recorded after the request span ended: keep its trace id with the request.

@@ -62,6 +62,18 @@ def notify_trigger_sql(table: str, update_of: list[str] | None = None) -> tuple[
     return forward, f"DROP TRIGGER IF EXISTS {name} ON {table};"
 
 
+# This process's id, kept by a fork hook rather than asked of the kernel on every lookup (a system call each).
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def cache_ttl() -> float:
     return float(getattr(settings, "ATRIUM_AUTH_CACHE_S", 0) or 0)
 
@@ -81,10 +93,10 @@ class _Listener:
 
     def ensure_started(self) -> bool:
         """Start the listener in this process if needed; True when the caches may serve entries."""
-        if self.pid != os.getpid():
+        if self.pid != _pid:
             with self.lock:
-                if self.pid != os.getpid():  # a new process (a forked worker): nothing inherited is trusted
-                    self.pid = os.getpid()
+                if self.pid != _pid:  # a new process (a forked worker): nothing inherited is trusted
+                    self.pid = _pid
                     self.forget_all(connected=False)
                     self.thread = threading.Thread(target=self._run, name="atrium-cache-listener", daemon=True)
                     self.thread.start()

@@ -3,7 +3,6 @@ hands to the call (`Admitted`); the errors a call is refused with before anythin
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from access.budgets import BudgetReservation
 from access.errors import NotPermitted
 from access.policy import PolicyDecision
 from access.quotas import Reservation
+from config.ids import uuid4_hex
 from inference.catalog.selectors import CatalogEntry
 from inference.errors import InferenceError
 from inference.types import MessageRequest, ProviderTarget
@@ -77,9 +77,9 @@ def request_id_for(request: HttpRequest | None) -> str:
     a second call's record look like a retry), so it gets a unique suffix."""
     request_id = str(getattr(request, "request_id", "") or "")
     if not request_id:
-        return f"req_{uuid.uuid4().hex}"
+        return f"req_{uuid4_hex()}"
     if request is not None and request.headers.get("X-Request-Id", "") == request_id:
-        return f"{request_id}.{uuid.uuid4().hex[:16]}"
+        return f"{request_id}.{uuid4_hex()[:16]}"
     return request_id
 
 

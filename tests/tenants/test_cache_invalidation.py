@@ -146,6 +146,28 @@ def test_a_value_read_before_an_invalidation_is_not_stored(caches_on: None) -> N
     assert cache.peek("alpha", "k") is None and cache.peek("beta", "k") == "other tenant"
 
 
+def test_a_forked_process_serves_nothing_its_parent_cached(caches_on: None) -> None:
+    """A gunicorn worker or Celery child is forked: its parent's entries (and listener) are not its own, so
+    nothing inherited may answer before the child has its own subscription."""
+    import os
+
+    cache: TenantCache[str] = TenantCache(f"fork-{uuid.uuid4().hex[:6]}")
+    cache.get_or_load("alpha", "k", lambda: "parent's")
+    assert cache.peek("alpha", "k") == "parent's"
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child answers, then leaves without running anything else of the session
+        os.close(read_end)
+        os.write(write_end, repr(cache.peek("alpha", "k")).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert answer == "None"
+    assert cache.peek("alpha", "k") == "parent's"  # the parent's own entry is still its own
+
+
 def test_while_the_listener_is_down_nothing_is_served_from_memory(caches_on: None) -> None:
     cache: TenantCache[str] = TenantCache(f"down-{uuid.uuid4().hex[:6]}")
     cache.get_or_load("alpha", "k", lambda: "v")
