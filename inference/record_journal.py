@@ -197,11 +197,16 @@ class JournalMixin(Generic[T]):
                 raise OSError("ATRIUM_RECORD_JOURNAL_DIR is not set")
             os.makedirs(directory, exist_ok=True)
             path = os.path.join(directory, f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}.journal")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            # Created and locked under a name no scan replays, then renamed: a scan between the creation and the
+            # lock would otherwise take the new file for a dead process's journal and delete it.
+            fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
+                os.rename(f"{path}.new", path)
             except OSError:
                 os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{path}.new")
                 raise
             segment = self._segment = _Segment(path=path, fd=fd)
         return segment
@@ -237,6 +242,9 @@ class JournalMixin(Generic[T]):
         busy = {r.path for r in self._replays}
         for name in sorted(os.listdir(directory)):
             path = os.path.join(directory, name)
+            if name.startswith(f"{self.name}-") and name.endswith(".journal.new"):
+                self._drop_unborn(path)  # a process killed before its new segment got its name: it holds nothing
+                continue
             if not name.startswith(f"{self.name}-") or not name.endswith(".journal") or path in busy:
                 continue
             try:
@@ -264,6 +272,14 @@ class JournalMixin(Generic[T]):
                 else:
                     self._replays.append(replay)
                 self._cond.notify_all()
+
+    @staticmethod
+    def _drop_unborn(path: str) -> None:
+        """A new segment never renamed (its process was killed in between) holds no record; one a minute old is
+        deleted (a live process renames its own within microseconds, so a young one is left alone)."""
+        with contextlib.suppress(OSError):
+            if time.time() - os.stat(path).st_mtime > 60:
+                os.unlink(path)
 
     def _replay_finish(self, replay: _Replay) -> None:
         with contextlib.suppress(OSError):

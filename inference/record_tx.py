@@ -21,6 +21,8 @@ search path is SET LOCAL, so it ends with the transaction.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -40,12 +42,26 @@ _COLUMNS = ("seq", "event_id", "timestamp", "event_type", "actor", "model", "inp
             "personal", "request_id", "prev_mac", "mac")
 _JSON = frozenset({"metadata", "personal"})
 _FIRST = sql.SQL(
-    "BEGIN; SET LOCAL search_path = {}, public; "
+    "BEGIN; SET LOCAL search_path = {}, public; {}"
     "SELECT head_seq, head_mac FROM atrium_audit_lock_head(); "
     "SELECT request_id, NULL FROM audit_auditentry WHERE request_id = ANY(%s) "
     "UNION ALL SELECT NULL, subject_ref FROM audit_erasure WHERE subject_ref = ANY(%s)")
 _INSERT = f"INSERT INTO audit_auditentry ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608 - constant column names
 _ROW = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+
+
+_timeout_ms: ContextVar[int | None] = ContextVar("record_tx_timeout_ms", default=None)
+
+
+@contextlib.contextmanager
+def bounded(ms: float) -> Iterator[None]:
+    """record_tx_commit gives up (and rolls back) after `ms` milliseconds of any statement waiting, e.g. for a
+    lock on the audit table: a request thread committing its own record must not hang with it."""
+    token = _timeout_ms.set(max(1, int(ms)))
+    try:
+        yield
+    finally:
+        _timeout_ms.reset(token)
 
 
 def usable() -> bool:
@@ -78,7 +94,9 @@ def record_tx_commit(records: list[CallRecord]) -> None:
         raise RuntimeError("record_tx needs a connection outside Django's transactions")
     cursor = psycopg.ClientCursor(raw)
     try:
-        cursor.execute(_FIRST.format(sql.Identifier(tenant.schema_name)), [request_ids, list(refs)])
+        timeout = _timeout_ms.get()
+        limit = sql.SQL("SET LOCAL statement_timeout = {}; ").format(sql.Literal(timeout)) if timeout else sql.SQL("")
+        cursor.execute(_FIRST.format(sql.Identifier(tenant.schema_name), limit), [request_ids, list(refs)])
         results: list[list[Any]] = []
         while True:
             if cursor.description is not None:

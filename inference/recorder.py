@@ -49,10 +49,17 @@ class BatchWriter(JournalMixin[T]):
     write (retried until written)."""
 
     def __init__(self, name: str, write: Callable[[list[T]], list[T]], codec: Codec[T] | None = None,
-                 after: Callable[[], None] | None = None) -> None:
+                 after: Callable[[], None] | None = None,
+                 lead: Callable[[list[T]], list[T] | None] | None = None) -> None:
         self.name = name
         self.write = write
         self.codec = codec
+        # Leader/follower: when the writer has nothing to do, the caller writes its own record in its own thread
+        # (`lead` returns what it could not write, or None when it cannot lead here); no hand-off to the writer
+        # thread and back. Records that arrive meanwhile queue for the writer, which batches them.
+        self.lead = lead
+        self._leading = False
+        self._settle_due = False
         # Work that follows a commit but must not hold the responses (quota settlement): run after each batch's
         # responses are released, every idle second, and at exit.
         self.after = after
@@ -81,8 +88,42 @@ class BatchWriter(JournalMixin[T]):
             self._after()
             return ticket
         self._ensure_thread()
-        self._enqueue(_Pending(item, ticket, self.codec.key(item) if self.codec else ""))
+        pending = _Pending(item, ticket, self.codec.key(item) if self.codec else "")
+        if not self._lead(pending):
+            self._enqueue(pending)
         return ticket
+
+    def _lead(self, pending: _Pending[T]) -> bool:
+        """Write `pending` in the caller's thread if the writer is idle (nothing queued, nothing being written, no
+        tenant failing). True when it was handled here: written, or, if the write failed, queued for the writer's
+        retries like any failed record."""
+        if self.lead is None:
+            return False
+        with self._cond:
+            if self._queue or self._busy or self._leading or self._failing:
+                return False
+            self._leading = True
+        left: list[T] | None
+        try:
+            left = self.lead([pending.item])
+        except Exception:
+            logger.warning("record_retry: writing a call record in its request thread failed", exc_info=True)
+            left = [pending.item]
+        with self._cond:
+            self._leading = False
+            if left is None:
+                self._cond.notify_all()
+                return False
+            if left:  # not written: the writer retries it (the caller's ticket waits for that, as for any record)
+                pending.attempts += 1
+                self._failing[pending.key] = self._failing.get(pending.key, 0) + 1
+                self._queue.appendleft(pending)
+                metrics.RECORDER_RETRIES.inc()
+            else:
+                self._written(pending)
+                self._settle_due = True  # the writer settles it (quota) off this thread
+            self._cond.notify_all()
+        return True
 
     def submit_journaled(self, item: T) -> None:
         """Journal-first: append `item` to this process's journal and fsync it (group fsync), so it is durable
@@ -123,10 +164,10 @@ class BatchWriter(JournalMixin[T]):
         with self._cond:
             self._hurry = True  # cut a lingering batch short
             self._cond.notify_all()
-            while self._queue or self._busy:
+            while self._queue or self._busy or self._leading:
                 if self._pid != os.getpid() or not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
                     break
-            return not (self._queue or self._busy)
+            return not (self._queue or self._busy or self._leading)
 
     def stop(self) -> None:
         """At exit: write what is pending; journal what the database would not take in time; then the writer's
@@ -164,6 +205,7 @@ class BatchWriter(JournalMixin[T]):
                 self._busy = []
                 self._failing = {}
                 self._journal_init()  # a forked worker starts its own journal
+                self._leading = self._settle_due = False
             elif self._thread is not None and not self._thread.is_alive():
                 # The writer died: what it held goes back to the front of the queue, and a new writer starts.
                 self._queue.extendleft(reversed(self._busy))
@@ -186,6 +228,9 @@ class BatchWriter(JournalMixin[T]):
         limit = int(_setting("ATRIUM_RECORDER_BATCH", 500))
         with self._cond:
             while not self._queue:
+                if self._settle_due:  # a record written by its caller (leader) waits for its settlement
+                    self._settle_due = False
+                    return []
                 if not self._cond.wait(timeout=1.0):
                     return []
             deadline = time.monotonic() + linger

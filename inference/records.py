@@ -176,9 +176,21 @@ def record_decode(line: str) -> CallRecord:
                       budget=BudgetReservation(**data["budget"]) if data.get("budget") else None)
 
 
+def records_lead(records: list[CallRecord]) -> list[CallRecord] | None:
+    """A request thread writing its own call's records while the writer is idle (leader/follower): the same
+    transaction on the request's connection, bounded by ATRIUM_RECORD_COMMIT_WAIT_MS so a locked table cannot
+    hold the request. None when it cannot lead here (turned off, or inside a transaction Django manages)."""
+    from django.conf import settings
+
+    if not getattr(settings, "ATRIUM_RECORDER_LEAD", True) or not record_tx.usable():
+        return None
+    with record_tx.bounded(float(getattr(settings, "ATRIUM_RECORD_COMMIT_WAIT_MS", 3000))):
+        return records_write(records)
+
+
 writer: BatchWriter[CallRecord] = BatchWriter(
     "recorder", records_write, Codec(key=lambda r: str(r.tenant.schema_name), encode=record_encode,
-                                     decode=record_decode), after=settle_pending)
+                                     decode=record_decode), after=settle_pending, lead=records_lead)
 
 
 def recorder_start() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -120,27 +121,69 @@ def test_full_segments_are_deleted_once_their_records_are_written(background: An
     assert len(left) == 1 and left[0].stat().st_size == 0  # only the current segment, emptied
 
 
-def test_a_dead_processs_journal_is_written_once_by_the_next_writer(background: Any) -> None:
-    """A journal-first record whose process died before its commit (its lock is free) is replayed by the next
-    writer, exactly once, and its file removed."""
+def test_a_killed_processs_journal_is_written_once_by_the_next_writer(background: Any) -> None:
+    """A journal-first record whose process was SIGKILLed before its commit is replayed by the next writer,
+    exactly once, and its file removed."""
     name = f"j{uuid.uuid4().hex[:6]}"
+    directory = Path(background.ATRIUM_RECORD_JOURNAL_DIR)
+    child = os.fork()
+    if child == 0:  # the process that dies: it journals two records, the database takes nothing, then SIGKILL
+        try:
+            dead: BatchWriter[str] = BatchWriter(name, _Gate().write, _codec())
+            dead.submit_journaled("a:1")
+            dead.submit_journaled("b:2")
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+    _pid, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    files = list(directory.glob(f"{name}-*.journal"))
+    assert len(files) == 1 and sorted(_lines(str(directory))) == ["a:1", "b:2"]
     gate = _Gate()
-    dead: BatchWriter[str] = BatchWriter(name, gate.write, _codec())
-    dead.submit_journaled("a:1")
-    dead.submit_journaled("b:2")
-    segment = dead._segment
-    assert segment is not None
-    # The process dies: its lock goes with its file descriptor (what a SIGKILL does).
-    os.close(segment.fd)
-    dead._segment = None
-    dead._pid = -1  # its writer thread no longer counts as this process's
-    survivor_gate = _Gate()
-    survivor_gate.open.set()
-    survivor: BatchWriter[str] = BatchWriter(name, survivor_gate.write, _codec())
+    gate.open.set()
+    survivor: BatchWriter[str] = BatchWriter(name, gate.write, _codec())
     survivor.start()
     deadline = time.monotonic() + 30
-    while os.path.exists(segment.path) and time.monotonic() < deadline:
+    while files[0].exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not os.path.exists(segment.path)
-    assert sorted(survivor_gate.written) == ["a:1", "b:2"]
-    assert gate.written == []
+    assert not files[0].exists()
+    assert sorted(gate.written) == ["a:1", "b:2"]
+
+
+def test_a_scan_while_a_segment_is_being_created_cannot_take_it(background: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer's scan for dead journals runs between the new segment's creation and its lock (the gap
+    where it used to find an unlocked, empty .journal and delete it): the record stays on disk."""
+    name = f"j{uuid.uuid4().hex[:6]}"
+    gate = _Gate()
+    writer: BatchWriter[str] = BatchWriter(name, gate.write, _codec())
+    scanner: BatchWriter[str] = BatchWriter(name, gate.write, _codec())
+    real = record_journal.fcntl.flock
+    scanned: list[bool] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if not scanned and threading.current_thread() is threading.main_thread():
+            scanned.append(True)
+            scanner._next_scan = 0.0
+            scanner._scan_journals()  # in the gap: created, not locked yet
+        real(fd, operation)
+
+    monkeypatch.setattr(record_journal.fcntl, "flock", flock)
+    writer.submit_journaled("a:1")
+    assert scanned == [True]
+    assert _lines(background.ATRIUM_RECORD_JOURNAL_DIR) == ["a:1"]
+    assert scanner._replays == [] and not scanner._queue
+    gate.open.set()
+    assert writer.flush(timeout=30) and gate.written == ["a:1"]
+
+
+def test_an_unborn_segment_of_a_killed_process_is_removed_once_old(background: Any) -> None:
+    name = f"j{uuid.uuid4().hex[:6]}"
+    directory = Path(background.ATRIUM_RECORD_JOURNAL_DIR)
+    directory.mkdir(parents=True)
+    old, young = directory / f"{name}-1-aaaa.journal.new", directory / f"{name}-2-bbbb.journal.new"
+    old.touch()
+    young.touch()
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    writer: BatchWriter[str] = BatchWriter(name, _Gate().write, _codec())
+    writer._scan_journals()
+    assert not old.exists() and young.exists()

@@ -1,0 +1,138 @@
+"""Leader/follower recording (BatchWriter's `lead`, inference.records.records_lead): a call that finds the writer
+idle writes its own records in its own thread; calls arriving meanwhile are batched by the writer thread; a failed
+or timed-out lead is retried by the writer, never dropped; on PostgreSQL the lead is bounded, so a locked audit
+table cannot hold the request."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from inference.recorder import BatchWriter
+
+
+@pytest.fixture
+def background(settings: Any, tmp_path: Any) -> Any:
+    settings.ATRIUM_RECORD_IN_BACKGROUND = True
+    settings.ATRIUM_RECORDER_LINGER_MS = 0
+    settings.ATRIUM_RECORD_JOURNAL_DIR = str(tmp_path / "journal")
+    return settings
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_thread: list[tuple[str, list[int]]] = []
+
+    def write(self, batch: list[int]) -> list[int]:
+        with self.lock:
+            self.by_thread.append((threading.current_thread().name, list(batch)))
+        return []
+
+
+def test_an_idle_writer_lets_the_caller_write_its_own_record(background: Any) -> None:
+    log = _Log()
+    writer: BatchWriter[int] = BatchWriter(f"l{uuid.uuid4().hex[:6]}", log.write, lead=log.write)
+    ticket = writer.submit(1)
+    assert ticket.done  # written before submit returned: no hand-off to the writer thread and back
+    assert log.by_thread == [(threading.current_thread().name, [1])]
+
+
+def test_calls_arriving_while_one_leads_are_batched_by_the_writer(background: Any) -> None:
+    log = _Log()
+    leading = threading.Event()
+    release = threading.Event()
+
+    def lead(batch: list[int]) -> list[int]:
+        leading.set()
+        release.wait(30)
+        return log.write(batch)
+
+    writer: BatchWriter[int] = BatchWriter(f"l{uuid.uuid4().hex[:6]}", log.write, lead=lead)
+    first = threading.Thread(target=writer.submit, args=(0,), name="caller-0")
+    first.start()
+    assert leading.wait(30)
+    tickets = [writer.submit(n) for n in range(1, 6)]
+    assert all(t.wait(30) for t in tickets)  # not held up by the leader
+    release.set()
+    first.join(30)
+    assert writer.flush(timeout=30)
+    threads = {name for name, batch in log.by_thread if 0 not in batch}
+    assert threads == {f"atrium-{writer.name}"}  # the followers went to the writer thread
+    assert ("caller-0", [0]) in log.by_thread
+    assert sorted(n for _, batch in log.by_thread for n in batch) == list(range(6))
+
+
+def test_a_failed_lead_is_retried_by_the_writer_never_dropped(background: Any) -> None:
+    log = _Log()
+
+    def lead(batch: list[int]) -> list[int]:
+        raise ConnectionError("the database went away")
+
+    writer: BatchWriter[int] = BatchWriter(f"l{uuid.uuid4().hex[:6]}", log.write, lead=lead)
+    ticket = writer.submit(7)
+    assert ticket.wait(30)
+    assert log.by_thread == [(f"atrium-{writer.name}", [7])]
+
+
+def test_a_lead_that_cannot_lead_here_hands_over_without_counting_a_failure(background: Any) -> None:
+    log = _Log()
+    writer: BatchWriter[int] = BatchWriter(f"l{uuid.uuid4().hex[:6]}", log.write, lead=lambda batch: None)
+    assert writer.submit(3).wait(30)
+    assert log.by_thread == [(f"atrium-{writer.name}", [3])]
+    assert not writer.degraded("")
+
+
+def test_on_postgresql_a_locked_audit_table_times_the_lead_out_and_the_writer_writes_it_later(
+        background: Any, committed: None, tenant_a: Any) -> None:
+    """The request thread's own commit gives up after ATRIUM_RECORD_COMMIT_WAIT_MS while another session holds
+    the audit table; nothing of it is committed then; the writer commits it once the lock is gone."""
+    import psycopg
+    from django.db import connection
+    from django.db import connections as db_connections
+
+    from access.quotas import Reservation
+    from audit.models import AuditEntry
+    from audit.services import AuditEvent
+    from inference.records import CallRecord, records_lead, records_write
+    from inference.services import UsageCount
+
+    background.ATRIUM_RECORD_COMMIT_WAIT_MS = 300
+    request_id = f"req_{uuid.uuid4().hex}"
+    record = CallRecord(
+        tenant=tenant_a, request_id=request_id,
+        usage=UsageCount(None, "claude-haiku-5-5", "anthropic", 5, 5, False, request_id=request_id,
+                         charged_tokens=10),
+        audit=AuditEvent(event_type="model_call", input_payload={"m": request_id}, request_id=request_id),
+        reservation=Reservation(tokens=0), used_tokens=10, settle=True)
+    db = connection.settings_dict
+    outcome: dict[str, Any] = {}
+    with psycopg.connect(host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432,
+                         user=db.get("USER") or "postgres", dbname=db["NAME"]) as locker:
+        locker.execute(f'LOCK TABLE "{tenant_a.schema_name}".audit_auditentry IN ACCESS EXCLUSIVE MODE')
+
+        def request_thread() -> None:  # a connection outside the test's transaction, as a request thread has
+            started = time.monotonic()
+            try:
+                outcome["left"] = records_lead([record])
+            finally:
+                outcome["seconds"] = time.monotonic() - started
+                db_connections.close_all()
+
+        thread = threading.Thread(target=request_thread)
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive()  # it did not wait for the lock to go
+        locker.rollback()
+    assert outcome["left"] == [record]  # not written: the writer's retries take it from here
+    from django_tenants.utils import schema_context
+
+    with schema_context(tenant_a.schema_name):
+        assert AuditEntry.objects.filter(request_id=request_id).count() == 0  # rolled back, nothing half-written
+    assert records_write([record]) == []  # the writer's retry, once the lock is gone
+    with schema_context(tenant_a.schema_name):
+        assert AuditEntry.objects.filter(request_id=request_id).count() == 1
