@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -152,15 +152,21 @@ def _hashed(record: CallRecord) -> AuditEvent:
         return record.audit.hashed(chain.tenant_key())
 
 
+def _fields(instance: Any) -> dict[str, Any]:
+    """A dataclass's fields, shallow: json.dumps reads the nested lists and dicts as they are (dataclasses.asdict
+    deep-copied every one of them, a sixth of a call's CPU in the request thread)."""
+    return dict(vars(instance))
+
+
 def record_encode(record: CallRecord) -> str:
     event = _hashed(record)
-    audit = asdict(event)
+    audit = _fields(event)
     audit["timestamp"] = event.timestamp.isoformat()
-    usage = asdict(record.usage)
+    usage = _fields(record.usage)
     usage["day"] = record.usage.day.isoformat() if record.usage.day else None
     return json.dumps({"tenant": record.tenant.schema_name, "request_id": record.request_id, "usage": usage,
-                       "audit": audit, "reservation": asdict(record.reservation), "used_tokens": record.used_tokens,
-                       "settle": record.settle, "budget": asdict(record.budget) if record.budget else None},
+                       "audit": audit, "reservation": _fields(record.reservation), "used_tokens": record.used_tokens,
+                       "settle": record.settle, "budget": _fields(record.budget) if record.budget else None},
                       separators=(",", ":"), default=str)
 
 
