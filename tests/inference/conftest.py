@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from inference.breaker import breaker_reset
 from inference.providers.base import provider_clients_clear
+from inference.recorder import Codec
 from inference.simulator import Simulator
 
 
@@ -36,3 +38,20 @@ def sim(simulator: Simulator, settings: Any, db: Any, monkeypatch: pytest.Monkey
     yield simulator
     simulator.faults.clear()
     breaker_reset()
+
+
+@pytest.fixture
+def background(settings: Any, tmp_path: Any) -> Any:
+    """Records written by a BatchWriter's own thread (as in production), the journal in the test's directory."""
+    settings.ATRIUM_RECORD_IN_BACKGROUND = True
+    settings.ATRIUM_RECORDER_LINGER_MS = 200
+    settings.ATRIUM_RECORDER_BATCH = 500
+    settings.ATRIUM_RECORDER_MAX_PENDING = 10_000
+    settings.ATRIUM_RECORD_JOURNAL_DIR = str(tmp_path / "journal")
+    settings.ATRIUM_RECORD_JOURNAL_SCAN_S = 0
+    return settings
+
+
+def string_codec() -> Codec[str]:
+    """Journal lines for "tenant:n" strings (the tenant is the part before the colon)."""
+    return Codec(key=lambda item: item.split(":")[0], encode=json.dumps, decode=json.loads)

@@ -16,22 +16,8 @@ from typing import Any
 import pytest
 
 from inference import record_journal
-from inference.recorder import BatchWriter, Codec
-
-
-@pytest.fixture
-def background(settings: Any, tmp_path: Path) -> Any:
-    settings.ATRIUM_RECORD_IN_BACKGROUND = True
-    settings.ATRIUM_RECORDER_LINGER_MS = 0
-    settings.ATRIUM_RECORDER_BATCH = 500
-    settings.ATRIUM_RECORDER_MAX_PENDING = 10_000
-    settings.ATRIUM_RECORD_JOURNAL_DIR = str(tmp_path / "journal")
-    settings.ATRIUM_RECORD_JOURNAL_SCAN_S = 0
-    return settings
-
-
-def _codec() -> Codec[str]:
-    return Codec(key=lambda item: item.split(":")[0], encode=json.dumps, decode=json.loads)
+from inference.recorder import BatchWriter
+from tests.inference.conftest import string_codec
 
 
 def _lines(directory: str) -> list[str]:
@@ -59,7 +45,7 @@ class _Gate:
 
 def test_a_journaled_record_is_on_disk_when_submit_returns_and_written_after(background: Any) -> None:
     gate = _Gate()
-    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, _codec())
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, string_codec())
     writer.submit_journaled("a:1")
     # The call may answer now: its record is in the journal (fsynced) although the database has taken nothing.
     assert _lines(background.ATRIUM_RECORD_JOURNAL_DIR) == ["a:1"]
@@ -72,7 +58,7 @@ def test_a_journaled_record_is_on_disk_when_submit_returns_and_written_after(bac
 
 def test_one_fdatasync_serves_many_concurrent_calls(background: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     gate = _Gate()
-    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, _codec())
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, string_codec())
     callers = 24
     syncs: list[int] = []
     real = os.fdatasync
@@ -107,7 +93,7 @@ def test_one_fdatasync_serves_many_concurrent_calls(background: Any, monkeypatch
 def test_full_segments_are_deleted_once_their_records_are_written(background: Any) -> None:
     background.ATRIUM_RECORD_JOURNAL_SEGMENT_MB = 10 / (1024 * 1024)  # 10 bytes: a new segment every two lines
     gate = _Gate()
-    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, _codec())
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, string_codec())
     items = [f"a:{n}" for n in range(7)]
     for item in items:
         writer.submit_journaled(item)
@@ -129,7 +115,7 @@ def test_a_killed_processs_journal_is_written_once_by_the_next_writer(background
     child = os.fork()
     if child == 0:  # the process that dies: it journals two records, the database takes nothing, then SIGKILL
         try:
-            dead: BatchWriter[str] = BatchWriter(name, _Gate().write, _codec())
+            dead: BatchWriter[str] = BatchWriter(name, _Gate().write, string_codec())
             dead.submit_journaled("a:1")
             dead.submit_journaled("b:2")
         finally:
@@ -140,7 +126,7 @@ def test_a_killed_processs_journal_is_written_once_by_the_next_writer(background
     assert len(files) == 1 and sorted(_lines(str(directory))) == ["a:1", "b:2"]
     gate = _Gate()
     gate.open.set()
-    survivor: BatchWriter[str] = BatchWriter(name, gate.write, _codec())
+    survivor: BatchWriter[str] = BatchWriter(name, gate.write, string_codec())
     survivor.start()
     deadline = time.monotonic() + 30
     while files[0].exists() and time.monotonic() < deadline:
@@ -155,8 +141,8 @@ def test_a_scan_while_a_segment_is_being_created_cannot_take_it(background: Any,
     where it used to find an unlocked, empty .journal and delete it): the record stays on disk."""
     name = f"j{uuid.uuid4().hex[:6]}"
     gate = _Gate()
-    writer: BatchWriter[str] = BatchWriter(name, gate.write, _codec())
-    scanner: BatchWriter[str] = BatchWriter(name, gate.write, _codec())
+    writer: BatchWriter[str] = BatchWriter(name, gate.write, string_codec())
+    scanner: BatchWriter[str] = BatchWriter(name, gate.write, string_codec())
     real = record_journal.fcntl.flock
     scanned: list[bool] = []
 
@@ -184,6 +170,6 @@ def test_an_unborn_segment_of_a_killed_process_is_removed_once_old(background: A
     old.touch()
     young.touch()
     os.utime(old, (time.time() - 3600, time.time() - 3600))
-    writer: BatchWriter[str] = BatchWriter(name, _Gate().write, _codec())
+    writer: BatchWriter[str] = BatchWriter(name, _Gate().write, string_codec())
     writer._scan_journals()
     assert not old.exists() and young.exists()

@@ -10,28 +10,14 @@ import time
 import uuid
 from typing import Any
 
-import pytest
-
-from inference.recorder import BatchWriter, Codec
-
-
-@pytest.fixture
-def background(settings: Any, tmp_path: Any) -> Any:
-    settings.ATRIUM_RECORD_IN_BACKGROUND = True
-    settings.ATRIUM_RECORDER_LINGER_MS = 200
-    settings.ATRIUM_RECORDER_BATCH = 500
-    settings.ATRIUM_RECORDER_MAX_PENDING = 10_000
-    settings.ATRIUM_RECORD_JOURNAL_DIR = str(tmp_path / "journal")
-    settings.ATRIUM_RECORD_JOURNAL_SCAN_S = 0
-    return settings
+from inference.recorder import BatchWriter
+from tests.inference.conftest import string_codec
 
 
 def _name() -> str:
     return f"t{uuid.uuid4().hex[:6]}"
 
 
-def _codec() -> Codec[str]:
-    return Codec(key=lambda item: item.split(":")[0], encode=json.dumps, decode=json.loads)
 
 
 def test_records_are_written_in_batches_in_order_off_the_callers_thread(background: Any) -> None:
@@ -100,7 +86,7 @@ def test_failing_records_are_retried_until_written_never_dropped(background: Any
                 written.append(item)
         return left
 
-    writer: BatchWriter[str] = BatchWriter(_name(), write, _codec())
+    writer: BatchWriter[str] = BatchWriter(_name(), write, string_codec())
     tickets = [writer.submit(item) for item in ("a:1", "b:bad", "a:2")]
     assert tickets[0].wait(30) and tickets[2].wait(30)  # the good records do not wait for the bad one
     assert writer.degraded("b") or tickets[1].done
@@ -195,7 +181,7 @@ def test_a_dead_processs_journal_is_replayed_exactly_once(background: Any) -> No
     live.write(json.dumps("a:live") + "\n")
     live.flush()
     written: list[str] = []
-    writer: BatchWriter[str] = BatchWriter(name, lambda batch: written.extend(batch) or [], _codec())
+    writer: BatchWriter[str] = BatchWriter(name, lambda batch: written.extend(batch) or [], string_codec())
     writer.start()
     deadline = time.monotonic() + 30
     while os.path.exists(path) and time.monotonic() < deadline:
@@ -218,7 +204,7 @@ def test_journaled_records_survive_until_written_then_the_journal_empties(backgr
         written.extend(batch)
         return []
 
-    writer: BatchWriter[str] = BatchWriter(_name(), write, _codec())
+    writer: BatchWriter[str] = BatchWriter(_name(), write, string_codec())
     ticket = writer.submit("a:1")
     assert not ticket.wait(0.3)
     writer.journal("a:1")

@@ -10,17 +10,7 @@ import time
 import uuid
 from typing import Any
 
-import pytest
-
 from inference.recorder import BatchWriter
-
-
-@pytest.fixture
-def background(settings: Any, tmp_path: Any) -> Any:
-    settings.ATRIUM_RECORD_IN_BACKGROUND = True
-    settings.ATRIUM_RECORDER_LINGER_MS = 0
-    settings.ATRIUM_RECORD_JOURNAL_DIR = str(tmp_path / "journal")
-    return settings
 
 
 class _Log:
