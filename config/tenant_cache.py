@@ -2,7 +2,8 @@
 
 The hot path of an API call reads rows that change rarely (the API key, its user and permissions, the user's
 consent, the budgets that apply); reading them on every call costs database round trips that dominate the
-gateway's overhead (bench/overhead.py). They are cached in each process, and the database tells every process when to forget them:
+gateway's overhead (bench/overhead.py). They are cached in each process, and the database tells every process
+when to forget them:
 
 - a statement trigger on each cached table runs `pg_notify('atrium_cache', <schema>)` (`notify_trigger_sql`,
   attached by the owning app's migration). PostgreSQL delivers a notification only when its transaction commits,
