@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 from django.conf import settings
 
-from inference.providers.base import bounds_first_event, provider_client, provider_stream
+from inference.providers.base import bounds_first_event, provider_client, provider_client_ready, provider_stream
 from inference.streaming import close_quietly
 from inference.types import ProviderTarget
 
@@ -122,18 +122,15 @@ class Opened:
         return self
 
     def run_here(self, params: Mapping[str, Any], deadline: float) -> None:
-        """Run the attempt in this (the request's) thread if its client bounds its first event, else submit it to
-        the pool. Either way `future` holds the outcome, except for a first event that did not arrive by the
+        """Run the attempt in this (the request's) thread if its client is ready (built, credentials current) and
+        bounds its first event, else submit it to the pool, which builds or renews the client off this thread as
+        before. Either way `future` holds the outcome, except for a first event that did not arrive by the
         budget's end (or `deadline`): then it stays pending, and open_first gives up on it as on any slow one."""
-        self.future = Future()
-        try:
-            client = provider_client(self.target)
-        except Exception as exc:
-            self.future.set_exception(exc)
-            return
-        if not bounds_first_event(client):
+        client = provider_client_ready(self.target)
+        if client is None or not bounds_first_event(client):
             self.future = _executor().submit(contextvars.copy_context().run, self.run, params, _timeout(deadline))
             return
+        self.future = Future()
         try:
             self.future.set_result(self.run(params, _timeout(deadline), client=client, deadline=deadline))
         except anthropic.APITimeoutError as exc:

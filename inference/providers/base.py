@@ -141,6 +141,17 @@ def provider_client(target: ProviderTarget) -> Any:
     return client
 
 
+def provider_client_ready(target: ProviderTarget) -> Any:
+    """The cached client for this target if it is built and its credentials need no renewal now, else None:
+    what a request's own thread may use without doing a client's building or a credential call itself."""
+    key = _key(target)
+    with _cache_lock:
+        entry = _cache.get(key)
+    if entry is None or (entry.refresh_at is not None and time.time() >= entry.refresh_at):
+        return None
+    return entry.client
+
+
 def _renew(key: tuple[str, str, str], entry: _Entry) -> _Entry:
     """New credentials for a cached client: the adapter's `renew` (same connection pool), else a new client."""
     renewer = _renewers().get(entry.target.provider)

@@ -17,6 +17,7 @@ import pytest
 
 from inference import attempts, breaker
 from inference.errors import ProviderUnavailable
+from inference.providers.base import provider_client
 from inference.router import route, route_stream
 from inference.simulator import Simulator
 from tests.inference.routing import ask, bname, target
@@ -99,7 +100,8 @@ class LateFirstEvent:
 @pytest.fixture
 def late(sim: Simulator, settings: Any) -> Iterator[LateFirstEvent]:
     server = LateFirstEvent()
-    settings.ATRIUM_ANTHROPIC_BASE_URL = server.url  # the clients' cache is keyed by base URL: a new client
+    settings.ATRIUM_ANTHROPIC_BASE_URL = server.url  # the clients' cache is keyed by base URL: a new client,
+    provider_client(target("anthropic"))  # built now, as inference.warm does at a process's start
     yield server
     server.close()
 
@@ -121,14 +123,17 @@ def threads_used(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 def test_an_anthropic_attempt_runs_in_the_request_thread_and_others_in_the_pool(sim: Simulator,
                                                                                 threads_used: list[Any]) -> None:
     here = threading.current_thread().name
+    assert route(ask(), [target("anthropic")]).provider == "anthropic"  # its client is built: in the pool
     assert route(ask(), [target("anthropic")]).provider == "anthropic"
     sim.faults.set("anthropic", "", status=529, count=1)
     assert route(ask(), [target("anthropic"), target("vertex:us-east5")]).provider == "vertex"
     assert route(ask(), [target("bedrock:us-east-1"), target("anthropic")], hedge_delay_s=5.0).provider == "bedrock"
     names = [name for _client, name in threads_used]
-    assert names[:2] == [here, here]  # Anthropic, then Anthropic again (529) in this thread
-    assert names[2] != here and names[2].startswith("attempt")  # Vertex's SDK stream: in the pool
-    assert names[3] != here and names[3].startswith("attempt")  # hedging: always in the pool
+    # A client not built yet (or due for new credentials) is built in the pool, never in the request's thread.
+    assert names[0] != here and names[0].startswith("attempt")
+    assert names[1:3] == [here, here]  # Anthropic, then Anthropic again (529) in this thread
+    assert names[3] != here and names[3].startswith("attempt")  # Vertex's SDK stream: in the pool
+    assert names[4] != here and names[4].startswith("attempt")  # hedging: always in the pool
 
 
 def test_a_first_event_later_than_the_budget_fails_over_though_headers_came_at_once(late: LateFirstEvent,
