@@ -45,8 +45,9 @@ def _download(client: Any, tmp_path: Path, **params: str) -> Path:
 def _offline(path: Path, key: bytes) -> subprocess.CompletedProcess[str]:
     """The verifier in a process with no database settings at all: it must need none."""
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "audit.offline_verify", str(path), "--key", key.decode(),
-                           "--checkpoint-key", settings.ATRIUM_AUDIT_CHECKPOINT_KEY], cwd="/", env=env,
+    # `--key=…`: a base64url key may start with "-", which argparse would take for an option.
+    return subprocess.run([sys.executable, "-m", "audit.offline_verify", str(path), f"--key={key.decode()}",
+                           f"--checkpoint-key={settings.ATRIUM_AUDIT_CHECKPOINT_KEY}"], cwd="/", env=env,
                           capture_output=True, text=True, check=False)
 
 
