@@ -188,8 +188,10 @@ def open_first(walk: Walk, params: Mapping[str, Any], budget_of: Callable[[Provi
                     walk.slow(op.target, op.model_id, None, op.t0)
                 give_up_all()
                 raise walk.exhausted(deadline=True)
-            if not running and not start():
-                raise walk.exhausted()
+            if not running:
+                if not start():
+                    raise walk.exhausted()
+                now = time.monotonic()  # an attempt run in this thread has already taken its time
             wake = min([walk.deadline, *(op.first_byte_by for op in running)])
             can_hedge = walk.hedge_delay_s is not None and walk.position < len(walk.targets)
             if can_hedge:
