@@ -372,5 +372,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     from django.db import connections
 
     for connection in connections.all(initialized_only=True):
-        if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
-            connection.close()
+        if connection.connection is None or connection.is_usable():
+            continue
+        # Dead. Whatever transaction it had went with it: an atomic block left open around it (a fixture that
+        # failed inside one) would otherwise keep Django from opening a new connection.
+        print(f"harness: closing a dead database connection before {item.nodeid} "
+              f"(in_atomic_block={connection.in_atomic_block})", file=sys.__stderr__, flush=True)
+        if connection.in_atomic_block:
+            connection.atomic_blocks.clear()
+            connection.savepoint_ids.clear()
+            connection.in_atomic_block = False
+            connection.needs_rollback = False
+            connection.closed_in_transaction = False
+        connection.close()

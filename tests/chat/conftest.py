@@ -171,11 +171,20 @@ def web_env(simulator: Simulator, **overrides: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def web(simulator: Simulator, tenants: dict[str, Any], django_db_blocker: Any) -> Iterator[WebServer]:
+    from django.db import InterfaceError, OperationalError, connection
+
     from tenants.models import Tenant
     from tenants.services import tenant_provision
 
     with django_db_blocker.unblock():
-        if not Tenant.objects.filter(schema_name=QUOTA_TENANT).exists():
+        try:
+            exists = Tenant.objects.filter(schema_name=QUOTA_TENANT).exists()
+        except (OperationalError, InterfaceError):
+            # This process's connection died since the test's setup began (seen in fresh-clone runs after the
+            # fault tests: PostgreSQL terminated it); a new one is opened for the query.
+            connection.close()
+            exists = Tenant.objects.filter(schema_name=QUOTA_TENANT).exists()
+        if not exists:
             tenant_provision(slug=QUOTA_TENANT, name="Gamma")
     hosts_resolve("alpha.localhost", "beta.localhost", f"{QUOTA_TENANT}.localhost")
     env = web_env(simulator)
