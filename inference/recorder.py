@@ -233,10 +233,14 @@ class BatchWriter(JournalMixin[T]):
                     return []
                 if not self._cond.wait(timeout=1.0):
                     return []
+            # Records already durable in the journal have nobody waiting for them: gather a larger batch (fewer
+            # transactions, less CPU per record), until one arrives whose caller waits for its commit.
+            if not self._waiting():
+                linger = max(linger, _setting("ATRIUM_RECORDER_JOURNALED_LINGER_MS", 50) / 1000)
             deadline = time.monotonic() + linger
             while len(self._queue) < limit and not self._hurry:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (linger and self._waiting()):
                     break
                 self._cond.wait(timeout=remaining)
             self._hurry = False
@@ -244,6 +248,10 @@ class BatchWriter(JournalMixin[T]):
             self._busy = batch
             self._batch_started = time.monotonic()
             return batch
+
+    def _waiting(self) -> bool:
+        """Under the condition: does a caller wait for a queued record's commit (one not journaled)?"""
+        return any(p.journaled is None and p.replay is None for p in self._queue)
 
     def _run(self) -> None:
         backoff = 0.05

@@ -19,6 +19,8 @@ ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=Tr
 ATRIUM_RECORDER_LINGER_MS = env.float("ATRIUM_RECORDER_LINGER_MS", default=0)  # extra wait to gather a batch
 # Leader/follower: a call whose records find the writer idle commits them in its own request thread.
 ATRIUM_RECORDER_LEAD = env.bool("ATRIUM_RECORDER_LEAD", default=True)
+# Records already fsynced to the journal (serve_and_journal) wait this long to gather a larger batch: nobody waits.
+ATRIUM_RECORDER_JOURNALED_LINGER_MS = env.float("ATRIUM_RECORDER_JOURNALED_LINGER_MS", default=50)
 ATRIUM_RECORDER_BATCH = env.int("ATRIUM_RECORDER_BATCH", default=500)  # most records in one batch
 # While records wait, the quota settlement between two batches runs at most this often (it holds up the next commit).
 ATRIUM_RECORDER_SETTLE_EVERY_S = env.float("ATRIUM_RECORDER_SETTLE_EVERY_S", default=0.05)
