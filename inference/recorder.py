@@ -49,7 +49,7 @@ class BatchWriter(JournalMixin[T]):
     write (retried until written)."""
 
     def __init__(self, name: str, write: Callable[[list[T]], list[T]], codec: Codec[T] | None = None,
-                 after: Callable[[], None] | None = None,
+                 after: Callable[[], bool | None] | None = None,
                  lead: Callable[[list[T]], list[T] | None] | None = None) -> None:
         self.name = name
         self.write = write
@@ -183,15 +183,23 @@ class BatchWriter(JournalMixin[T]):
                     self.journal(pending.item)
                 except Exception:
                     logger.exception("record_lost: a call record could be neither written nor journaled at exit")
-        self._after()
+        # The after-commit work (quota settlements of written records) is retried until it goes through: after a
+        # Redis restart the first attempt meets a dead pooled connection, and what is not settled at exit is
+        # missing from the counters until their next rebuild.
+        deadline = time.monotonic() + _setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)
+        while not self._after() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
-    def _after(self) -> None:
+    def _after(self) -> bool:
+        """Run the after-commit work; False if some of it is left (it failed and waits for the next run)."""
         self._after_at = time.monotonic()
-        if self.after is not None:
-            try:
-                self.after()
-            except Exception:
-                logger.exception("the %s writer's after-commit work failed", self.name)
+        if self.after is None:
+            return True
+        try:
+            return self.after() is not False
+        except Exception:
+            logger.exception("the %s writer's after-commit work failed", self.name)
+            return False
 
     # --- the writer thread --------------------------------------------------------------------------------
 

@@ -112,20 +112,23 @@ def _settle(records: list[CallRecord]) -> None:
                          r.usage.cost_micros) for r in records if r.budget is not None])
 
 
-def settle_pending() -> None:
+def settle_pending() -> bool:
     """Settle committed records (exactly once each, whatever is retried). The writer calls it after it released
-    a batch's responses, and every idle second; on a Redis error the records wait for the next call."""
+    a batch's responses, every idle second, and at exit until it succeeds; on a Redis error the records wait for
+    the next call. True when nothing is left to settle."""
     with _unsettled_lock:
         batch = list(_unsettled)
         _unsettled.clear()
     if not batch:
-        return
+        return True
     try:
         _settle(batch)
     except Exception:
         logger.warning("record_retry: the quota settlement of %d calls failed; retried", len(batch), exc_info=True)
         with _unsettled_lock:
             _unsettled[:0] = batch
+        return False
+    return True
 
 
 # --- the journal's line format (no prompt or completion: their keyed hashes only) --------------------------------
