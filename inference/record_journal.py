@@ -125,7 +125,6 @@ class JournalMixin(Generic[T]):
         """Append `item` to this process's journal and fsync it: durable across a kill of the process. Raises
         OSError when the journal cannot be written."""
         segment = self._journal_append(item)
-        metrics.RECORDER_JOURNALED.inc()
         with self._cond:
             found = False
             for pending in (*self._busy, *self._queue):
@@ -151,6 +150,7 @@ class JournalMixin(Generic[T]):
             self._appended += 1
             mine = self._appended
         self._journal_sync(mine)
+        metrics.RECORDER_JOURNALED.inc()
         return segment
 
     def _journal_sync(self, mine: int) -> None:

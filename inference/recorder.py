@@ -115,9 +115,7 @@ class BatchWriter(JournalMixin[T]):
                 self._cond.notify_all()
                 return False
             if left:  # not written: the writer retries it (the caller's ticket waits for that, as for any record)
-                pending.attempts += 1
-                self._failing[pending.key] = self._failing.get(pending.key, 0) + 1
-                self._queue.appendleft(pending)
+                self._requeue([pending])
                 metrics.RECORDER_RETRIES.inc()
             else:
                 self._written(pending)
@@ -132,7 +130,6 @@ class BatchWriter(JournalMixin[T]):
         caller then waits for the database instead."""
         self._ensure_thread()
         segment = self._journal_append(item)
-        metrics.RECORDER_JOURNALED.inc()
         self._enqueue(_Pending(item, Ticket(), self.codec.key(item) if self.codec else "", journaled=segment))
 
     def _enqueue(self, pending: _Pending[T]) -> None:
@@ -275,12 +272,7 @@ class BatchWriter(JournalMixin[T]):
             finally:
                 close_old_connections()
             with self._cond:
-                if failed:
-                    for pending in failed:
-                        pending.attempts += 1
-                        if pending.attempts == 1:
-                            self._failing[pending.key] = self._failing.get(pending.key, 0) + 1
-                    self._queue.extendleft(reversed(failed))  # first in line again, in order
+                self._requeue(failed)
                 self._busy = []
                 not_written = {id(p) for p in failed}
                 for pending in batch:
@@ -301,6 +293,15 @@ class BatchWriter(JournalMixin[T]):
                 waiting = bool(self._queue)
             if not waiting or time.monotonic() - self._after_at >= _setting("ATRIUM_RECORDER_SETTLE_EVERY_S", 0.05):
                 self._after()
+
+    def _requeue(self, failed: list[_Pending[T]]) -> None:
+        """Under the condition: records not written go back to the front of the queue, in order; a record failing
+        for the first time marks its tenant as failing (`degraded`) until it is written."""
+        for pending in failed:
+            pending.attempts += 1
+            if pending.attempts == 1:
+                self._failing[pending.key] = self._failing.get(pending.key, 0) + 1
+        self._queue.extendleft(reversed(failed))
 
     def _write(self, batch: list[_Pending[T]]) -> list[_Pending[T]]:
         """Write the batch; returns what is not written. After repeated failures, one record at a time."""
