@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
 import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -35,6 +33,7 @@ from tests.audit.console_browser import (  # noqa: F401 - module-scoped fixtures
     site,
 )
 from tests.chat.browser import (
+    BROWSER_MARKS,
     VIEWPORTS,
     Site,
     no_errors,
@@ -42,9 +41,7 @@ from tests.chat.browser import (
 )
 from tests.chat.conftest import simulator, web  # noqa: F401 - module-scoped fixtures: one server for the module
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("chromium") is None and not os.path.exists("/usr/bin/chromium"),
-                                 reason="Debian's chromium is not installed (make test-deps installs it)")]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)

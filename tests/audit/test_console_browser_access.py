@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.audit.console_browser import (  # noqa: F401 - module-scoped fixtures
     site,
 )
 from tests.chat.browser import (
+    BROWSER_MARKS,
     NARROW,
     VIEWPORTS,
     WIDE,
@@ -34,9 +34,7 @@ from tests.chat.browser import (
 )
 from tests.chat.conftest import simulator, web  # noqa: F401 - module-scoped fixtures: one server for the module
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("chromium") is None and not os.path.exists("/usr/bin/chromium"),
-                                 reason="Debian's chromium is not installed (make test-deps installs it)")]
+pytestmark = BROWSER_MARKS
 
 
 CONSOLE_URLS = [("GET", "/compliance/"), ("GET", "/compliance/jobs.json"), ("POST", "/compliance/jobs/export/"),

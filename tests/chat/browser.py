@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +15,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import WebServer
+
+# Every browser test module's marks: end-to-end, slow, and skipped where Debian's chromium is missing.
+BROWSER_MARKS = [pytest.mark.e2e, pytest.mark.slow,
+                 pytest.mark.skipif(shutil.which("chromium") is None and not os.path.exists("/usr/bin/chromium"),
+                                    reason="Debian's chromium is not installed (make test-deps installs it)")]
 
 PASSWORD = "pw-Browser-123"
 WIDE = {"width": 1280, "height": 860}

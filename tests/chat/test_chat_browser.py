@@ -3,9 +3,7 @@ edit / regenerate / stop and retry, the conversation list, dark mode and keyboar
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,12 +11,19 @@ from typing import Any
 import pytest
 
 from inference.simulator import Simulator
-from tests.chat.browser import NARROW, VIEWPORTS, Site, no_errors, no_sideways_panning, send, site_fixture
+from tests.chat.browser import (
+    BROWSER_MARKS,
+    NARROW,
+    VIEWPORTS,
+    Site,
+    no_errors,
+    no_sideways_panning,
+    send,
+    site_fixture,
+)
 from tests.conftest import WebServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("chromium") is None and not os.path.exists("/usr/bin/chromium"),
-                                 reason="Debian's chromium is not installed (make test-deps installs it)")]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.chat.browser import (
+    BROWSER_MARKS,
     NARROW,
     VIEWPORTS,
     WIDE,
@@ -26,9 +26,7 @@ from tests.chat.browser import (
 )
 from tests.conftest import WebServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("chromium") is None and not os.path.exists("/usr/bin/chromium"),
-                                 reason="Debian's chromium is not installed (make test-deps installs it)")]
+pytestmark = BROWSER_MARKS
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360f8cfc00000030101009a2b6d4f0000000049454e44ae426082")

@@ -10,7 +10,6 @@ import csv
 import io
 import os
 import re
-import shutil
 import socketserver
 import threading
 import uuid
@@ -22,13 +21,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from tests.chat.browser import PASSWORD, no_sideways_panning
+from tests.chat.browser import BROWSER_MARKS, PASSWORD, no_sideways_panning
 from tests.chat.conftest import providers_to_simulator, quota_keys_clear
 from tests.conftest import free_port, hosts_resolve
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("chromium") is None and not os.path.exists("/usr/bin/chromium"),
-                                 reason="Debian's chromium is not installed (make test-deps installs it)")]
+pytestmark = BROWSER_MARKS
 
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 HAIKU = "claude-haiku-5-5"
