@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import environ
 
@@ -11,7 +12,24 @@ class ImproperlyConfiguredSecret(SystemExit):
     """Raised at start-up when a production secret is missing; exits with one clear line."""
 
 
-env = environ.Env()
+class InvalidSetting(SystemExit):
+    """Raised at start-up when a variable cannot be read as its setting's type; exits with one clear line."""
+
+
+class _Env(environ.Env):
+    """django-environ's reader, but a malformed value (ATRIUM_RECORDER_LINGER_MS=abc) stops the process with one
+    line naming the variable and the type it needs, instead of a traceback ending in "could not convert"."""
+
+    def get_value(self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET,
+                  parse_default: bool = False) -> Any:
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError) as exc:
+            kind = getattr(cast, "__name__", None) or type(cast).__name__
+            raise InvalidSetting(f"atrium: {var} is not a valid {kind} value; fix it or unset it.") from exc
+
+
+env = _Env()
 
 
 def label_key(label: str) -> str:
