@@ -240,12 +240,17 @@ class BatchWriter(JournalMixin[T]):
                     return []
             # Records already durable in the journal have nobody waiting for them: gather a larger batch (fewer
             # transactions, less CPU per record), until one arrives whose caller waits for its commit.
+            # A caller waiting for its commit cuts the journaled linger back to the configured one (which it
+            # was told to wait, ATRIUM_RECORDER_LINGER_MS), never shorter: group commit still gathers callers.
+            start = time.monotonic()
+            commit_deadline = deadline = start + linger
             if not self._waiting():
-                linger = max(linger, _setting("ATRIUM_RECORDER_JOURNALED_LINGER_MS", 50) / 1000)
-            deadline = time.monotonic() + linger
+                deadline = start + max(linger, _setting("ATRIUM_RECORDER_JOURNALED_LINGER_MS", 50) / 1000)
             while len(self._queue) < limit and not self._hurry:
+                if deadline > commit_deadline and self._waiting():
+                    deadline = commit_deadline
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (linger and self._waiting()):
+                if remaining <= 0:
                     break
                 self._cond.wait(timeout=remaining)
             self._hurry = False

@@ -71,6 +71,25 @@ def test_a_full_batch_is_written_without_waiting_out_the_linger(background: Any)
     assert sizes == [5]
 
 
+def test_a_waiting_caller_still_gets_the_configured_linger_for_group_commit(background: Any) -> None:
+    # Records whose callers wait for the commit are gathered for ATRIUM_RECORDER_LINGER_MS, as documented: a
+    # second call arriving within it joins the first one's transaction instead of the writer taking the first
+    # one alone (the shortcut of the journaled linger must not apply to them).
+    background.ATRIUM_RECORDER_LINGER_MS = 5_000
+    batches: list[list[int]] = []
+
+    def write(batch: list[int]) -> list[int]:
+        batches.append(list(batch))
+        return []
+
+    writer: BatchWriter[int] = BatchWriter(_name(), write)
+    writer.submit(0)
+    time.sleep(0.1)
+    writer.submit(1)
+    assert writer.flush(timeout=30)  # cuts the linger short
+    assert batches == [[0, 1]]
+
+
 def test_failing_records_are_retried_until_written_never_dropped(background: Any, caplog: Any) -> None:
     background.ATRIUM_RECORDER_LINGER_MS = 0
     written: list[str] = []
