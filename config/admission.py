@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from redis.crc import key_slot
 
-from config.redis import redis_is_cluster, redis_script
+from config.redis import redis_evalsha, redis_is_cluster, redis_script
 
 In = TypeVar("In")  # a part's input type
 Out = TypeVar("Out")  # a part's decoded result
@@ -204,7 +204,7 @@ class Composite:
             args += [order[bound.part.name] + 1, json.dumps({"k": named, "a": dict(spec.args)}, separators=(",", ":"))]
         if not keys and redis_is_cluster():
             keys.append(_NO_KEY)  # a cluster routes a script by its keys; this one is declared, never touched
-        reply = redis_script(self.source)(keys=keys, args=args)
+        reply = redis_evalsha(redis_script(self.source), keys, args)
         *raw, proceeded = list(reply)
         return raw, bool(int(proceeded))
 

@@ -3,13 +3,16 @@ Sentinels (`redis+sentinel://`) or a Redis Cluster (`redis+cluster://`); see con
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, cast
 
+import hiredis
 import redis
 from django.conf import settings
 from redis.cluster import ClusterNode
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 from redis.sentinel import Sentinel
 
 from config.redis_urls import CLUSTER_SCHEME, parse_multi_node
@@ -49,10 +52,56 @@ def redis_script(source: str) -> Script:
 
 def redis_is_cluster() -> bool:
     """Whether the shared client talks to a Redis Cluster (scripts must then keep their keys in one slot)."""
-    return isinstance(cast(Any, redis_client()), redis.RedisCluster)
+    return _is_cluster(redis_client())
+
+
+@lru_cache(maxsize=4)
+def _is_cluster(client: Any) -> bool:
+    return isinstance(client, redis.RedisCluster)
+
+
+def redis_evalsha(script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    """`script(keys=keys, args=args)` on the process's client, in fewer of redis-py's layers: the gateway's one
+    round trip per call (config.admission) spent more CPU in them than in the command.
+
+    Same connection pool, same Retry (the connection's: on a connection error or timeout the connection is closed
+    and the command sent again as often as it allows, then the error is raised), same reload of a script Redis
+    lost (NOSCRIPT). A cluster client, and a client traced by OpenTelemetry (whose Redis span wraps
+    execute_command), take redis-py's own path."""
+    client = redis_client()
+    if _is_cluster(client) or hasattr(type(client).execute_command, "__wrapped__"):
+        return script(keys=keys, args=args, client=client)
+    try:
+        return _evalsha(client, script.sha, keys, args)
+    except NoScriptError:
+        # Redis restarted or was flushed: load the script again (the sha is the same), as Script.__call__ does.
+        script.sha = client.script_load(script.script)
+        return _evalsha(client, script.sha, keys, args)
+
+
+def _evalsha(client: redis.Redis, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    # Packed once by hiredis (a dependency: redis-py's own packer only adds a Python pass over the arguments).
+    packed = hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))
+
+    def send() -> Any:
+        conn.send_packed_command([packed])
+        return conn.read_response()
+
+    try:
+        return conn.retry.call_with_retry(send, lambda _error: conn.disconnect())
+    finally:
+        try:
+            if conn.should_reconnect():
+                conn.disconnect()
+                conn.connect()
+        finally:
+            pool.release(conn)
 
 
 def redis_reset() -> None:
     """Forget the process's client and scripts (tests switching REDIS_URL)."""
     redis_client.cache_clear()
     redis_script.cache_clear()
+    _is_cluster.cache_clear()

@@ -6,13 +6,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 
 from access.errors import QuotaExceeded
 from access.quotas import QUOTA, Limit, QuotaPlan, QuotaRebuildNeeded, epoch_key, rpm_key, tpd_key
 from config.admission import ScriptInput, composite, register_part, registered_parts
-from config.redis import redis_client
+from config.redis import redis_client, redis_reset, redis_script
 from inference.admission import ADMISSION
 from inference.breaker import ALLOW, ALLOW_CLEAN, BREAKERS, PROBE, SKIP, BreakerCheck, breaker_key
 
@@ -154,3 +156,50 @@ end""",
     assert answer[budget] == (True, 60) and answer.ran(BREAKERS)
     refused = three.run(QUOTA.bind(plan(schema)), budget.bind(60), BREAKERS.bind(check))
     assert refused[budget] == (False, 60) and refused.get(BREAKERS) is None  # stopped: breakers never asked
+
+
+def test_a_script_redis_no_longer_knows_is_loaded_again(schema: str) -> None:
+    """The admission's direct EVALSHA (config.redis.redis_evalsha) answers NOSCRIPT as redis-py's Script does: the
+    script is loaded again and the call answered (a restarted or flushed Redis; here a stale hash)."""
+    script = redis_script(ADMISSION.source)
+    real = script.sha
+    script.sha = "0" * 40
+    try:
+        with_epoch(schema)
+        assert ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))[QUOTA].epoch
+    finally:
+        assert script.sha == real
+        script.sha = real
+    assert redis_client().zcard(rpm_key(schema)) == 1  # admitted once, not twice
+
+
+def test_a_connection_the_server_closed_is_replaced(schema: str, settings: Any) -> None:
+    """A pooled connection Redis closed (a restart, a proxy's idle timeout) is not the call's failure: the pool
+    replaces it before the admission's EVALSHA is sent."""
+    client = redis_client()
+    with_epoch(schema)
+    ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))
+    own = client.client_id()  # the pool's idle connection, the one the next admission takes
+    killer = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        assert killer.client_kill_filter(_id=own) == 1
+    finally:
+        killer.close()
+    assert ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))[QUOTA].epoch
+    assert redis_client().zcard(rpm_key(schema)) == 2
+    assert client.client_id() != own
+
+
+def test_redis_unreachable_is_a_redis_error(settings: Any) -> None:
+    """Nothing listening: the admission raises redis-py's ConnectionError, which the gateway answers with a 503."""
+    from tests.conftest import free_port
+
+    original = settings.REDIS_URL
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    redis_reset()
+    try:
+        with pytest.raises(redis.ConnectionError):
+            ADMISSION.run(QUOTA.bind(plan("adm_unreachable", rpm=[5])))
+    finally:
+        settings.REDIS_URL = original
+        redis_reset()
