@@ -135,7 +135,7 @@ def admission_reserve(call: Call, entry: CatalogEntry, tokens: int, targets: lis
 def betas_admit(call: Call) -> None:
     """The request's anthropic-beta names, each allowed by the tenant (BetaNotAllowed, a 400, otherwise), onto
     the call; a name no provider of the tenant's order accepts (ATRIUM_BETA_PROVIDERS) is refused here too."""
-    header = call.request.headers.get("anthropic-beta") if call.request is not None else None
+    header = call.request.META.get("HTTP_ANTHROPIC_BETA") if call.request is not None else None
     if header is not None:
         call.betas = betas_check(call.tenant, header)
     for name in call.betas:

@@ -78,7 +78,7 @@ def request_id_for(request: HttpRequest | None) -> str:
     request_id = str(getattr(request, "request_id", "") or "")
     if not request_id:
         return f"req_{uuid4_hex()}"
-    if request is not None and request.headers.get("X-Request-Id", "") == request_id:
+    if request is not None and request.META.get("HTTP_X_REQUEST_ID", "") == request_id:
         return f"{request_id}.{uuid4_hex()[:16]}"
     return request_id
 
