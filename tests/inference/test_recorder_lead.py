@@ -126,3 +126,52 @@ def test_on_postgresql_a_locked_audit_table_times_the_lead_out_and_the_writer_wr
     assert records_write([record]) == []  # the writer's retry, once the lock is gone
     with schema_context(tenant_a.schema_name):
         assert AuditEntry.objects.filter(request_id=request_id).count() == 1
+
+
+def test_on_postgresql_the_batch_transaction_stores_every_value_as_given_and_the_chain_verifies(
+        committed: None, tenant_a: Any) -> None:
+    """record_tx sends a batch's entries and usage as JSON (one parameter each): text with quotes, backslashes,
+    accents, emoji and a user agent that looks like SQL is stored exactly, the time to the microsecond, and the
+    chain still verifies."""
+    from datetime import UTC, datetime
+
+    from django_tenants.utils import schema_context
+
+    from access.quotas import Reservation
+    from audit.chain import chain_verify
+    from audit.models import AuditEntry
+    from audit.services import AuditEvent
+    from inference import record_tx
+    from inference.models import UsageRecord
+    from inference.records import CallRecord
+    from inference.services import UsageCount
+
+    odd = "it's a \"test\" \\ with é, 漢字, 😀 and '); DROP TABLE audit_auditentry; --"
+    at = datetime(2026, 12, 6, 23, 59, 59, 123456, tzinfo=UTC)
+    records = []
+    for n in range(3):
+        request_id = f"req_{uuid.uuid4().hex}"
+        records.append(CallRecord(
+            tenant=tenant_a, request_id=request_id,
+            usage=UsageCount(None, "claude-haiku-5-5", "anthropic", 5 + n, 7, n == 2, request_id=request_id,
+                             day=at.date(), charged_tokens=12 + n, cost_micros=10**12 + n, api_key="atr_x'y"),
+            audit=AuditEvent(event_type="model_call", personal={"user_agent": odd}, model="claude-haiku-5-5",
+                             input_hash="a" * 64, output_hash="", input_tokens=5 + n, output_tokens=7,
+                             status="error" if n == 2 else "success", metadata={"note": odd, "n": [n, None, True]},
+                             error=odd if n == 2 else "", timestamp=at, request_id=request_id),
+            reservation=Reservation(tokens=0), used_tokens=12 + n, settle=True))
+    record_tx.record_tx_commit(records)
+    record_tx.record_tx_commit(records)  # a retry: nothing written twice
+    with schema_context(tenant_a.schema_name):
+        entries = list(AuditEntry.objects.filter(request_id__in=[r.request_id for r in records]).order_by("seq"))
+        usage = {u.request_id: u for u in UsageRecord.objects.filter(request_id__in=[r.request_id for r in records])}
+        assert [e.request_id for e in entries] == [r.request_id for r in records]
+        for n, (entry, record) in enumerate(zip(entries, records, strict=True)):
+            assert entry.personal == {"user_agent": odd} and entry.metadata["note"] == odd
+            assert entry.metadata["n"] == [n, None, True] and entry.metadata["request_id"] == record.request_id
+            assert entry.timestamp == at and entry.error == (odd if n == 2 else "")
+            assert (entry.input_tokens, entry.output_tokens, entry.status) == (5 + n, 7, record.audit.status)
+            row = usage[record.request_id]
+            assert (row.day, row.input_tokens, row.charged_tokens, row.error, row.cost_micros, row.api_key) == (
+                at.date(), 5 + n, 12 + n, n == 2, 10**12 + n, "atr_x'y")
+        assert chain_verify(checkpoints=False).ok
