@@ -52,4 +52,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os,urllib.request as u; r=u.Request('http://127.0.0.1:8000/healthz', headers={'Host': os.environ.get('ATRIUM_BASE_DOMAIN', 'localhost')}); u.urlopen(r, timeout=4)"]
 # The web role; compose and the chart override the command for worker, beat and migrate.
-CMD ["gunicorn", "config.wsgi", "-c", "config/gunicorn.py"]
+CMD ["python", "-m", "config.serve"]

@@ -25,8 +25,10 @@ its headers to the upstream response): its streaming figures are null and the st
 non-streaming ones.
 
     .venv/bin/python bench/overhead.py [REQUESTS]
-  ATRIUM_BENCH_SKIP_LITELLM=1 / ATRIUM_BENCH_SKIP_PORTKEY=1 skip those; ATRIUM_BENCH_SERVERS=gunicorn,granian
-  times Atrium under each listed server (the first is the one the targets use); ATRIUM_BENCH_BASELINE=<another
+  ATRIUM_BENCH_SKIP_LITELLM=1 / ATRIUM_BENCH_SKIP_PORTKEY=1 skip those; ATRIUM_BENCH_SERVERS=serve,gunicorn
+  times Atrium under each listed server (`serve`: python -m config.serve, what production runs, the default;
+  `gunicorn`: config/gunicorn.py; `granian`: granian's bare command line; the first is the one the targets
+  use); ATRIUM_BENCH_BASELINE=<another
   checkout> also times that code, e.g. the commit before a change, in the same run; ATRIUM_BENCH_SECONDS (10).
 """
 
@@ -186,7 +188,12 @@ def portkey_start() -> tuple[subprocess.Popen[bytes], str] | None:
 def atrium_start(server: str, cwd: Path | str, port: int, env: dict[str, str],
                  log_name: str) -> subprocess.Popen[bytes]:
     log = (ROOT / "var" / log_name).open("wb")
-    if server == "granian":
+    if server == "serve" and not (Path(cwd) / "config" / "serve.py").exists():
+        server = "gunicorn"  # an older tree (ATRIUM_BENCH_BASELINE) ran under gunicorn
+    if server == "serve":  # what production runs (config/serve.py: granian), its access log on, to the log file
+        command = [sys.executable, "-m", "config.serve", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
+                   "--threads", str(THREADS)]
+    elif server == "granian":  # granian's own command line, without config.serve's hooks
         command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port",
                    str(port), "--workers", str(WORKERS), "--blocking-threads", str(THREADS), "--no-access-log",
                    "config.wsgi:application"]
@@ -202,7 +209,7 @@ def atrium_start(server: str, cwd: Path | str, port: int, env: dict[str, str],
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     seconds = float(os.environ.get("ATRIUM_BENCH_SECONDS", "10"))
-    servers = [s.strip() for s in os.environ.get("ATRIUM_BENCH_SERVERS", "gunicorn").split(",") if s.strip()]
+    servers = [s.strip() for s in os.environ.get("ATRIUM_BENCH_SERVERS", "serve").split(",") if s.strip()]
     wrk_ensure()
     url = bench_database("atrium_bench_overhead")
     tenant = bench_tenant("bench")

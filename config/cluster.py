@@ -1,7 +1,7 @@
 """The multi-instance topology: one definition for docker-compose.yml, the Helm chart, `make cluster` and the
 cluster tests (deploy/check.py compares the artefacts with it).
 
-    HAProxy ──► web x3 (gunicorn) ──► PgBouncer (transaction pooling) ──► PostgreSQL
+    HAProxy ──► web x3 (granian) ──► PgBouncer (transaction pooling) ──► PostgreSQL
                 worker x2, beat x1 ─┘        Redis (quotas, breaker, broker, beat lock)
     every web/worker process also holds one LISTEN connection straight to PostgreSQL (ATRIUM_CACHE_LISTEN_URL)
 
@@ -27,9 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The container commands of each role (the image puts gunicorn, celery and python on PATH, WORKDIR /app).
+# The container commands of each role (the image puts celery and python on PATH, WORKDIR /app).
 ROLE_COMMANDS: dict[str, list[str]] = {
-    "web": ["gunicorn", "config.wsgi", "-c", "config/gunicorn.py"],
+    "web": ["python", "-m", "config.serve"],
     "worker": ["celery", "-A", "config", "worker", "-l", "INFO"],
     "beat": ["celery", "-A", "config", "beat", "-l", "INFO"],
     "migrate": ["python", "manage.py", "deploy_migrate"],
@@ -171,7 +171,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: floa
 
 
 def wait_healthy(port: int, proc: subprocess.Popen[bytes], what: str, *, host: str, timeout: float = 180) -> None:
-    """Until GET /healthz answers 200: a gunicorn's port opens before its workers have loaded Django, and HAProxy
+    """Until GET /healthz answers 200: a web server's port opens before its workers have loaded Django, and HAProxy
     marks an instance down when its first checks time out (the cluster then answers 503 for a while)."""
     import urllib.request
 
@@ -271,7 +271,7 @@ class Cluster:
 
     def start_web(self, name: str) -> Proc:
         port = free_port()
-        metrics = self.workdir / f"prometheus-{name}"  # gunicorn empties it at start: one per instance
+        metrics = self.workdir / f"prometheus-{name}"  # emptied at start (config.serve): one per instance
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
         proc = self.spawn(name, local_command("web", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                               "--threads", "8"), env=env, port=port)
@@ -327,7 +327,7 @@ def wait_log(proc: Proc, marker: bytes, timeout: float = 90) -> None:
 @contextlib.contextmanager
 def cluster(*, database_url: str, base_env: dict[str, str], web: int = 3, workers: int = 2,
             workdir: Path | None = None, pool_size: int = 20, haproxy_port: int = 0) -> Iterator[Cluster]:
-    """Redis, PgBouncer, `web` gunicorn instances behind HAProxy, `workers` workers and one beat."""
+    """Redis, PgBouncer, `web` instances (config.serve) behind HAProxy, `workers` workers and one beat."""
     ensure_debian_packages("haproxy", "pgbouncer")
     directory = workdir or Path(tempfile.mkdtemp(prefix="atrium-cluster-"))
     directory.mkdir(parents=True, exist_ok=True)

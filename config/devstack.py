@@ -212,8 +212,7 @@ def run() -> int:
                                                  # a realistic pace in the demo: ~3 words every 40 ms
                                                  "--chunk-delay-ms", env.get("ATRIUM_SIMULATOR_CHUNK_DELAY_MS", "40")]))
         specs += [
-            ("web (gunicorn)", [PY, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py",
-                                "--bind", f"127.0.0.1:{WEB_PORT}", "--workers", "2", "--reload"]),
+            ("web (granian)", [PY, "-m", "config.serve", "--bind", f"127.0.0.1:{WEB_PORT}", "--workers", "2"]),
             ("celery worker", [PY, "-m", "celery", "-A", "config", "worker", "-l", "INFO", "--concurrency", "2"]),
             ("celery beat", [PY, "-m", "celery", "-A", "config", "beat", "-l", "INFO"]),
         ]

@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn (threads; see config/gunicorn.py)."""
+"""WSGI entry point: `python -m config.serve` (granian) loads it in each worker; gunicorn can (config/gunicorn.py)."""
 
 import os
 
@@ -11,3 +11,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 # Before the application loads: the Django instrumentation adds its middleware to the settings.
 tracing_setup(role="web")
 application = get_wsgi_application()
+
+if os.environ.get("ATRIUM_WEB_SERVER") == "granian":  # a worker of `python -m config.serve`
+    from config.serve import limits, worker_init
+
+    application = limits(application)  # type: ignore[assignment]
+    worker_init()

@@ -303,7 +303,8 @@ def hosts_resolve(*hosts: str) -> None:
 
 
 class WebServer:
-    """A real gunicorn serving Atrium (threads, several worker processes) on a free loopback port."""
+    """The real web server serving Atrium (`python -m config.serve`: granian, several worker processes with
+    threads) on a free loopback port."""
 
     def __init__(self, env: dict[str, str], workers: int = 2) -> None:
         self.env = env
@@ -320,14 +321,14 @@ class WebServer:
 
         self.log_handle = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind",
-             f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--threads", "8", "--access-logfile", "-"],
+            [sys.executable, "-m", "config.serve", "--bind", f"127.0.0.1:{self.port}", "--workers",
+             str(self.workers), "--threads", "8"],
             cwd=ROOT, env=self.env, stdout=self.log_handle, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited early; see {self.log}")
+                raise RuntimeError(f"the web server exited early; see {self.log}")
             try:
                 request = urllib.request.Request(f"http://127.0.0.1:{self.port}/healthz", headers={"Host": "localhost"})
                 with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
@@ -335,7 +336,7 @@ class WebServer:
                         return self
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer /healthz; see {self.log}")
+        raise RuntimeError(f"the web server did not answer /healthz; see {self.log}")
 
     def stop(self) -> None:
         stop_group(self.proc)

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -177,13 +178,13 @@ def sso(idp_servers: IdpServers, tenants: dict[str, Any], django_db_blocker: Any
 
 @pytest.fixture(scope="session")
 def web_server(sso: IdpServers) -> Iterator[str]:
-    """gunicorn serving the app on the port the IdPs' redirect URIs name; yields the port as a string."""
+    """The web server (`python -m config.serve`) on the port the IdPs' redirect URIs name; yields the port."""
     port = sso.web_port
     log = Path("/tmp/atrium-test-access-web.log")
     with log.open("wb") as handle:
         proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application", "-b", f"127.0.0.1:{port}",
-             "-w", "1", "--threads", "4", "-k", "gthread", "--timeout", "60"],
+            [sys.executable, "-m", "config.serve", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+             "--threads", "4"],
             cwd=ROOT, env=subprocess_env(ATRIUM_TEST_EMAIL_DIR=str(MAIL_DIR)), stdout=handle,
             stderr=subprocess.STDOUT, start_new_session=True,
         )

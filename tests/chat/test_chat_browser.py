@@ -175,7 +175,10 @@ def test_edit_regenerate_versions_and_retry_after_stop(site: Site, simulator: Si
     first.locator(".version-label", has_text="2 / 2").wait_for()
     second_text = first.locator(".body").inner_text()
     assert second_text != first_text and "apples" in second_text
-    first.locator("button[data-action=version-prev]").click()
+    # The page shows the choice at once and saves it with a request of its own: reload once that has answered.
+    with page.expect_response(lambda r: r.url.endswith("/activate/") and r.request.method == "POST") as saved:
+        first.locator("button[data-action=version-prev]").click()
+    assert saved.value.ok
     first.locator(".version-label", has_text="1 / 2").wait_for()
     assert first.locator(".body").inner_text() == first_text
     page.reload()

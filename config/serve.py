@@ -1,0 +1,194 @@
+"""The web server: `python -m config.serve` serves config.wsgi with granian's WSGI interface (make run, the Docker
+image, Helm, compose and the tests all start it this way).
+
+granian (a Rust HTTP server with a Python WSGI interface) was chosen over gunicorn's threaded workers by measurement
+(docs/benchmarks.md, docs/decisions.md): the same Atrium code added less latency per call and served at least as
+many requests per second at concurrency 32, because the HTTP work (parsing, keep-alive, writing the response) runs
+outside the Python interpreter and a call needs no hand-off between a poller thread and a request thread.
+
+What gunicorn's hooks did, done here and in `worker_init` (called by config/wsgi.py in each worker):
+- the Prometheus multiprocess directory is emptied before the workers start, and a worker that exits marks its
+  live gauges dead;
+- each worker starts its record writer at boot (which replays what a killed worker journaled) and warms its
+  provider clients;
+- on SIGTERM granian stops accepting, lets each worker finish its requests, and the worker then writes its
+  pending records (`BatchWriter.stop`, bounded by ATRIUM_RECORDER_STOP_WAIT_S) before it exits; a worker still
+  busy after ATRIUM_WEB_GRACEFUL_TIMEOUT_S is killed, and what it journaled is replayed by the next process.
+- request line and header limits (414, 431) are checked before Django (`limits`, below).
+
+ATRIUM_WEB_SERVER=gunicorn runs gunicorn (config/gunicorn.py, whose hooks do the same) with the same options.
+
+Settings (environment; each ATRIUM_WEB_X falls back to the GUNICORN_X of earlier releases): ATRIUM_WEB_BIND
+(host:port, default 0.0.0.0:8000), ATRIUM_WEB_WORKERS (default: the number of CPUs, at least 2),
+ATRIUM_WEB_THREADS (threads per worker, 16: each streamed answer holds one while it lasts),
+ATRIUM_WEB_GRACEFUL_TIMEOUT_S (30), ATRIUM_WEB_ACCESS_LOG (true), ATRIUM_WEB_LIMIT_REQUEST_LINE (8190),
+ATRIUM_WEB_LIMIT_REQUEST_FIELDS (100), ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE (16384). The command line's --bind,
+--workers, --threads and --no-access-log override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SERVER_ENV = "ATRIUM_WEB_SERVER"  # set for the workers: config/wsgi.py calls worker_init when it is "granian"
+
+# Access log lines carry the path and status only, never bodies or headers (no keys, no prompts).
+ACCESS_LOG_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms'
+
+
+def _env(name: str) -> str:
+    """ATRIUM_WEB_X, else the GUNICORN_X of deployments made before granian (same meaning), else ""."""
+    value = os.environ.get(name, "")
+    if not value.strip() and name.startswith("ATRIUM_WEB_"):
+        value = os.environ.get("GUNICORN_" + name.removeprefix("ATRIUM_WEB_"), "")
+    return value
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = _env(name)
+    if not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"atrium: {name} must be an integer, not {raw!r}") from None
+
+
+def _bool_env(name: str, default: bool) -> bool:
+    raw = _env(name).strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SystemExit(f"atrium: {name} must be true or false, not {raw!r}")
+
+
+def _parse_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"atrium: the bind address must be host:port, not {bind!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - a container's server listens on every address
+
+
+def prometheus_directory_reset() -> None:
+    """Start from an empty Prometheus multiprocess directory, so /metrics sums the workers that exist."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+# --- in each worker ---------------------------------------------------------------------------------------
+
+def _worker_exit() -> None:
+    """At a worker's exit: write its pending records (or journal them), then drop its live Prometheus gauges."""
+    from inference.records import writer
+
+    try:
+        writer.stop()
+    finally:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def worker_init() -> None:
+    """A worker's boot, once its application is loaded: the record writer (replaying dead workers' journals), the
+    provider clients, and the exit work. granian's workers are multiprocessing children, which leave through
+    os._exit: atexit handlers do not run there, multiprocessing's finalizers do."""
+    from multiprocessing import util
+
+    from inference.records import recorder_start
+    from inference.warm import warm_start
+
+    recorder_start()
+    warm_start()
+    util.Finalize(None, _worker_exit, exitpriority=100)
+
+
+class limits:
+    """Refuse an over-long request line (414) or too many or too large header fields (431) before Django parses
+    anything, as gunicorn's limit_request_* did. The answer is a short plain-text body."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.line = _int_env("ATRIUM_WEB_LIMIT_REQUEST_LINE", 8190)
+        self.fields = _int_env("ATRIUM_WEB_LIMIT_REQUEST_FIELDS", 100)
+        self.field_size = _int_env("ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE", 16384)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        uri = environ.get("RAW_URI") or environ.get("PATH_INFO", "") + (
+            "?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
+        if len(environ.get("REQUEST_METHOD", "")) + len(uri) + 10 > self.line:
+            return _refuse(start_response, "414 URI Too Long", "The request line is too long.")
+        count = 0
+        for key, value in environ.items():
+            if key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                count += 1
+                if len(key) + len(value) + 2 > self.field_size:
+                    return _refuse(start_response, "431 Request Header Fields Too Large",
+                                   "A request header field is too large.")
+        if count > self.fields:
+            return _refuse(start_response, "431 Request Header Fields Too Large", "Too many request header fields.")
+        return self.app(environ, start_response)
+
+
+def _refuse(start_response: Callable[..., Any], status: str, message: str) -> list[bytes]:
+    body = (message + "\n").encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                            ("Connection", "close")])
+    return [body]
+
+
+# --- the server -------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m config.serve", description="Serve Atrium (granian, WSGI).")
+    parser.add_argument("--bind", default=_env("ATRIUM_WEB_BIND") or "0.0.0.0:8000")
+    parser.add_argument("--workers", type=int, default=_int_env("ATRIUM_WEB_WORKERS",
+                                                                max(2, multiprocessing.cpu_count())))
+    parser.add_argument("--threads", type=int, default=_int_env("ATRIUM_WEB_THREADS", 16))
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        default=_bool_env("ATRIUM_WEB_ACCESS_LOG", True))
+    args = parser.parse_args(argv)
+    host, port = _parse_bind(args.bind)
+    if args.workers < 1 or args.threads < 1:
+        raise SystemExit("atrium: --workers and --threads must be at least 1")
+    graceful = _int_env("ATRIUM_WEB_GRACEFUL_TIMEOUT_S", 30)
+    if os.environ.get(SERVER_ENV, "granian") == "gunicorn":  # the alternative server: config/gunicorn.py
+        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind", args.bind,
+                   "--workers", str(args.workers), "--threads", str(args.threads)]
+        if not args.access_log:
+            command += ["--access-logfile", "/dev/null"]
+        os.execv(sys.executable, command)  # noqa: S606 - this interpreter, fixed arguments
+
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    os.environ[SERVER_ENV] = "granian"
+    prometheus_directory_reset()
+    server = Server(
+        "config.wsgi:application", address=host, port=port, interface=Interfaces.WSGI, workers=args.workers,
+        blocking_threads=args.threads, respawn_failed_workers=True, workers_kill_timeout=max(1, graceful),
+        log_access=args.access_log, log_access_format=ACCESS_LOG_FORMAT,
+    )
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
