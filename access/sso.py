@@ -53,9 +53,14 @@ class TenantOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # moz
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The parent reads static OIDC_* settings here; ours come from the tenant in authenticate().
-        self.UserModel = get_user_model()
         self._tenant_settings: dict[str, Any] = {}
         self.config: OIDCConfig | None = None
+
+    @property
+    def UserModel(self) -> Any:
+        # Looked up when used (an OIDC login), not at construction: Django builds every backend anew for each
+        # user.has_perm, several times per API call.
+        return get_user_model()
 
     def get_settings(self, attr: str, *args: Any) -> Any:
         if attr in self._tenant_settings:

@@ -94,6 +94,8 @@ class Answer:
 
 
 _PARTS: dict[str, Part[Any, Any]] = {}
+# json.dumps with separators builds a JSONEncoder per call: one, built once.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 _NO_KEY = "atrium:admission:no-keys"
 
 
@@ -150,19 +152,21 @@ class Composite:
             raise KeyError(f"admission parts not registered: {missing} (import their modules first)")
         self.parts = [_PARTS[n] for n in names]
         self.names = [p.name for p in self.parts]
+        self.order = {name: i for i, name in enumerate(self.names)}
         functions = "\n".join(f"PARTS[{i}] = {p.lua}" for i, p in enumerate(self.parts, start=1))
         self.source = f"local PARTS = {{}}\n{functions}\n{_RUNNER}"
 
     def run(self, *calls: Bound[Any, Any]) -> Answer:
         """Run the given parts (a subset of the composite, in its order) and decode their results. One round trip
         on one node; on Redis Cluster one per run of consecutive parts in the same hash slot."""
-        order = {name: i for i, name in enumerate(self.names)}
+        order = self.order
         ordered = sorted(calls, key=lambda c: order[c.part.name])
         if [c.part.name for c in ordered] != [c.part.name for c in calls]:
             raise ValueError(f"parts must be given in the composite's order {self.names}")
         encoded = [(c, c.part.encode(c.value)) for c in ordered]
         groups: list[list[tuple[Bound[Any, Any], ScriptInput]]] = []
-        if redis_is_cluster():
+        cluster = redis_is_cluster()
+        if cluster:
             last_slot: int | None = None
             for item in encoded:
                 slots = {key_slot(k.encode()) for k in item[1].all_keys()}
@@ -179,7 +183,7 @@ class Composite:
             groups = [encoded]
         results: dict[str, Any] = {}
         for group in groups:
-            raw, proceeded = self._call(group, order)
+            raw, proceeded = self._call(group, order, cluster)
             for (bound, _spec), value in zip(group, raw, strict=False):
                 results[bound.part.name] = bound.part.decode(bound.value, value)
             if not proceeded or len(raw) < len(group):
@@ -187,7 +191,7 @@ class Composite:
         return Answer(results)
 
     def _call(self, group: list[tuple[Bound[Any, Any], ScriptInput]],
-              order: dict[str, int]) -> tuple[list[Any], bool]:
+              order: dict[str, int], cluster: bool) -> tuple[list[Any], bool]:
         keys: list[str] = []
         index: dict[str, int] = {}
 
@@ -201,8 +205,8 @@ class Composite:
         for bound, spec in group:
             named = {name: at(value) if isinstance(value, str) else [at(k) for k in value]
                      for name, value in spec.keys.items()}
-            args += [order[bound.part.name] + 1, json.dumps({"k": named, "a": dict(spec.args)}, separators=(",", ":"))]
-        if not keys and redis_is_cluster():
+            args += [order[bound.part.name] + 1, _compact_json({"k": named, "a": dict(spec.args)})]
+        if not keys and cluster:
             keys.append(_NO_KEY)  # a cluster routes a script by its keys; this one is declared, never touched
         reply = redis_evalsha(redis_script(self.source), keys, args)
         *raw, proceeded = list(reply)

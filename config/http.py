@@ -128,13 +128,17 @@ def error_from_exception(exc: Exception) -> JsonResponse:
     return api_error(500, f"Internal error; request id {current_request_id()} identifies it in the logs.")
 
 
+# json.dumps with separators builds a JSONEncoder per call; an SSE answer encodes one per event.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def sse(events: Iterator[dict[str, Any]]) -> Generator[bytes, None, None]:
     """Server-sent events: `event: <type>` and one line of compact JSON per event. When the client goes away (the
     server closes this generator), the upstream generator is closed at once, which records the call as incomplete,
     rather than whenever the garbage collector gets to it."""
     try:
         for event in events:
-            data = json.dumps(event, separators=(",", ":"))
+            data = _compact_json(event)
             yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
     finally:
         close = getattr(events, "close", None)
