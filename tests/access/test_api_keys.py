@@ -45,6 +45,27 @@ def test_key_shape_and_storage(tenant_a: Any, make_user: Any, key_for: Any, in_t
         assert raw.split("_", 2)[2] not in row
 
 
+def test_the_key_hash_follows_the_pepper_and_the_secret_key(settings: Any) -> None:
+    """The keyed HMAC is prepared once per process (access.services._keyed), for the settings in force: a
+    changed pepper or SECRET_KEY hashes differently at once, and the hash is the HMAC-SHA256 it always was."""
+    import hashlib
+    import hmac
+
+    from access.services import api_key_hash
+
+    raw = "atr_0123abcd_" + "k" * 43
+    settings.ATRIUM_API_KEY_PEPPER = "pepper-one"
+    one = api_key_hash(raw)
+    assert one == hmac.new(b"pepper-one", raw.encode(), hashlib.sha256).hexdigest()
+    settings.ATRIUM_API_KEY_PEPPER = "pepper-two"
+    assert api_key_hash(raw) != one
+    settings.ATRIUM_API_KEY_PEPPER = ""
+    derived = hmac.new(settings.SECRET_KEY.encode(), b"atrium-api-key-pepper", hashlib.sha256).digest()
+    assert api_key_hash(raw) == hmac.new(derived, raw.encode(), hashlib.sha256).hexdigest()
+    settings.SECRET_KEY = settings.SECRET_KEY + "-rotated"
+    assert api_key_hash(raw) != hmac.new(derived, raw.encode(), hashlib.sha256).hexdigest()
+
+
 @pytest.mark.parametrize("style", ["x-api-key", "bearer"])
 def test_key_authenticates_as_its_user(style: str, tenant_a: Any, client_a: Any, make_user: Any,
                                        key_for: Any) -> None:
