@@ -31,8 +31,12 @@ def _networks(spec: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def _spec() -> tuple[str, ...]:
+    return tuple(str(s) for s in getattr(settings, "ATRIUM_TRUSTED_PROXIES", []) if str(s).strip())
+
+
 def trusted_proxies() -> tuple[Network, ...]:
-    return _networks(tuple(str(s) for s in getattr(settings, "ATRIUM_TRUSTED_PROXIES", []) if str(s).strip()))
+    return _networks(_spec())
 
 
 def _address(value: str) -> Address | None:
@@ -58,13 +62,26 @@ def client_ip(request: Any) -> str:
     """The client's address for `request` ('' if unknown)."""
     meta = getattr(request, "META", None) or {}
     peer_text = str(meta.get("REMOTE_ADDR", "") or "")
+    forwarded_for = str(meta.get("HTTP_X_FORWARDED_FOR", ""))
+    if len(forwarded_for) > _REMEMBERED_HEADER:  # a client's long header is not kept in memory
+        return _client_ip.__wrapped__(peer_text, forwarded_for, _spec())
+    return _client_ip(peer_text, forwarded_for, _spec())
+
+
+_REMEMBERED_HEADER = 512
+
+
+@functools.lru_cache(maxsize=1024)
+def _client_ip(peer_text: str, forwarded_for: str, spec: tuple[str, ...]) -> str:
+    """client_ip's answer, a function of these three strings only: remembered, as every call of a client (and
+    every audit entry of a call) would otherwise parse the same addresses again."""
     peer = _address(peer_text)
     if peer is None:
         return peer_text
-    networks = trusted_proxies()
+    networks = _networks(spec)
     if not networks or not _trusted(peer, networks):
         return str(peer)  # not from one of our proxies: its X-Forwarded-For is whatever the client wanted
-    hops = [hop for hop in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",") if hop.strip()]
+    hops = [hop for hop in forwarded_for.split(",") if hop.strip()]
     nearest = peer
     for hop in reversed(hops):
         address = _address(hop)

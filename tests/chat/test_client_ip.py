@@ -81,3 +81,15 @@ def test_model_call_records_the_true_address(sim: Any, tenant_a: Any, in_tenant:
     with in_tenant(tenant_a):
         calls = list(AuditEntry.objects.filter(event_type="model_call", user_id=user.pk).order_by("seq"))
     assert [c.ip for c in calls] == ["198.51.100.9", "203.0.113.77"]
+
+
+def test_remembered_answers_follow_the_trusted_proxies_and_long_headers_are_read_too() -> None:
+    """client_ip remembers its answer per (peer, header, trusted proxies): a change of the setting changes it at
+    once, and a header longer than what is remembered is read all the same."""
+    assert _ip("10.0.0.2", "203.0.113.9") == "10.0.0.2"  # no proxies: the peer
+    with override_settings(ATRIUM_TRUSTED_PROXIES=PROXIES):
+        assert _ip("10.0.0.2", "203.0.113.9") == "203.0.113.9"
+        long_header = ", ".join(["198.51.100.1"] * 60 + ["203.0.113.9", "10.0.0.1"])
+        assert len(long_header) > 512
+        assert _ip("10.0.0.2", long_header) == "203.0.113.9"
+    assert _ip("10.0.0.2", "203.0.113.9") == "10.0.0.2"
