@@ -96,7 +96,7 @@ class Limit(NamedTuple):
     label: str
 
 
-def _limits(tenant: Tenant, user: User) -> tuple[list[Limit], list[Limit]]:
+def _limits(tenant: Tenant, user: User, day: str | None = None) -> tuple[list[Limit], list[Limit]]:
     schema = tenant.schema_name
     rpm: list[Limit] = []
     tpd: list[Limit] = []
@@ -106,7 +106,7 @@ def _limits(tenant: Tenant, user: User) -> tuple[list[Limit], list[Limit]]:
     user_rpm = tenant.effective_user_requests_per_minute
     if user_rpm is not None:
         rpm.append(Limit(rpm_key(schema, user.pk), user_rpm, "your requests per minute"))
-    day = _day(datetime.now(UTC))
+    day = day or _day(datetime.now(UTC))
     if tenant.tokens_per_day is not None:
         tpd.append(Limit(tpd_key(schema, day), tenant.tokens_per_day, "the organisation's tokens per day"))
     user_tpd = tenant.effective_user_tokens_per_day
@@ -148,8 +148,9 @@ def pending_keys(schema: str) -> tuple[str, str]:
 
 
 def quota_plan(*, tenant: Tenant, user: User, tokens: int) -> QuotaPlan:
-    rpm, tpd = _limits(tenant, user)
-    return QuotaPlan(schema=tenant.schema_name, day=_day(datetime.now(UTC)), tokens=int(tokens), rpm=rpm, tpd=tpd)
+    day = _day(datetime.now(UTC))  # once: the day's keys and the plan's day are the same day, even at midnight
+    rpm, tpd = _limits(tenant, user, day)
+    return QuotaPlan(schema=tenant.schema_name, day=day, tokens=int(tokens), rpm=rpm, tpd=tpd)
 
 
 def _quota_input(plan: QuotaPlan) -> ScriptInput:
