@@ -4,6 +4,12 @@ The journal (`ATRIUM_RECORD_JOURNAL_DIR`): one append-only file per process, eac
 the response goes on. The process holds an exclusive lock on its file; a file whose lock is free belongs to a
 process that died, and is replayed by the next writer that starts (or checks, every few seconds) and then
 removed. Records still pending at a graceful stop are written, or journaled if the database does not take them.
+
+A segment is preallocated to its full size when it is created and, once every record in it is written, rewound
+(written again from its start) instead of truncated, as PostgreSQL recycles WAL segments: an fdatasync then
+flushes the appended lines only, never a change of the file's size or blocks. So that a line left over from
+before a rewind is never taken for a record, every line carries the segment's generation (counted up at each
+rewind) and a CRC: `~<generation> <crc32> <record>` (journal_records reads them back).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +37,45 @@ T = TypeVar("T")
 
 def _setting(name: str, default: float) -> float:
     return float(getattr(settings, name, default))
+
+
+def journal_line(generation: int, record: str) -> bytes:
+    """One journal line: `~<generation> <crc32 of the record> <record>` (the record on one line)."""
+    payload = record.replace("\n", " ").encode()
+    return b"~%x %08x %s\n" % (generation, zlib.crc32(payload, generation & 0xFFFFFFFF), payload)
+
+
+def journal_records(data: bytes) -> tuple[list[str], int]:
+    """The records a journal file holds, in order, and how many lines were torn (unreadable: killed mid-write).
+
+    Lines are read from the start while they belong to the first line's generation: the first line that does
+    not start with `~` (the rewound mark, the preallocated zeros, a leftover half line) or carries an older
+    generation (a leftover line from before the last rewind) ends the journal. A line whose CRC does not match is
+    torn and skipped. A file of plain lines (written before segments were preallocated) is read as it was."""
+    if data[:1] not in (b"~", b"\n", b"\0", b""):  # plain lines never start with the rewound mark or zeros
+        return [line.decode(errors="replace") for line in data.splitlines() if line.strip()], 0
+    records: list[str] = []
+    torn = 0
+    generation: int | None = None
+    for line in data.split(b"\n"):
+        if not line.startswith(b"~"):
+            break
+        parts = line[1:].split(b" ", 2)
+        try:
+            line_generation, crc = int(parts[0], 16), int(parts[1], 16)
+            payload = parts[2]
+        except (IndexError, ValueError):
+            torn += 1
+            continue
+        if generation is None:
+            generation = line_generation
+        elif line_generation != generation:
+            break
+        if zlib.crc32(payload, line_generation & 0xFFFFFFFF) != crc:
+            torn += 1
+            continue
+        records.append(payload.decode())
+    return records, torn
 
 
 class Ticket:
@@ -54,8 +100,9 @@ class _Segment:
 
     path: str
     fd: int
-    size: int = 0
+    size: int = 0  # where the next line goes
     left: int = 0
+    generation: int = 1  # counted up at each rewind (journal_records)
 
 
 @dataclass(eq=False)
@@ -139,13 +186,14 @@ class JournalMixin(Generic[T]):
         """Append and make durable (group fsync); returns the segment holding the line."""
         if self.codec is None:
             raise RecordNotWritten("this writer has no journal")
-        line = (self.codec.encode(item).replace("\n", " ") + "\n").encode()
+        record = self.codec.encode(item)
         with self._journal_lock:
             segment = self._journal_segment()
-            view = memoryview(line)
+            view = memoryview(journal_line(segment.generation, record))
             while view:
-                view = view[os.write(segment.fd, view):]
-            segment.size += len(line)
+                written = os.pwrite(segment.fd, view, segment.size)
+                segment.size += written
+                view = view[written:]
             segment.left += 1
             self._appended += 1
             mine = self._appended
@@ -199,9 +247,10 @@ class JournalMixin(Generic[T]):
             path = os.path.join(directory, f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}.journal")
             # Created and locked under a name no scan replays, then renamed: a scan between the creation and the
             # lock would otherwise take the new file for a dead process's journal and delete it.
-            fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while this process lives
+                self._preallocate(fd, int(limit))
                 os.rename(f"{path}.new", path)
             except OSError:
                 os.close(fd)
@@ -211,8 +260,17 @@ class JournalMixin(Generic[T]):
             segment = self._segment = _Segment(path=path, fd=fd)
         return segment
 
+    @staticmethod
+    def _preallocate(fd: int, size: int) -> None:
+        """Reserve the segment's blocks now, so appends neither grow the file nor allocate (an fdatasync then
+        writes the lines only). Best effort: where the filesystem cannot, the file grows as it is appended to."""
+        try:
+            os.posix_fallocate(fd, 0, max(1, size))
+        except OSError as exc:
+            logger.info("record_journal: segments are not preallocated here (%s)", exc)
+
     def _journal_written(self, segment: _Segment) -> None:
-        """One journaled record reached the database. A segment with nothing left is emptied (the current one)
+        """One journaled record reached the database. A segment with nothing left is rewound (the current one)
         or deleted (an older one). Neither needs an fsync: a line that comes back after a crash is replayed, and
         replaying a written record is a no-op (its request id)."""
         with self._journal_lock:
@@ -222,13 +280,28 @@ class JournalMixin(Generic[T]):
             segment.left = 0
             if segment is self._segment:
                 if segment.size:
-                    os.ftruncate(segment.fd, 0)
+                    # Rewound: the mark ends the journal at its start until the next line overwrites it; what
+                    # follows that line is of an older generation, which journal_records does not read.
+                    os.pwrite(segment.fd, b"\n", 0)
                     segment.size = 0
+                    segment.generation += 1
             elif segment in self._segments:
                 self._segments.remove(segment)
                 with contextlib.suppress(OSError):
                     os.unlink(segment.path)
                 os.close(segment.fd)
+
+    def _journal_close(self) -> None:
+        """At a graceful stop: the current segment is deleted if every record in it is written (it is replayed by
+        the next process otherwise, like a killed process's)."""
+        with self._journal_lock:
+            segment = self._segment
+            if segment is None or segment.left > 0:
+                return
+            self._segment = None
+            with contextlib.suppress(OSError):
+                os.unlink(segment.path)
+            os.close(segment.fd)
 
     def _scan_journals(self) -> None:
         """Replay the journals of processes that died (their lock is free), each record exactly once (the
@@ -252,7 +325,9 @@ class JournalMixin(Generic[T]):
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 continue  # a live process's journal, or gone
-            lines = [line.decode() for line in handle.read().splitlines() if line.strip()]
+            lines, torn = journal_records(handle.read())
+            if torn:
+                logger.warning("record_journal_skip: %d torn lines in %s", torn, path)
             replay = _Replay(path=path, handle=handle, left=len(lines))
             items = []
             for line in lines:

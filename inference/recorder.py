@@ -186,6 +186,7 @@ class BatchWriter(JournalMixin[T]):
         deadline = time.monotonic() + _setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)
         while not self._after() and time.monotonic() < deadline:
             time.sleep(0.2)
+        self._journal_close()
 
     def _after(self) -> bool:
         """Run the after-commit work; False if some of it is left (it failed and waits for the next run)."""

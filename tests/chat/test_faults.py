@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from inference.record_journal import journal_records
 from inference.simulator import Simulator
 from tests.chat.conftest import web_env
 from tests.conftest import WebServer, free_port, hosts_resolve
@@ -280,8 +281,8 @@ def test_every_200_is_recorded_exactly_once_through_faults(simulator: Simulator,
         served = [o for o in load.outcomes if o.status == 200 and o.complete]
         by_tenant = {schema: [o.request_id for o in served if o.tenant == schema] for schema in TENANTS}
         assert all(len(ids) > 20 for ids in by_tenant.values()), {k: len(v) for k, v in by_tenant.items()}
-        assert os.listdir(journal) == [] or all(os.path.getsize(os.path.join(journal, f)) == 0
-                                                for f in os.listdir(journal)), "a journal was not replayed"
+        assert all(journal_records(Path(journal, f).read_bytes())[0] == [] for f in os.listdir(journal)), \
+            "a journal was not replayed"
         client = redis.Redis.from_url(own.url)
         day = datetime.now(UTC)
         for schema, request_ids in by_tenant.items():

@@ -23,7 +23,8 @@ from tests.inference.conftest import string_codec
 def _lines(directory: str) -> list[str]:
     found: list[str] = []
     for path in sorted(Path(directory).glob("*.journal")):
-        found.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+        records, _torn = record_journal.journal_records(path.read_bytes())
+        found.extend(json.loads(record) for record in records)
     return found
 
 
@@ -104,7 +105,7 @@ def test_full_segments_are_deleted_once_their_records_are_written(background: An
     assert writer.flush(timeout=30)
     assert gate.written == items
     left = list(directory.glob("*.journal"))
-    assert len(left) == 1 and left[0].stat().st_size == 0  # only the current segment, emptied
+    assert len(left) == 1 and _lines(str(directory)) == []  # only the current segment, rewound
 
 
 def test_a_killed_processs_journal_is_written_once_by_the_next_writer(background: Any) -> None:
@@ -173,3 +174,82 @@ def test_an_unborn_segment_of_a_killed_process_is_removed_once_old(background: A
     writer: BatchWriter[str] = BatchWriter(name, _Gate().write, string_codec())
     writer._scan_journals()
     assert not old.exists() and young.exists()
+
+
+def test_a_segment_is_preallocated_and_rewound_never_grown_or_truncated(background: Any) -> None:
+    """The segment has its full size from its first line on; once its records are written it is rewound, and
+    what it held before reads as nothing (a replay of it now would write nothing again)."""
+    background.ATRIUM_RECORD_JOURNAL_SEGMENT_MB = 1
+    gate = _Gate()
+    gate.open.set()
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, string_codec())
+    writer.submit_journaled("a:1")
+    path = Path(writer._journal_path)
+    assert path.stat().st_size == 1024 * 1024
+    assert writer.flush(timeout=30) and gate.written == ["a:1"]
+    assert record_journal.journal_records(path.read_bytes()) == ([], 0)  # rewound
+    gate.open.clear()
+    writer.submit_journaled("a:2")
+    writer.submit_journaled("a:3")
+    assert _lines(str(path.parent)) == ["a:2", "a:3"]
+    assert path.stat().st_size == 1024 * 1024
+    gate.open.set()
+    assert writer.flush(timeout=30) and gate.written == ["a:1", "a:2", "a:3"]
+    writer.stop()  # a graceful stop with everything written leaves no journal behind
+    assert not path.exists()
+
+
+def test_a_killed_processs_rewound_segment_replays_only_its_last_generation_without_the_torn_tail(
+        background: Any) -> None:
+    """A segment rewound after its first records were written, then given a shorter record and a line torn by
+    the kill: the next writer replays that one record, exactly once; neither the older generation's lines still
+    on disk behind it nor the torn line."""
+    name = f"j{uuid.uuid4().hex[:6]}"
+    directory = Path(background.ATRIUM_RECORD_JOURNAL_DIR)
+    first = [f"a:{n}:{'x' * 200}" for n in range(3)]
+    child = os.fork()
+    if child == 0:
+        try:
+            gate = _Gate()
+            gate.open.set()
+            dead: BatchWriter[str] = BatchWriter(name, gate.write, string_codec())
+            for item in first:
+                dead.submit_journaled(item)
+            assert dead.flush(timeout=30)  # written: the segment is rewound
+            gate.open.clear()
+            dead.submit_journaled("b:1")  # journaled, the database takes nothing more
+            segment = dead._segment
+            assert segment is not None
+            torn = record_journal.journal_line(segment.generation, json.dumps("b:2"))
+            os.pwrite(segment.fd, torn[: len(torn) // 2], segment.size)  # killed in the middle of a write
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+    _pid, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    files = list(directory.glob(f"{name}-*.journal"))
+    assert len(files) == 1
+    data = files[0].read_bytes()
+    assert all(item.encode() in data for item in first[1:])  # the older generation is still on disk
+    assert record_journal.journal_records(data) == ([json.dumps("b:1")], 1)
+    gate = _Gate()
+    gate.open.set()
+    survivor: BatchWriter[str] = BatchWriter(name, gate.write, string_codec())
+    survivor.start()
+    deadline = time.monotonic() + 30
+    while files[0].exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not files[0].exists()
+    assert gate.written == ["b:1"]
+
+
+def test_journal_lines_of_another_generation_a_bad_crc_or_zeros_are_not_records() -> None:
+    line = record_journal.journal_line
+    assert record_journal.journal_records(line(3, "one") + line(3, "two") + b"\0" * 64) == (["one", "two"], 0)
+    assert record_journal.journal_records(line(4, "new") + line(3, "old")) == (["new"], 0)
+    bad = bytearray(line(4, "three"))
+    bad[-3] ^= 1
+    assert record_journal.journal_records(line(4, "new") + bytes(bad) + line(4, "four")) == (["new", "four"], 1)
+    assert record_journal.journal_records(b"\n" + line(3, "old")[1:]) == ([], 0)  # rewound, nothing since
+    assert record_journal.journal_records(b"") == ([], 0)
+    assert record_journal.journal_records(b'"plain"\n"lines"\n') == (['"plain"', '"lines"'], 0)  # older format
+    assert record_journal.journal_records(line(1, "a\nb")) == (["a b"], 0)

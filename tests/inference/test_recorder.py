@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from inference.record_journal import journal_records
 from inference.recorder import BatchWriter
 from tests.inference.conftest import string_codec
 
@@ -211,7 +212,6 @@ def test_a_dead_processs_journal_is_replayed_exactly_once(background: Any) -> No
 
 
 def test_journaled_records_survive_until_written_then_the_journal_empties(background: Any) -> None:
-    import os
 
     background.ATRIUM_RECORDER_LINGER_MS = 0
     release = threading.Event()
@@ -228,12 +228,14 @@ def test_journaled_records_survive_until_written_then_the_journal_empties(backgr
     assert not ticket.wait(0.3)
     writer.journal("a:1")
     journal = writer._journal_path
-    with open(journal) as handle:
-        assert [json.loads(line) for line in handle] == ["a:1"]  # durable before the response went on
+    with open(journal, "rb") as handle:
+        records, _torn = journal_records(handle.read())
+    assert [json.loads(record) for record in records] == ["a:1"]  # durable before the response went on
     release.set()
     assert ticket.wait(30)
     assert written == ["a:1"]
-    assert os.path.getsize(journal) == 0
+    with open(journal, "rb") as handle:
+        assert journal_records(handle.read()) == ([], 0)  # rewound: nothing to replay
 
 
 # --- the idempotent writes --------------------------------------------------------------------------------
