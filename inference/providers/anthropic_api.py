@@ -5,12 +5,15 @@ SDK client's request machinery (`AnthropicClient.messages_create_raw`, `messages
 SDK would send (URL, headers, JSON body), the same events out of a stream, and the SDK's own exception classes on
 failure, at about half the client-side cost (the SDK's request building and its HTTP stack take longer than the
 loopback round trip: docs/benchmarks.md). The client is the SDK's all the same: any other endpoint goes through it.
+The request is written and its answer read over the pool's connection by `inference.providers.http1` (urllib3's
+urlopen only through a proxy or with tracing on).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -23,6 +26,7 @@ import urllib3
 from django.conf import settings
 
 from inference.errors import ProviderMisconfigured
+from inference.providers import http1
 from inference.types import ProviderTarget
 
 API_VERSION = "2023-06-01"
@@ -41,30 +45,51 @@ class AnthropicClient(anthropic.Anthropic):
         tls: dict[str, Any] = {"ca_certs": certifi.where()} if self._messages_url.startswith("https:") else {}
         proxy = _proxy_for(self._messages_url)
         self._pool: urllib3.HTTPConnectionPool | urllib3.ProxyManager
+        self._headers = {"x-api-key": api_key, "anthropic-version": API_VERSION, "content-type": "application/json",
+                         "accept": "application/json", "user-agent": f"atrium {self.user_agent}"}
+        self._stream_headers = {**self._headers, "accept": "text/event-stream"}
+        # The direct exchange (inference.providers.http1) talks to the host itself: through a proxy, or with a
+        # header http.client would refuse, requests go through urllib3's urlopen as before.
+        self._direct: urllib3.HTTPConnectionPool | None = None
         if proxy:
             self._pool = urllib3.ProxyManager(proxy, maxsize=64, block=False, retries=False, **tls)
             self._target = self._messages_url  # a proxy is asked for the absolute URL
         else:
-            self._pool = urllib3.connection_from_url(self._messages_url, maxsize=64, block=False, retries=False,
-                                                     **tls)
-            self._target = self._path
-        self._headers = {"x-api-key": api_key, "anthropic-version": API_VERSION, "content-type": "application/json",
-                         "accept": "application/json", "user-agent": f"atrium {self.user_agent}"}
-        self._stream_headers = {**self._headers, "accept": "text/event-stream"}
+            pool = urllib3.connection_from_url(self._messages_url, maxsize=64, block=False, retries=False, **tls)
+            self._pool, self._target = pool, self._path
+            if all(_header_ok(value) for value in self._headers.values()):
+                self._direct = pool
+                host = str(pool.host).strip("[]")
+                host = f"[{host}]" if ":" in host else host  # as http.client writes an IPv6 address
+                if pool.port != (443 if self._messages_url.startswith("https:") else 80):
+                    host = f"{host}:{pool.port}"
+                # What urllib3 (http.client) sends, in its order: Host, Accept-Encoding, Content-Length, ours.
+                line = f"POST {self._path} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n"
+                self._request_line = line.encode("latin-1")
+                self._head_json = "".join(f"{k}: {v}\r\n" for k, v in self._headers.items()).encode("latin-1")
+                self._head_stream = "".join(f"{k}: {v}\r\n" for k, v in self._stream_headers.items()).encode(
+                    "latin-1")
 
     def messages_create_raw(self, body: dict[str, Any], timeout: Any, betas: Sequence[str] = ()) -> Any:
         """POST /v1/messages; the decoded JSON. Raises what `messages.create` would (APIStatusError subclasses,
         APITimeoutError, APIConnectionError)."""
         payload = json.dumps(body, separators=(",", ":")).encode()
-        headers = {**self._headers, "anthropic-beta": ",".join(betas)} if betas else self._headers
-        response = self._send(payload, headers, timeout, preload=True)
+        request = self._direct_request(payload, self._head_json, betas) if self._direct_now() else None
+        if request is not None:
+            connect, read = _limits(timeout)
+            answer, data = self._exchange(request, payload, connect, read, None, preload=True)
+            status = answer.status
+        else:
+            headers = {**self._headers, "anthropic-beta": ",".join(betas)} if betas else self._headers
+            response = self._send(payload, headers, timeout, preload=True)
+            status, data = response.status, response.data
         try:
-            return json.loads(response.data)
+            return json.loads(data)
         except ValueError as exc:
             raise anthropic.APIResponseValidationError(
-                response=httpx2.Response(response.status, content=response.data, request=self._failed_request(payload)),
-                body=response.data.decode(errors="replace"), message="provider answered with something other "
-                                                                     "than JSON") from exc
+                response=httpx2.Response(status, content=data, request=self._failed_request(payload)),
+                body=data.decode(errors="replace"), message="provider answered with something other than JSON",
+            ) from exc
 
     def messages_stream_raw(self, body: dict[str, Any], timeout: Any, betas: Sequence[str] = (),
                             first_event_by: float | None = None) -> DirectStream:
@@ -74,11 +99,57 @@ class AnthropicClient(anthropic.Anthropic):
         all arrive by then, else APITimeoutError (the first-byte budget of an attempt run in the request's own
         thread, inference.attempts); the events after the first are read with `timeout`'s read timeout."""
         payload = json.dumps(body, separators=(",", ":")).encode()
+        request = self._direct_request(payload, self._head_stream, betas) if self._direct_now() else None
+        if request is not None:
+            connect, read = _limits(timeout)
+            opened, _ = self._exchange(request, payload, connect, read, first_event_by, preload=False)
+            return DirectStream(self, opened, payload, first_event_by=first_event_by, read_timeout=read)
         headers = {**self._stream_headers, "anthropic-beta": ",".join(betas)} if betas else self._stream_headers
         limits = _timeout(timeout)
         response = self._send(payload, headers, limits if first_event_by is None else _until(limits, first_event_by),
                               preload=False)
         return DirectStream(self, response, payload, first_event_by=first_event_by, read_timeout=limits.read_timeout)
+
+    def _direct_now(self) -> bool:
+        """Whether this call may take the direct exchange: no proxy, and urllib3 not instrumented (with tracing on,
+        OpenTelemetry wraps urlopen to make each request's client span, so requests go through urlopen)."""
+        return self._direct is not None and not hasattr(urllib3.HTTPConnectionPool.urlopen, "__wrapped__")
+
+    def _direct_request(self, payload: bytes, head: bytes, betas: Sequence[str]) -> bytes | None:
+        """The whole request as urllib3 would send it; None if a beta name is no valid header value (urlopen then
+        raises what it always did)."""
+        if betas:
+            value = ",".join(betas)
+            if not _header_ok(value):
+                return None
+            head += b"anthropic-beta: " + value.encode("latin-1") + b"\r\n"
+        return b"%sContent-Length: %d\r\n%s\r\n%s" % (self._request_line, len(payload), head, payload)
+
+    def _exchange(self, request: bytes, payload: bytes, connect: float, read: float, first_event_by: float | None,
+                  *, preload: bool) -> tuple[http1.Answer, bytes]:
+        """`_send` over the direct exchange: the answer of a 2xx and its body if `preload` (else b""), or the SDK's
+        exception for what happened, raised as `_send` raises it (a failure reading the body of an error status
+        while streaming included: urllib3's own exception, as there)."""
+        data = b""
+        assert self._direct is not None
+        try:
+            answer = http1.exchange(self._direct, self._messages_url, request, connect_timeout=connect,
+                                    read_timeout=read, read_by=first_event_by)
+            if preload:
+                try:
+                    data = answer.read()
+                finally:
+                    answer.release_conn()
+        except urllib3.exceptions.HTTPError as exc:
+            raise self.transport_error(exc, payload) from exc
+        if answer.status >= 400:
+            try:
+                data = data if preload else answer.read()
+            finally:
+                answer.release_conn()
+            raise self._make_status_error_from_response(httpx2.Response(
+                answer.status, headers=answer.headers, content=data, request=self._failed_request(payload)))
+        return answer, data
 
     def _send(self, payload: bytes, headers: dict[str, str], timeout: Any, *, preload: bool) -> Any:
         """The response of a 2xx, else the SDK's exception for what happened."""
@@ -129,8 +200,10 @@ class DirectStream:
         return self._events()
 
     def _events(self) -> Iterator[Any]:
-        buffer = b""
-        event: str | None = None
+        # Line by line, as the SDK's decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line
+        # ends an event), but a whole read split at once: a read holds many events on the direct exchange.
+        pending: list[bytes] = []  # the start of a line that has not ended yet
+        event: bytes | None = None
         data: list[bytes] = []
         try:
             while True:
@@ -138,19 +211,34 @@ class DirectStream:
                 if not chunk:
                     self._finished = True
                     return
-                buffer += chunk
-                while (end := buffer.find(b"\n")) >= 0:
-                    line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1:]
+                if b"\n" not in chunk:
+                    pending.append(chunk)
+                    continue
+                if pending:
+                    pending.append(chunk)
+                    chunk = b"".join(pending)
+                    pending.clear()
+                lines = chunk.split(b"\n")
+                tail = lines.pop()
+                if tail:
+                    pending.append(tail)
+                for line in lines:
+                    line = line.rstrip(b"\r")
                     if line:
-                        name, _, value = line.partition(b":")
-                        value = value[1:] if value.startswith(b" ") else value
-                        if name == b"event":
-                            event = value.decode()
-                        elif name == b"data":
-                            data.append(value)
+                        if line[:6] == b"data: ":
+                            data.append(line[6:])
+                        elif line[:7] == b"event: ":
+                            event = line[7:]
+                        else:
+                            name, _, value = line.partition(b":")
+                            value = value[1:] if value[:1] == b" " else value
+                            if name == b"event":
+                                event = value
+                            elif name == b"data":
+                                data.append(value)
                         continue
-                    if event is not None and event != "ping" and data:  # a blank line ends an event
-                        decoded = self._decoded(event, b"\n".join(data))
+                    if event is not None and event != b"ping" and data:  # a blank line ends an event
+                        decoded = self._decoded(event, data[0] if len(data) == 1 else b"\n".join(data))
                         if self._first_event_by is not None:
                             self._first_event_by = None
                             self._socket_timeout(self._read_timeout)
@@ -171,9 +259,9 @@ class DirectStream:
             raise anthropic.APITimeoutError(request=self._client._failed_request(self._payload))
         return chunk
 
-    def _decoded(self, event: str, data: bytes) -> Any:
-        if event != "error":
-            return json.loads(data)
+    def _decoded(self, event: bytes, data: bytes) -> Any:
+        if event != b"error":
+            return _json(data)
         try:
             body: Any = json.loads(data)
         except ValueError:
@@ -186,6 +274,9 @@ class DirectStream:
         """Set the timeout of the socket the answer is read from: the connection's, or (an answer that closes
         its connection, which http.client then detaches from the answer's connection) the one under the
         answer's own file object."""
+        if isinstance(self._response, http1.Answer):
+            self._response.settimeout(seconds)
+            return
         connection = self._response.connection
         sock = getattr(connection, "sock", None) if connection is not None else None
         if sock is None:
@@ -203,6 +294,20 @@ class DirectStream:
         self._response.release_conn()
 
 
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's C scanner, without the checks around it
+
+
+def _json(data: bytes) -> Any:
+    """json.loads(data), in one call of the C scanner when `data` is plain UTF-8 JSON with nothing around it;
+    anything else (whitespace, a BOM, invalid JSON or UTF-8) is left to json.loads, which decodes or raises."""
+    try:
+        text = data.decode()
+        value, end = _scan(text, 0)
+    except (ValueError, StopIteration):
+        return json.loads(data)
+    return value if end == len(text) else json.loads(data)
+
+
 def _proxy_for(url: str) -> str | None:
     """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), if any."""
     parsed = urllib3.util.parse_url(url)
@@ -212,12 +317,31 @@ def _proxy_for(url: str) -> str | None:
     return proxies.get(parsed.scheme or "https") or proxies.get("all") or None
 
 
-def _timeout(timeout: Any) -> urllib3.Timeout:
+def _limits(timeout: Any) -> tuple[float, float]:
+    """(connect, read) timeouts of a number or an SDK Timeout (unset: the request deadline)."""
     if isinstance(timeout, int | float):
-        return urllib3.Timeout(connect=float(timeout), read=float(timeout))
+        return float(timeout), float(timeout)
     read = timeout.read if timeout.read is not None else settings.ATRIUM_REQUEST_DEADLINE_S
     connect = timeout.connect if timeout.connect is not None else read
+    return connect, read
+
+
+def _timeout(timeout: Any) -> urllib3.Timeout:
+    connect, read = _limits(timeout)
     return urllib3.Timeout(connect=connect, read=read)
+
+
+# http.client's test of a header value (it refuses CR or LF not followed by whitespace: header injection).
+_illegal_header_value = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search
+
+
+def _header_ok(value: str) -> bool:
+    """Whether http.client would send `value` as a header value (latin-1, no injected line)."""
+    try:
+        encoded = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return _illegal_header_value(encoded) is None
 
 
 def _until(limits: urllib3.Timeout, by: float) -> urllib3.Timeout:
