@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -89,11 +89,13 @@ class AuditEvent:
 
     def hashed(self, key: bytes) -> AuditEvent:
         """This event with its payloads replaced by their keyed hashes (under `key`, the tenant's audit key)."""
-        return replace(self, input_payload=None, output_payload=None,
-                       input_hash=self.input_hash if self.input_hash is not None else content_hash(
-                           key, self.input_payload),
-                       output_hash=self.output_hash if self.output_hash is not None else content_hash(
-                           key, self.output_payload))
+        event = object.__new__(type(self))  # a shallow copy without __init__ (dataclasses.replace: 3x the CPU)
+        event.__dict__.update(self.__dict__)
+        event.input_hash = self.input_hash if self.input_hash is not None else content_hash(key, self.input_payload)
+        event.output_hash = self.output_hash if self.output_hash is not None else content_hash(
+            key, self.output_payload)
+        event.input_payload = event.output_payload = None
+        return event
 
 
 @dataclass

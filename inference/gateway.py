@@ -52,6 +52,18 @@ T = TypeVar("T")
 
 # --- the call and its records ------------------------------------------------------------------------
 
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, remembered (labels() validates and locks on every call; four of them a call)."""
+    key = (metric, *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
                  attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False) -> CallRecord:
     """Count the call in the metrics and describe its records; everything from the request is resolved here."""
@@ -60,13 +72,13 @@ def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider
     input_tokens, output_tokens = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
     latency_ms = int((time.monotonic() - admitted.started) * 1000)
     label = call.tenant.schema_name
-    metrics.REQUESTS.labels(label, call.source, status).inc()
-    metrics.LATENCY.labels(label, call.source).observe(latency_ms / 1000)
-    metrics.TOKENS.labels(label, "input").inc(input_tokens)
-    metrics.TOKENS.labels(label, "output").inc(output_tokens)
+    _labelled(metrics.REQUESTS, label, call.source, status).inc()
+    _labelled(metrics.LATENCY, label, call.source).observe(latency_ms / 1000)
+    _labelled(metrics.TOKENS, label, "input").inc(input_tokens)
+    _labelled(metrics.TOKENS, label, "output").inc(output_tokens)
     for attempt in attempts:
         if attempt.outcome == "failover":
-            metrics.FAILOVERS.labels(label, attempt.target).inc()
+            _labelled(metrics.FAILOVERS, label, attempt.target).inc()
     metadata: dict[str, Any] = {
         "source": call.source, "auth": call.auth_method, **call.auth_metadata,
         "provider": provider, "region": region, "provider_model_id": model_id,

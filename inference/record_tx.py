@@ -115,13 +115,15 @@ def record_tx_commit(records: list[CallRecord]) -> None:
     try:
         timeout = _timeout_ms.get()
         cursor.execute(_first(raw, tenant.schema_name, timeout), [request_ids, list(refs)])
-        results: list[list[Any]] = []
-        while True:
-            if cursor.description is not None:
-                results.append(cursor.fetchall())
-            if not cursor.nextset():
-                break
-        head_row, found = results[-2][0], results[-1]
+        # The results of BEGIN and the SET LOCALs are skipped by position (asking each result for its description
+        # built column objects for nothing); then the head and the request ids found.
+        for _ in range(3 if timeout else 2):
+            cursor.nextset()
+        head_row = cursor.fetchone()
+        cursor.nextset()
+        found = cursor.fetchall()
+        if head_row is None:
+            raise RuntimeError("atrium_audit_lock_head() returned no row")
         head = (int(head_row[0]), str(head_row[1])) if head_row[0] is not None else (0, chain.GENESIS)
         present = {str(r[0]) for r in found if r[0] is not None}
         erased = frozenset(refs[str(r[1])] for r in found if r[1] is not None)

@@ -311,7 +311,9 @@ def test_settlement_is_idempotent_and_survives_an_emptied_redis(in_tenant: Any, 
         tokens_per_day = 10_000
         effective_user_tokens_per_day = None
 
-    day = "20261206"
+    from datetime import UTC, datetime
+
+    day = datetime.now(UTC).strftime("%Y%m%d")  # the day quota_rebuild rebuilds (a fixed day failed after it)
     key = tpd_key(schema, day)
     client.set(epoch_key(schema), "e1")
     client.set(key, 100)  # a reservation of 100 tokens
