@@ -100,7 +100,8 @@ end
 # held (pending, same epoch), the counters get (used - reserved); when it is not (reaped after its TTL, or Redis
 # lost its data: another epoch), they get `used`. quota_rebuild adds recorded calls through the same set
 # (access.counter_rebuild.settled_add), so a call is counted once whether its settlement or the rebuild gets there
-# first.
+# first. A call counted already whose reservation is still held (inference.settle_recovery added what it used when
+# its settlement seemed lost) gives the reservation back: the recovery cannot take it, only the call knows it.
 # KEYS: every key used. ARGV: n, then per call: request id, settled key index, epoch key index, epoch, reserved,
 # used, pending key index, pending data key index, member, number of day keys, their indexes.
 SETTLE_LUA = TAKE_LUA + """
@@ -111,12 +112,17 @@ for _ = 1, n do
   local reserved, used = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5])
   local pending, pending_data, member = KEYS[tonumber(ARGV[p + 6])], KEYS[tonumber(ARGV[p + 7])], ARGV[p + 8]
   local nk = tonumber(ARGV[p + 9])
+  local delta = nil
   if redis.call('SADD', settled, id) == 1 then
     redis.call('EXPIRE', settled, 172800)
-    local delta = used
+    delta = used
     if take(pending, pending_data, member) ~= 0 and redis.call('GET', epoch_key) == epoch then
       delta = used - reserved
     end
+  elseif member ~= '' and take(pending, pending_data, member) == 1 and redis.call('GET', epoch_key) == epoch then
+    delta = -reserved
+  end
+  if delta then
     for k = 1, nk do
       local key = KEYS[tonumber(ARGV[p + 9 + k])]
       if redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0) end

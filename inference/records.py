@@ -203,8 +203,12 @@ writer: BatchWriter[CallRecord] = BatchWriter(
 
 
 def recorder_start() -> None:
-    """Start this process's writer (gunicorn's post_worker_init): it replays what dead processes journaled."""
+    """Start this process's writer (gunicorn's post_worker_init): it replays what dead processes journaled; and
+    settle the recent calls whose settlement died with their process (inference.settle_recovery)."""
+    from inference.settle_recovery import settle_recovery_start
+
     writer.start()
+    settle_recovery_start()
 
 
 def records_available(tenant: Any) -> bool:

@@ -12,6 +12,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # A quota reservation whose call was never settled (its process was killed) gives its tokens back after this long;
 # longer than the longest call (a settled call is counted exactly whatever this is).
 ATRIUM_QUOTA_RESERVATION_TTL_S = env.float("ATRIUM_QUOTA_RESERVATION_TTL_S", default=900.0)
+# At a web process's start, the calls recorded this many minutes back whose quota or budget settlement was lost
+# with their process are settled (inference/settle_recovery.py; 0 turns it off); calls younger than the grace may
+# still be settled by their live process (a second pass runs once the grace is over).
+ATRIUM_SETTLE_RECOVERY_MINUTES = env.float("ATRIUM_SETTLE_RECOVERY_MINUTES", default=15.0)
+ATRIUM_SETTLE_RECOVERY_GRACE_S = env.float("ATRIUM_SETTLE_RECOVERY_GRACE_S", default=30.0)
 
 # --- chat, metrics, compliance ---------------------------------------------------------------------
 ATRIUM_RECORD_IN_BACKGROUND = env.bool("ATRIUM_RECORD_IN_BACKGROUND", default=True)  # inference/recorder.py
