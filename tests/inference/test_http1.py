@@ -8,8 +8,11 @@ events, or fail with the same exception, the same root cause and the same error 
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -64,9 +67,10 @@ class Canned:
     """A server that answers each request with `answer`, written as answer[:split] and, a moment later,
     answer[split:]."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.listener.getsockname()[1]}"
         self.answer = b""
         self.split = 0
         self.keep_alive = False
@@ -84,6 +88,12 @@ class Canned:
 
     def _answer(self, conn: socket.socket) -> None:
         """Answer requests on `conn`: until the client leaves with `keep_alive`, else one."""
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):  # a client that refused the certificate
+                conn.close()
+                return
         with conn:
             request = b""
             while True:
@@ -290,3 +300,51 @@ def test_a_stream_read_to_its_end_on_a_kept_connection_is_reused(sim: Any) -> No
 def _first_and_rest(client: AnthropicClient) -> tuple[Any, Iterator[Any]]:
     events = iter(client.messages_stream_raw({**PARAMS, "stream": True}, 5))
     return next(events), events
+
+
+def certificate(tmp_path: Any) -> tuple[ssl.SSLContext, str]:
+    """A server context with a self-signed certificate for 127.0.0.1, and the file a client trusts it by."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "atrium test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, str(cert_file)
+
+
+def test_over_tls_the_certificate_is_checked_and_the_stream_read(tmp_path: Any) -> None:
+    context, cafile = certificate(tmp_path)
+    server = Canned(tls=context)
+    try:
+        server.answer = SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n" + chunked(SSE)
+        # Against certifi's bundle (the production setting) the self-signed certificate is refused, on both paths.
+        refused = both(server, server.answer, split=40)
+        assert refused[:2] == ("APIConnectionError", "SSLError")
+        server.keep_alive = True
+        direct, pooled = clients(server.url)
+        for client in (direct, pooled):
+            client._pool.ca_certs = cafile  # type: ignore[union-attr]
+            for split in (1, 60, 200, 500):
+                server.split = split
+                assert streamed(client) == EVENTS
+            assert client._pool.num_connections == 1  # type: ignore[union-attr]
+        assert direct._direct is not None and isinstance(direct._pool.pool.queue[-1].sock,  # type: ignore[union-attr]
+                                                          ssl.SSLSocket)
+    finally:
+        server.close()
