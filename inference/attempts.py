@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 from django.conf import settings
 
-from inference.providers.base import bounds_first_event, provider_client, provider_client_ready, provider_stream
+from inference.providers.base import (
+    Limits,
+    bounds_first_event,
+    provider_client,
+    provider_client_ready,
+    provider_stream,
+)
 from inference.streaming import close_quietly
 from inference.types import ProviderTarget
 
@@ -95,7 +101,7 @@ class Opened:
     def first_byte_by(self) -> float:
         return (self.sent if self.sent is not None else self.t0) + self.budget
 
-    def run(self, params: Mapping[str, Any], timeout: anthropic.Timeout, *, client: Any = None,
+    def run(self, params: Mapping[str, Any], timeout: anthropic.Timeout | Limits, *, client: Any = None,
             deadline: float | None = None) -> Opened:
         """Open the stream and read its first event (or raise what the provider did); in a pool thread, or in the
         request's with `deadline` (the first event must then arrive by the budget's end or `deadline`)."""
@@ -132,7 +138,9 @@ class Opened:
             return
         self.future = Future()
         try:
-            self.future.set_result(self.run(params, _timeout(deadline), client=client, deadline=deadline))
+            remaining = max(deadline - time.monotonic(), 0.001)
+            limits = Limits(remaining, min(settings.ATRIUM_CONNECT_TIMEOUT_S, remaining))  # as _timeout's
+            self.future.set_result(self.run(params, limits, client=client, deadline=deadline))
         except anthropic.APITimeoutError as exc:
             # Out of time (not, say, a connect timeout shorter than the budget): a slow attempt, not a failed one.
             if time.monotonic() < min(self.first_byte_by, deadline) - _CLOCK_SLACK_S:

@@ -9,6 +9,7 @@ starts and renews their credentials before they expire (inference.warm).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import anthropic
 from anthropic import Stream
@@ -91,6 +92,20 @@ def _base_urls() -> str:
 
 
 def _fingerprint(credentials: Mapping[str, Any]) -> str:
+    """A digest of the credentials (the cache key holds no secret). Remembered for flat credentials (every call
+    looks its client up: a JSON dump and a SHA-256 each time cost more than the lookup itself)."""
+    try:
+        return _flat_fingerprint(tuple(credentials.items()))
+    except TypeError:  # a value that is no hashable (a service-account key as a dict)
+        return _digest(credentials)
+
+
+@functools.lru_cache(maxsize=1024)
+def _flat_fingerprint(items: tuple[tuple[str, Any], ...]) -> str:
+    return _digest(dict(items))
+
+
+def _digest(credentials: Mapping[str, Any]) -> str:
     blob = json.dumps(credentials, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -250,6 +265,14 @@ class EventStream(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
     def close(self) -> None: ...
+
+
+class Limits(NamedTuple):
+    """Read and connect timeouts, for a client that `bounds_first_event`: what its transport reads of the SDK's
+    Timeout, without building one (httpx's checks) for every call."""
+
+    read: float
+    connect: float
 
 
 def bounds_first_event(client: Any) -> bool:

@@ -76,3 +76,21 @@ def test_the_environments_proxy_is_used_unless_the_host_is_exempt(monkeypatch: A
     monkeypatch.setenv("NO_PROXY", "api.anthropic.com")
     direct = AnthropicClient(api_key="sk-ant-x", base_url="https://api.anthropic.com", timeout=5)
     assert isinstance(direct._pool, urllib3.HTTPSConnectionPool) and direct._target == "/v1/messages"
+
+
+def test_a_client_is_kept_per_credentials_whatever_their_order_or_shape() -> None:
+    from inference.providers.base import provider_client, provider_clients_clear
+    from inference.types import ProviderTarget
+
+    provider_clients_clear()
+
+    def client(credentials: dict[str, Any]) -> Any:
+        return provider_client(ProviderTarget(provider="anthropic", region="", credentials=credentials))
+
+    one = client({"api_key": "sk-ant-one", "note": "a"})
+    assert client({"note": "a", "api_key": "sk-ant-one"}) is one  # the same credentials, listed otherwise
+    assert client({"api_key": "sk-ant-two", "note": "a"}) is not one
+    nested = client({"api_key": "sk-ant-one", "note": {"a": 1}})  # not hashable: digested every time
+    assert nested is not one and client({"note": {"a": 1}, "api_key": "sk-ant-one"}) is nested
+    assert one._headers["x-api-key"] == "sk-ant-one"
+    provider_clients_clear()
