@@ -103,6 +103,9 @@ def _records_commit(records: list[CallRecord],
 
 _unsettled: list[CallRecord] = []  # committed records whose quota settlement has not gone through yet
 _unsettled_lock = threading.Lock()
+# One settle_pending at a time: a caller that finds the list empty while another's batch is still on its way to
+# Redis waits for that outcome (the exit's settlement must not report done and let the process leave first).
+_settling = threading.Lock()
 
 
 def _settle(records: list[CallRecord]) -> None:
@@ -116,19 +119,21 @@ def settle_pending() -> bool:
     """Settle committed records (exactly once each, whatever is retried). The writer calls it after it released
     a batch's responses, every idle second, and at exit until it succeeds; on a Redis error the records wait for
     the next call. True when nothing is left to settle."""
-    with _unsettled_lock:
-        batch = list(_unsettled)
-        _unsettled.clear()
-    if not batch:
-        return True
-    try:
-        _settle(batch)
-    except Exception:
-        logger.warning("record_retry: the quota settlement of %d calls failed; retried", len(batch), exc_info=True)
+    with _settling:
         with _unsettled_lock:
-            _unsettled[:0] = batch
-        return False
-    return True
+            batch = list(_unsettled)
+            _unsettled.clear()
+        if not batch:
+            return True
+        try:
+            _settle(batch)
+        except Exception:
+            logger.warning("record_retry: the quota settlement of %d calls failed; retried", len(batch),
+                           exc_info=True)
+            with _unsettled_lock:
+                _unsettled[:0] = batch
+            return False
+        return True
 
 
 # --- the journal's line format (no prompt or completion: their keyed hashes only) --------------------------------
