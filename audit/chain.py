@@ -11,6 +11,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -63,8 +64,32 @@ def pseudonym(key: bytes, user_id: int | None) -> str:
 
 
 def normalise(value: Any) -> Any:
-    """What the value reads back as from jsonb, so the MAC computed on write equals the one on verify."""
+    """What the value reads back as from jsonb, so the MAC computed on write equals the one on verify. A value
+    made of JSON's own types only (an audit entry's metadata and personal fields, nearly always) already is: it
+    is returned as it is (two JSON passes less per entry); anything else goes through JSON."""
+    if _json_native(value, 0):
+        return value
     return json.loads(canonical(value))
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _json_native(value: Any, depth: int) -> bool:
+    """Does `value` read back from JSON as an equal value of the same types (dicts with str keys, lists, str,
+    int, bool, None, finite floats; exact types, no subclasses such as enums or lazy strings)?"""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth > 16:
+        return False
+    if kind is dict:
+        return all(type(k) is str and _json_native(v, depth + 1) for k, v in value.items())
+    if kind is list:
+        return all(_json_native(v, depth + 1) for v in value)
+    return False
 
 
 def _ts(value: datetime) -> str:

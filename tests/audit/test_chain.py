@@ -157,3 +157,35 @@ def test_admin_shows_entries_read_only(tenant_a: Any, in_tenant: Any, make_user:
     assert client_a.get("/admin/audit/auditentry/add/").status_code == 403
     with in_tenant(tenant_a):
         assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_normalise_returns_json_native_values_as_they_are_and_converts_the_rest_as_jsonb_reads_them() -> None:
+    """An entry's metadata made of JSON's own types is chained as it is (no JSON round trip); tuples, non-string
+    keys, enums, dates and lazy strings still come out as jsonb will read them back, so the MAC on write equals
+    the one on verify."""
+    import enum
+    import json
+    from datetime import date
+
+    from django.utils.functional import lazy
+
+    from audit.chain import canonical, normalise
+
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    native = {"source": "api", "attempts": [{"target": "anthropic", "ms": 3, "ok": True, "share": 0.5}],
+              "region": None, "deep": [[[{"x": 1}]]]}
+    assert normalise(native) is native
+    lazy_text = lazy(lambda: "text", str)()
+    assert normalise({7: "seven"}) == {"7": "seven"}
+    converted = {"pair": (1, 2), "level": Level.HIGH, "day": date(2020, 1, 2), "lazy": lazy_text,
+                 "nested": [{"pair": (3, 4)}], "inf": float("inf")}
+    out = normalise(converted)
+    assert out == json.loads(canonical(converted))
+    assert out["pair"] == [1, 2] and type(out["level"]) is int
+    assert out["day"] == "2020-01-02" and type(out["lazy"]) is str and out["nested"] == [{"pair": [3, 4]}]
+    too_deep: Any = 1
+    for _ in range(40):
+        too_deep = [too_deep]
+    assert normalise(too_deep) == too_deep
