@@ -74,6 +74,7 @@ class Canned:
         self.answer = b""
         self.split = 0
         self.keep_alive = False
+        self.stall = 0.0  # seconds of silence after the answer, before the connection is closed
         self.requests: list[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -116,6 +117,7 @@ class Canned:
                     conn.sendall(answer[split:])
                 except OSError:
                     return
+                time.sleep(self.stall)
                 if not self.keep_alive:
                     return
 
@@ -144,11 +146,12 @@ def root(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def streamed(client: AnthropicClient) -> Any:
+def streamed(client: AnthropicClient, timeout: float = 5) -> Any:
     """The events of a stream, or (exception type, root cause, status, body, events before it)."""
     events: list[Any] = []
     try:
-        for item in client.messages_stream_raw({**PARAMS, "stream": True}, 5, first_event_by=time.monotonic() + 5):
+        for item in client.messages_stream_raw({**PARAMS, "stream": True}, timeout,
+                                               first_event_by=time.monotonic() + timeout):
             events.append(item)
     except (anthropic.APIError, ValueError) as exc:
         return (type(exc).__name__, root(exc), getattr(exc, "status_code", None), getattr(exc, "body", None),
@@ -238,6 +241,16 @@ def test_a_connection_closed_mid_event(canned: Canned, cut: int) -> None:
 def test_a_last_chunk_cut_in_its_line_ends_the_stream_as_http_client_reads_it(canned: Canned) -> None:
     assert both(canned, SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n" + chunked(SSE)[:-3]) == EVENTS
     assert both(canned, SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n" + chunked(SSE)[:-2]) == EVENTS
+
+
+def test_a_stream_that_stalls_after_its_first_event_times_out_on_the_read_timeout(canned: Canned) -> None:
+    answer = SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n" + chunked(SSE[:SSE.index(b"event: ping")])[:-5]
+    canned.stall = 1.5
+    try:
+        outcome = both(canned, answer, lambda client: streamed(client, timeout=0.5))
+    finally:
+        canned.stall = 0.0
+    assert outcome[0] == "APITimeoutError" and outcome[4] == EVENTS[:1]
 
 
 def test_a_huge_event_in_many_chunks(canned: Canned) -> None:
@@ -348,3 +361,13 @@ def test_over_tls_the_certificate_is_checked_and_the_stream_read(tmp_path: Any) 
                                                           ssl.SSLSocket)
     finally:
         server.close()
+
+
+def test_a_refused_connection_fails_as_it_did() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()  # nothing listens there now
+    direct, pooled = clients(url)
+    outcome = streamed(direct)
+    assert outcome == streamed(pooled) and outcome[:2] == ("APITimeoutError", "ConnectionRefusedError")
+    assert created(direct) == created(pooled) == outcome[:4]
