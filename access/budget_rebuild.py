@@ -56,11 +56,7 @@ def budget_rebuild(*, schema: str, calls: RecordedCalls, totals: RecordedTotals,
             budgets.append((budget, start, spent_key(schema, budget.pk, start)))
 
         def matching(user_id: int | None, prefix: str, day: date) -> list[str]:
-            return [key for budget, start, key in budgets if day >= start and (
-                budget.scope == Budget.Scope.TENANT
-                or (budget.scope == Budget.Scope.USER and budget.user_id == user_id)
-                or (budget.scope == Budget.Scope.API_KEY and budget.api_key is not None
-                    and budget.api_key.prefix == prefix))]
+            return [key for budget, start, key in budgets if day >= start and budget.covers(user_id, prefix)]
 
         def add(day: date, rows: Iterable[tuple[str, int, list[str]]]) -> None:
             settled_add(settled=settled_key(schema, f"{day:%Y%m%d}"), counter_ttl_s=COUNTER_TTL_S,

@@ -109,14 +109,8 @@ def budget_settlements_lost(*, schema: str, calls: Iterable[tuple[str, int | Non
 
     def covered(user_id: int | None, prefix: str, day: date) -> bool:
         # As the rebuild counts them: the calls of each budget's running period.
-        for budget, start in zip(budgets, starts, strict=True):
-            if day >= start and (
-                    budget.scope == Budget.Scope.TENANT
-                    or (budget.scope == Budget.Scope.USER and budget.user_id == user_id)
-                    or (budget.scope == Budget.Scope.API_KEY and budget.api_key is not None
-                        and budget.api_key.prefix == prefix)):
-                return True
-        return False
+        return any(day >= start and budget.covers(user_id, prefix)
+                   for budget, start in zip(budgets, starts, strict=True))
 
     by_day: dict[date, list[str]] = {}
     for request_id, user_id, prefix, cost, day in calls:

@@ -241,6 +241,15 @@ class Budget(models.Model):
     def __str__(self) -> str:
         return f"{self.label} {self.get_period_display()}"
 
+    def covers(self, user_id: int | None, api_key_prefix: str) -> bool:
+        """Does this budget count a call of `user_id` made with the API key `api_key_prefix` ('' for none)? The
+        same subjects as the admission's query (access.budgets), for the rebuild and the recovery of counters."""
+        if self.scope == self.Scope.USER:
+            return self.user_id == user_id
+        if self.scope == self.Scope.API_KEY:
+            return self.api_key is not None and self.api_key.prefix == api_key_prefix
+        return True
+
     @property
     def label(self) -> str:
         if self.scope == self.Scope.USER:
