@@ -18,7 +18,19 @@ class InvalidSetting(SystemExit):
 
 class _Env(environ.Env):
     """django-environ's reader, but a malformed value (ATRIUM_RECORDER_LINGER_MS=abc) stops the process with one
-    line naming the variable and the type it needs, instead of a traceback ending in "could not convert"."""
+    line naming the variable and the type it needs, instead of a traceback ending in "could not convert". A
+    boolean is one of django-environ's true words, a false word below or an integer; anything else (a typo such
+    as `ture`, which django-environ reads as false) is malformed too."""
+
+    BOOLEAN_FALSE_STRINGS = ("false", "off", "no", "n", "0", "")
+
+    @classmethod
+    def parse_value(cls, value: Any, cast: Any) -> Any:
+        if cast is bool and isinstance(value, str):
+            text = value.strip().lower()
+            if text not in cls.BOOLEAN_TRUE_STRINGS and text not in cls.BOOLEAN_FALSE_STRINGS:
+                int(text)  # an integer is read as django-environ does (non-zero: true); anything else: ValueError
+        return super().parse_value(value, cast)
 
     def get_value(self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET,
                   parse_default: bool = False) -> Any:

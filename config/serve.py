@@ -36,6 +36,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from config.env import env
+
 logger = logging.getLogger(__name__)
 
 SERVER_ENV = "ATRIUM_WEB_SERVER"  # set for the workers: config/wsgi.py calls worker_init when it is "granian"
@@ -44,33 +46,27 @@ SERVER_ENV = "ATRIUM_WEB_SERVER"  # set for the workers: config/wsgi.py calls wo
 ACCESS_LOG_FORMAT = '%(addr)s "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms'
 
 
+def _variable(name: str) -> str:
+    """ATRIUM_WEB_X, or the GUNICORN_X of deployments made before granian (same meaning) when only that is set."""
+    legacy = "GUNICORN_" + name.removeprefix("ATRIUM_WEB_")
+    if not os.environ.get(name, "").strip() and os.environ.get(legacy, "").strip():
+        return legacy
+    return name
+
+
 def _env(name: str) -> str:
-    """ATRIUM_WEB_X, else the GUNICORN_X of deployments made before granian (same meaning), else ""."""
-    value = os.environ.get(name, "")
-    if not value.strip() and name.startswith("ATRIUM_WEB_"):
-        value = os.environ.get("GUNICORN_" + name.removeprefix("ATRIUM_WEB_"), "")
-    return value
+    return os.environ.get(_variable(name), "")
 
 
 def _int_env(name: str, default: int) -> int:
-    raw = _env(name)
-    if not raw.strip():
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"atrium: {name} must be an integer, not {raw!r}") from None
+    """The setting as an int (config.env's reader: a malformed value stops the process with one line)."""
+    variable = _variable(name)
+    return int(env.int(variable, default=default)) if os.environ.get(variable, "").strip() else default
 
 
 def _bool_env(name: str, default: bool) -> bool:
-    raw = _env(name).strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise SystemExit(f"atrium: {name} must be true or false, not {raw!r}")
+    variable = _variable(name)
+    return bool(env.bool(variable, default=default)) if os.environ.get(variable, "").strip() else default
 
 
 def _parse_bind(bind: str) -> tuple[str, int]:

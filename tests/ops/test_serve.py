@@ -52,8 +52,9 @@ def test_settings_fall_back_to_the_gunicorn_names_of_earlier_releases(monkeypatc
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
-    ("ATRIUM_WEB_WORKERS", "two", "ATRIUM_WEB_WORKERS must be an integer, not 'two'"),
-    ("ATRIUM_WEB_ACCESS_LOG", "maybe", "ATRIUM_WEB_ACCESS_LOG must be true or false, not 'maybe'"),
+    ("ATRIUM_WEB_WORKERS", "two", "ATRIUM_WEB_WORKERS is not a valid int value; fix it or unset it."),
+    ("ATRIUM_WEB_ACCESS_LOG", "maybe", "ATRIUM_WEB_ACCESS_LOG is not a valid bool value; fix it or unset it."),
+    ("GUNICORN_THREADS", "many", "GUNICORN_THREADS is not a valid int value; fix it or unset it."),
     ("ATRIUM_WEB_BIND", "localhost", "the bind address must be host:port, not 'localhost'"),
 ])
 def test_a_malformed_setting_stops_the_server_with_one_line(variable: str, value: str, message: str) -> None:
