@@ -44,6 +44,21 @@ class _Gate:
         return []
 
 
+
+def _replayed_by_a_new_writer(name: str, journal: Path) -> list[str]:
+    """Start a new writer of `name` (as the next process would): what it wrote from the dead process's journal,
+    once that journal is gone (replayed and deleted)."""
+    gate = _Gate()
+    gate.open.set()
+    survivor: BatchWriter[str] = BatchWriter(name, gate.write, string_codec())
+    survivor.start()
+    deadline = time.monotonic() + 30
+    while journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not journal.exists()
+    return list(gate.written)
+
+
 def test_a_journaled_record_is_on_disk_when_submit_returns_and_written_after(background: Any) -> None:
     gate = _Gate()
     writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, string_codec())
@@ -125,15 +140,7 @@ def test_a_killed_processs_journal_is_written_once_by_the_next_writer(background
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     files = list(directory.glob(f"{name}-*.journal"))
     assert len(files) == 1 and sorted(_lines(str(directory))) == ["a:1", "b:2"]
-    gate = _Gate()
-    gate.open.set()
-    survivor: BatchWriter[str] = BatchWriter(name, gate.write, string_codec())
-    survivor.start()
-    deadline = time.monotonic() + 30
-    while files[0].exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not files[0].exists()
-    assert sorted(gate.written) == ["a:1", "b:2"]
+    assert sorted(_replayed_by_a_new_writer(name, files[0])) == ["a:1", "b:2"]
 
 
 def test_a_scan_while_a_segment_is_being_created_cannot_take_it(background: Any,
@@ -231,15 +238,7 @@ def test_a_killed_processs_rewound_segment_replays_only_its_last_generation_with
     data = files[0].read_bytes()
     assert all(item.encode() in data for item in first[1:])  # the older generation is still on disk
     assert record_journal.journal_records(data) == ([json.dumps("b:1")], 1)
-    gate = _Gate()
-    gate.open.set()
-    survivor: BatchWriter[str] = BatchWriter(name, gate.write, string_codec())
-    survivor.start()
-    deadline = time.monotonic() + 30
-    while files[0].exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not files[0].exists()
-    assert gate.written == ["b:1"]
+    assert _replayed_by_a_new_writer(name, files[0]) == ["b:1"]
 
 
 def test_journal_lines_of_another_generation_a_bad_crc_or_zeros_are_not_records() -> None:
