@@ -33,20 +33,31 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        # META, not request.headers: building HttpHeaders (a pass over every META key) cost more than the lookup,
-        # and nothing else on the /v1 path needs it.
-        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _VALID.match(incoming) else f"req_{uuid4_hex()}"
-        token = _request_id.set(request_id)
-        request.request_id = request_id  # type: ignore[attr-defined]
-        # Streamed answers are recorded after the request span ended: keep its trace id with the request.
-        request.trace_id = current_trace_id()  # type: ignore[attr-defined]
+        token, request_id = request_id_enter(request)
         try:
             response = self.get_response(request)
         finally:
-            _request_id.reset(token)
+            request_id_exit(token)
         response["request-id"] = request_id
         return response
+
+
+def request_id_enter(request: HttpRequest) -> tuple[contextvars.Token[str], str]:
+    """The request's id (its valid X-Request-Id, else a new one), set for this context and on the request with the
+    trace id. Also the API lane's (config/api_lane.py)."""
+    # META, not request.headers: building HttpHeaders (a pass over every META key) cost more than the lookup,
+    # and nothing else on the /v1 path needs it.
+    incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+    request_id = incoming if _VALID.match(incoming) else f"req_{uuid4_hex()}"
+    token = _request_id.set(request_id)
+    request.request_id = request_id  # type: ignore[attr-defined]
+    # Streamed answers are recorded after the request span ended: keep its trace id with the request.
+    request.trace_id = current_trace_id()  # type: ignore[attr-defined]
+    return token, request_id
+
+
+def request_id_exit(token: contextvars.Token[str]) -> None:
+    _request_id.reset(token)
 
 
 def _tenant_cache_ttl() -> float:
@@ -65,13 +76,21 @@ class TenantMiddleware(TenantMainMiddleware):
     """
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        """On a cache hit, skip the detour through the public schema; and when this thread's connection is
+        return self.for_hostname(request, self.hostname_or_empty(request))
+
+    def hostname_or_empty(self, request: HttpRequest) -> str:
+        """The request's host name for the tenant lookup; "" when Django refuses the host (ALLOWED_HOSTS)."""
+        try:
+            return str(self.hostname_from_request(request))
+        except DisallowedHost:
+            return ""
+
+    def for_hostname(self, request: HttpRequest, hostname: str) -> HttpResponse | None:
+        """process_request once the host name is known (the API lane remembers it per Host header value).
+
+        On a cache hit, skip the detour through the public schema; and when this thread's connection is
         already on the tenant (the previous request was for it), leave its search path alone: django-tenants
         would reset it and pay a `SET search_path` round trip on the next query."""
-        try:
-            hostname = self.hostname_from_request(request)
-        except DisallowedHost:
-            hostname = ""
         tenant: Any = _tenants.peek("public", hostname) if hostname else None
         if tenant is None:
             response: HttpResponse | None = super().process_request(request)  # fills the cache (get_tenant)

@@ -118,6 +118,11 @@ def _instrument() -> None:
     URLLib3Instrumentor().instrument()
 
 
+def tracing_on() -> bool:
+    """Whether this process is instrumented (the Django instrumentation's middleware is then in the chain)."""
+    return "instrumented" in _configured
+
+
 def tracing_provider() -> Any:
     return _configured.get("provider")
 

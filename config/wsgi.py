@@ -10,7 +10,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 # Before the application loads: the Django instrumentation adds its middleware to the settings.
 tracing_setup(role="web")
-application = get_wsgi_application()
+handler = get_wsgi_application()
+
+from config.api_lane import ApiLane  # noqa: E402 - needs the apps loaded
+
+# /v1/* past Django's handler and middleware chain, with the same behaviour (config/api_lane.py); the rest is Django's.
+application = ApiLane(handler)  # type: ignore[arg-type]
 
 if os.environ.get("ATRIUM_WEB_SERVER") == "granian":  # a worker of `python -m config.serve`
     from config.serve import limits, worker_init

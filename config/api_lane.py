@@ -1,0 +1,265 @@
+"""The WSGI lane of the Anthropic-compatible API: /v1/* served without Django's handler and middleware chain.
+
+A /v1 call needs what the top of the middleware list gives it (config/settings/base.py, down to
+ApiFastPathMiddleware): the tenant of the host, the request id, the body limit, the security headers, the API view.
+Django's generic machinery around them (the handler, a wrapper per middleware, signals dispatched through the
+Signal machinery, a header validation per header set) cost about a tenth of a /v1 call's CPU (docs/benchmarks.md).
+This lane does the same steps in the same order, with the same middleware instances where they decide anything:
+
+- the request: set_script_prefix, request_started's receivers, WSGIRequest (lazy, as Django builds it);
+- TenantMiddleware (the handler's own instance): host validation (ALLOWED_HOSTS, DisallowedHost), the cached host
+  -> tenant lookup, the suspended and unknown-host answers, connection.set_tenant only when needed, the URLconf;
+  the host -> hostname step is remembered per Host header value (what Django's get_host decides depends on the
+  header and the settings only);
+- the request id (config.middleware: X-Request-Id validated, contextvar, trace id, `request-id` header);
+- the body limit (config.request_limits: 413 in Anthropic's error shape, before a byte is read);
+- SecurityMiddleware's redirect (the handler's instance) and its headers, Permissions-Policy: the same values,
+  added to the header list with the same "unless the response set it" rules;
+- ApiFastPathMiddleware (the handler's instance): the view, or Django's remaining chain for a site without /v1/
+  (the public host: today's 404);
+- an exception becomes Django's response_for_exception answer at the same place as in the chain (the view's: with
+  every header; the tenant lookup's: bare), so the API's error JSON (config/error_views.py), never a traceback;
+- request_finished's receivers when the response is closed (DB connection hygiene: close_old_connections with
+  CONN_MAX_AGE and health checks, close_caches).
+
+The lane serves only when the handler's chain starts with exactly those middleware (else every request takes
+Django's path: a middleware added above the fast path is never skipped), when tracing is off (the OpenTelemetry
+Django instrumentation is a middleware: with tracing on, /v1 keeps Django's path and its spans), and only /v1/.
+When a signal has receivers other than Django's own, the signal is sent as Django sends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core import signals
+from django.core.cache import close_caches
+from django.core.handlers.base import reset_urlconf
+from django.core.handlers.exception import response_for_exception
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
+from django.core.signals import setting_changed
+from django.db import close_old_connections, connections, reset_queries
+from django.dispatch import Signal
+from django.http import HttpRequest
+from django.middleware.security import SecurityMiddleware
+from django.urls import set_script_prefix, set_urlconf
+from django.utils.log import log_response
+
+from config.middleware import (
+    ApiFastPathMiddleware,
+    RequestIdMiddleware,
+    TenantMiddleware,
+    request_id_enter,
+    request_id_exit,
+)
+from config.request_limits import BodyLimitMiddleware, body_limit, too_large_response
+from config.security_headers import PermissionsPolicyMiddleware
+from config.tracing import tracing_on
+
+PREFIX = "/v1/"
+# The top of settings.MIDDLEWARE the lane stands for, in order.
+CHAIN = (TenantMiddleware, RequestIdMiddleware, BodyLimitMiddleware, SecurityMiddleware, PermissionsPolicyMiddleware,
+         ApiFastPathMiddleware)
+_HOSTS_MAX = 1024  # distinct Host values remembered (a wildcard ALLOWED_HOSTS admits any number of them)
+
+
+def handler_chain(handler: Any) -> list[Any] | None:
+    """The handler's middleware instances, outermost first, down to ApiFastPathMiddleware; None when its chain does
+    not start with exactly CHAIN (each layer is wrapped by convert_exception_to_response, which keeps __wrapped__)."""
+    found: list[Any] = []
+    layer = getattr(handler, "_middleware_chain", None)
+    for expected in CHAIN:
+        instance = getattr(layer, "__wrapped__", None)
+        if type(instance) is not expected:
+            return None
+        found.append(instance)
+        layer = getattr(instance, "get_response", None)
+    return found
+
+
+class _Receivers:
+    """What a signal does, as a direct call when its receivers are Django's own ones (all senders), else None: the
+    caller then sends the signal. Re-read when the signal's connections change (tests connect and disconnect)."""
+
+    def __init__(self, signal: Signal, known: tuple[Callable[..., Any], ...],
+                 fused: Callable[[], None] | None = None) -> None:
+        self.signal = signal
+        self.known = known
+        self.fused = fused  # does exactly what all of `known`, in that order, do
+        self.snapshot: list[Any] | None = None
+        self.functions: tuple[Callable[..., Any], ...] | None = None
+
+    def current(self) -> tuple[Callable[..., Any], ...] | None:
+        receivers = self.signal.receivers
+        if receivers != self.snapshot:
+            self.snapshot = list(receivers)
+            self.functions = self._read(receivers)
+        return self.functions
+
+    def _read(self, receivers: list[Any]) -> tuple[Callable[..., Any], ...] | None:
+        any_sender = (id(None),)
+        functions = []
+        for entry in receivers:
+            lookup_key, receiver = entry[0], entry[1]
+            function = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
+            if function is None or function not in self.known or lookup_key[1:] != any_sender:
+                return None
+            functions.append(function)
+        return tuple(functions)
+
+    def run(self, sender: type, **kwargs: Any) -> None:
+        functions = self.current()
+        if functions is None:
+            self.signal.send(sender=sender, **kwargs)
+        elif functions == self.known and self.fused is not None:
+            self.fused()
+        else:
+            for function in functions:
+                function(sender=sender, **kwargs)
+
+
+def _started() -> None:
+    """reset_queries then close_old_connections, in one pass over this thread's connections."""
+    initialized = connections.all(initialized_only=True)
+    for conn in initialized:
+        conn.queries_log.clear()
+    for conn in initialized:
+        conn.close_if_unusable_or_obsolete()
+
+
+class _Hosts:
+    """Host header value -> the tenant middleware's hostname, for the values Django accepted (ALLOWED_HOSTS).
+    Forgotten when a setting changes (tests); refused hosts are never remembered (they raise each time)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        setting_changed.connect(self._forget)
+
+    def _forget(self, **kwargs: Any) -> None:
+        self.names = {}
+
+    def hostname(self, tenants: TenantMiddleware, request: HttpRequest, environ: dict[str, Any]) -> str:
+        raw = environ.get("HTTP_HOST")
+        if raw is None or settings.USE_X_FORWARDED_HOST:
+            return tenants.hostname_or_empty(request)
+        names = self.names
+        name = names.get(raw)
+        if name is None:
+            name = tenants.hostname_or_empty(request)
+            if name and len(names) < _HOSTS_MAX:
+                names[raw] = name
+        return name
+
+
+class ApiLane:
+    """WSGI application: /v1/* through the lane, everything else through `handler` (Django's WSGIHandler)."""
+
+    def __init__(self, handler: WSGIHandler) -> None:
+        self.handler = handler
+        self.sender = type(handler)
+        chain = handler_chain(handler)
+        self.enabled = chain is not None
+        if chain is None:
+            return
+        self.tenants: TenantMiddleware = chain[0]
+        self.security: SecurityMiddleware = chain[3]
+        self.api: ApiFastPathMiddleware = chain[5]
+        self.permissions_policy = chain[4].value
+        self.hosts = _Hosts()
+        self.started = _Receivers(signals.request_started, (reset_queries, close_old_connections), _started)
+        self.finished = _Receivers(signals.request_finished, (close_old_connections, close_caches, reset_urlconf))
+
+    def takes(self, environ: dict[str, Any]) -> bool:
+        """Whether this request goes through the lane (else through Django's handler)."""
+        return self.enabled and environ.get("PATH_INFO", "").startswith(PREFIX) and not tracing_on()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self.takes(environ):
+            return self.handler(environ, start_response)
+        response, _request = self.handle(environ)
+        headers = [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())]
+        start_response(f"{response.status_code} {response.reason_phrase}", headers)
+        if response.streaming or getattr(response, "file_to_stream", None) is not None:
+            return response  # the server iterates it, then closes it (request_finished)
+        # A complete body: handed over in one piece (granian writes a list at once) and the response closed now,
+        # as the server would right after writing it.
+        body = [response.content]
+        self.close(response)
+        return body
+
+    def handle(self, environ: dict[str, Any]) -> tuple[Any, WSGIRequest]:
+        """The response (not yet closed) and its request, as WSGIHandler.__call__ and BaseHandler.get_response
+        make them."""
+        set_script_prefix(get_script_name(environ))
+        self.started.run(self.sender, environ=environ)
+        request = WSGIRequest(environ)
+        set_urlconf(settings.ROOT_URLCONF)
+        response = self.respond(request, environ)
+        response._handler_class = self.sender  # request_finished's sender, as Django sets it
+        response._resource_closers.append(request.close)
+        if response.status_code >= 400:
+            log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+        return response, request
+
+    def close(self, response: Any) -> None:
+        """HttpResponseBase.close, with request_finished's receivers called directly when they are Django's."""
+        if self.finished.current() is None:
+            response.close()
+            return
+        for closer in response._resource_closers:
+            with contextlib.suppress(Exception):  # as HttpResponseBase.close: a closer's failure is not the client's
+                closer()
+        response._resource_closers.clear()
+        response.closed = True
+        self.finished.run(self.sender)
+
+    def respond(self, request: HttpRequest, environ: dict[str, Any]) -> Any:
+        """Layer by layer as the middleware chain: TenantMiddleware's answers (suspended, unknown or refused host)
+        carry no other header; the body limit's 413 carries the request id only; the rest carry all."""
+        try:
+            hostname = self.hosts.hostname(self.tenants, request, environ)
+            refused = self.tenants.for_hostname(request, hostname)
+        except Exception as exc:  # as convert_exception_to_response around TenantMiddleware
+            refused = response_for_exception(request, exc)
+        if refused is not None:
+            return refused
+        token, request_id = request_id_enter(request)
+        try:
+            response = self.below_request_id(request)
+        finally:
+            request_id_exit(token)
+        response.headers._store["request-id"] = ("request-id", request_id)  # a valid id: [A-Za-z0-9._-]
+        return response
+
+    def below_request_id(self, request: HttpRequest) -> Any:
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0  # as BodyLimitMiddleware: Django reads a malformed length as an empty body too
+        limit = body_limit(request.path_info)
+        if declared > limit:
+            return too_large_response(request, limit)
+        try:
+            redirect = self.security.process_request(request)  # SECURE_SSL_REDIRECT
+        except Exception as exc:  # as convert_exception_to_response around SecurityMiddleware
+            return response_for_exception(request, exc)
+        if redirect is None:
+            response = self.view(request)
+            # PermissionsPolicyMiddleware; `headers` is what `name in response` reads (lower-cased name -> item)
+            headers = response.headers._store
+            if self.permissions_policy and "permissions-policy" not in headers:
+                headers["permissions-policy"] = ("Permissions-Policy", self.permissions_policy)
+        else:
+            response = redirect
+        self.security.process_response(request, response)
+        return response
+
+    def view(self, request: HttpRequest) -> Any:
+        try:
+            return self.api(request)  # type: ignore[no-any-return]
+        except Exception as exc:  # as convert_exception_to_response around ApiFastPathMiddleware
+            return response_for_exception(request, exc)
