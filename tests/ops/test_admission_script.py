@@ -173,21 +173,66 @@ def test_a_script_redis_no_longer_knows_is_loaded_again(schema: str) -> None:
     assert redis_client().zcard(rpm_key(schema)) == 1  # admitted once, not twice
 
 
-def test_a_connection_the_server_closed_is_replaced(schema: str, settings: Any) -> None:
-    """A pooled connection Redis closed (a restart, a proxy's idle timeout) is not the call's failure: the pool
-    replaces it before the admission's EVALSHA is sent."""
+def test_a_connection_the_server_closed_is_replaced(schema: str, settings: Any, monkeypatch: Any) -> None:
+    """A connection Redis closed (a restart, a proxy's idle timeout) is not the call's failure: it is replaced
+    before the admission's EVALSHA is sent, without the retry's back-off (the command is sent once). Both the pool's
+    idle connection and the admission's own (config.redis's lanes) are closed here."""
+    from config import redis as config_redis
+
     client = redis_client()
     with_epoch(schema)
     ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))
-    own = client.client_id()  # the pool's idle connection, the one the next admission takes
+    own = client.client_id()  # the pool's idle connection
+    lanes = [lane.sock.getsockname() for lane in config_redis._lanes if lane.sock is not None]
+    assert lanes, "the admission keeps its connection for the next call"
     killer = redis.Redis.from_url(settings.REDIS_URL)
     try:
         assert killer.client_kill_filter(_id=own) == 1
+        for host, port in lanes:
+            assert killer.client_kill_filter(_type=None, addr=f"{host}:{port}") == 1
     finally:
         killer.close()
+
+    def no_retry(_seconds: float) -> None:
+        raise AssertionError("the admission retried instead of replacing the closed connection first")
+
+    monkeypatch.setattr("redis.retry.sleep", no_retry)
     assert ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))[QUOTA].epoch
     assert redis_client().zcard(rpm_key(schema)) == 2
     assert client.client_id() != own
+    assert [lane.sock.getsockname() for lane in config_redis._lanes if lane.sock is not None] != lanes
+
+
+def test_an_admission_cut_in_the_middle_fails_and_the_next_one_reconnects(schema: str) -> None:
+    """Redis closes the connection while the admission waits for its answer: the call fails with redis-py's
+    ConnectionError (the gateway's 503; the connection's Retry, none for a client made from a URL, is what would
+    send it again), and the next admission goes over a new connection."""
+    from config import redis as config_redis
+
+    with_epoch(schema)
+    ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))
+    lane = config_redis._lanes[-1]
+    real = lane.sock
+    assert real is not None
+
+    class CutAfterSend:
+        """The socket's send goes through; its reply never comes (the server closed the connection)."""
+
+        def sendall(self, data: bytes) -> None:
+            real.sendall(b"PING\r\n")  # not the admission: a cut connection never ran it
+
+        def recv(self, _size: int) -> bytes:
+            return b""
+
+    lane.sock = CutAfterSend()  # type: ignore[assignment]
+    try:
+        with pytest.raises(redis.ConnectionError):
+            ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))
+    finally:
+        real.close()
+    assert lane.sock is None, "the cut connection is closed"
+    assert ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))[QUOTA].epoch
+    assert redis_client().zcard(rpm_key(schema)) == 2
 
 
 def test_redis_unreachable_is_a_redis_error(settings: Any) -> None:
@@ -203,3 +248,17 @@ def test_redis_unreachable_is_a_redis_error(settings: Any) -> None:
     finally:
         settings.REDIS_URL = original
         redis_reset()
+
+
+def test_only_a_plain_resp2_connection_takes_the_lean_path() -> None:
+    """redis_evalsha's own exchange (config.redis._Lane) speaks RESP2 over a plain socket; TLS, RESP3 and a
+    client-side cache keep redis-py's path (their connections read what the lane does not expect)."""
+    from redis.cache import CacheConfig
+
+    from config.redis import _lean
+
+    assert _lean(redis.Redis(host="127.0.0.1"))
+    assert _lean(redis.Redis(unix_socket_path="/tmp/nowhere.sock"))
+    assert not _lean(redis.Redis(host="127.0.0.1", ssl=True))
+    assert not _lean(redis.Redis(host="127.0.0.1", protocol=3))
+    assert not _lean(redis.Redis(host="127.0.0.1", protocol=3, cache_config=CacheConfig()))
