@@ -9,25 +9,28 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Model, Q, signals
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from access.audit_hooks import access_audit
 from access.errors import AccessError, AuthenticationFailed
 from access.models import ApiKey, OIDCConfig, UserIdentity
 from access.oidc import claim_values
-from access.queries import KeyRows, api_key_rows, key_columns, user_columns, user_rows_by_id
+from access.queries import KeyRows, api_key_rows, user_rows_by_id
 from config.tenant_cache import TenantCache
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
     from django.http import HttpRequest
 
+
+M = TypeVar("M", bound=Model)
 
 API_KEY_PREFIX = "atr_"
 # atr_<8 lowercase hex>_<43 url-safe chars>: the prefix identifies a key in lists and logs.
@@ -234,10 +237,39 @@ def user_rows(user_id: int) -> tuple[dict[str, Any], frozenset[str]]:
     return found
 
 
+@functools.cache
+def _user_model() -> Any:
+    """The user model, fixed for the process (as access.queries.user_columns)."""
+    return get_user_model()
+
+
+@functools.cache
+def _needs_init(model: type[Model]) -> bool:
+    """Whether `model` must be built by its __init__: it has its own, or a pre_init or post_init receiver listens
+    for it (asked once, after the apps are ready: Django and the apps connect their receivers at import)."""
+    return (model.__init__ is not Model.__init__ or signals.pre_init.has_listeners(model)
+            or signals.post_init.has_listeners(model))
+
+
+def _loaded(model: type[M], row: dict[str, Any]) -> M:
+    """What `model.from_db("default", <every column>, <row's values>)` builds, without Model.__init__'s per-field
+    setattr and its two signals when nothing listens to them and the model has no __init__ of its own (a third of
+    an API call's authentication): `row` maps every concrete field's attname to its value (access.queries)."""
+    if _needs_init(model):
+        return model.from_db("default", list(row), list(row.values()))
+    instance = model.__new__(model)
+    instance.__dict__.update(row)
+    state = ModelState()
+    state.db = "default"
+    state.adding = False
+    instance._state = state
+    return instance
+
+
 def user_from_rows(user_row: dict[str, Any], permissions: frozenset[str]) -> Any:
     """A user instance (permissions loaded) from user_rows' answer: a fresh object per call, never shared."""
-    user = get_user_model().from_db("default", list(user_columns()), [user_row[c] for c in user_columns()])
-    user._perm_cache = set(permissions)  # type: ignore[attr-defined]
+    user = _loaded(_user_model(), user_row)
+    user._perm_cache = set(permissions)
     return user
 
 
@@ -249,10 +281,10 @@ def _api_key_with_user(prefix: str) -> ApiKey | None:
     rows = _key_cache.get_or_load(schema, prefix, lambda: api_key_rows(prefix))
     if rows is None:
         return None
-    key = ApiKey.from_db("default", list(key_columns()), [rows.key[c] for c in key_columns()])
-    user = get_user_model().from_db("default", list(user_columns()), [rows.user[c] for c in user_columns()])
-    user._perm_cache = set(rows.permissions)  # type: ignore[attr-defined]
-    key.user = user
+    key = _loaded(ApiKey, rows.key)
+    user = _loaded(_user_model(), rows.user)
+    user._perm_cache = set(rows.permissions)
+    key._state.fields_cache["user"] = user  # what `key.user = user` stores (user_id is already user.pk)
     return key
 
 

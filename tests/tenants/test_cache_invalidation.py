@@ -108,6 +108,59 @@ def test_a_cached_key_costs_no_query_and_a_bare_update_elsewhere_empties_it(key_
     eventually(lambda: refused(raw, "was revoked"), "the revocation reached this process's cache")
 
 
+def test_a_key_served_from_memory_is_the_row_the_orm_reads_and_a_fresh_object_each_call(
+        key_user: tuple[Any, str]) -> None:
+    """The key and its user built from the cached rows (access.services._loaded, without Model.__init__) are what
+    the ORM builds: every field, a saved instance of the default database, the user attached as select_related
+    attaches it; and each call gets its own objects, so a change to one is never seen by another call."""
+    from django.contrib.auth import get_user_model
+
+    from access.models import ApiKey
+
+    row, raw = key_user
+    with schema_context("alpha"):
+        key = served_from_memory(lambda: authenticate(raw))
+        orm = ApiKey.objects.select_related("user").get(pk=row.pk)
+        again = authenticate(raw)
+    fields = [f.attname for f in ApiKey._meta.concrete_fields if f.attname != "last_used_at"]
+    assert [getattr(key, f) for f in fields] == [getattr(orm, f) for f in fields]
+    user_fields = [f.attname for f in get_user_model()._meta.concrete_fields]
+    assert [getattr(key.user, f) for f in user_fields] == [getattr(orm.user, f) for f in user_fields]
+    assert (key._state.adding, key._state.db, key.user._state.adding, key.user._state.db) == (
+        False, "default", False, "default")
+    assert key.user is key._state.fields_cache["user"] and key.user_id == key.user.pk
+    assert key.get_deferred_fields() == set() and key.user.get_deferred_fields() == set()
+    assert again is not key and again.user is not key.user and again.user._perm_cache is not key.user._perm_cache
+    key.user.is_active = False
+    assert again.user.is_active and authenticate(raw).user.is_active
+
+
+def test_a_model_with_an_init_receiver_is_still_built_by_its_init() -> None:
+    """A model some receiver watches at construction (post_init) is built by Model.__init__, the receiver
+    called, as from_db would."""
+    from django.contrib.auth.models import Group
+    from django.db.models import signals
+
+    from access.services import _loaded, _needs_init
+
+    seen: list[Any] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    signals.post_init.connect(receiver, sender=Group)
+    _needs_init.cache_clear()
+    try:
+        group = _loaded(Group, {"id": 7, "name": "watched"})
+    finally:
+        signals.post_init.disconnect(receiver, sender=Group)
+        _needs_init.cache_clear()
+    assert seen == [group] and (group.pk, group.name, group._state.adding) == (7, "watched", False)
+    plain = _loaded(Group, {"id": 8, "name": "plain"})
+    assert seen == [group] and (plain.pk, plain.name, plain._state.adding, plain._state.db) == (
+        8, "plain", False, "default")
+
+
 def test_a_role_change_reaches_the_cached_permissions(key_user: tuple[Any, str]) -> None:
     from django.contrib.auth.models import Group
 
