@@ -18,7 +18,9 @@ from config.api_lane import ApiLane  # noqa: E402 - needs the apps loaded
 application = ApiLane(handler)  # type: ignore[arg-type]
 
 if os.environ.get("ATRIUM_WEB_SERVER") == "granian":  # a worker of `python -m config.serve`
-    from config.serve import limits, worker_init
+    from config.serve import install_wsgi_wrapper, limits, worker_init
 
-    application = limits(application)  # type: ignore[assignment]
+    # granian's per-request wrapper, ours: it checks the request limits itself (config.serve.wsgi_callback_wrapper)
+    if not install_wsgi_wrapper():
+        application = limits(application)  # type: ignore[assignment]
     worker_init()

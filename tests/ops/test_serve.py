@@ -4,8 +4,11 @@ test runs (tests/conftest.py's WebServer); draining at SIGTERM is walked by test
 
 from __future__ import annotations
 
+import io
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -62,3 +65,142 @@ def test_a_malformed_setting_stops_the_server_with_one_line(variable: str, value
                             timeout=60, env=subprocess_env(**{variable: value}))
     assert result.returncode != 0
     assert result.stderr.strip() == f"atrium: {message}"
+
+
+# --- granian's per-request wrapper, ours (config.serve.wsgi_callback_wrapper) ----------------------------------
+
+class _Proto:
+    """granian's protocol object, as the wrapper uses it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.sent.append((status, headers, body))
+
+    def response_iter(self, status: int, headers: list[tuple[str, str]], body: Any) -> None:
+        chunks = []
+        try:
+            while True:
+                chunks.append(body.__next__())
+        except StopIteration:
+            pass
+        body.close()
+        self.sent.append((status, headers, b"".join(chunks)))
+
+
+def _scope(path: str = "/v1/messages", query: str = "", **headers: str) -> dict[str, Any]:
+    scope: dict[str, Any] = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": query,
+                             "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.7", "SERVER_NAME": "a.localhost",
+                             "SERVER_PORT": "8000", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b"")}
+    scope.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    return scope
+
+
+@pytest.fixture
+def access_log() -> Iterator[io.StringIO]:
+    """granian.access as granian configures it (one stream handler, '%(message)s'), into a buffer."""
+    import logging
+
+    logger = logging.getLogger("granian.access")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield out
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def _through(wrapper: Any, scope: dict[str, Any], app: Any) -> tuple[Any, list[dict[str, Any]]]:
+    environs: list[dict[str, Any]] = []
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        environs.append(environ)
+        return app(environ, start_response)
+
+    proto = _Proto()
+    status = wrapper(recording, {"url_path_prefix": None}, serve.ACCESS_LOG_FORMAT)(proto, scope)
+    assert status == proto.sent[0][0]
+    return proto.sent, environs
+
+
+def _streamed(environ: dict[str, Any], start_response: Any) -> Any:
+    def chunks() -> Iterator[bytes]:
+        yield b"a"
+        yield b"b"
+
+    start_response("201 Created", [("Content-Type", "text/event-stream")])
+    return chunks()
+
+
+@pytest.mark.parametrize("app", [_app, _streamed])
+def test_our_wrapper_answers_and_logs_as_granians(app: Any, access_log: io.StringIO) -> None:
+    """The same environ, the same answer, the same access log line (path and status only) as granian's own."""
+    from granian.wsgi import _callback_wrapper
+
+    scope = _scope(X_REQUEST_ID="r1")
+    theirs = _through(_callback_wrapper, scope, app)
+    their_log = access_log.getvalue()
+    access_log.seek(0)
+    access_log.truncate()
+    ours = _through(serve.wsgi_callback_wrapper, scope, app)
+    assert ours == theirs
+    timing = re.compile(r" [0-9.]+ms$", re.M)
+    assert timing.sub(" Tms", access_log.getvalue()) == timing.sub(" Tms", their_log)
+    assert access_log.getvalue().startswith('10.0.0.7 "POST /v1/messages HTTP/1.1" 20')
+
+
+def test_our_wrapper_logs_through_logging_when_the_logger_is_configured_otherwise(access_log: io.StringIO) -> None:
+    import logging
+
+    seen: list[str] = []
+    logger = logging.getLogger("granian.access")
+    logger.addFilter(lambda record: seen.append(record.getMessage()) or True)  # type: ignore[func-returns-value]
+    try:
+        _through(serve.wsgi_callback_wrapper, _scope(), _app)
+    finally:
+        logger.filters.clear()
+    assert seen and seen[0].startswith('10.0.0.7 "POST /v1/messages HTTP/1.1" 200')
+    assert access_log.getvalue().startswith('10.0.0.7 "POST /v1/messages HTTP/1.1" 200')
+
+
+def test_our_wrapper_refuses_over_the_limits_on_the_request_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limits count the request's header fields, not the process environment's HTTP_* variables."""
+    monkeypatch.setenv("ATRIUM_WEB_LIMIT_REQUEST_LINE", "100")
+    monkeypatch.setenv("ATRIUM_WEB_LIMIT_REQUEST_FIELDS", "5")
+    monkeypatch.setenv("ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE", "50")
+    for i in range(10):
+        monkeypatch.setenv(f"HTTP_FROM_ENVIRONMENT_{i}", "x")
+    wrapper = serve.wsgi_callback_wrapper
+
+    def status(scope: dict[str, Any]) -> int:
+        proto = _Proto()
+        wrapper(_app, {}, None)(proto, scope)
+        return int(proto.sent[0][0])
+
+    assert status(_scope("/", "q=" + "a" * 70)) == 200
+    assert status(_scope("/", "q=" + "a" * 100)) == 414
+    assert status(_scope(X_A="v" * 30)) == 200
+    assert status(_scope(X_A="v" * 60)) == 431
+    assert status(_scope(**{f"X_{i}": "v" for i in range(5)})) == 200
+    assert status(_scope(**{f"X_{i}": "v" for i in range(6)})) == 431
+
+
+def test_our_wrapper_stands_in_for_granians_of_the_pinned_version_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written against granian's wrapper of one version: an upgrade of granian must come with a new look at it (and
+    this test's version); another version keeps granian's wrapper and config.wsgi puts `limits` in front."""
+    import granian
+    from granian.server import mp
+
+    assert f'"granian=={serve.GRANIAN_VERSION}"' in (ROOT / "pyproject.toml").read_text()
+    assert granian.__version__ == serve.GRANIAN_VERSION
+    monkeypatch.setattr(mp, "_wsgi_call_wrap", mp._wsgi_call_wrap)
+    assert serve.install_wsgi_wrapper() and mp._wsgi_call_wrap is serve.wsgi_callback_wrapper
+    monkeypatch.setattr(mp, "_wsgi_call_wrap", "granian's")
+    monkeypatch.setattr(granian, "__version__", "9.9.9")
+    assert not serve.install_wsgi_wrapper() and mp._wsgi_call_wrap == "granian's"
