@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_backends
+from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import PermissionDenied
+from django.core.signals import setting_changed
 
 from access.errors import (
     BetaNotAllowed,
@@ -41,6 +47,39 @@ class PolicyDecision:
     @property
     def clamped(self) -> bool:
         return self.max_tokens != self.requested_max_tokens
+
+
+@cache
+def _permission_backends() -> tuple[Any, ...]:
+    """The authentication backends that answer has_perm, loaded once (Django loads and instantiates every backend
+    on each has_perm call: most of its cost); forgotten when AUTHENTICATION_BACKENDS changes (tests). Only their
+    has_perm is called, which keeps no state on the backend."""
+    return tuple(b for b in get_backends() if hasattr(b, "has_perm"))
+
+
+def _backends_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "AUTHENTICATION_BACKENDS":
+        _permission_backends.cache_clear()
+
+
+setting_changed.connect(_backends_changed, dispatch_uid="access.policy._backends_changed")
+
+
+def has_perm(user: Any, perm: str) -> bool:
+    """`user.has_perm(perm)` as Django answers it (an active superuser has every permission; else the first backend
+    that grants it, a PermissionDenied refusing), with the backends loaded once; a user model with its own
+    has_perm is asked directly."""
+    if type(user).has_perm is not PermissionsMixin.has_perm:
+        return bool(user.has_perm(perm))
+    if user.is_active and user.is_superuser:
+        return True
+    for backend in _permission_backends():
+        try:
+            if backend.has_perm(user, perm, None):
+                return True
+        except PermissionDenied:
+            return False
+    return False
 
 
 BETA_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -79,7 +118,7 @@ def model_allowed_by_tenant(tenant: Tenant, model: str, tier: str | None) -> boo
 
 
 def model_allowed_for_user(user: User, tier: str | None) -> bool:
-    return tier is not None and user.has_perm(f"access.use_{tier}")
+    return tier is not None and has_perm(user, f"access.use_{tier}")
 
 
 def policy_check(
@@ -104,28 +143,28 @@ def policy_check(
         raise NotPermitted("This organisation is deactivated.", permission=None)
     if not getattr(user, "is_active", False):
         raise NotPermitted("This account is deactivated.", permission=None)
-    if not user.has_perm("access.write"):
+    if not has_perm(user, "access.write"):
         raise WriteNotAllowed("Your role may not send messages (missing permission access.write).",
                               permission="access.write")
     if not model_allowed_by_tenant(tenant, model, tier):
         raise ModelNotAllowed(f"Model {model!r} is not on this organisation's allow-list.", permission=None)
     if tier is None:
-        if not user.has_perm("access.admin"):
+        if not has_perm(user, "access.admin"):
             raise ModelNotAllowed(f"Model {model!r} has no tier; only administrators may call it.",
                                   permission="access.admin")
     elif not model_allowed_for_user(user, tier):
         raise ModelNotAllowed(f"Your role may not use {tier} models (missing permission access.use_{tier}).",
                               permission=f"access.use_{tier}")
-    if has_tools and not user.has_perm("access.use_tools"):
+    if has_tools and not has_perm(user, "access.use_tools"):
         raise ToolsNotAllowed("Your role may not use tools (missing permission access.use_tools).",
                               permission="access.use_tools")
-    if has_images and not user.has_perm("access.use_vision"):
+    if has_images and not has_perm(user, "access.use_vision"):
         raise VisionNotAllowed("Your role may not send images (missing permission access.use_vision).",
                                permission="access.use_vision")
 
     granted = max_tokens
     reason: str | None = None
-    if granted > STANDARD_MAX_TOKENS and not user.has_perm("access.high_tokens"):
+    if granted > STANDARD_MAX_TOKENS and not has_perm(user, "access.high_tokens"):
         granted, reason = STANDARD_MAX_TOKENS, "high_tokens"
     ceiling = tenant.effective_max_tokens_per_request  # the platform's, or the tenant's own when lower
     if granted > ceiling:
@@ -136,4 +175,4 @@ def policy_check(
 
 def permitted_tiers(*, user: User, tenant: Tenant) -> list[str]:
     """Tiers this user may call in this tenant (for /v1/models and the chat's model picker)."""
-    return [t for t in TIERS if user.has_perm(f"access.use_{t}") and model_allowed_by_tenant(tenant, t, t)]
+    return [t for t in TIERS if has_perm(user, f"access.use_{t}") and model_allowed_by_tenant(tenant, t, t)]

@@ -146,3 +146,44 @@ def test_roles_are_seeded_in_each_tenant_and_seeding_keeps_admin_edits(tenant_b:
         viewer.permissions.add(Permission.objects.get(content_type__app_label="access", codename="use_haiku"))
         roles_seed()
         assert sorted(viewer.permissions.values_list("codename", flat=True)) == ["read", "use_haiku"]
+
+
+class _Refuses:
+    """A backend that vetoes one permission (PermissionDenied), as a custom deployment's might."""
+
+    def authenticate(self, request: Any, **kwargs: Any) -> None:
+        return None
+
+    def has_perm(self, user: Any, perm: str, obj: Any = None) -> bool:
+        from django.core.exceptions import PermissionDenied
+
+        if perm == "access.use_opus":
+            raise PermissionDenied
+        return False
+
+
+def test_the_policy_answers_permissions_as_django_does(tenant_a: Any, make_user: Any, in_tenant: Any,
+                                                       settings: Any) -> None:
+    """access.policy.has_perm (its backends loaded once) against User.has_perm: granted, missing, a deactivated
+    user, an active and an inactive superuser, a backend's veto, and a change of AUTHENTICATION_BACKENDS."""
+    from access.policy import has_perm
+
+    perms = ["access.write", "access.use_opus", "access.use_haiku", "access.admin", "access.nope"]
+    with in_tenant(tenant_a):
+        users = [make_user(tenant_a, role) for role in ("basic_user", "power_user", "admin", "viewer")]
+        inactive = make_user(tenant_a, "power_user", is_active=False)
+        root = make_user(tenant_a, "viewer")  # a tenant refuses a stored superuser: the flag is set in memory only
+        root.is_superuser = True
+        sleeping_root = make_user(tenant_a, "viewer", is_active=False)
+        sleeping_root.is_superuser = True
+        for user in [*users, inactive, root, sleeping_root]:
+            assert [has_perm(user, p) for p in perms] == [user.has_perm(p) for p in perms], user.username
+        assert has_perm(users[1], "access.use_opus") and not has_perm(inactive, "access.write")
+        assert has_perm(root, "access.nope") and not has_perm(sleeping_root, "access.write")
+
+        settings.AUTHENTICATION_BACKENDS = ["tests.access.test_policy._Refuses", *settings.AUTHENTICATION_BACKENDS]
+        power = users[1]
+        assert not power.has_perm("access.use_opus") and not has_perm(power, "access.use_opus")
+        assert has_perm(power, "access.write") == power.has_perm("access.write") is True
+        with pytest.raises(ModelNotAllowed):
+            policy_check(user=power, tenant=tenant_a, model="claude-opus-4-5", tier="opus", max_tokens=10)
