@@ -21,7 +21,6 @@ search path is SET LOCAL, so it ends with the transaction.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ from django.db import connection
 from psycopg import sql
 
 from audit import chain
-from audit.services import audit_rows
+from audit.services import audit_rows_json
 from inference.services import usage_statement
 
 if TYPE_CHECKING:
@@ -92,13 +91,6 @@ def _first(raw: psycopg.Connection[Any], schema: str, timeout: int | None) -> by
     return text
 
 
-def _rows_json(rows: list[dict[str, Any]]) -> str:
-    """audit_rows' rows as the JSON array _INSERT expands (the event id and the time as text, as jsonb takes
-    them: the time with its microseconds and offset, exactly what the MAC covers)."""
-    return json.dumps([{**row, "event_id": str(row["event_id"]), "timestamp": row["timestamp"].isoformat()}
-                       for row in rows], separators=(",", ":"))
-
-
 def record_tx_commit(records: list[CallRecord]) -> None:
     """Commit the records of one tenant (audit entries and usage, each request id once); raises if anything
     failed, in which case nothing of it was committed."""
@@ -127,12 +119,12 @@ def record_tx_commit(records: list[CallRecord]) -> None:
         head = (int(head_row[0]), str(head_row[1])) if head_row[0] is not None else (0, chain.GENESIS)
         present = {str(r[0]) for r in found if r[0] is not None}
         erased = frozenset(refs[str(r[1])] for r in found if r[1] is not None)
-        rows = audit_rows(events, key=key, head=head, present=present, erased=erased)
+        rows, count = audit_rows_json(events, key=key, head=head, present=present, erased=erased)
         statement, params = usage_statement([r.usage for r in records], anonymous=erased)
         text = ""
-        if rows:
+        if count:
             text = _INSERT
-            params = [_rows_json(rows), *params]
+            params = [rows, *params]
         cursor.execute(text + statement + "; COMMIT", params)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -189,3 +189,80 @@ def test_normalise_returns_json_native_values_as_they_are_and_converts_the_rest_
     for _ in range(40):
         too_deep = [too_deep]
     assert normalise(too_deep) == too_deep
+
+
+def _odd_events() -> list[Any]:
+    """Events whose fields exercise every way a value reaches the canonical JSON: non-ASCII and control
+    characters, non-string keys, tuples, enums, dates, lazy strings, floats, deep nesting, no user, no request id,
+    a long error, a non-string status."""
+    import enum
+    from datetime import UTC, date, datetime
+
+    from django.utils.functional import lazy
+
+    from audit.services import AuditEvent
+
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    deep: Any = {"x": 1}
+    for _ in range(20):
+        deep = [deep]
+    when = datetime(2026, 12, 7, 3, 4, 5, 0, tzinfo=UTC)  # no microseconds: still written with them
+    metadata = [
+        {"source": "api", "attempts": [{"target": "anthropic", "latency_ms": 1.8, "ok": True}], "region": None},
+        {"naïve": "zürich \u2028 \u0001 \"quoted\" \\ back", "emoji": "\U0001f600"},
+        {"ints": {7: "seven", 10: "ten"}, "pair": (1, 2), "level": Level.HIGH, "day": date(2020, 1, 2),
+         "lazy": lazy(lambda: "text", str)(), "float": 1e-7, "big": 2**70},
+        {"deep": deep, "neg": -0.0, "empty": {}, "list": []},
+        {},
+    ]
+    return [AuditEvent(event_type="model_call", user_id=uid, personal=personal, model="claude-é",
+                       input_hash=f"{i:064x}", output_hash="", input_tokens=i, output_tokens=2 * i, latency_ms=3,
+                       status=status, metadata=meta, error=error, timestamp=when, request_id=rid)
+            for i, (uid, personal, meta, status, error, rid) in enumerate([
+                (7, {"username": "ann", "ip": "10.0.0.1"}, metadata[0], "success", "", "req_1"),
+                (None, {}, metadata[1], "error", "x" * 3000, ""),
+                (8, {"user_agent": "Mozilla/5.0 (ü)", "codes": {2: "b", 10: "a"}}, metadata[2], 500, "boom", "req_2"),
+                (9, {"ip": "::1"}, metadata[3], "incomplete", "é\n", "req_3"),
+                (7, {"username": "ann"}, metadata[4], "success", "", "req_1"),  # a duplicate request id: skipped
+                (10, {"username": "erased"}, {"k": "v"}, "success", "", "req_4"),
+            ])]
+
+
+def test_rows_are_chained_as_chain_verify_recomputes_them() -> None:
+    """audit_rows' and audit_rows_json's MACs (made from texts serialised once) are the MACs chain_verify and the
+    exports recompute from the fields (audit.chain.entry_mac, subject_mac), and the JSON rows carry the values
+    those MACs covered."""
+    import json
+    from datetime import datetime
+
+    from audit import chain
+    from audit.services import audit_rows, audit_rows_json
+
+    key = b"k" * 32
+    events = _odd_events()
+    head = (41, "a" * 64)
+    for rows in (audit_rows(events, key=key, head=head, present={"req_0"}, erased=frozenset({10})),
+                 json.loads(audit_rows_json(events, key=key, head=head, present={"req_0"}, erased=frozenset({10}))[0])):
+        assert [r["seq"] for r in rows] == [42, 43, 44, 45, 46]
+        assert [r["request_id"] for r in rows] == ["req_1", None, "req_2", "req_3", "req_4"]
+        prev = head[1]
+        for row in rows:
+            fields = dict(row)
+            if isinstance(fields["timestamp"], str):
+                fields["timestamp"] = datetime.fromisoformat(fields["timestamp"])
+            # what jsonb hands back: the JSON values of the row
+            fields["metadata"] = json.loads(json.dumps(fields["metadata"]))
+            personal = json.loads(json.dumps(row["personal"]))
+            assert row["prev_mac"] == prev
+            assert row["mac"] == chain.entry_mac(key, prev, fields)
+            assert row["subject_mac"] == chain.subject_mac(key, row["user_id"], personal)
+            assert row["actor"] == chain.pseudonym(key, events[0].user_id if row["seq"] == 42 else row["user_id"]) \
+                or row["seq"] in (43, 46)
+            prev = row["mac"]
+        assert rows[4]["user_id"] is None and rows[4]["personal"] == {}  # erased: redacted
+        assert rows[4]["actor"] == chain.pseudonym(key, 10)
+        assert rows[1]["error"] == "x" * 2000 and rows[2]["status"] == 500
+        assert rows[2]["metadata"]["ints"] == {"7": "seven", "10": "ten"} and rows[2]["metadata"]["pair"] == [1, 2]
+        assert rows[2]["personal"] == {"codes": {"2": "b", "10": "a"}, "user_agent": "Mozilla/5.0 (ü)"}
