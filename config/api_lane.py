@@ -45,6 +45,7 @@ from django.core.signals import setting_changed
 from django.db import close_old_connections, connections, reset_queries
 from django.dispatch import Signal
 from django.http import HttpRequest
+from django.http.response import ResponseHeaders
 from django.middleware.security import SecurityMiddleware
 from django.urls import set_script_prefix, set_urlconf
 from django.utils.log import log_response
@@ -155,6 +156,36 @@ class _Hosts:
         return name
 
 
+def _stored(name: str, value: str) -> tuple[str, str]:
+    """(name, value) as a response's header store keeps it, checked as `response[name] = value` checks it."""
+    headers = ResponseHeaders({})
+    headers[name] = value
+    return headers._store[name.lower()]  # type: ignore[no-any-return]
+
+
+def _security_headers(security: Any) -> tuple[tuple[str, str] | None, list[tuple[str, Any]]]:
+    """The headers SecurityMiddleware.process_response adds, from the instance's own settings: the HSTS header
+    (https only, unless set), and the ones it sets by default (unless set), lower-cased name first, in its order."""
+    hsts = None
+    if security.sts_seconds:
+        value = f"max-age={security.sts_seconds}"
+        if security.sts_include_subdomains:
+            value += "; includeSubDomains"
+        if security.sts_preload:
+            value += "; preload"
+        hsts = _stored("Strict-Transport-Security", value)
+    defaults: list[tuple[str, str]] = []
+    if security.content_type_nosniff:
+        defaults.append(("X-Content-Type-Options", "nosniff"))
+    policy = security.referrer_policy
+    if policy:
+        defaults.append(("Referrer-Policy", ",".join(
+            [v.strip() for v in policy.split(",")] if isinstance(policy, str) else policy)))
+    if security.cross_origin_opener_policy:
+        defaults.append(("Cross-Origin-Opener-Policy", security.cross_origin_opener_policy))
+    return hsts, [(name.lower(), _stored(name, value)) for name, value in defaults]
+
+
 class ApiLane:
     """WSGI application: /v1/* through the lane, everything else through `handler` (Django's WSGIHandler)."""
 
@@ -168,7 +199,8 @@ class ApiLane:
         self.tenants: TenantMiddleware = chain[0]
         self.security: SecurityMiddleware = chain[3]
         self.api: ApiFastPathMiddleware = chain[5]
-        self.permissions_policy = chain[4].value
+        self.permissions_policy = _stored("Permissions-Policy", chain[4].value) if chain[4].value else None
+        self.hsts, self.security_defaults = _security_headers(self.security)
         self.hosts = _Hosts()
         self.started = _Receivers(signals.request_started, (reset_queries, close_old_connections), _started)
         self.finished = _Receivers(signals.request_finished, (close_old_connections, close_caches, reset_urlconf))
@@ -251,11 +283,17 @@ class ApiLane:
             response = self.view(request)
             # PermissionsPolicyMiddleware; `headers` is what `name in response` reads (lower-cased name -> item)
             headers = response.headers._store
-            if self.permissions_policy and "permissions-policy" not in headers:
-                headers["permissions-policy"] = ("Permissions-Policy", self.permissions_policy)
+            if self.permissions_policy is not None and "permissions-policy" not in headers:
+                headers["permissions-policy"] = self.permissions_policy
         else:
             response = redirect
-        self.security.process_response(request, response)
+            headers = response.headers._store
+        # SecurityMiddleware.process_response: HSTS over https unless set, then each default unless set
+        if self.hsts is not None and "strict-transport-security" not in headers and request.is_secure():
+            headers["strict-transport-security"] = self.hsts
+        for name, item in self.security_defaults:
+            if name not in headers:
+                headers[name] = item
         return response
 
     def view(self, request: HttpRequest) -> Any:

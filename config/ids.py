@@ -43,14 +43,20 @@ def uuid4() -> uuid.UUID:
     return uuid.UUID(bytes=random_bytes(16), version=4)
 
 
+def _v4_bytes() -> bytearray:
+    """16 random bytes with what uuid.UUID(version=4) sets: the version (4) and the RFC 4122 variant."""
+    raw = bytearray(random_bytes(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    return raw
+
+
 def uuid4_hex() -> str:
-    return uuid4().hex
+    """uuid4().hex without the UUID object (a request id on every API call)."""
+    return _v4_bytes().hex()
 
 
 def uuid4_text() -> str:
     """str(uuid4()) without the UUID object (its constructor is most of the cost)."""
-    raw = bytearray(random_bytes(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    h = raw.hex()
+    h = _v4_bytes().hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.base import BaseHandler
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, ResolverMatch, set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
@@ -103,9 +103,10 @@ class TenantMiddleware(TenantMainMiddleware):
                 return suspended
         tenant.domain_url = hostname
         request.tenant = tenant  # type: ignore[attr-defined]
-        on_it = getattr(connection, "tenant", None) is tenant
-        if not on_it or getattr(connection, "schema_name", None) != getattr(tenant, "schema_name", ""):
-            connection.set_tenant(tenant)  # type: ignore[attr-defined]
+        conn: Any = connections[DEFAULT_DB_ALIAS]  # what `connection` looks up on each attribute
+        if getattr(conn, "tenant", None) is not tenant or getattr(conn, "schema_name", None) != getattr(
+                tenant, "schema_name", ""):
+            conn.set_tenant(tenant)
         self.setup_url_routing(request)
         return None
 

@@ -52,7 +52,7 @@ def json_loads_limited(raw: bytes | str, *, max_depth: int | None = None) -> Any
 
 
 def body_limit(path: str) -> int:
-    if any(path.startswith(prefix) for prefix in settings.ATRIUM_LARGE_BODY_PREFIXES):
+    if path.startswith(tuple(settings.ATRIUM_LARGE_BODY_PREFIXES)):
         return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     return int(settings.ATRIUM_FORM_MAX_BYTES)
 

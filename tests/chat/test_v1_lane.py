@@ -286,3 +286,19 @@ def test_the_lane_steps_aside(tenant_a: Any, settings: Any, monkeypatch: pytest.
     assert lane.takes(v1) and not lane.takes(_environ(tenant_host(tenant_a), path="/api/v1/x"))
     monkeypatch.setattr("config.api_lane.tracing_on", lambda: True)
     assert not lane.takes(v1)
+
+
+def test_the_https_redirect_answers_as_django(sim: Any, pair: Any, tenant_a: Any, settings: Any) -> None:
+    """SECURE_SSL_REDIRECT: SecurityMiddleware's redirect, with its headers and the request id, no
+    Permissions-Policy (which sits below it); over https the call goes on."""
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_REFERRER_POLICY = ["same-origin", " strict-origin"]
+    clients = pair(tenant_host(tenant_a))
+    django, lane = _both(clients, "post", "/v1/messages", data="{}", content_type="application/json")
+    headers = _same(django, lane)
+    assert lane.status_code == 301 and headers["location"].startswith("https://")
+    assert "permissions-policy" not in headers and "request-id" in headers
+    django, lane = _both(clients, "post", "/v1/messages", data="{}", content_type="application/json",
+                         HTTP_X_FORWARDED_PROTO="https")
+    assert _same(django, lane)["referrer-policy"] == "same-origin, strict-origin"
+    assert lane.status_code == 401

@@ -8,6 +8,8 @@ import os
 import threading
 import uuid
 
+import pytest
+
 from config import ids
 
 
@@ -44,3 +46,11 @@ def test_a_forked_child_does_not_repeat_its_parents_next_ids() -> None:
     child_ids = {child[i:i + 32] for i in range(0, 128, 32)}
     parent_ids = {parent[i:i + 32] for i in range(0, 128, 32)}
     assert len(child_ids) == 4 and not child_ids & parent_ids
+
+
+def test_the_hex_form_is_uuid4_hex_of_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uuid4_hex and uuid4_text spell out what uuid.UUID(bytes=..., version=4) makes of the same random bytes."""
+    for raw in (bytes(16), b"\xff" * 16, os.urandom(16), os.urandom(16)):
+        monkeypatch.setattr(ids, "random_bytes", lambda n=16, raw=raw: raw)
+        assert ids.uuid4_hex() == uuid.UUID(bytes=raw, version=4).hex == ids.uuid4().hex
+        assert ids.uuid4_text() == str(uuid.UUID(bytes=raw, version=4))
