@@ -200,52 +200,59 @@ class DirectStream:
         return self._events()
 
     def _events(self) -> Iterator[Any]:
-        # Line by line, as the SDK's decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line
-        # ends an event), but a whole read split at once: a read holds many events on the direct exchange.
-        pending: list[bytes] = []  # the start of a line that has not ended yet
-        event: bytes | None = None
-        data: list[bytes] = []
         try:
-            while True:
-                chunk = self._read()
-                if not chunk:
-                    self._finished = True
-                    return
-                if b"\n" not in chunk:
-                    pending.append(chunk)
-                    continue
-                if pending:
-                    pending.append(chunk)
-                    chunk = b"".join(pending)
-                    pending.clear()
-                lines = chunk.split(b"\n")
-                tail = lines.pop()
-                if tail:
-                    pending.append(tail)
-                for line in lines:
-                    line = line.rstrip(b"\r")
-                    if line:
-                        if line[:6] == b"data: ":
-                            data.append(line[6:])
-                        elif line[:7] == b"event: ":
-                            event = line[7:]
-                        else:
-                            name, _, value = line.partition(b":")
-                            value = value[1:] if value[:1] == b" " else value
-                            if name == b"event":
-                                event = value
-                            elif name == b"data":
-                                data.append(value)
-                        continue
-                    if event is not None and event != b"ping" and data:  # a blank line ends an event
-                        decoded = self._decoded(event, data[0] if len(data) == 1 else b"\n".join(data))
-                        if self._first_event_by is not None:
-                            self._first_event_by = None
-                            self._socket_timeout(self._read_timeout)
-                        yield decoded
-                    event, data = None, []
+            for event, data in self._sse():
+                decoded = self._decoded(event, data)
+                if self._first_event_by is not None:
+                    self._first_event_by = None
+                    self._socket_timeout(self._read_timeout)
+                yield decoded
         finally:
             self.close()
+
+    def _sse(self) -> Iterator[tuple[bytes, bytes]]:
+        """(event, data) of each event of the answer with an event name and data, `ping` excepted; read as the
+        SDK's decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line ends an event).
+
+        While no CR has arrived, what has arrived is cut at its last blank line and each event between blank lines
+        read in one step (`event: x` then one `data: ` line, the form providers send); once a CR arrives, line by
+        line from there on."""
+        pending = b""  # the start of an event that has not ended yet (no CR: at an event's start)
+        while True:
+            chunk = self._read()
+            if not chunk:
+                self._finished = True
+                return
+            if b"\r" in chunk:
+                break
+            searched = len(pending) - 1 if pending else 0
+            if pending:
+                chunk = pending + chunk
+            cut = chunk.rfind(b"\n\n", searched)
+            if cut < 0:
+                pending = chunk
+                continue
+            pending = chunk[cut + 2:]
+            for block in chunk[:cut].split(b"\n\n"):
+                if block[:7] == b"event: ":
+                    line = block.find(b"\n")
+                    if line > 0 and block[line + 1:line + 7] == b"data: " and block.find(b"\n", line + 1) < 0:
+                        event = block[7:line]
+                        if event != b"ping":
+                            yield event, block[line + 7:]
+                        continue
+                yield from _lines(block.split(b"\n"), [], True)
+        # Line by line from here on: every line of a read split at once, the start of an unended line kept.
+        state: list[Any] = [None, []]  # the event being read: its name, its data lines
+        lines = (pending + chunk).split(b"\n")
+        while True:
+            tail = lines.pop()
+            yield from _lines(lines, state, False)
+            chunk = self._read()
+            if not chunk:
+                self._finished = True
+                return
+            lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
 
     def _read(self) -> bytes:
         by = self._first_event_by
@@ -292,6 +299,37 @@ class DirectStream:
         if not self._finished:
             self._response.close()  # unread data on it: the connection cannot be reused
         self._response.release_conn()
+
+
+def _lines(lines: list[bytes], state: list[Any], ended: bool) -> Iterator[tuple[bytes, bytes]]:
+    """(event, data) of each event that `lines` (complete SSE lines, without their LF) end; `state` carries the
+    event being read across calls ([name or None, data lines]); `ended`: the lines are followed by a blank line."""
+    event: bytes | None = state[0] if state else None
+    data: list[bytes] = state[1] if state else []
+    for line in lines:
+        line = line.rstrip(b"\r")
+        if line:
+            if line[:6] == b"data: ":
+                data.append(line[6:])
+            elif line[:7] == b"event: ":
+                event = line[7:]
+            else:
+                name, _, value = line.partition(b":")
+                value = value[1:] if value[:1] == b" " else value
+                if name == b"event":
+                    event = value
+                elif name == b"data":
+                    data.append(value)
+            continue
+        if event is not None and event != b"ping" and data:  # a blank line ends an event
+            yield event, data[0] if len(data) == 1 else b"\n".join(data)
+        event, data = None, []
+    if ended:
+        if event is not None and event != b"ping" and data:
+            yield event, data[0] if len(data) == 1 else b"\n".join(data)
+        event, data = None, []
+    if state:
+        state[0], state[1] = event, data
 
 
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's C scanner, without the checks around it

@@ -289,6 +289,10 @@ class Answer:
                         break
                     raise http.client.IncompleteRead(b"")
                 pos = end + 1
+                if count and pos + count + 2 <= size:  # the whole chunk and its CRLF are here: taken at once
+                    parts.append(buf[pos:pos + count])
+                    pos += count + 2
+                    continue
                 left = count if count else _TRAILER
         self._buf = buf[pos:]
         self._left = left
