@@ -132,12 +132,25 @@ def error_from_exception(exc: Exception) -> JsonResponse:
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
+class Framed(dict[str, Any]):
+    """A stream event together with the JSON it was decoded from (`data`: one line of UTF-8 JSON, no CR or LF),
+    which `sse` writes as it is instead of encoding the event again: a provider's event relayed unchanged costs no
+    encoding. An event is never changed in place: whoever changes one makes a new (plain) dict, as the gateway does
+    for message_start's model and for errors."""
+
+    __slots__ = ("data",)
+    data: bytes  # set by whoever makes one: `event = Framed(decoded); event.data = line` (no __init__ to call)
+
+
 def sse(events: Iterator[dict[str, Any]]) -> Generator[bytes, None, None]:
-    """Server-sent events: `event: <type>` and one line of compact JSON per event. When the client goes away (the
-    server closes this generator), the upstream generator is closed at once, which records the call as incomplete,
-    rather than whenever the garbage collector gets to it."""
+    """Server-sent events: `event: <type>` and one line of JSON per event (compact, or a Framed event's own).
+    When the client goes away (the server closes this generator), the upstream generator is closed at once, which
+    records the call as incomplete, rather than whenever the garbage collector gets to it."""
     try:
         for event in events:
+            if type(event) is Framed:
+                yield f"event: {event.get('type', 'message')}\ndata: ".encode() + event.data + b"\n\n"
+                continue
             data = _compact_json(event)
             yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
     finally:

@@ -274,6 +274,8 @@ def route_stream(
     walk = Walk(request, targets, deadline_s, admissions, hedge_delay_s)
     opened: Opened = open_first(walk, request.params, first_byte_budget)
     target = opened.target
+    if getattr(opened.stream, "framed", None) is False:
+        opened.stream.framed = True  # the events after the first are relayed with their bytes (config.http.sse)
     walk.succeeded(target, opened.model_id, opened.admission, opened.t0)
     result = RouterStream(
         events=iter(()), provider=target.provider, region=target.region, model_id=opened.model_id,

@@ -25,11 +25,14 @@ import httpx2
 import urllib3
 from django.conf import settings
 
+from config.http import Framed
 from inference.errors import ProviderMisconfigured
 from inference.providers import http1
 from inference.types import ProviderTarget
 
 API_VERSION = "2023-06-01"
+# json.dumps(body, separators=(",", ":")), without building an encoder for each request.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class AnthropicClient(anthropic.Anthropic):
@@ -73,7 +76,7 @@ class AnthropicClient(anthropic.Anthropic):
     def messages_create_raw(self, body: dict[str, Any], timeout: Any, betas: Sequence[str] = ()) -> Any:
         """POST /v1/messages; the decoded JSON. Raises what `messages.create` would (APIStatusError subclasses,
         APITimeoutError, APIConnectionError)."""
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = _compact(body).encode()
         request = self._direct_request(payload, self._head_json, betas) if self._direct_now() else None
         if request is not None:
             connect, read = _limits(timeout)
@@ -98,7 +101,7 @@ class AnthropicClient(anthropic.Anthropic):
         `first_event_by` (a time.monotonic() value): the connection, the answer's headers and its first event must
         all arrive by then, else APITimeoutError (the first-byte budget of an attempt run in the request's own
         thread, inference.attempts); the events after the first are read with `timeout`'s read timeout."""
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = _compact(body).encode()
         request = self._direct_request(payload, self._head_stream, betas) if self._direct_now() else None
         if request is not None:
             connect, read = _limits(timeout)
@@ -195,24 +198,29 @@ class DirectStream:
         self._closed = False
         self._first_event_by = first_event_by  # until the first event: every read ends by then
         self._read_timeout = read_timeout  # after it: each read's own timeout, as for any stream
+        # Events relayed to a client (inference.router.route_stream sets this once the stream is chosen) come as
+        # Framed events, with their bytes; folded into a Message (a non-streaming call), plain dicts.
+        self.framed = False
 
     def __iter__(self) -> Iterator[Any]:
         return self._events()
 
     def _events(self) -> Iterator[Any]:
         try:
-            for event, data in self._sse():
-                decoded = self._decoded(event, data)
-                if self._first_event_by is not None:
-                    self._first_event_by = None
-                    self._socket_timeout(self._read_timeout)
-                yield decoded
+            for batch in self._sse():
+                for event, data in batch:
+                    decoded = self._decoded(event, data)
+                    if self._first_event_by is not None:
+                        self._first_event_by = None
+                        self._socket_timeout(self._read_timeout)
+                    yield decoded
         finally:
             self.close()
 
-    def _sse(self) -> Iterator[tuple[bytes, bytes]]:
-        """(event, data) of each event of the answer with an event name and data, `ping` excepted; read as the
-        SDK's decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line ends an event).
+    def _sse(self) -> Iterator[list[tuple[bytes, bytes]]]:
+        """For each read, the events it completed: (event, data) of each with an event name and data, `ping`
+        excepted; read as the SDK's decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line ends
+        an event).
 
         While no CR has arrived, what has arrived is cut at its last blank line and each event between blank lines
         read in one step (`event: x` then one `data: ` line, the form providers send); once a CR arrives, line by
@@ -233,21 +241,25 @@ class DirectStream:
                 pending = chunk
                 continue
             pending = chunk[cut + 2:]
+            batch: list[tuple[bytes, bytes]] = []
             for block in chunk[:cut].split(b"\n\n"):
                 if block[:7] == b"event: ":
                     line = block.find(b"\n")
                     if line > 0 and block[line + 1:line + 7] == b"data: " and block.find(b"\n", line + 1) < 0:
                         event = block[7:line]
                         if event != b"ping":
-                            yield event, block[line + 7:]
+                            batch.append((event, block[line + 7:]))
                         continue
-                yield from _lines(block.split(b"\n"), [], True)
+                _lines(block.split(b"\n"), [None, []], True, batch)
+            yield batch
         # Line by line from here on: every line of a read split at once, the start of an unended line kept.
         state: list[Any] = [None, []]  # the event being read: its name, its data lines
         lines = (pending + chunk).split(b"\n")
         while True:
             tail = lines.pop()
-            yield from _lines(lines, state, False)
+            batch = []
+            _lines(lines, state, False, batch)
+            yield batch
             chunk = self._read()
             if not chunk:
                 self._finished = True
@@ -267,8 +279,22 @@ class DirectStream:
         return chunk
 
     def _decoded(self, event: bytes, data: bytes) -> Any:
+        """The event's data decoded: json.loads(data), in one call of the C scanner when `data` is plain UTF-8 JSON
+        with nothing around it (anything else, whitespace, a BOM, invalid JSON or UTF-8, is left to json.loads,
+        which decodes or raises); with `framed`, an object that was plain JSON on one line comes as a Framed event
+        with its bytes, to be relayed as it came (config.http.sse). An `error` event raises."""
         if event != b"error":
-            return _json(data)
+            try:
+                text = data.decode()
+                value, end = _scan(text, 0)
+            except (ValueError, StopIteration):
+                return json.loads(data)
+            if end != len(text):
+                return json.loads(data)
+            if self.framed and type(value) is dict and b"\n" not in data and b"\r" not in data:
+                value = Framed(value)
+                value.data = data
+            return value
         try:
             body: Any = json.loads(data)
         except ValueError:
@@ -301,11 +327,11 @@ class DirectStream:
         self._response.release_conn()
 
 
-def _lines(lines: list[bytes], state: list[Any], ended: bool) -> Iterator[tuple[bytes, bytes]]:
-    """(event, data) of each event that `lines` (complete SSE lines, without their LF) end; `state` carries the
-    event being read across calls ([name or None, data lines]); `ended`: the lines are followed by a blank line."""
-    event: bytes | None = state[0] if state else None
-    data: list[bytes] = state[1] if state else []
+def _lines(lines: list[bytes], state: list[Any], ended: bool, out: list[tuple[bytes, bytes]]) -> None:
+    """Append to `out` (event, data) of each event that `lines` (complete SSE lines, without their LF) end; `state`
+    carries the event being read across calls ([name or None, data lines]); `ended`: a blank line follows."""
+    event: bytes | None = state[0]
+    data: list[bytes] = state[1]
     for line in lines:
         line = line.rstrip(b"\r")
         if line:
@@ -322,28 +348,16 @@ def _lines(lines: list[bytes], state: list[Any], ended: bool) -> Iterator[tuple[
                     data.append(value)
             continue
         if event is not None and event != b"ping" and data:  # a blank line ends an event
-            yield event, data[0] if len(data) == 1 else b"\n".join(data)
+            out.append((event, data[0] if len(data) == 1 else b"\n".join(data)))
         event, data = None, []
     if ended:
         if event is not None and event != b"ping" and data:
-            yield event, data[0] if len(data) == 1 else b"\n".join(data)
+            out.append((event, data[0] if len(data) == 1 else b"\n".join(data)))
         event, data = None, []
-    if state:
-        state[0], state[1] = event, data
+    state[0], state[1] = event, data
 
 
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's C scanner, without the checks around it
-
-
-def _json(data: bytes) -> Any:
-    """json.loads(data), in one call of the C scanner when `data` is plain UTF-8 JSON with nothing around it;
-    anything else (whitespace, a BOM, invalid JSON or UTF-8) is left to json.loads, which decodes or raises."""
-    try:
-        text = data.decode()
-        value, end = _scan(text, 0)
-    except (ValueError, StopIteration):
-        return json.loads(data)
-    return value if end == len(text) else json.loads(data)
 
 
 def _proxy_for(url: str) -> str | None:

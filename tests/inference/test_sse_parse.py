@@ -75,7 +75,7 @@ CLIENT = AnthropicClient(api_key="sk-ant-x", base_url="http://127.0.0.1:9", time
 
 def parsed(chunks: list[bytes]) -> list[tuple[bytes, bytes]]:
     stream = DirectStream(CLIENT, Reads(chunks), b"{}")
-    return list(stream._sse())
+    return [pair for batch in stream._sse() for pair in batch]
 
 
 def ev(kind: str, data: Any, end: bytes = b"\n") -> bytes:
