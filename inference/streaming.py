@@ -80,14 +80,51 @@ def _apply_delta(block: dict[str, Any], delta: dict[str, Any]) -> None:
         block.setdefault("citations", []).append(delta.get("citation"))
 
 
+# The deltas whose text is appended to a field of their block: (the block's field, the delta's).
+_APPENDED = {"text_delta": ("text", "text"), "thinking_delta": ("thinking", "thinking"),
+             "input_json_delta": ("_partial_json", "partial_json"), "signature_delta": ("signature", "signature")}
+
+
 def collect(first: Any, rest: Iterator[Any]) -> dict[str, Any]:
-    """The whole Message from a stream whose first event is in hand (raises what the stream raises)."""
+    """The whole Message from a stream whose first event is in hand (raises what the stream raises).
+
+    The Message `accumulate` folds, event by event, but a run of deltas appending to the same field of the same
+    block (a text, its thinking, a tool's input JSON, a signature) is joined once rather than appended to at each
+    event (which copies the text so far each time); any other event, or a delta `accumulate` would treat in any
+    other way, ends the run first."""
     message: dict[str, Any] = {}
     if isinstance(first, dict):
         accumulate(message, first)
+    block: dict[str, Any] | None = None  # the block of the run under way, its field, the field's parts
+    field = ""
+    parts: list[str] = []
     for event in rest:
-        if isinstance(event, dict):
-            accumulate(message, event)
+        if not isinstance(event, dict):
+            continue
+        if event.get("type") == "content_block_delta":
+            delta = event.get("delta")
+            appended = _APPENDED.get(delta.get("type")) if type(delta) is dict else None  # type: ignore[arg-type]
+            if appended is not None:
+                name, key = appended
+                text = delta.get(key, "")  # type: ignore[union-attr]
+                index = event.get("index", 0)
+                blocks = message.get("content")
+                if type(text) is str and type(index) is int and type(blocks) is list and 0 <= index < len(blocks):
+                    target = blocks[index]
+                    if target is block and name == field:
+                        parts.append(text)
+                        continue
+                    if type(target) is dict and type(target.get(name, "")) is str:
+                        if block is not None:
+                            block[field] = "".join(parts)
+                        block, field, parts = target, name, [target.get(name, ""), text]
+                        continue
+        if block is not None:
+            block[field] = "".join(parts)
+            block = None
+        accumulate(message, event)
+    if block is not None:
+        block[field] = "".join(parts)
     if message.get("stop_reason") is None:
         raise anthropic.APIConnectionError(request=None,  # type: ignore[arg-type]
                                            message="the provider's stream ended before message_stop")
