@@ -50,19 +50,9 @@ def _fresh_catalog_cache() -> Iterator[None]:
 @pytest.fixture(autouse=True, scope="session")
 def _api_lane_in_the_test_client() -> Iterator[None]:
     """The test client sends /v1/* through the API lane, as the served application does (tests/lane.py)."""
-    if os.environ.get("ATRIUM_TEST_API_LANE", "1") == "0":
-        yield
-        return
-    from django.test import client
+    from tests.lane import lane_in_the_test_client
 
-    from tests.lane import LaneClientHandler
-
-    original = client.ClientHandler
-    client.ClientHandler = LaneClientHandler  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        client.ClientHandler = original  # type: ignore[misc]
+    yield from lane_in_the_test_client()
 
 
 def _ensure_tenant(slug: str) -> Any:

@@ -3,6 +3,8 @@ test that calls /v1 with a test client walks the lane (ATRIUM_TEST_API_LANE=0: D
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.signals import request_finished, request_started
@@ -42,3 +44,18 @@ class LaneClientHandler(ClientHandler):
             finally:
                 request_finished.connect(close_old_connections)
         return response
+
+
+def lane_in_the_test_client() -> Iterator[None]:
+    """For the session: Django's test client with LaneClientHandler (ATRIUM_TEST_API_LANE=0: as Django ships it)."""
+    if os.environ.get("ATRIUM_TEST_API_LANE", "1") == "0":
+        yield
+        return
+    from django.test import client
+
+    original = client.ClientHandler
+    client.ClientHandler = LaneClientHandler  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        client.ClientHandler = original  # type: ignore[misc]
