@@ -43,8 +43,10 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
 
 # The record writer starts with the worker, so it replays what a killed worker journaled (inference/recorder.py).
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    from config.serve import heap_freeze
     from inference.records import recorder_start
     from inference.warm import warm_start
 
     recorder_start()
     warm_start()  # provider clients built now and renewed before their credentials expire (inference/warm.py)
+    heap_freeze()  # the boot's heap out of the collector's reach (config/serve.py)

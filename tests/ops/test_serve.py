@@ -204,3 +204,36 @@ def test_our_wrapper_stands_in_for_granians_of_the_pinned_version_only(monkeypat
     monkeypatch.setattr(mp, "_wsgi_call_wrap", "granian's")
     monkeypatch.setattr(granian, "__version__", "9.9.9")
     assert not serve.install_wsgi_wrapper() and mp._wsgi_call_wrap == "granian's"
+
+
+@pytest.mark.parametrize("boot", ["granian", "gunicorn"])
+def test_a_workers_boot_collects_then_freezes_its_heap(boot: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end of a worker's boot (serve.worker_init, gunicorn's post_worker_init): garbage of the boot is
+    collected, and what is alive is frozen (gc.freeze), out of reach of later full collections."""
+    import gc
+    import weakref
+    from multiprocessing import util
+
+    monkeypatch.setattr("inference.records.recorder_start", lambda: None)
+    monkeypatch.setattr("inference.warm.warm_start", lambda: None)
+    monkeypatch.setattr(util, "Finalize", lambda *args, **kwargs: None)
+
+    class Node:
+        other: Any = None
+
+    garbage, kept = Node(), Node()
+    garbage.other = garbage  # a cycle nothing refers to: only the collector frees it
+    dead = weakref.ref(garbage)
+    del garbage
+    before = gc.get_freeze_count()
+    try:
+        if boot == "granian":
+            serve.worker_init()
+        else:
+            from config import gunicorn
+
+            gunicorn.post_worker_init(None)
+        assert dead() is None, "the boot's garbage was frozen instead of collected"
+        assert gc.get_freeze_count() > before and kept is not None
+    finally:
+        gc.unfreeze()
