@@ -20,7 +20,7 @@ from typing import Any
 
 from access.errors import QuotaExceeded
 from config.admission import Part, ScriptInput, register_part
-from config.redis import redis_client, redis_script
+from config.redis import redis_client, redis_evalsha, redis_script
 from config.tenant_cache import TenantCache
 
 PREFIX = "atrium:budget:"
@@ -318,7 +318,7 @@ def budget_settle_many(settlements: list[tuple[str, str, BudgetReservation | Non
         order.append(reservation)
     if not args[0]:
         return
-    values = [int(v) for v in redis_script(_SETTLE)(keys=list(keys), args=args)]
+    values = [int(v) for v in redis_evalsha(redis_script(_SETTLE), list(keys), args)]
     position = 0
     due: list[tuple[BudgetReservation, int, int]] = []
     for reservation in order:

@@ -37,7 +37,7 @@ from access.quota_scripts import (
 )
 from config.admission import ScriptInput, register_part
 from config.ids import uuid4_hex
-from config.redis import redis_client, redis_is_cluster, redis_script
+from config.redis import redis_client, redis_evalsha, redis_is_cluster, redis_script
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -220,7 +220,7 @@ def _settle(settlements: list[tuple[str, Reservation, int]]) -> None:
                  len(reservation.day_keys), *[index(k) for k in reservation.day_keys]]
         args[0] += 1
     if args[0]:
-        redis_script(SETTLE_LUA)(keys=list(keys), args=args)
+        redis_evalsha(redis_script(SETTLE_LUA), list(keys), args)  # the lean path (config.redis), as admission
 
 
 def quota_release(reservation: Reservation) -> None:

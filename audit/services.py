@@ -63,7 +63,7 @@ def content_hash(key: bytes, payload: Any) -> str:
     """HMAC-SHA-256 of a prompt or completion: proves what was sent without storing it."""
     if payload is None or payload == "":
         return ""
-    text = payload if isinstance(payload, str) else chain.canonical(payload).decode()
+    text = payload if isinstance(payload, str) else chain.canonical_text(payload)
     return chain.keyed_hash(key, text)
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import IO, Generic, TypeVar
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from inference import metrics
 
@@ -35,8 +37,29 @@ logger = logging.getLogger("inference.recorder")
 T = TypeVar("T")
 
 
+_settings: dict[tuple[str, object], object] = {}
+
+
 def _setting(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
+    """A number from the settings, read once (Django's settings object costs a Python-level __getattribute__ per
+    read, several reads a call); forgotten when a setting changes (override_settings, the tests' settings)."""
+    value = _settings.get((name, default))
+    if value is None:
+        value = _settings[(name, default)] = float(getattr(settings, name, default))
+    return value  # type: ignore[return-value]
+
+
+def _flag(name: str, default: bool) -> bool:
+    """A switch from the settings, read once as _setting."""
+    value = _settings.get((name, default))
+    if value is None:
+        value = _settings[(name, default)] = bool(getattr(settings, name, default))
+    return value  # type: ignore[return-value]
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs: object) -> None:
+    _settings.clear()
 
 
 def journal_line(generation: int, record: str) -> bytes:

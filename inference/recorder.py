@@ -32,11 +32,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
-from django.conf import settings
 from django.db import close_old_connections
 
 from inference import metrics
-from inference.record_journal import Codec, JournalMixin, RecordNotWritten, Ticket, _Pending, _Replay, _setting
+from inference.record_journal import Codec, JournalMixin, RecordNotWritten, Ticket, _flag, _Pending, _Replay, _setting
 
 __all__ = ["BatchWriter", "Codec", "RecordNotWritten", "Ticket"]
 
@@ -85,7 +84,7 @@ class BatchWriter(JournalMixin[T]):
         """Hand `item` to the writer; the ticket is done once it is committed. Waits for room when the writer is
         full (back-pressure: nothing is dropped). Without background recording, writes it here and now."""
         ticket = Ticket()
-        if not getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
+        if not _flag("ATRIUM_RECORD_IN_BACKGROUND", True):
             if self.write([item]):
                 raise RecordNotWritten("the call's records could not be written")
             ticket._done.set()
@@ -149,12 +148,14 @@ class BatchWriter(JournalMixin[T]):
 
     def degraded(self, key: str) -> bool:
         """True while records of `key` (a tenant) fail to be written, or wait far longer than a commit should."""
-        if getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
+        if _flag("ATRIUM_RECORD_IN_BACKGROUND", True):
             self._ensure_thread()  # supervision: a dead writer is replaced here too
         elif self._pid != os.getpid():
             return False  # records are written by the request threads: a failure raises there
         if self._failing.get(key):
             return True
+        if not self._busy:  # nothing being written (read without the lock: the lock-held check follows)
+            return False
         stuck = _setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000
         with self._cond:
             return bool(self._busy) and time.monotonic() - self._batch_started > stuck
@@ -230,7 +231,7 @@ class BatchWriter(JournalMixin[T]):
 
     def start(self) -> None:
         """Start the writer now (a web worker at boot), which also replays journals of processes that died."""
-        if getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
+        if _flag("ATRIUM_RECORD_IN_BACKGROUND", True):
             self._ensure_thread()
 
     def _take(self) -> list[_Pending[T]]:

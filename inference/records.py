@@ -25,6 +25,7 @@ from audit import chain
 from audit.services import AuditEvent, audit_append_once
 from inference import metrics, record_tx
 from inference.errors import InferenceError
+from inference.record_journal import _flag, _setting
 from inference.recorder import BatchWriter, Codec, RecordNotWritten, Ticket
 from inference.services import UsageCount, usage_add_many
 
@@ -166,16 +167,19 @@ def _fields(instance: Any) -> dict[str, Any]:
     return dict(vars(instance))
 
 
+# json.dumps(..., separators=(",", ":"), default=str) without building its encoder for every line.
+_LINE = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def record_encode(record: CallRecord) -> str:
     event = _hashed(record)
     audit = _fields(event)
     audit["timestamp"] = event.timestamp.isoformat()
     usage = _fields(record.usage)
     usage["day"] = record.usage.day.isoformat() if record.usage.day else None
-    return json.dumps({"tenant": record.tenant.schema_name, "request_id": record.request_id, "usage": usage,
-                       "audit": audit, "reservation": _fields(record.reservation), "used_tokens": record.used_tokens,
-                       "settle": record.settle, "budget": _fields(record.budget) if record.budget else None},
-                      separators=(",", ":"), default=str)
+    return _LINE.encode({"tenant": record.tenant.schema_name, "request_id": record.request_id, "usage": usage,
+                         "audit": audit, "reservation": _fields(record.reservation), "used_tokens": record.used_tokens,
+                         "settle": record.settle, "budget": _fields(record.budget) if record.budget else None})
 
 
 def record_decode(line: str) -> CallRecord:
@@ -194,11 +198,9 @@ def records_lead(records: list[CallRecord]) -> list[CallRecord] | None:
     """A request thread writing its own call's records while the writer is idle (leader/follower): the same
     transaction on the request's connection, bounded by ATRIUM_RECORD_COMMIT_WAIT_MS so a locked table cannot
     hold the request. None when it cannot lead here (turned off, or inside a transaction Django manages)."""
-    from django.conf import settings
-
-    if not getattr(settings, "ATRIUM_RECORDER_LEAD", True) or not record_tx.usable():
+    if not _flag("ATRIUM_RECORDER_LEAD", True) or not record_tx.usable():
         return None
-    with record_tx.bounded(float(getattr(settings, "ATRIUM_RECORD_COMMIT_WAIT_MS", 3000))):
+    with record_tx.bounded(_setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000)):
         return records_write(records)
 
 
@@ -246,9 +248,7 @@ def record_submit(record: CallRecord) -> Ticket:
     has it fsynced to this process's journal here, and the returned ticket is done at once: the database commit
     follows in the background (docs/decisions.md). Any other tenant's ticket is done once the batch carrying the
     record is committed. A journal that cannot be written falls back to waiting for the commit."""
-    from django.conf import settings
-
-    if _journal_first(record.tenant) and getattr(settings, "ATRIUM_RECORD_IN_BACKGROUND", True):
+    if _journal_first(record.tenant) and _flag("ATRIUM_RECORD_IN_BACKGROUND", True):
         try:
             record.audit = _hashed(record)  # the journal holds keyed hashes, never the prompt or the answer
             writer.submit_journaled(record)
@@ -268,9 +268,7 @@ def record_durable(record: CallRecord, ticket: Ticket) -> None:
     """Return once the record is durable: committed (group commit), or, when the database does not take it within
     ATRIUM_RECORD_COMMIT_WAIT_MS and the tenant serves and journals, fsynced to the local journal. Otherwise
     RecordsUnavailable (the record itself stays queued: it is written when the database is back)."""
-    from django.conf import settings
-
-    if ticket.wait(float(getattr(settings, "ATRIUM_RECORD_COMMIT_WAIT_MS", 3000)) / 1000):
+    if ticket.done or ticket.wait(_setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000):
         return
     tenant = record.tenant
     if _journal_first(tenant):

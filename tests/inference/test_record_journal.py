@@ -252,3 +252,15 @@ def test_journal_lines_of_another_generation_a_bad_crc_or_zeros_are_not_records(
     assert record_journal.journal_records(b"") == ([], 0)
     assert record_journal.journal_records(b'"plain"\n"lines"\n') == (['"plain"', '"lines"'], 0)  # older format
     assert record_journal.journal_records(line(1, "a\nb")) == (["a b"], 0)
+
+
+def test_the_recorders_settings_are_read_again_when_they_change(settings: Any) -> None:
+    """The recorder reads its settings once (inference.record_journal._setting), and again after a change."""
+    from inference.record_journal import _flag, _setting
+
+    settings.ATRIUM_RECORDER_MAX_PENDING = 7
+    settings.ATRIUM_RECORDER_LEAD = False
+    assert _setting("ATRIUM_RECORDER_MAX_PENDING", 10_000) == 7 and _flag("ATRIUM_RECORDER_LEAD", True) is False
+    settings.ATRIUM_RECORDER_MAX_PENDING = 9
+    settings.ATRIUM_RECORDER_LEAD = True
+    assert _setting("ATRIUM_RECORDER_MAX_PENDING", 10_000) == 9 and _flag("ATRIUM_RECORDER_LEAD", True) is True
