@@ -35,6 +35,7 @@ def test_json_message_records_usage_and_audit(sim: Any, client_a: Any, basic: An
     assert message["model"] == "claude-sonnet-5-5"
     assert message["content"][0]["type"] == "text" and message["content"][0]["text"]
     assert response["request-id"].startswith("req_")
+    assert response["Content-Type"] == "application/json"
     with in_tenant(tenant_a):
         usage = UsageDaily.objects.get(user=user, model="claude-sonnet-5-5", provider="anthropic")
         assert usage.requests == 1
@@ -363,3 +364,29 @@ def test_hedged_call_is_billed_and_recorded_once(sim: Any, client_a: Any, basic:
         entry = AuditEntry.objects.get(event_type="model_call", user_id=user.pk)
     assert [(a["target"], a["outcome"]) for a in entry.metadata["attempts"]] == [
         ("anthropic", "cancelled"), ("bedrock:us-east-1", "ok")]
+
+
+def test_the_json_answer_is_what_json_response_would_send() -> None:
+    """inference.api_v1.json_response (one encoder built at import, bytes handed over) against Django's
+    JsonResponse: the same bytes and Content-Type, also for what only DjangoJSONEncoder can encode, non-ASCII
+    text and nesting; what neither can encode is refused the same way."""
+    import datetime
+    import decimal
+    import uuid
+
+    from django.http import JsonResponse
+
+    from inference.api_v1 import json_response
+
+    data = {"id": "msg_1", "content": [{"type": "text", "text": "caf\u00e9 \u2603 \"quoted\"\n"}], "n": 1.5,
+            "stop_sequence": None, "flags": [True, False], "at": datetime.datetime(2026, 12, 7, 3, 4, 5, 678000,
+                                                                                    tzinfo=datetime.UTC),
+            "day": datetime.date(2026, 12, 7), "cost": decimal.Decimal("0.0012"),
+            "uid": uuid.UUID("12345678-1234-5678-1234-567812345678"), "usage": {"input_tokens": 3}}
+    ours, django = json_response(data), JsonResponse(data)
+    assert ours.content == django.content and ours["Content-Type"] == django["Content-Type"]
+    assert ours.status_code == django.status_code == 200
+    with pytest.raises(TypeError):
+        JsonResponse({"x": object()})
+    with pytest.raises(TypeError):
+        json_response({"x": object()})
