@@ -144,19 +144,38 @@ class Framed(dict[str, Any]):
 
 def sse(events: Iterator[dict[str, Any]]) -> Generator[bytes, None, None]:
     """Server-sent events: `event: <type>` and one line of JSON per event (compact, or a Framed event's own).
+    Events that have arrived together (`events.ready()`, if it has one, says the next one will not wait) are
+    written as one piece: a read of the provider's holding several events is one write, not one each.
     When the client goes away (the server closes this generator), the upstream generator is closed at once, which
     records the call as incomplete, rather than whenever the garbage collector gets to it."""
+    ready = getattr(events, "ready", None)
     try:
-        for event in events:
-            if type(event) is Framed:
-                yield f"event: {event.get('type', 'message')}\ndata: ".encode() + event.data + b"\n\n"
+        iterator = iter(events)
+        for event in iterator:
+            frame = _frame(event)
+            if ready is None or not ready():
+                yield frame
                 continue
-            data = _compact_json(event)
-            yield f"event: {event.get('type', 'message')}\ndata: {data}\n\n".encode()
+            frames = [frame]
+            try:
+                while ready():
+                    frames.append(_frame(next(iterator)))
+            except StopIteration:
+                pass
+            except BaseException:
+                yield b"".join(frames)  # what was taken goes out before the failure, as it did one by one
+                raise
+            yield b"".join(frames)
     finally:
         close = getattr(events, "close", None)
         if close is not None:
             close()
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    if type(event) is Framed:
+        return f"event: {event.get('type', 'message')}\ndata: ".encode() + event.data + b"\n\n"
+    return f"event: {event.get('type', 'message')}\ndata: {_compact_json(event)}\n\n".encode()
 
 
 def _flatten(detail: Any, field: str = "") -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -196,7 +196,7 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
     """
     stream = _start(admitted, route_stream, background=background and persist is None)
 
-    def events() -> Iterator[dict[str, Any]]:
+    def events() -> Generator[dict[str, Any], None, None]:
         finished = False
         held: dict[str, Any] | None = None  # message_stop, sent once the records are durable
         pending: list[tuple[CallRecord, Any]] = []
@@ -245,4 +245,24 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
             return
         yield held
 
-    return events()
+    return Events(events(), stream.ready)
+
+
+class Events:
+    """A streamed call's events (iterate it), and `ready()`: whether the next one has arrived already, so that
+    taking it will not wait (config.http.sse writes such events together)."""
+
+    __slots__ = ("_events", "ready")
+
+    def __init__(self, events: Generator[dict[str, Any], None, None], ready: Callable[[], bool]) -> None:
+        self._events = events
+        self.ready = ready
+
+    def __iter__(self) -> Generator[dict[str, Any], None, None]:
+        return self._events
+
+    def __next__(self) -> dict[str, Any]:
+        return next(self._events)
+
+    def close(self) -> None:
+        self._events.close()

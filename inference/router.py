@@ -274,7 +274,8 @@ def route_stream(
     walk = Walk(request, targets, deadline_s, admissions, hedge_delay_s)
     opened: Opened = open_first(walk, request.params, first_byte_budget)
     target = opened.target
-    if getattr(opened.stream, "framed", None) is False:
+    framed = getattr(opened.stream, "framed", None) is False
+    if framed:
         opened.stream.framed = True  # the events after the first are relayed with their bytes (config.http.sse)
     walk.succeeded(target, opened.model_id, opened.admission, opened.t0)
     result = RouterStream(
@@ -282,6 +283,8 @@ def route_stream(
         attempts=walk.attempts, started_at=walk.started, close=lambda s=opened.stream: close_quietly(s),
     )
     result.first_event_ms = (time.monotonic() - walk.started) * 1000
+    if framed:
+        result.upstream_ready = opened.stream.ready
 
     def on_failure(exc: BaseException) -> str:
         failure = classify(exc)

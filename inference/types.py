@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -104,6 +104,10 @@ class RouterResult(_MessageUsage):
     attempts: list[Attempt]
 
 
+_READY_PREFIXES = {name: (b'{"type": "' + name + b'"', b'{"type":"' + name + b'"') for name in
+                   (b"content_block_start", b"content_block_delta", b"content_block_stop", b"message_delta")}
+
+
 class RouterStream(_MessageUsage):
     """A streaming call already connected to one target; iterate it for Anthropic stream events (dicts).
 
@@ -136,9 +140,23 @@ class RouterStream(_MessageUsage):
         self.message: dict[str, Any] = {}
         self.first_event_ms: float | None = None
         self.latency_ms: float = 0.0
+        # The provider stream's next event if it has arrived already ((name, data) or None; inference.router)
+        self.upstream_ready: Callable[[], tuple[bytes, bytes] | None] | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self._events
+
+    def ready(self) -> bool:
+        """Whether the next event has arrived already, so that iterating once more will not wait for the provider
+        (False when in doubt). Only deltas, block starts and stops and message_delta are told ready: not a
+        message_stop (the gateway may hold it until the call's records are durable), nor an error or anything
+        whose data does not say its type first."""
+        probe = self.upstream_ready
+        upcoming = probe() if probe is not None else None
+        if upcoming is None:
+            return False
+        prefixes = _READY_PREFIXES.get(upcoming[0])
+        return prefixes is not None and upcoming[1].startswith(prefixes)
 
     def close(self) -> None:
         """Release the upstream connection (the client went away, or the caller is done)."""

@@ -201,14 +201,24 @@ class DirectStream:
         # Events relayed to a client (inference.router.route_stream sets this once the stream is chosen) come as
         # Framed events, with their bytes; folded into a Message (a non-streaming call), plain dicts.
         self.framed = False
+        self._batch: list[tuple[bytes, bytes]] = []  # the events of the last read, handed out up to `_at`
+        self._at = 0
 
     def __iter__(self) -> Iterator[Any]:
         return self._events()
 
+    def ready(self) -> tuple[bytes, bytes] | None:
+        """The next event (its name and data, undecoded) if it has arrived already: handing it out will not wait
+        for the provider. None if the next event is yet to be read."""
+        batch, at = self._batch, self._at
+        return batch[at] if at < len(batch) else None
+
     def _events(self) -> Iterator[Any]:
         try:
             for batch in self._sse():
-                for event, data in batch:
+                self._batch = batch
+                for at, (event, data) in enumerate(batch, 1):
+                    self._at = at
                     decoded = self._decoded(event, data)
                     if self._first_event_by is not None:
                         self._first_event_by = None

@@ -88,3 +88,111 @@ def test_a_routed_stream_relays_the_providers_bytes(sim: Any) -> None:
     for event in events[1:]:
         assert json.loads(event.data) == event and event.data.startswith(b'{"type": ')  # the simulator's spacing
     assert type(stream.message["content"][0]) is dict
+
+
+class Ready:
+    """Events with a `ready()` that says yes while `arrived` events are waiting; records what was taken when."""
+
+    def __init__(self, events: list[dict[str, Any]], arrived: list[int], fail_at: int | None = None) -> None:
+        self.events, self.arrived, self.fail_at = events, arrived, fail_at
+        self.taken = 0
+        self.closed = False
+
+    def ready(self) -> bool:
+        return self.taken in self.arrived
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if self.taken == self.fail_at:
+            raise RuntimeError("the gateway failed")
+        if self.taken >= len(self.events):
+            raise StopIteration
+        self.taken += 1
+        return self.events[self.taken - 1]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+EVENTS = [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": str(i)}}
+          for i in range(6)]
+
+
+def frame(event: dict[str, Any]) -> bytes:
+    return b"event: content_block_delta\ndata: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def test_events_that_arrived_together_are_written_together() -> None:
+    source = Ready(EVENTS, arrived=[1, 2, 4])  # after the 1st: the 2nd and 3rd are there; after the 4th: the 5th
+    written = []
+    for piece in sse(source):
+        written.append((piece, source.taken))
+    assert written == [(frame(EVENTS[0]) + frame(EVENTS[1]) + frame(EVENTS[2]), 3),
+                       (frame(EVENTS[3]) + frame(EVENTS[4]), 5), (frame(EVENTS[5]), 6)]
+    assert source.closed
+
+
+def test_without_ready_each_event_is_written_alone() -> None:
+    assert list(sse(iter(EVENTS))) == [frame(event) for event in EVENTS]
+
+
+def test_what_was_taken_goes_out_before_a_failure() -> None:
+    source = Ready(EVENTS, arrived=[1, 2, 3], fail_at=3)
+    frames_out = sse(source)
+    assert next(frames_out) == frame(EVENTS[0]) + frame(EVENTS[1]) + frame(EVENTS[2])
+    try:
+        next(frames_out)
+        raise AssertionError("the failure was not raised")
+    except RuntimeError:
+        pass
+    assert source.closed
+
+
+def test_the_stream_is_ready_only_for_events_that_will_not_wait() -> None:
+    from inference.types import RouterStream
+
+    stream = RouterStream(events=iter(()), provider="anthropic", region="", model_id="m", attempts=[], started_at=0)
+    assert not stream.ready()  # no probe: never
+    for upcoming, expected in (
+            (None, False),
+            ((b"content_block_delta", b'{"type": "content_block_delta", "index": 0}'), True),
+            ((b"content_block_start", b'{"type":"content_block_start","index":0}'), True),
+            ((b"content_block_stop", b'{"type": "content_block_stop", "index": 0}'), True),
+            ((b"message_delta", b'{"type": "message_delta", "delta": {}}'), True),
+            ((b"message_stop", b'{"type": "message_stop"}'), False),  # the gateway may hold it: it waits
+            ((b"error", b'{"type": "error"}'), False),
+            ((b"content_block_delta", b'{"index": 0, "type": "content_block_delta"}'), False),  # type not first
+            ((b"content_block_delta", b'{"type": "message_stop"}'), False)):  # named one thing, typed another
+        stream.upstream_ready = lambda upcoming=upcoming: upcoming
+        assert stream.ready() is expected, upcoming
+
+
+def test_a_routed_stream_is_written_in_fewer_pieces_with_message_stop_alone(sim: Any) -> None:
+    from inference.router import route_stream
+    from tests.inference.routing import ask, targets
+
+    stream = route_stream(ask(), targets("anthropic"))
+    pieces = []
+
+    class Gateway:  # the gateway's part: ready() as gateway_stream passes it, message_stop held to the end
+        ready = stream.ready
+
+        def __iter__(self) -> Any:
+            held = None
+            for event in stream:
+                if event["type"] == "message_stop":
+                    held = event
+                    continue
+                yield event
+            yield held
+
+    for piece in sse(Gateway()):  # type: ignore[arg-type]
+        pieces.append(piece)
+    written = b"".join(pieces)
+    events = events_of(written)
+    assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+    assert len(pieces) < len(events)  # the simulator writes its events at once: read, and written, together
+    assert pieces[-1] == b'event: message_stop\ndata: {"type": "message_stop"}\n\n'
+    assert stream.message["stop_reason"] and not stream.incomplete
