@@ -31,6 +31,7 @@ When a signal has receivers other than Django's own, the signal is sent as Djang
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -216,7 +217,10 @@ class ApiLane:
         headers = [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())]
         start_response(f"{response.status_code} {response.reason_phrase}", headers)
         if response.streaming or getattr(response, "file_to_stream", None) is not None:
-            return response  # the server iterates it, then closes it (request_finished)
+            # The server iterates it, then closes it: the stream's own close (a streamed call's record is written
+            # in its generator's finally), then request_finished's receivers as below.
+            response.close = functools.partial(self.close, response)
+            return response
         # A complete body: handed over in one piece (granian writes a list at once) and the response closed now,
         # as the server would right after writing it.
         body = [response.content]
@@ -240,7 +244,7 @@ class ApiLane:
     def close(self, response: Any) -> None:
         """HttpResponseBase.close, with request_finished's receivers called directly when they are Django's."""
         if self.finished.current() is None:
-            response.close()
+            type(response).close(response)  # the class's: `close` may be this method, set on the response above
             return
         for closer in response._resource_closers:
             with contextlib.suppress(Exception):  # as HttpResponseBase.close: a closer's failure is not the client's

@@ -302,3 +302,26 @@ def test_the_https_redirect_answers_as_django(sim: Any, pair: Any, tenant_a: Any
                          HTTP_X_FORWARDED_PROTO="https")
     assert _same(django, lane)["referrer-policy"] == "same-origin, strict-origin"
     assert lane.status_code == 401
+
+
+def test_a_stream_the_client_leaves_is_closed_by_the_server_with_the_receivers(
+        sim: Any, tenant_a: Any, make_user: Any, api_key_for: Any, in_tenant: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lane hands a stream to the server, which closes it when the client goes away: the stream's generator
+    ends (what was produced is recorded, incomplete), then request_finished's receivers run (connection hygiene)."""
+    from audit.models import AuditEntry
+
+    user = make_user(tenant_a, "basic_user")
+    key = api_key_for(tenant_a, user)
+    calls: list[str] = []
+    monkeypatch.setattr(BaseDatabaseWrapper, "close_if_unusable_or_obsolete", lambda self: calls.append("hygiene"))
+    lane = ApiLane(WSGIHandler())
+    data = json.dumps(body("Stop me", stream=True)).encode()
+    result: Any = lane(_environ(tenant_host(tenant_a), data=data, HTTP_X_API_KEY=key), lambda *args: None)
+    assert b"message_start" in next(iter(result))
+    assert calls == ["hygiene"]  # request_started's
+    result.close()  # what granian and gunicorn do when the client has gone away
+    assert calls == ["hygiene", "hygiene"]
+    with in_tenant(tenant_a):
+        entry = AuditEntry.objects.filter(event_type="model_call", user_id=user.pk).get()
+        assert entry.status == "incomplete" and "went away" in entry.error
