@@ -23,20 +23,28 @@ class JsonTooDeep(ValueError):
 
 
 def json_depth_exceeds(value: Any, max_depth: int) -> bool:
-    """Whether `value` nests lists/objects deeper than `max_depth`. Iterative: a deep document cannot recurse here."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    """Whether `value` nests lists/objects deeper than `max_depth` (the outermost list or object is depth 1).
+    Iterative, a level at a time: a deep document cannot recurse here, and each container costs one step."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 1
+    while level:
         if depth > max_depth:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below: list[Any] = []
+        for node in level:
+            below += [child for child in (node.values() if isinstance(node, dict) else node)
+                      if isinstance(child, dict | list)]
+        level = below
+        depth += 1
     return False
+
+
+def _openers_at_most(raw: bytes | str, limit: int) -> bool:
+    """Whether the text holds at most `limit` '[' and '{' in all (inside strings too): its JSON then cannot nest
+    deeper than `limit`, whatever its shape (a count in C instead of a walk over the decoded document)."""
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{") <= limit
+    return raw.count(b"[") + raw.count(b"{") <= limit
 
 
 def json_loads_limited(raw: bytes | str, *, max_depth: int | None = None) -> Any:
@@ -46,7 +54,7 @@ def json_loads_limited(raw: bytes | str, *, max_depth: int | None = None) -> Any
         value = json.loads(raw)
     except RecursionError as exc:  # the C decoder's own guard, far above our limit
         raise JsonTooDeep(f"JSON nested deeper than {limit} levels") from exc
-    if json_depth_exceeds(value, limit):
+    if not _openers_at_most(raw, limit) and json_depth_exceeds(value, limit):
         raise JsonTooDeep(f"JSON nested deeper than {limit} levels")
     return value
 

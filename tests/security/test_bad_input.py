@@ -159,3 +159,52 @@ def test_unknown_conversation_is_atriums_404(client_a: Any, tenant_a: Any, make_
         page = client.get(path)
         assert page.status_code == 404, (path, page.status_code)
         assert b"Not found" in page.content and b"Django" not in page.content
+
+
+def _depth_walked(value: Any, max_depth: int) -> bool:
+    """The depth check as first written (a stack of (node, depth)): the reference for the level-at-a-time one."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def test_the_depth_limit_answers_as_the_first_walk_did() -> None:
+    """config.request_limits: the level-at-a-time walk agrees with the first one on random documents at every
+    limit around their depth, and json_loads_limited (which skips the walk when the text has too few '[' and '{'
+    to nest that deep, brackets inside strings included) refuses exactly what the walk refuses, bytes or text."""
+    import random
+
+    from config.request_limits import JsonTooDeep, json_depth_exceeds, json_loads_limited
+
+    rng = random.Random(14)
+
+    def document(depth: int) -> Any:
+        if depth == 0 or rng.random() < 0.2:
+            return rng.choice([1, "x", "[{", None, 2.5, True, "}]"])
+        if rng.random() < 0.5:
+            return [document(depth - 1) for _ in range(rng.randint(0, 3))]
+        return {f"k{i}": document(depth - 1) for i in range(rng.randint(0, 3))}
+
+    documents = [document(rng.randint(0, 9)) for _ in range(400)] + [
+        [], {}, 3, "[[[[", [[[[]]]], {"a": {"b": {"c": []}}}, [[], [[]], [[[]]]], {"s": "[" * 100}]
+    for value in documents:
+        text = json.dumps(value)
+        for limit in range(0, 11):
+            expected = _depth_walked(value, limit)
+            assert json_depth_exceeds(value, limit) is expected, (text, limit)
+            for raw in (text, text.encode()):
+                if expected:
+                    with pytest.raises(JsonTooDeep):
+                        json_loads_limited(raw, max_depth=limit)
+                else:
+                    assert json_loads_limited(raw, max_depth=limit) == value
