@@ -278,11 +278,14 @@ def audit_rows(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], p
 
 
 def audit_rows_json(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], present: set[str],
-                    erased: frozenset[int]) -> tuple[str, int]:
+                    erased: frozenset[int]) -> tuple[str, int, tuple[int, str]]:
     """audit_rows as one JSON array (the rows' columns; the metadata and personal fields as the very texts their
-    MACs covered), for jsonb_populate_recordset (inference.record_tx), and how many rows it holds."""
-    rows = [e.row for e in _chained(events, key=key, head=head, present=present, erased=erased)]
-    return f"[{','.join(rows)}]", len(rows)
+    MACs covered), for jsonb_populate_recordset (inference.record_tx); how many rows it holds; the chain's head
+    (seq, mac) once they are appended."""
+    entries = _chained(events, key=key, head=head, present=present, erased=erased)
+    if entries:
+        head = (entries[-1].seq, entries[-1].mac)
+    return f"[{','.join(e.row for e in entries)}]", len(entries), head
 
 
 def erasure_start(user_id: int) -> bool:

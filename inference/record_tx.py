@@ -31,7 +31,7 @@ from psycopg import sql
 
 from audit import chain
 from audit.services import audit_rows_json
-from inference.services import usage_statement
+from inference.services import USAGE_CTES_GUARDED, usage_rows_json, usage_statement
 
 if TYPE_CHECKING:
     from inference.records import CallRecord
@@ -49,7 +49,26 @@ _FIRST = sql.SQL(
 # placeholders, uncached: a quarter of the batch writer's CPU).
 _INSERT = (f"INSERT INTO audit_auditentry ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} "  # noqa: S608 - constant column names
            "FROM jsonb_populate_recordset(NULL::audit_auditentry, %s::jsonb); ")
-_first_cache: dict[tuple[str, int | None], bytes] = {}
+# One message when this process knows the chain's head (it wrote the last entry): the entries are chained after
+# that head in Python before the lock is taken, and inserted, with the usage, only if under the lock the head is
+# still that one, none of the request ids is written yet and none of the users is being erased (`ok`); otherwise
+# nothing is written (the empty transaction commits without a WAL flush) and the two messages follow.
+_ONE = sql.SQL(
+    "BEGIN; SET LOCAL search_path = {}, public; {}"  # noqa: S608 - constant clauses only
+    "SELECT head_seq, head_mac FROM atrium_audit_lock_head(); "
+    "WITH ok AS (SELECT EXISTS (SELECT 1 FROM (SELECT a.seq, a.mac FROM audit_auditentry a ORDER BY a.seq DESC "
+    "LIMIT 1) h WHERE h.seq = %s AND h.mac = %s) "
+    "AND NOT EXISTS (SELECT 1 FROM audit_auditentry WHERE request_id = ANY(%s)) "
+    "AND NOT EXISTS (SELECT 1 FROM audit_erasure WHERE subject_ref = ANY(%s)) AS ok), "
+    "audit AS (" + _INSERT.replace("::jsonb); ", "::jsonb) WHERE (SELECT ok FROM ok) RETURNING 1), ")
+    + USAGE_CTES_GUARDED.replace("{", "{{").replace("}", "}}")
+    + " SELECT (SELECT ok FROM ok), (SELECT count(*) FROM audit); COMMIT")
+_first_cache: dict[tuple[int, str, int | None], bytes] = {}  # (id of _FIRST or _ONE, schema, timeout)
+# The chain's head (seq, mac) after this process's last commit of a tenant's records, and how many commits take
+# the two messages before it guesses again after a wrong guess (another process or an audit_record wrote since).
+_heads: dict[str, tuple[int, str]] = {}
+_cooling: dict[str, int] = {}
+_COOL = 8
 
 
 _timeout_ms: ContextVar[int | None] = ContextVar("record_tx_timeout_ms", default=None)
@@ -82,12 +101,14 @@ def _audit_key(tenant: Any) -> bytes:
         return chain.tenant_key()
 
 
-def _first(raw: psycopg.Connection[Any], schema: str, timeout: int | None) -> bytes:
-    """The first message's text for a tenant (and statement timeout), composed (quoted) once per process."""
-    text = _first_cache.get((schema, timeout))
+def _first(raw: psycopg.Connection[Any], schema: str, timeout: int | None, message: sql.SQL = _FIRST) -> bytes:
+    """The first message's text (or the one message's) for a tenant and statement timeout, composed (quoted)
+    once per process."""
+    text = _first_cache.get((id(message), schema, timeout))
     if text is None:
         limit = sql.SQL("SET LOCAL statement_timeout = {}; ").format(sql.Literal(timeout)) if timeout else sql.SQL("")
-        text = _first_cache[(schema, timeout)] = _FIRST.format(sql.Identifier(schema), limit).as_bytes(raw)
+        text = _first_cache[(id(message), schema, timeout)] = message.format(sql.Identifier(schema),
+                                                                            limit).as_bytes(raw)
     return text
 
 
@@ -104,9 +125,28 @@ def record_tx_commit(records: list[CallRecord]) -> None:
     if raw is None or not raw.autocommit:
         raise RuntimeError("record_tx needs a connection outside Django's transactions")
     cursor = psycopg.ClientCursor(raw)
+    schema = tenant.schema_name
     try:
         timeout = _timeout_ms.get()
-        cursor.execute(_first(raw, tenant.schema_name, timeout), [request_ids, list(refs)])
+        guess = _heads.get(schema)
+        cooling = _cooling.get(schema, 0)
+        if cooling:
+            _cooling[schema] = cooling - 1
+        elif guess is not None and guess[0] > 0:
+            rows, count, after = audit_rows_json(events, key=key, head=guess, present=set(), erased=frozenset())
+            cursor.execute(_first(raw, schema, timeout, _ONE),
+                           [guess[0], guess[1], request_ids, list(refs), rows, usage_rows_json(
+                               [r.usage for r in records])])
+            for _ in range(3 if timeout else 2):
+                cursor.nextset()
+            cursor.nextset()
+            ok = cursor.fetchone()
+            if ok is not None and ok[0]:
+                _heads[schema] = after
+                return
+            _heads.pop(schema, None)
+            _cooling[schema] = _COOL
+        cursor.execute(_first(raw, schema, timeout), [request_ids, list(refs)])
         # The results of BEGIN and the SET LOCALs are skipped by position (asking each result for its description
         # built column objects for nothing); then the head and the request ids found.
         for _ in range(3 if timeout else 2):
@@ -119,13 +159,14 @@ def record_tx_commit(records: list[CallRecord]) -> None:
         head = (int(head_row[0]), str(head_row[1])) if head_row[0] is not None else (0, chain.GENESIS)
         present = {str(r[0]) for r in found if r[0] is not None}
         erased = frozenset(refs[str(r[1])] for r in found if r[1] is not None)
-        rows, count = audit_rows_json(events, key=key, head=head, present=present, erased=erased)
+        rows, count, after = audit_rows_json(events, key=key, head=head, present=present, erased=erased)
         statement, params = usage_statement([r.usage for r in records], anonymous=erased)
         text = ""
         if count:
             text = _INSERT
             params = [rows, *params]
         cursor.execute(text + statement + "; COMMIT", params)
+        _heads[schema] = after
     except BaseException:
         with contextlib.suppress(Exception):
             if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:

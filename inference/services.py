@@ -65,6 +65,11 @@ def usage_statement(counts: list[UsageCount], *, anonymous: frozenset[int] = fro
     The rows go as one JSON array, expanded by jsonb_populate_recordset into the ledger's own column types: the
     statement's text is the same for any number of rows, and one parameter replaces thirteen a row (quoting and
     parsing a statement of hundreds of placeholders was most of a batch writer's CPU)."""
+    return _USAGE_STATEMENT, [usage_rows_json(counts, anonymous=anonymous)]
+
+
+def usage_rows_json(counts: list[UsageCount], *, anonymous: frozenset[int] = frozenset()) -> str:
+    """The usage rows as the JSON array the usage statement expands."""
     today = datetime.now(UTC).date()
     rows = []
     for count in counts:
@@ -76,23 +81,30 @@ def usage_statement(counts: list[UsageCount], *, anonymous: frozenset[int] = fro
                      "cache_read_tokens": int(count.cache_read_tokens),
                      "cache_write_tokens": int(count.cache_write_tokens), "cost_micros": int(count.cost_micros),
                      "api_key": count.api_key or ""})
-    return _USAGE_STATEMENT, [json.dumps(rows, separators=(",", ":"))]
+    return json.dumps(rows, separators=(",", ":"))
 
 
-_USAGE_STATEMENT = (
-    "WITH new AS (INSERT INTO inference_usagerecord (request_id, user_id, day, model, provider, "  # noqa: S608 - constant clauses only
-    "input_tokens, output_tokens, charged_tokens, error, cache_read_tokens, cache_write_tokens, cost_micros, "
-    "api_key) SELECT r.request_id, (SELECT id FROM auth_user WHERE id = r.user_id), r.day, r.model, r.provider, "
-    "r.input_tokens, r.output_tokens, r.charged_tokens, r.error, r.cache_read_tokens, r.cache_write_tokens, "
-    "r.cost_micros, r.api_key FROM jsonb_populate_recordset(NULL::inference_usagerecord, %s::jsonb) AS r "
-    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id, user_id, day, model, provider, input_tokens, "
-    "output_tokens, error, cache_read_tokens, cache_write_tokens, cost_micros, api_key), "
-    f"daily AS (INSERT INTO inference_usagedaily ({_DAILY_COLUMNS}) "
-    "SELECT user_id, day, model, provider, api_key, count(*), sum(error::int), sum(input_tokens), "
-    "sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_micros) "
-    f"FROM new GROUP BY 1, 2, 3, 4, 5 {_USAGE_UPSERT}) "
-    "SELECT request_id FROM new"
-)
+def _usage_ctes(where: str = "") -> str:
+    """The usage statement's two data-modifying CTEs (`new`: the ledger rows inserted now; `daily`: them added to
+    the daily rows); `where` filters the rows to insert (record_tx's one-message commit guards them)."""
+    return (
+        "new AS (INSERT INTO inference_usagerecord (request_id, user_id, day, model, provider, "  # noqa: S608 - constant clauses only
+        "input_tokens, output_tokens, charged_tokens, error, cache_read_tokens, cache_write_tokens, cost_micros, "
+        "api_key) SELECT r.request_id, (SELECT id FROM auth_user WHERE id = r.user_id), r.day, r.model, r.provider, "
+        "r.input_tokens, r.output_tokens, r.charged_tokens, r.error, r.cache_read_tokens, r.cache_write_tokens, "
+        f"r.cost_micros, r.api_key FROM jsonb_populate_recordset(NULL::inference_usagerecord, %s::jsonb) AS r {where}"
+        "ON CONFLICT (request_id) DO NOTHING RETURNING request_id, user_id, day, model, provider, input_tokens, "
+        "output_tokens, error, cache_read_tokens, cache_write_tokens, cost_micros, api_key), "
+        f"daily AS (INSERT INTO inference_usagedaily ({_DAILY_COLUMNS}) "
+        "SELECT user_id, day, model, provider, api_key, count(*), sum(error::int), sum(input_tokens), "
+        "sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_micros) "
+        f"FROM new GROUP BY 1, 2, 3, 4, 5 {_USAGE_UPSERT})"
+    )
+
+
+_USAGE_STATEMENT = f"WITH {_usage_ctes()} SELECT request_id FROM new"  # noqa: S608 - constant clauses only
+# For inference.record_tx: the usage CTEs inserting only when its `ok` CTE (defined before them) is true.
+USAGE_CTES_GUARDED = _usage_ctes("WHERE (SELECT ok FROM ok) ")
 
 
 def usage_anonymise(user_id: int) -> int:

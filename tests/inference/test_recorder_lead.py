@@ -175,3 +175,81 @@ def test_on_postgresql_the_batch_transaction_stores_every_value_as_given_and_the
             assert (row.day, row.input_tokens, row.charged_tokens, row.error, row.cost_micros, row.api_key) == (
                 at.date(), 5 + n, 12 + n, n == 2, 10**12 + n, "atr_x'y")
         assert chain_verify(checkpoints=False).ok
+
+
+def _model_call(tenant: Any, user_id: int | None = None) -> Any:
+    from access.quotas import Reservation
+    from audit.services import AuditEvent
+    from inference.records import CallRecord
+    from inference.services import UsageCount
+
+    request_id = f"req_{uuid.uuid4().hex}"
+    return CallRecord(
+        tenant=tenant, request_id=request_id,
+        usage=UsageCount(user_id, "claude-haiku-5-5", "anthropic", 5, 5, False, request_id=request_id,
+                         charged_tokens=10),
+        audit=AuditEvent(event_type="model_call", user_id=user_id, personal={"ip": "10.0.0.9"},
+                         input_hash="b" * 64, output_hash="", metadata={"n": 1}, request_id=request_id),
+        reservation=Reservation(tokens=0), used_tokens=10, settle=True)
+
+
+def test_on_postgresql_a_process_that_wrote_the_chains_head_commits_in_one_message(
+        committed: None, tenant_a: Any, monkeypatch: Any) -> None:
+    """After its own commit a process knows the chain's head: its next commit is one message (the entries chained
+    after that head, written only if under the lock it is still the head). When another writer appended
+    meanwhile, when a request id is already written, or when the user's erasure has started, that message writes
+    nothing and the two messages write the records as before: each once, redacted when erased, the chain intact."""
+    import psycopg
+    from django_tenants.utils import schema_context
+
+    from audit.chain import chain_verify
+    from audit.models import AuditEntry
+    from audit.services import audit_record, erasure_start
+    from inference import record_tx
+    from inference.models import UsageRecord
+
+    messages: list[bytes] = []
+
+    class Counting(psycopg.ClientCursor):  # type: ignore[type-arg]
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            messages.append(query if isinstance(query, bytes) else str(query).encode())
+            return super().execute(query, params, **kwargs)
+
+    monkeypatch.setattr(record_tx.psycopg, "ClientCursor", Counting)
+    from django.contrib.auth import get_user_model
+
+    with schema_context(tenant_a.schema_name):  # committed, left behind (a unique name)
+        user = get_user_model().objects.create_user(username=f"onemsg-{uuid.uuid4().hex[:8]}")
+    record_tx._heads.pop(tenant_a.schema_name, None)
+    record_tx._cooling.pop(tenant_a.schema_name, None)
+
+    def commit(*records: Any) -> int:
+        messages.clear()
+        record_tx.record_tx_commit(list(records))
+        return len(messages)
+
+    first, second, third = (_model_call(tenant_a, user.pk) for _ in range(3))
+    assert commit(first) == 2  # the head is not known yet: two messages
+    assert commit(second, third) == 1  # it is now: one
+    with schema_context(tenant_a.schema_name):
+        audit_record(event_type="admin_action", metadata={"by": "someone else"})  # another writer appends
+    fourth = _model_call(tenant_a, user.pk)
+    assert commit(fourth) == 3  # the guess was wrong: nothing written by it, then the two messages
+    record_tx._cooling.pop(tenant_a.schema_name, None)
+    assert commit(fourth) == 3  # a retry of a written record: nothing written twice
+    record_tx._cooling.pop(tenant_a.schema_name, None)
+    with schema_context(tenant_a.schema_name):
+        erasure_start(user.pk)
+    fifth = _model_call(tenant_a, user.pk)
+    # the erasure took the lock and wrote no entry, so the head is still known: the guard sees the erasure
+    assert commit(fifth) == 3
+    records = [first, second, third, fourth, fifth]
+    with schema_context(tenant_a.schema_name):
+        entries = {e.request_id: e for e in AuditEntry.objects.filter(request_id__in=[r.request_id for r in records])}
+        assert len(entries) == 5 and UsageRecord.objects.filter(
+            request_id__in=[r.request_id for r in records]).count() == 5
+        assert entries[fifth.request_id].user_id is None and entries[fifth.request_id].personal == {}
+        assert entries[fourth.request_id].user_id == user.pk
+        seqs = sorted(e.seq for e in entries.values())
+        assert seqs[1:3] == [seqs[0] + 1, seqs[0] + 2]  # the one-message commit chained right after the first
+        assert chain_verify(checkpoints=False).ok
