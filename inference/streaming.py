@@ -85,22 +85,24 @@ _APPENDED = {"text_delta": ("text", "text"), "thinking_delta": ("thinking", "thi
              "input_json_delta": ("_partial_json", "partial_json"), "signature_delta": ("signature", "signature")}
 
 
-def collect(first: Any, rest: Iterator[Any]) -> dict[str, Any]:
-    """The whole Message from a stream whose first event is in hand (raises what the stream raises).
+class Fold:
+    """The Message a stream's events describe, folded as `accumulate` folds them event by event, except that a run
+    of deltas appending to the same field of the same block (a text, its thinking, a tool's input JSON, a
+    signature) is joined once rather than appended to at each event (which copies the text so far each time: a
+    cost quadratic in the answer's length). Any other event, or a delta `accumulate` would treat in any other way,
+    ends the run first. `flush()` ends the run under way and returns the Message (current only then)."""
 
-    The Message `accumulate` folds, event by event, but a run of deltas appending to the same field of the same
-    block (a text, its thinking, a tool's input JSON, a signature) is joined once rather than appended to at each
-    event (which copies the text so far each time); any other event, or a delta `accumulate` would treat in any
-    other way, ends the run first."""
-    message: dict[str, Any] = {}
-    if isinstance(first, dict):
-        accumulate(message, first)
-    block: dict[str, Any] | None = None  # the block of the run under way, its field, the field's parts
-    field = ""
-    parts: list[str] = []
-    for event in rest:
+    __slots__ = ("_block", "_field", "_parts", "message")
+
+    def __init__(self) -> None:
+        self.message: dict[str, Any] = {}
+        self._block: dict[str, Any] | None = None  # the block of the run under way, its field, the field's parts
+        self._field = ""
+        self._parts: list[str] = []
+
+    def add(self, event: Any) -> None:
         if not isinstance(event, dict):
-            continue
+            return
         if event.get("type") == "content_block_delta":
             delta = event.get("delta")
             appended = _APPENDED.get(delta.get("type")) if type(delta) is dict else None  # type: ignore[arg-type]
@@ -108,23 +110,35 @@ def collect(first: Any, rest: Iterator[Any]) -> dict[str, Any]:
                 name, key = appended
                 text = delta.get(key, "")  # type: ignore[union-attr]
                 index = event.get("index", 0)
-                blocks = message.get("content")
+                blocks = self.message.get("content")
                 if type(text) is str and type(index) is int and type(blocks) is list and 0 <= index < len(blocks):
                     target = blocks[index]
-                    if target is block and name == field:
-                        parts.append(text)
-                        continue
+                    if target is self._block and name == self._field:
+                        self._parts.append(text)
+                        return
                     if type(target) is dict and type(target.get(name, "")) is str:
-                        if block is not None:
-                            block[field] = "".join(parts)
-                        block, field, parts = target, name, [target.get(name, ""), text]
-                        continue
+                        self.flush()
+                        self._block, self._field, self._parts = target, name, [target.get(name, ""), text]
+                        return
+        self.flush()
+        accumulate(self.message, event)
+
+    def flush(self) -> dict[str, Any]:
+        block = self._block
         if block is not None:
-            block[field] = "".join(parts)
-            block = None
-        accumulate(message, event)
-    if block is not None:
-        block[field] = "".join(parts)
+            block[self._field] = "".join(self._parts)
+            self._block = None
+        return self.message
+
+
+def collect(first: Any, rest: Iterator[Any]) -> dict[str, Any]:
+    """The whole Message from a stream whose first event is in hand (raises what the stream raises), folded by
+    `Fold`: the Message `accumulate` folds."""
+    fold = Fold()
+    fold.add(first)
+    for event in rest:
+        fold.add(event)
+    message = fold.flush()
     if message.get("stop_reason") is None:
         raise anthropic.APIConnectionError(request=None,  # type: ignore[arg-type]
                                            message="the provider's stream ended before message_stop")
@@ -136,20 +150,20 @@ def relay(result: RouterStream, first: Any, rest: Iterator[Any],
     """Hand out events, accumulating the message; a failure after the first event ends with an error event.
 
     `on_failure(exc)` classifies the failure (counting it against the breaker) and returns its reason."""
-    message: dict[str, Any] = {}
-    result.message = message
+    fold = Fold()
+    result.message_from(fold.flush)  # result.message: the Message so far, whenever it is read
     try:
         event = first
         while True:
             if isinstance(event, dict):
-                accumulate(message, event)
+                fold.add(event)
                 yield event
             try:
                 event = next(rest)
             except StopIteration:
                 break
     except GeneratorExit:
-        result.incomplete = message.get("stop_reason") is None
+        result.incomplete = fold.flush().get("stop_reason") is None
         result.close()
         raise
     except Exception as exc:

@@ -137,7 +137,8 @@ class RouterStream(_MessageUsage):
         self.started_at = started_at
         self.incomplete = False
         self.error: dict[str, Any] | None = None
-        self.message: dict[str, Any] = {}
+        self._message: dict[str, Any] = {}
+        self._message_from: Callable[[], dict[str, Any]] | None = None
         self.first_event_ms: float | None = None
         self.latency_ms: float = 0.0
         # The provider stream's next event if it has arrived already ((name, data) or None; inference.router)
@@ -145,6 +146,20 @@ class RouterStream(_MessageUsage):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self._events
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The Message accumulated so far (inference.streaming.relay folds it as the events go by)."""
+        source = self._message_from
+        return source() if source is not None else self._message
+
+    @message.setter
+    def message(self, value: dict[str, Any]) -> None:
+        self._message, self._message_from = value, None
+
+    def message_from(self, source: Callable[[], dict[str, Any]]) -> None:
+        """Read `message` from `source()` from now on (a fold that completes the Message when asked)."""
+        self._message_from = source
 
     def ready(self) -> bool:
         """Whether the next event has arrived already, so that iterating once more will not wait for the provider

@@ -184,3 +184,60 @@ def test_random_sequences_fold_as_accumulate_folds() -> None:
                 events.append(rng.choice(END))
         events.append(rng.choice([END[0], {"type": "message_stop"}]))
         assert outcome(collect, events) == outcome(reference, events), events
+
+
+class ReferenceFold:
+    """The fold relay had: accumulate at each event."""
+
+    def __init__(self) -> None:
+        self.message: dict[str, Any] = {}
+
+    def add(self, event: Any) -> None:
+        if isinstance(event, dict):
+            accumulate(self.message, event)
+
+    def flush(self) -> dict[str, Any]:
+        return self.message
+
+
+def relayed(events: list[Any]) -> Any:
+    from inference.streaming import relay
+    from inference.types import RouterStream
+
+    result = RouterStream(events=iter(()), provider="anthropic", region="", model_id="m", attempts=[], started_at=0)
+    result._events = relay(result, events[0], iter(events[1:]), lambda exc: "failed")
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCES) + sorted(ERRORS))
+def test_a_relayed_streams_message_is_accumulates_whenever_it_is_read(name: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import inference.streaming
+
+    events = SEQUENCES.get(name) or ERRORS[name]
+    result = relayed(copy.deepcopy(events))
+    with monkeypatch.context() as patch:
+        patch.setattr(inference.streaming, "Fold", ReferenceFold)
+        reference_result = relayed(copy.deepcopy(events))
+        expected = []
+        for event in reference_result:
+            expected.append((copy.deepcopy(event), copy.deepcopy(reference_result.message)))
+    got = []
+    for event in result:
+        got.append((copy.deepcopy(event), copy.deepcopy(result.message)))  # read half way: the deltas so far
+    assert got == expected
+    assert json.dumps(result.message) == json.dumps(reference_result.message)
+    assert (result.incomplete, result.error) == (reference_result.incomplete, reference_result.error)
+
+
+def test_a_relayed_stream_closed_half_way_keeps_what_came() -> None:
+    events = SEQUENCES["thinking"]
+    for after in range(1, len(events)):
+        result = relayed(copy.deepcopy(events))
+        iterator = iter(result)
+        folded: dict[str, Any] = {}
+        for _ in range(after):
+            accumulate(folded, copy.deepcopy(next(iterator)))
+        iterator.close()  # type: ignore[attr-defined]
+        assert result.message == folded
+        assert result.incomplete is (folded.get("stop_reason") is None)
