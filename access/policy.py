@@ -68,8 +68,9 @@ setting_changed.connect(_backends_changed, dispatch_uid="access.policy._backends
 def has_perm(user: Any, perm: str) -> bool:
     """`user.has_perm(perm)` as Django answers it (an active superuser has every permission; else the first backend
     that grants it, a PermissionDenied refusing), with the backends loaded once; a user model with its own
-    has_perm is asked directly."""
-    if type(user).has_perm is not PermissionsMixin.has_perm:
+    has_perm is asked directly, and so is a lazy stand-in for one (request.user, a SimpleLazyObject: its class has
+    no has_perm, the wrapped user's answers through it)."""
+    if getattr(type(user), "has_perm", None) is not PermissionsMixin.has_perm:
         return bool(user.has_perm(perm))
     if user.is_active and user.is_superuser:
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.utils.functional import SimpleLazyObject
 
 from access.errors import ModelNotAllowed, NotPermitted, ToolsNotAllowed, VisionNotAllowed, WriteNotAllowed
 from access.policy import STANDARD_MAX_TOKENS, permitted_tiers, policy_check
@@ -180,6 +181,9 @@ def test_the_policy_answers_permissions_as_django_does(tenant_a: Any, make_user:
             assert [has_perm(user, p) for p in perms] == [user.has_perm(p) for p in perms], user.username
         assert has_perm(users[1], "access.use_opus") and not has_perm(inactive, "access.write")
         assert has_perm(root, "access.nope") and not has_perm(sleeping_root, "access.write")
+        # request.user is a lazy stand-in (the web chat's and the admin's users): answered as the user it wraps.
+        lazy = [SimpleLazyObject(lambda u=user: u) for user in users]
+        assert [[has_perm(u, p) for p in perms] for u in lazy] == [[u.has_perm(p) for p in perms] for u in users]
 
         settings.AUTHENTICATION_BACKENDS = ["tests.access.test_policy._Refuses", *settings.AUTHENTICATION_BACKENDS]
         power = users[1]
