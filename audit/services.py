@@ -89,6 +89,21 @@ class AuditEvent:
     # Keyed hashes of the payloads, when computed ahead (events_hash, for the local journal: no prompt on disk).
     input_hash: str | None = None
     output_hash: str | None = None
+    # The canonical texts of the metadata (with the request id, as the entry stores it) and of the personal fields,
+    # when made ahead (the journal line, inference.records.record_encode): audit_rows_json writes them as they are.
+    metadata_json: str | None = None
+    personal_json: str | None = None
+
+    def json_texts(self) -> tuple[str, str]:
+        """(metadata_json, personal_json), made now if not made yet (chain.json_text, as audit_rows_json would)."""
+        if self.metadata_json is None:
+            metadata = dict(self.metadata or {})
+            if self.request_id:
+                metadata["request_id"] = self.request_id
+            self.metadata_json = chain.json_text(metadata)[1]
+        if self.personal_json is None:
+            self.personal_json = chain.json_text(self.personal)[1]
+        return self.metadata_json, self.personal_json
 
     def hashed(self, key: bytes) -> AuditEvent:
         """This event with its payloads replaced by their keyed hashes (under `key`, the tenant's audit key)."""
@@ -202,7 +217,7 @@ def _text(value: Any) -> str:
 
 
 def _chained(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], present: set[str],
-             erased: frozenset[int]) -> list[_Chained]:
+             erased: frozenset[int], made: bool = False) -> list[_Chained]:
     """The entries that append `events` after the chain's `head` (seq, mac), each MAC over the canonical text of
     its chained fields (audit.chain.chained_body; the same bytes, assembled from texts each made once: the
     metadata and personal fields are serialised once, for both MACs and the row)."""
@@ -219,13 +234,18 @@ def _chained(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], pre
         entry.event = event
         if event.user_id in erased:
             entry.user_id, entry.personal, entry.personal_text = None, {}, "{}"
+        elif made and event.personal_json is not None:  # the text only (audit_rows_json)
+            entry.user_id, entry.personal, entry.personal_text = event.user_id, event.personal, event.personal_json
         else:
             entry.user_id = event.user_id
             entry.personal, entry.personal_text = chain.json_text(event.personal)
-        metadata = dict(event.metadata or {})
-        if request_id:
-            metadata["request_id"] = request_id
-        entry.metadata, entry.metadata_text = chain.json_text(metadata)
+        if made and event.metadata_json is not None:
+            entry.metadata, entry.metadata_text = event.metadata, event.metadata_json
+        else:
+            metadata = dict(event.metadata or {})
+            if request_id:
+                metadata["request_id"] = request_id
+            entry.metadata, entry.metadata_text = chain.json_text(metadata)
         last_seq += 1
         entry.seq = last_seq
         entry.event_id = uuid4_text()
@@ -282,7 +302,7 @@ def audit_rows_json(events: list[AuditEvent], *, key: bytes, head: tuple[int, st
     """audit_rows as one JSON array (the rows' columns; the metadata and personal fields as the very texts their
     MACs covered), for jsonb_populate_recordset (inference.record_tx); how many rows it holds; the chain's head
     (seq, mac) once they are appended."""
-    entries = _chained(events, key=key, head=head, present=present, erased=erased)
+    entries = _chained(events, key=key, head=head, present=present, erased=erased, made=True)
     if entries:
         head = (entries[-1].seq, entries[-1].mac)
     return f"[{','.join(e.row for e in entries)}]", len(entries), head

@@ -172,14 +172,24 @@ _LINE = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def record_encode(record: CallRecord) -> str:
+    """The journal line: JSON, the audit entry last, its metadata and personal fields written as the canonical
+    texts the entry's MACs and row are made of (AuditEvent.json_texts, kept on the event: the batch writer writes
+    them as they are instead of serialising them again)."""
     event = _hashed(record)
+    metadata_json, personal_json = event.json_texts()
     audit = _fields(event)
+    for name in ("metadata", "personal", "metadata_json", "personal_json"):
+        del audit[name]
     audit["timestamp"] = event.timestamp.isoformat()
     usage = _fields(record.usage)
     usage["day"] = record.usage.day.isoformat() if record.usage.day else None
-    return _LINE.encode({"tenant": record.tenant.schema_name, "request_id": record.request_id, "usage": usage,
-                         "audit": audit, "reservation": _fields(record.reservation), "used_tokens": record.used_tokens,
-                         "settle": record.settle, "budget": _fields(record.budget) if record.budget else None})
+    line = _LINE.encode({"tenant": record.tenant.schema_name, "request_id": record.request_id, "usage": usage,
+                         "reservation": _fields(record.reservation), "used_tokens": record.used_tokens,
+                         "settle": record.settle, "budget": _fields(record.budget) if record.budget else None,
+                         "audit": audit})
+    # `..."audit":{...}}`: the two texts go in before the audit object's closing brace
+    return f'{line[:-2]},"metadata":{metadata_json},"personal":{personal_json}}}}}'
+
 
 
 def record_decode(line: str) -> CallRecord:

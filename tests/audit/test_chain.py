@@ -266,3 +266,25 @@ def test_rows_are_chained_as_chain_verify_recomputes_them() -> None:
         assert rows[1]["error"] == "x" * 2000 and rows[2]["status"] == 500
         assert rows[2]["metadata"]["ints"] == {"7": "seven", "10": "ten"} and rows[2]["metadata"]["pair"] == [1, 2]
         assert rows[2]["personal"] == {"codes": {"2": "b", "10": "a"}, "user_agent": "Mozilla/5.0 (ü)"}
+
+
+def test_texts_made_ahead_are_the_texts_the_rows_would_make(monkeypatch: Any) -> None:
+    """An event whose metadata and personal texts were made ahead (AuditEvent.json_texts, for the journal line)
+    gives audit_rows_json the very rows it makes without them, erased users redacted all the same."""
+    import copy
+    import itertools
+
+    from audit import services
+    from audit.services import audit_rows_json
+
+    key = b"k" * 32
+    ahead = [copy.copy(e) for e in _odd_events()]
+    for event in ahead:
+        event.json_texts()
+    assert all(e.metadata_json is not None and e.personal_json is not None for e in ahead)
+    made = []
+    for events in (_odd_events(), ahead):
+        counter = itertools.count()
+        monkeypatch.setattr(services, "uuid4_text", lambda c=counter: f"00000000-0000-4000-8000-{next(c):012d}")
+        made.append(audit_rows_json(events, key=key, head=(3, "c" * 64), present=set(), erased=frozenset({10})))
+    assert made[0] == made[1]

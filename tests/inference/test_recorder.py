@@ -385,3 +385,36 @@ def test_a_journaled_record_round_trips_without_its_prompt(in_tenant: Any, tenan
         from audit.services import content_hash
 
         assert entry.input_hash == content_hash(tenant_key(), {"m": record.request_id})
+
+
+def test_a_journal_line_of_the_previous_format_is_replayed(in_tenant: Any, tenant_a: Any, make_user: Any) -> None:
+    """Journal lines written before the metadata and personal fields went in as canonical texts (the audit entry
+    in the middle of the line, its metadata without the request id) are read and written as before; a line of
+    today's format carries the canonical texts and is written the same way."""
+    from audit.chain import canonical_text, chain_verify
+    from audit.models import AuditEntry
+    from inference.records import _fields, _hashed, record_decode, record_encode, records_write
+
+    user = make_user(tenant_a)
+    old, new = (_record(tenant_a, user.pk, f"req_{uuid.uuid4().hex}") for _ in range(2))
+    for record in (old, new):
+        record.audit.metadata = {"source": "api", "attempts": [{"target": "anthropic", "ms": 1.5}], "é": "ü"}
+    with in_tenant(tenant_a):
+        event = _hashed(old)
+        audit = _fields(event)
+        audit["timestamp"] = event.timestamp.isoformat()
+        usage = _fields(old.usage)
+        usage["day"] = old.usage.day.isoformat() if old.usage.day else None
+        old_line = json.dumps({"tenant": old.tenant.schema_name, "request_id": old.request_id, "usage": usage,
+                               "audit": audit, "reservation": _fields(old.reservation), "used_tokens": old.used_tokens,
+                               "settle": old.settle, "budget": None}, separators=(",", ":"), default=str)
+        new_line = record_encode(new)
+    assert json.loads(new_line)["audit"]["metadata"] == {**new.audit.metadata, "request_id": new.request_id}
+    assert canonical_text({**new.audit.metadata, "request_id": new.request_id}) in new_line
+    assert records_write([record_decode(old_line), record_decode(new_line)]) == []
+    with in_tenant(tenant_a):
+        for record in (old, new):
+            entry = AuditEntry.objects.get(request_id=record.request_id)
+            assert entry.metadata == {**record.audit.metadata, "request_id": record.request_id}
+            assert entry.personal == {"ip": "10.0.0.9"} and entry.user_id == user.pk
+        assert chain_verify(checkpoints=False).ok
