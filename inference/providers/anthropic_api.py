@@ -243,9 +243,17 @@ class DirectStream:
                 return
             if b"\r" in chunk:
                 break
-            searched = len(pending) - 1 if pending else 0
             if pending:
+                searched = len(pending) - 1
                 chunk = pending + chunk
+            else:
+                searched = 0
+                if chunk[:7] == b"event: " and chunk[-2:] == b"\n\n":  # one event in the read, as often
+                    line = chunk.find(b"\n")
+                    if chunk[line + 1:line + 7] == b"data: " and chunk.find(b"\n", line + 7) == len(chunk) - 2:
+                        event = chunk[7:line]
+                        yield [(event, chunk[line + 7:-2])] if event != b"ping" else []
+                        continue
             cut = chunk.rfind(b"\n\n", searched)
             if cut < 0:
                 pending = chunk

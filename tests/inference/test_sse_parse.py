@@ -119,6 +119,7 @@ CASES = {
 
 def splits(body: bytes) -> Iterator[list[bytes]]:
     yield [body]
+    yield [piece + b"\n\n" for piece in body.split(b"\n\n")[:-1]] + [body.split(b"\n\n")[-1]]  # a read an event
     yield [body[i:i + 1] for i in range(len(body))]
     for cut in range(1, len(body)):
         yield [body[:cut], body[cut:]]
