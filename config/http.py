@@ -145,15 +145,18 @@ class Framed(dict[str, Any]):
 def sse(events: Iterator[dict[str, Any]]) -> Generator[bytes, None, None]:
     """Server-sent events: `event: <type>` and one line of JSON per event (compact, or a Framed event's own).
     Events that have arrived together (`events.ready()`, if it has one, says the next one will not wait) are
-    written as one piece: a read of the provider's holding several events is one write, not one each.
+    written as one piece: a read of the provider's holding several events is one write, not one each; the first
+    event is always a piece of its own (inference.chat writes its `atrium.question` right after it).
     When the client goes away (the server closes this generator), the upstream generator is closed at once, which
     records the call as incomplete, rather than whenever the garbage collector gets to it."""
     ready = getattr(events, "ready", None)
+    first = True  # the first event is written alone: a caller may write its own right after it (the web chat)
     try:
         iterator = iter(events)
         for event in iterator:
             frame = _frame(event)
-            if ready is None or not ready():
+            if first or ready is None or not ready():
+                first = False
                 yield frame
                 continue
             frames = [frame]

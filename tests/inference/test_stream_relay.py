@@ -125,13 +125,21 @@ def frame(event: dict[str, Any]) -> bytes:
 
 
 def test_events_that_arrived_together_are_written_together() -> None:
-    source = Ready(EVENTS, arrived=[1, 2, 4])  # after the 1st: the 2nd and 3rd are there; after the 4th: the 5th
+    source = Ready(EVENTS, arrived=[2, 3, 5])  # after the 2nd: the 3rd and 4th are there; after the 5th: the 6th
     written = []
     for piece in sse(source):
         written.append((piece, source.taken))
-    assert written == [(frame(EVENTS[0]) + frame(EVENTS[1]) + frame(EVENTS[2]), 3),
-                       (frame(EVENTS[3]) + frame(EVENTS[4]), 5), (frame(EVENTS[5]), 6)]
+    assert written == [(frame(EVENTS[0]), 1), (frame(EVENTS[1]) + frame(EVENTS[2]) + frame(EVENTS[3]), 4),
+                       (frame(EVENTS[4]) + frame(EVENTS[5]), 6)]
     assert source.closed
+
+
+def test_the_first_event_is_written_alone() -> None:
+    # The web chat writes its atrium.question right after the first piece (message_start): nothing may join it.
+    source = Ready(EVENTS, arrived=[0, 1, 2, 3, 4, 5])
+    pieces = sse(source)
+    assert (next(pieces), source.taken) == (frame(EVENTS[0]), 1)
+    assert next(pieces) == b"".join(frame(event) for event in EVENTS[1:])
 
 
 def test_without_ready_each_event_is_written_alone() -> None:
@@ -139,9 +147,10 @@ def test_without_ready_each_event_is_written_alone() -> None:
 
 
 def test_what_was_taken_goes_out_before_a_failure() -> None:
-    source = Ready(EVENTS, arrived=[1, 2, 3], fail_at=3)
+    source = Ready(EVENTS, arrived=[2, 3, 4], fail_at=4)
     frames_out = sse(source)
-    assert next(frames_out) == frame(EVENTS[0]) + frame(EVENTS[1]) + frame(EVENTS[2])
+    assert next(frames_out) == frame(EVENTS[0])
+    assert next(frames_out) == frame(EVENTS[1]) + frame(EVENTS[2]) + frame(EVENTS[3])
     try:
         next(frames_out)
         raise AssertionError("the failure was not raised")
