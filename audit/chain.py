@@ -72,7 +72,7 @@ def pseudonym(key: bytes, user_id: int | None) -> str:
 
 def json_text(value: Any) -> tuple[Any, str]:
     """(normalise(value), its canonical text): the value as an entry stores it and the JSON its MAC covers, made
-    once (audit.services.audit_rows_json writes the same text into the row)."""
+    once (audit.rows.audit_rows_json writes the same text into the row)."""
     if _json_native(value, 0):
         return value, canonical_text(value)
     normal = json.loads(canonical_text(value))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,8 +12,8 @@ from django.utils import timezone
 
 from audit import chain, queries
 from audit.models import AuditEntry, Consent, Erasure, ProcessingNotice
+from audit.rows import audit_rows, content_hash
 from config.client_ip import client_ip
-from config.ids import uuid4_text
 from config.tenant_cache import TenantCache
 
 if TYPE_CHECKING:
@@ -59,14 +56,6 @@ def request_personal(request: Any) -> dict[str, Any]:
     return personal
 
 
-def content_hash(key: bytes, payload: Any) -> str:
-    """HMAC-SHA-256 of a prompt or completion: proves what was sent without storing it."""
-    if payload is None or payload == "":
-        return ""
-    text = payload if isinstance(payload, str) else chain.canonical_text(payload)
-    return chain.keyed_hash(key, text)
-
-
 @dataclass
 class AuditEvent:
     """One entry to append, with everything taken from the request already resolved (so it can be written later,
@@ -90,7 +79,8 @@ class AuditEvent:
     input_hash: str | None = None
     output_hash: str | None = None
     # The canonical texts of the metadata (with the request id, as the entry stores it) and of the personal fields,
-    # when made ahead (the journal line, inference.records.record_encode): audit_rows_json writes them as they are.
+    # when made ahead (the journal line, inference.records.record_encode): audit.rows.audit_rows_json writes them
+    # as they are.
     metadata_json: str | None = None
     personal_json: str | None = None
 
@@ -175,137 +165,6 @@ def audit_append_once(events: list[AuditEvent]) -> Appended:
         entries = [AuditEntry(**row) for row in rows]
         AuditEntry.objects.bulk_create(entries)
     return Appended(entries=entries, erased=erased)
-
-
-class _Chained:
-    """One entry of an append, chained: its column values, and the canonical texts its MACs were made of."""
-
-    __slots__ = ("actor", "error", "event", "event_id", "input_hash", "mac", "metadata", "metadata_text", "output_hash",
-                 "personal", "personal_text", "prev_mac", "row", "seq", "subject_mac", "timestamp", "user_id")
-    event: AuditEvent
-    seq: int
-    event_id: str
-    timestamp: str
-    actor: str
-    input_hash: str
-    output_hash: str
-    error: str
-    user_id: int | None
-    personal: Any
-    personal_text: str
-    metadata: Any
-    metadata_text: str
-    subject_mac: str
-    prev_mac: str
-    mac: str
-    row: str  # the row as JSON (audit_rows_json)
-
-
-_quote = json.encoder.encode_basestring  # what canonical JSON writes for a str (ensure_ascii=False)
-
-
-def _text(value: Any) -> str:
-    """chain.canonical_text(value); the usual str and int without the encoder."""
-    kind = type(value)
-    if kind is str:
-        return _quote(value)
-    if kind is int:
-        return str(value)
-    if value is None:
-        return "null"
-    return chain.canonical_text(value)
-
-
-def _chained(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], present: set[str],
-             erased: frozenset[int], made: bool = False) -> list[_Chained]:
-    """The entries that append `events` after the chain's `head` (seq, mac), each MAC over the canonical text of
-    its chained fields (audit.chain.chained_body; the same bytes, assembled from texts each made once: the
-    metadata and personal fields are serialised once, for both MACs and the row)."""
-    last_seq, prev = head
-    present = set(present)
-    out: list[_Chained] = []
-    for event in events:
-        request_id = event.request_id
-        if request_id:
-            if request_id in present:
-                continue
-            present.add(request_id)
-        entry = _Chained()
-        entry.event = event
-        if event.user_id in erased:
-            entry.user_id, entry.personal, entry.personal_text = None, {}, "{}"
-        elif made and event.personal_json is not None:  # the text only (audit_rows_json)
-            entry.user_id, entry.personal, entry.personal_text = event.user_id, event.personal, event.personal_json
-        else:
-            entry.user_id = event.user_id
-            entry.personal, entry.personal_text = chain.json_text(event.personal)
-        if made and event.metadata_json is not None:
-            entry.metadata, entry.metadata_text = event.metadata, event.metadata_json
-        else:
-            metadata = dict(event.metadata or {})
-            if request_id:
-                metadata["request_id"] = request_id
-            entry.metadata, entry.metadata_text = chain.json_text(metadata)
-        last_seq += 1
-        entry.seq = last_seq
-        entry.event_id = uuid4_text()
-        entry.timestamp = chain.timestamp_text(event.timestamp)
-        entry.actor = chain.pseudonym(key, event.user_id)  # the pseudonym survives erasure
-        entry.input_hash = event.input_hash if event.input_hash is not None else content_hash(key,
-                                                                                            event.input_payload)
-        entry.output_hash = event.output_hash if event.output_hash is not None else content_hash(
-            key, event.output_payload)
-        entry.error = (event.error or "")[:2000]
-        entry.subject_mac = chain.subject_mac_text(key, entry.user_id, entry.personal_text)
-        # Each value's canonical text made once, for the MAC's body and for the row. The pseudonym, the event id,
-        # the time and the MACs are hex digits and ISO digits: nothing in them to escape.
-        event_type, model, status = _text(event.event_type), _text(event.model or ""), _text(event.status)
-        input_hash, output_hash, error = _text(entry.input_hash), _text(entry.output_hash), _text(entry.error)
-        counts = (f'"input_tokens":{int(event.input_tokens or 0)},"output_tokens":{int(event.output_tokens or 0)},'
-                  f'"latency_ms":{int(event.latency_ms or 0)}')
-        # canonical(chained_body(fields)): the chained fields in sorted order
-        body = (f'{{"actor":"{entry.actor}","error":{error},"event_id":"{entry.event_id}","event_type":{event_type},'
-                f'"input_hash":{input_hash},"input_tokens":{int(event.input_tokens or 0)},'
-                f'"latency_ms":{int(event.latency_ms or 0)},"metadata":{entry.metadata_text},"model":{model},'
-                f'"output_hash":{output_hash},"output_tokens":{int(event.output_tokens or 0)},"seq":{last_seq},'
-                f'"status":{status},"subject_mac":"{entry.subject_mac}","timestamp":"{entry.timestamp}"}}')
-        entry.prev_mac = prev
-        entry.mac = mac = hmac.digest(key, prev.encode() + body.encode(), "sha256").hex()
-        entry.row = (f'{{"seq":{last_seq},"event_id":"{entry.event_id}","timestamp":"{entry.timestamp}",'
-                     f'"event_type":{event_type},"actor":"{entry.actor}","model":{model},"input_hash":{input_hash},'
-                     f'"output_hash":{output_hash},{counts},"status":{status},"metadata":{entry.metadata_text},'
-                     f'"error":{error},"subject_mac":"{entry.subject_mac}","user_id":{_text(entry.user_id)},'
-                     f'"personal":{entry.personal_text},"request_id":{_text(request_id or None)},'
-                     f'"prev_mac":{_text(prev)},"mac":"{mac}"}}')
-        prev = mac
-        out.append(entry)
-    return out
-
-
-def audit_rows(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], present: set[str],
-               erased: frozenset[int]) -> list[dict[str, Any]]:
-    """The audit_auditentry rows (column -> value) that append `events` after the chain's `head` (seq, mac):
-    events whose request id is in `present` are skipped, those of users in `erased` written redacted. Pure: the
-    caller holds the chain lock (audit_append_once)."""
-    return [{"seq": e.seq, "event_id": uuid.UUID(e.event_id), "timestamp": e.event.timestamp,
-             "event_type": e.event.event_type, "actor": e.actor, "model": e.event.model or "",
-             "input_hash": e.input_hash, "output_hash": e.output_hash, "input_tokens": int(e.event.input_tokens or 0),
-             "output_tokens": int(e.event.output_tokens or 0), "latency_ms": int(e.event.latency_ms or 0),
-             "status": e.event.status, "metadata": e.metadata, "error": e.error, "subject_mac": e.subject_mac,
-             "user_id": e.user_id, "personal": e.personal, "prev_mac": e.prev_mac, "mac": e.mac,
-             "request_id": e.event.request_id or None}
-            for e in _chained(events, key=key, head=head, present=present, erased=erased)]
-
-
-def audit_rows_json(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], present: set[str],
-                    erased: frozenset[int]) -> tuple[str, int, tuple[int, str]]:
-    """audit_rows as one JSON array (the rows' columns; the metadata and personal fields as the very texts their
-    MACs covered), for jsonb_populate_recordset (inference.record_tx); how many rows it holds; the chain's head
-    (seq, mac) once they are appended."""
-    entries = _chained(events, key=key, head=head, present=present, erased=erased, made=True)
-    if entries:
-        head = (entries[-1].seq, entries[-1].mac)
-    return f"[{','.join(e.row for e in entries)}]", len(entries), head
 
 
 def erasure_start(user_id: int) -> bool:

@@ -30,7 +30,7 @@ from django.db import connection
 from psycopg import sql
 
 from audit import chain
-from audit.services import audit_rows_json
+from audit.rows import audit_rows_json
 from inference.services import USAGE_CTES_GUARDED, usage_rows_json, usage_statement
 
 if TYPE_CHECKING:

@@ -260,7 +260,7 @@ def provider_create(client: Any, *, model_id: str, params: Mapping[str, Any], ti
 
 
 class EventStream(Protocol):
-    """What provider_stream returns: the SDK's `Stream`, or a provider's own (anthropic_api.DirectStream)."""
+    """What provider_stream returns: the SDK's `Stream`, or a provider's own (anthropic_stream.DirectStream)."""
 
     def __iter__(self) -> Iterator[Any]: ...
 

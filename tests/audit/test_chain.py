@@ -238,7 +238,7 @@ def test_rows_are_chained_as_chain_verify_recomputes_them() -> None:
     from datetime import datetime
 
     from audit import chain
-    from audit.services import audit_rows, audit_rows_json
+    from audit.rows import audit_rows, audit_rows_json
 
     key = b"k" * 32
     events = _odd_events()
@@ -274,8 +274,8 @@ def test_texts_made_ahead_are_the_texts_the_rows_would_make(monkeypatch: Any) ->
     import copy
     import itertools
 
-    from audit import services
-    from audit.services import audit_rows_json
+    from audit import rows
+    from audit.rows import audit_rows_json
 
     key = b"k" * 32
     ahead = [copy.copy(e) for e in _odd_events()]
@@ -285,6 +285,6 @@ def test_texts_made_ahead_are_the_texts_the_rows_would_make(monkeypatch: Any) ->
     made = []
     for events in (_odd_events(), ahead):
         counter = itertools.count()
-        monkeypatch.setattr(services, "uuid4_text", lambda c=counter: f"00000000-0000-4000-8000-{next(c):012d}")
+        monkeypatch.setattr(rows, "uuid4_text", lambda c=counter: f"00000000-0000-4000-8000-{next(c):012d}")
         made.append(audit_rows_json(events, key=key, head=(3, "c" * 64), present=set(), erased=frozenset({10})))
     assert made[0] == made[1]

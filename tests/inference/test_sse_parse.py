@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from inference.providers.anthropic_api import AnthropicClient, DirectStream
+from inference.providers.anthropic_api import AnthropicClient
+from inference.providers.anthropic_stream import DirectStream
 
 
 def reference(chunks: list[bytes]) -> list[tuple[bytes, bytes]]:

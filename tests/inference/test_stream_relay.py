@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 from config.http import Framed, sse
-from inference.providers.anthropic_api import AnthropicClient, DirectStream
+from inference.providers.anthropic_api import AnthropicClient
+from inference.providers.anthropic_stream import DirectStream
 from tests.inference.test_sse_parse import Reads
 
 CLIENT = AnthropicClient(api_key="sk-ant-x", base_url="http://127.0.0.1:9", timeout=5)

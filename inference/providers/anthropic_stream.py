@@ -1,0 +1,213 @@
+"""The events of a streamed Anthropic Messages answer read over the direct exchange (inference.providers.http1):
+`DirectStream`, what `AnthropicClient.messages_stream_raw` returns, and its SSE parser."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import anthropic
+import httpx2
+import urllib3
+
+from config.http import Framed
+from inference.providers import http1
+
+if TYPE_CHECKING:
+    from inference.providers.anthropic_api import AnthropicClient
+
+class DirectStream:
+    """The events of a streaming Messages response, as the SDK's `Stream` yields them: every event with data but
+    `ping`; an `event: error` raises the SDK's APIStatusError; a broken connection raises APIConnectionError (or
+    APITimeoutError). `close()` gives the connection back to the pool when the stream was read to its end, and
+    discards it otherwise."""
+
+    def __init__(self, client: AnthropicClient, response: Any, payload: bytes, *, first_event_by: float | None = None,
+                 read_timeout: float | None = None) -> None:
+        self._client = client
+        self._response = response
+        self._payload = payload
+        self._finished = False
+        self._closed = False
+        self._first_event_by = first_event_by  # until the first event: every read ends by then
+        self._read_timeout = read_timeout  # after it: each read's own timeout, as for any stream
+        # Events relayed to a client (inference.router.route_stream sets this once the stream is chosen) come as
+        # Framed events, with their bytes; folded into a Message (a non-streaming call), plain dicts.
+        self.framed = False
+        self._batch: list[tuple[bytes, bytes]] = []  # the events of the last read, handed out up to `_at`
+        self._at = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._events()
+
+    def ready(self) -> tuple[bytes, bytes] | None:
+        """The next event (its name and data, undecoded) if it has arrived already: handing it out will not wait
+        for the provider. None if the next event is yet to be read."""
+        batch, at = self._batch, self._at
+        return batch[at] if at < len(batch) else None
+
+    def _events(self) -> Iterator[Any]:
+        try:
+            for batch in self._sse():
+                self._batch = batch
+                for at, (event, data) in enumerate(batch, 1):
+                    self._at = at
+                    decoded = self._decoded(event, data)
+                    if self._first_event_by is not None:
+                        self._first_event_by = None
+                        self._socket_timeout(self._read_timeout)
+                    yield decoded
+        finally:
+            self.close()
+
+    def _sse(self) -> Iterator[list[tuple[bytes, bytes]]]:
+        """For each read, the events it completed: (event, data) of each with an event name and data, `ping`
+        excepted; read as the SDK's decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line ends
+        an event).
+
+        While no CR has arrived, what has arrived is cut at its last blank line and each event between blank lines
+        read in one step (`event: x` then one `data: ` line, the form providers send); once a CR arrives, line by
+        line from there on."""
+        pending = b""  # the start of an event that has not ended yet (no CR: at an event's start)
+        while True:
+            chunk = self._read()
+            if not chunk:
+                self._finished = True
+                return
+            if b"\r" in chunk:
+                break
+            if pending:
+                searched = len(pending) - 1
+                chunk = pending + chunk
+            else:
+                searched = 0
+                if chunk[:7] == b"event: " and chunk[-2:] == b"\n\n":  # one event in the read, as often
+                    line = chunk.find(b"\n")
+                    if chunk[line + 1:line + 7] == b"data: " and chunk.find(b"\n", line + 7) == len(chunk) - 2:
+                        event = chunk[7:line]
+                        yield [(event, chunk[line + 7:-2])] if event != b"ping" else []
+                        continue
+            cut = chunk.rfind(b"\n\n", searched)
+            if cut < 0:
+                pending = chunk
+                continue
+            pending = chunk[cut + 2:]
+            batch: list[tuple[bytes, bytes]] = []
+            for block in chunk[:cut].split(b"\n\n"):
+                if block[:7] == b"event: ":
+                    line = block.find(b"\n")
+                    if line > 0 and block[line + 1:line + 7] == b"data: " and block.find(b"\n", line + 1) < 0:
+                        event = block[7:line]
+                        if event != b"ping":
+                            batch.append((event, block[line + 7:]))
+                        continue
+                _lines(block.split(b"\n"), [None, []], True, batch)
+            yield batch
+        # Line by line from here on: every line of a read split at once, the start of an unended line kept.
+        state: list[Any] = [None, []]  # the event being read: its name, its data lines
+        lines = (pending + chunk).split(b"\n")
+        while True:
+            tail = lines.pop()
+            batch = []
+            _lines(lines, state, False, batch)
+            yield batch
+            chunk = self._read()
+            if not chunk:
+                self._finished = True
+                return
+            lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+
+    def _read(self) -> bytes:
+        by = self._first_event_by
+        if by is not None:
+            self._socket_timeout(max(by - time.monotonic(), 0.0005))
+        try:
+            chunk = bytes(self._response.read1(65536))
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._client.transport_error(exc, self._payload) from exc
+        if by is not None and time.monotonic() > by + 0.05:  # the socket's timeout did not hold (a bound anyway)
+            raise anthropic.APITimeoutError(request=self._client._failed_request(self._payload))
+        return chunk
+
+    def _decoded(self, event: bytes, data: bytes) -> Any:
+        """The event's data decoded: json.loads(data), in one call of the C scanner when `data` is plain UTF-8 JSON
+        with nothing around it (anything else, whitespace, a BOM, invalid JSON or UTF-8, is left to json.loads,
+        which decodes or raises); with `framed`, an object that was plain JSON on one line comes as a Framed event
+        with its bytes, to be relayed as it came (config.http.sse). An `error` event raises."""
+        if event != b"error":
+            try:
+                text = data.decode()
+                value, end = _scan(text, 0)
+            except (ValueError, StopIteration):
+                return json.loads(data)
+            if end != len(text):
+                return json.loads(data)
+            if self.framed and type(value) is dict and b"\n" not in data and b"\r" not in data:
+                value = Framed(value)
+                value.data = data
+            return value
+        try:
+            body: Any = json.loads(data)
+        except ValueError:
+            body = data.decode(errors="replace")
+        raise self._client._make_status_error(
+            f"{body}", body=body, response=httpx2.Response(self._response.status, content=data,
+                                                           request=self._client._failed_request(self._payload)))
+
+    def _socket_timeout(self, seconds: float | None) -> None:
+        """Set the timeout of the socket the answer is read from: the connection's, or (an answer that closes
+        its connection, which http.client then detaches from the answer's connection) the one under the
+        answer's own file object."""
+        if isinstance(self._response, http1.Answer):
+            self._response.settimeout(seconds)
+            return
+        connection = self._response.connection
+        sock = getattr(connection, "sock", None) if connection is not None else None
+        if sock is None:
+            raw = getattr(getattr(getattr(self._response, "_fp", None), "fp", None), "raw", None)
+            sock = getattr(raw, "_sock", None)
+        if sock is not None:
+            sock.settimeout(seconds)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._finished:
+            self._response.close()  # unread data on it: the connection cannot be reused
+        self._response.release_conn()
+
+
+def _lines(lines: list[bytes], state: list[Any], ended: bool, out: list[tuple[bytes, bytes]]) -> None:
+    """Append to `out` (event, data) of each event that `lines` (complete SSE lines, without their LF) end; `state`
+    carries the event being read across calls ([name or None, data lines]); `ended`: a blank line follows."""
+    event: bytes | None = state[0]
+    data: list[bytes] = state[1]
+    for line in lines:
+        line = line.rstrip(b"\r")
+        if line:
+            if line[:6] == b"data: ":
+                data.append(line[6:])
+            elif line[:7] == b"event: ":
+                event = line[7:]
+            else:
+                name, _, value = line.partition(b":")
+                value = value[1:] if value[:1] == b" " else value
+                if name == b"event":
+                    event = value
+                elif name == b"data":
+                    data.append(value)
+            continue
+        if event is not None and event != b"ping" and data:  # a blank line ends an event
+            out.append((event, data[0] if len(data) == 1 else b"\n".join(data)))
+        event, data = None, []
+    if ended:
+        if event is not None and event != b"ping" and data:
+            out.append((event, data[0] if len(data) == 1 else b"\n".join(data)))
+        event, data = None, []
+    state[0], state[1] = event, data
+
+
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's C scanner, without the checks around it
