@@ -101,7 +101,7 @@ def test_once_a_deletion_starts_the_subject_is_refused_and_late_records_are_reda
     from audit.models import AuditEntry
     from inference.models import UsageDaily, UsageRecord
     from inference.records import records_write
-    from tests.inference.test_recorder import _record
+    from tests.inference.test_recorder_writes import _record
 
     user, key = basic
     officer = make_user(tenant_a, "compliance_officer")
