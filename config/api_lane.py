@@ -58,7 +58,7 @@ from config.middleware import (
     request_id_enter,
     request_id_exit,
 )
-from config.request_limits import BodyLimitMiddleware, body_limit, too_large_response
+from config.request_limits import BodyLimitMiddleware, body_refusal
 from config.security_headers import PermissionsPolicyMiddleware
 from config.tracing import tracing_on
 
@@ -272,13 +272,9 @@ class ApiLane:
         return response
 
     def below_request_id(self, request: HttpRequest) -> Any:
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0  # as BodyLimitMiddleware: Django reads a malformed length as an empty body too
-        limit = body_limit(request.path_info)
-        if declared > limit:
-            return too_large_response(request, limit)
+        too_large = body_refusal(request)
+        if too_large is not None:
+            return too_large
         try:
             redirect = self.security.process_request(request)  # SECURE_SSL_REDIRECT
         except Exception as exc:  # as convert_exception_to_response around SecurityMiddleware
