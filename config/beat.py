@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -60,6 +61,22 @@ class PlatformBeatScheduler(TenantAwareDatabaseScheduler):
 
     def get_tenant_schema_names(self, exclude_schemas: list[str]) -> list[str]:
         return []
+
+    def enabled_models(self) -> list[Any]:
+        """The stored entries, as tenant-schemas-celery 5.0.0 reads them, except that an entry meant for every tenant
+        (its `_all_tenants_only` header) keeps no schema of its own. The library stamps each entry with the schema it
+        was read from (`_schema_name`: "public" here, where all are stored); a fan-out entry then reached every
+        tenant with "public" in its headers, and its task ran in the public schema once per tenant instead of in
+        each tenant's (retention, export expiry and batch results expiry never ran for a tenant). Without the stamp,
+        each message takes the schema that `apply_entry` switches to for its tenant (`headers_with_schema`); the
+        entry itself, with no schema, is read and saved in the public schema, where it is stored."""
+        models = super().enabled_models()
+        for task in models:
+            headers = json.loads(task.headers or "{}")
+            if headers.get("_all_tenants_only") and "_schema_name" in headers:
+                del headers["_schema_name"]
+                task.headers = json.dumps(headers)
+        return models
 
     def _lock_ttl_s(self) -> float:
         return float(settings.ATRIUM_BEAT_LOCK_TTL_S)

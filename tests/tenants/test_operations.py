@@ -106,3 +106,63 @@ def test_beat_schedule_loads_with_tenants(tenants: Any) -> None:
     assert {"retention@__all_tenants_only__", "export-expiry@__all_tenants_only__", "provider-health@public",
             "gdpr-recover@public"} <= set(stored)
     assert {"provider-health@public", "gdpr-recover@public"} <= set(enabled) & set(scheduled)
+
+
+def test_beat_entry_for_every_tenant_runs_in_each_tenants_schema(
+        tenants: dict[str, Any], committed: None, celery_worker_process: Any) -> None:
+    """A schedule entry without `tenant_schemas` (export expiry here; retention and batch results expiry alike)
+    reaches every tenant, and its task runs in that tenant's schema: sent by the beat scheduler as `celery beat`
+    runs it (its own process), executed by a real worker. It ran in the public schema once per tenant (the
+    library stamped the entry with the schema it was stored in), failing there and never expiring a tenant's
+    exports."""
+    import json
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.models import AuditEntry, GdprJob
+    from tests.conftest import subprocess_env
+
+    jobs = {}
+    for schema, tenant in tenants.items():
+        with schema_context(tenant.schema_name):
+            jobs[schema] = GdprJob.objects.create(kind=GdprJob.Kind.EXPORT, status=GdprJob.Status.DONE,
+                                                  expires_at=timezone.now() - timedelta(minutes=1)).pk
+    script = (
+        "import django, json, sys; django.setup()\n"
+        "from django.conf import settings; from django.utils.module_loading import import_string\n"
+        "from config.celery import app\n"
+        "cls = import_string(settings.CELERY_BEAT_SCHEDULER.replace(':', '.'))\n"
+        "s = cls(app=app, lazy=True); s.setup_schedule()\n"
+        # Read from the database, as beat does each time it takes the beat lock (PlatformBeatScheduler._hold_lock).
+        "s._initial_read = True\n"
+        "entry = s.schedule['export-expiry@__all_tenants_only__']\n"
+        "entry.options['queue'] = sys.argv[1]\n"
+        "s.apply_entry(entry)\n"
+        "print(json.dumps(entry.options['headers']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, celery_worker_process.queue], cwd=ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    try:
+        deadline = time.monotonic() + 60  # the worker's own pace; not a performance limit
+        pending = dict(jobs)
+        while pending and time.monotonic() < deadline:
+            for schema, pk in list(pending.items()):
+                with schema_context(tenants[schema].schema_name):
+                    if GdprJob.objects.get(pk=pk).status == GdprJob.Status.EXPIRED:
+                        del pending[schema]
+            time.sleep(0.2)
+        log = celery_worker_process.log.read_text(errors="replace")
+        assert not pending, f"exports not expired in {sorted(pending)}; worker log:\n{log[-3000:]}"
+        assert "does not exist" not in log  # no run in the public schema, where the tenant tables are missing
+        for schema, pk in jobs.items():  # each tenant's own trail records its expiry
+            with schema_context(tenants[schema].schema_name):
+                assert AuditEntry.objects.filter(event_type="export_expired", metadata__job=str(pk)).exists()
+        # The entry carries no schema of its own: each message gets its tenant's.
+        assert "_schema_name" not in json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        for schema, pk in jobs.items():
+            with schema_context(tenants[schema].schema_name):
+                GdprJob.objects.filter(pk=pk).delete()
