@@ -5,6 +5,12 @@ GDPR deletions and retention (and the recovery of interrupted GDPR jobs, which o
 the tasks that say so (`base=RunsWhileSuspended`, or a `may_run_suspended` of their own, audit/tasks.py).
 Periodic runs sent by beat are skipped (the next one happens on schedule after reactivation); work enqueued for
 the tenant (exports, batches) is retried later, so it resumes by itself once the tenant is active again.
+
+A task runs in the schema it was sent from, or not at all. tenant-schemas-celery switches the schema in a
+`task_prerun` signal handler, and Celery logs and swallows what a signal handler raises: a switch that failed (the
+database refusing connections, "too many clients"; a tenant deleted while its tasks were queued) let the task run
+in whatever schema the connection held, public. The task itself checks its schema before its body and, if the
+handler did not enter it, enters it here, where a failure fails the task (TaskSchemaUnavailable).
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django_tenants.utils import get_tenant_model
+from django.db import connection, connections
+from django_tenants.utils import get_public_schema_name, get_tenant_model
+from tenant_schemas_celery.app import get_schema_name_from_task
 from tenant_schemas_celery.task import TenantTask
 
 logger = logging.getLogger(__name__)
@@ -29,6 +36,28 @@ def _tenant_suspended() -> bool:
     return active is False
 
 
+class TaskSchemaUnavailable(RuntimeError):
+    """The schema a task was sent from could not be entered; the task did not run, in that schema or any other."""
+
+
+def _enter_sent_schema(task: TenantTask) -> None:
+    """Puts every tenant database of the worker in the schema the message names (public when it names none)."""
+    schema = get_schema_name_from_task(task, {}) or get_public_schema_name()
+    wrappers: list[Any] = [connections[db] for db in task.get_tenant_databases()]  # django-tenants' wrappers
+    if all(wrapper.schema_name == schema for wrapper in wrappers):
+        return  # tenant-schemas-celery's task_prerun handler entered it: the usual case, nothing to look up
+    try:
+        if schema == get_public_schema_name():
+            for wrapper in wrappers:
+                wrapper.set_schema_to_public()
+        else:
+            tenant = task.get_tenant_for_schema(schema_name=schema)
+            for wrapper in wrappers:
+                wrapper.set_tenant(tenant, include_public=True)
+    except Exception as exc:
+        raise TaskSchemaUnavailable(f"task {task.name} cannot enter schema {schema!r}: {type(exc).__name__}") from exc
+
+
 class AtriumTask(TenantTask):  # type: ignore[misc]
     abstract = True
     # True for a task that runs for a suspended tenant (the owning app decides, with `base=RunsWhileSuspended`
@@ -40,7 +69,8 @@ class AtriumTask(TenantTask):  # type: ignore[misc]
         return bool(self.runs_while_suspended)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # The schema is already this task's (tenant-schemas-celery switches it in task_prerun).
+        if not self.request.called_directly:  # called directly, a task runs in its caller's schema
+            _enter_sent_schema(self)
         if _tenant_suspended() and not self.may_run_suspended(args, kwargs):
             request = self.request
             headers = dict(getattr(request, "headers", None) or {})
