@@ -122,14 +122,27 @@ def _record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str
     """Write the call's records now, or with `background` hand them to the batch writer and return its ticket
     (record_durable waits on it); never `background` with `persist`: the caller's own writes belong in the same
     transaction, now."""
-    record = _call_record(admitted, message=message, provider=provider, region=region, model_id=model_id,
-                          attempts=attempts, status=status, error=error, incomplete=incomplete)
-    if persist is not None:
-        record_now(record, lambda: persist(message, provider, region))
-    elif background:
-        return record, record_submit(record)
-    else:
-        record_now(record)
+    try:
+        record = _call_record(admitted, message=message, provider=provider, region=region, model_id=model_id,
+                              attempts=attempts, status=status, error=error, incomplete=incomplete)
+        if persist is not None:
+            record_now(record, lambda: persist(message, provider, region))
+        elif background:
+            return record, record_submit(record)
+        else:
+            record_now(record)
+    except BaseException:
+        # No record was committed or handed to the writer (the database refused it, or building it failed): no
+        # settlement will come for this call, so its reservations go back now instead of staying held until the
+        # reaper's TTL (the day's counter read more than the recorded usage meanwhile). Each release happens once
+        # (Reservation.settled); a record committed all the same (a COMMIT whose answer was lost) is counted by the
+        # settlement recovery at the next start (inference/settle_recovery.py).
+        try:
+            quota_release(admitted.reservation)
+            budget_release(admitted.budget)
+        except Exception:  # Redis too: the reaper gives the quota back after its TTL; the call's error stands
+            logger.warning("could not give back the reservation of an unrecorded call", exc_info=True)
+        raise
     return record, None
 
 
@@ -227,10 +240,8 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
                 pending.append(_record(admitted, message=message, provider=stream.provider, region=stream.region,
                                        model_id=stream.model_id, attempts=stream.attempts, status=status,
                                        error=error, incomplete=incomplete, persist=persist, background=background))
-            except Exception:
+            except Exception:  # its reservations went back (_record)
                 logger.exception("could not record a streamed model call")
-                quota_release(admitted.reservation)
-                budget_release(admitted.budget)
             stream.close()
         if held is None:
             return

@@ -142,3 +142,35 @@ def test_redis_unreachable_is_a_clear_503_before_anything_is_sent_upstream(sim: 
     assert response.status_code == 503
     assert response.json()["error"]["message"].startswith("Atrium cannot check quotas right now.")
     assert sim.requests() == []
+
+
+@pytest.mark.parametrize(("upstream", "fault"), [("answered", "commit"), ("failed", "commit"), ("answered", "prices")])
+def test_a_call_whose_records_could_not_be_written_gives_its_reservation_back(
+        sim: Any, client_a: Any, basic: Any, tenant_a: Any, tenant_update: Any, monkeypatch: pytest.MonkeyPatch,
+        upstream: str, fault: str) -> None:
+    """Admitted, then its records refused or never made (the database down: the commit fails, or the price table,
+    reloaded every ATRIUM_CATALOG_CACHE_S when the call is priced, cannot be read): no usage record will ever
+    settle the call, so the gateway gives the reservation back at once instead of leaving it held until the
+    reaper's TTL (a served test run whose PostgreSQL refused connections read 1377 tokens in the day's counter
+    against 975 recorded: two reservations of 201 tokens left held)."""
+    from django.db import OperationalError
+
+    import inference.records as records
+    from inference.catalog import pricing
+
+    tenant_update(tenant_a, tokens_per_day=3000)
+    if fault == "commit":
+        monkeypatch.setattr(records, "_records_commit", lambda batch, persist=None: (list(batch), []))
+    else:
+        def unreadable() -> Any:
+            raise OperationalError("connection failed: FATAL:  sorry, too many clients already")
+
+        pricing._prices.forget()
+        monkeypatch.setattr(pricing._prices, "_load", unreadable)
+    if upstream == "failed":
+        for provider, region in (("anthropic", ""), ("bedrock", "*"), ("vertex", "*")):
+            sim.faults.set(provider, region, status=503)
+    response = post_messages(client_a, basic[1], body())
+    assert response.status_code >= 500, response.content  # RecordNotWritten, or the database's 503
+    assert sim.requests("anthropic")  # it was admitted and sent upstream
+    assert quota_tokens_used_today(tenant=tenant_a) == 0
