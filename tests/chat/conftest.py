@@ -40,16 +40,52 @@ def simulator() -> Iterator[Simulator]:
 
 
 def quota_keys_clear() -> None:
-    from access.quotas import epoch_key
+    from access.quotas import epoch_key, settled_key
     from config.redis import redis_client
 
     client = redis_client()
     for key in client.scan_iter("atrium:quota:*"):
         client.delete(key)
     # A fresh day for every test tenant: a new epoch, so the counters start at zero instead of being rebuilt from
-    # the usage earlier tests recorded today (access.quotas.quota_rebuild; tested on its own).
-    for schema in ("alpha", "beta", QUOTA_TENANT):
+    # the usage earlier tests recorded today (access.quotas.quota_rebuild; tested on its own)...
+    schemas = ("alpha", "beta", QUOTA_TENANT)
+    for schema in schemas:
         client.set(epoch_key(schema), uuid.uuid4().hex)
+    # ...in which every call recorded so far counts as settled. A web server's settlement recovery
+    # (inference.settle_recovery, at each worker's start and again 30 s later) adds the recorded calls of the last
+    # 15 minutes that are missing from the day's settled set: with the sets emptied here it counted earlier tests'
+    # calls (of this run or of the previous one: the test database is reused) in a later test's counters; and an
+    # earlier test's settlement arriving after this clear would add its call to the fresh counters.
+    for schema, day, ids in _recorded_calls(schemas):
+        for start in range(0, len(ids), 1000):
+            client.sadd(settled_key(schema, day), *ids[start:start + 1000])
+        client.expire(settled_key(schema, day), 172800)
+
+
+def _recorded_calls(schemas: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
+    """(schema, day as the settled sets name it, request ids) of the committed calls of today and yesterday that
+    charged tokens, as another process sees them (a connection of its own: no test transaction, no db fixture)."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+    from django.db import connection
+    from psycopg import sql
+
+    db = connection.settings_dict  # the test database
+    since = datetime.now(UTC).date() - timedelta(days=1)
+    out: list[tuple[str, str, list[str]]] = []
+    with psycopg.connect(dbname=db["NAME"], user=db.get("USER") or "postgres", password=db.get("PASSWORD") or None,
+                         host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, autocommit=True) as conn:
+        for schema in schemas:
+            table = sql.Identifier(schema, "inference_usagerecord")
+            if conn.execute("SELECT to_regclass(%s)", [f"{schema}.inference_usagerecord"]).fetchone() == (None,):
+                continue  # not provisioned yet
+            by_day: dict[str, list[str]] = {}
+            for request_id, day in conn.execute(sql.SQL(
+                    "SELECT request_id, day FROM {} WHERE day >= %s AND charged_tokens > 0").format(table), [since]):
+                by_day.setdefault(f"{day:%Y%m%d}", []).append(request_id)
+            out += [(schema, day, ids) for day, ids in by_day.items()]
+    return out
 
 
 def providers_to_simulator(simulator: Simulator, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:

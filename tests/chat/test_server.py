@@ -288,3 +288,38 @@ def test_tokens_per_day_never_exceeded_and_settled_exactly(web: WebServer, clean
     while recorded() != (used, len(ok), used) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert recorded() == (used, len(ok), used)
+
+
+def test_a_fresh_quota_day_counts_the_calls_recorded_before_it_as_settled(web: WebServer, clean: None,
+                                                                            committed_user: Any,
+                                                                            quota_policy: Any) -> None:
+    """The tests' fresh day (quota_keys_clear) must not hand the calls recorded before it back to the counters.
+    The web server's settlement recovery (inference.settle_recovery: at each worker's start and again 30 s later)
+    adds every call of the last 15 minutes missing from the day's settled set, once; a clear that forgot which
+    calls were settled let a later pass count an earlier test's call in a later test (the tokens-per-day test once
+    read 1389 = its own 7 x 195 + the 24 of test_python_sdk_rate_limit_error_with_retry_after's call)."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.conf import settings
+
+    from access.quotas import quota_tokens_used_today
+    from inference.settle_recovery import settle_recover
+    from tenants.models import Tenant
+    from tests.chat.conftest import quota_keys_clear
+
+    quota_policy(requests_per_minute=None, tokens_per_day=1500, user_requests_per_minute=None,
+                 user_tokens_per_day=None)
+    _user, key = committed_user(QUOTA_TENANT, "power_user")
+    (response,) = _hammer(web, key, 1, 16)
+    assert response.status_code == 200
+    usage = response.json()["usage"]
+    tenant = Tenant.objects.get(schema_name=QUOTA_TENANT)
+    deadline = time.monotonic() + 30  # settled just after the response
+    while quota_tokens_used_today(tenant=tenant) != usage["input_tokens"] + usage["output_tokens"] \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    quota_keys_clear()
+    # The recovery's pass as a worker would run it once the call is older than the grace period.
+    later = datetime.now(UTC) + timedelta(seconds=float(settings.ATRIUM_SETTLE_RECOVERY_GRACE_S) + 1)
+    assert settle_recover([tenant], now=later) == {}
+    assert quota_tokens_used_today(tenant=tenant) == 0
