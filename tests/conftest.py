@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.isolation import _fresh_catalog_cache, _public_schema  # noqa: F401 (autouse fixtures)
+
 _CREDENTIAL_ENV = re.compile(r"^(ANTHROPIC_|AWS_|GOOGLE_|CLOUD_ML_REGION$)")
 for _name in list(os.environ):
     if _CREDENTIAL_ENV.match(_name):
@@ -34,17 +36,6 @@ def _no_provider_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if _CREDENTIAL_ENV.match(name):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_catalog_cache() -> Iterator[None]:
-    """A test that edits the model catalog inside its rolled-back transaction leaves the in-process catalog cache
-    holding the edit (the rollback sends no signal); start and end every test with the database's catalog."""
-    from inference.catalog.selectors import catalog_invalidate
-
-    catalog_invalidate()
-    yield
-    catalog_invalidate()
 
 
 @pytest.fixture(autouse=True, scope="session")
