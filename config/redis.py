@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from config.redis_urls import CLUSTER_SCHEME, parse_multi_node
+from config.wire import Wire
 
 _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5}
 
@@ -105,15 +106,17 @@ class _Lane:
     became a replica) closes the connection so the next one asks the Sentinels again, as redis-py's
     SentinelManagedConnection does."""
 
-    __slots__ = ("conn", "fd", "poller", "pool", "reader", "sock")
+    __slots__ = ("conn", "fd", "poller", "pool", "reader", "sock", "timeout", "wire")
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self.pool = pool
         self.conn: Any = pool.connection_class(**pool.connection_kwargs)
         self.sock: socket.socket | None = None
+        self.wire: Wire | None = None
         self.reader: hiredis.Reader | None = None
         self.fd = -1
         self.poller = select.poll()
+        self.timeout: float | None = None
 
     def connect(self) -> socket.socket:
         self.disconnect()
@@ -128,26 +131,29 @@ class _Lane:
         self.reader = hiredis.Reader(**options)
         self.fd = sock.fileno()
         self.poller.register(self.fd, select.POLLIN | select.POLLPRI)
+        # Sent and read without a poll before each send and recv, under the timeout redis-py gave the socket.
+        self.timeout = sock.gettimeout()
+        self.wire = Wire(sock)
         self.sock = sock
         return sock
 
     def disconnect(self, _error: Exception | None = None) -> None:
-        fd, self.fd, self.sock, self.reader = self.fd, -1, None, None
+        fd, self.fd, self.sock, self.reader, self.wire = self.fd, -1, None, None, None
         if fd >= 0:
             self.poller.unregister(fd)
         self.conn.disconnect()
 
     def exchange(self, packed: bytes) -> Any:
-        sock = self.sock
-        if sock is None or self.poller.poll(0):
-            sock = self.connect()
-        reader = self.reader
+        if self.sock is None or self.poller.poll(0):
+            self.connect()
+        reader, wire, timeout = self.reader, self.wire, self.timeout
         assert reader is not None
+        assert wire is not None
         try:
-            sock.sendall(packed)
+            wire.send_all(packed, timeout)
             reply = reader.gets()
             while reply is False:
-                chunk = sock.recv(65536)
+                chunk = wire.recv(65536, timeout)
                 if not chunk:
                     raise OSError("Connection closed by server.")
                 reader.feed(chunk)

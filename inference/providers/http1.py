@@ -22,6 +22,8 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import IncompleteRead, InvalidHeader, ProtocolError, ReadTimeoutError, SSLError
 
+from config.wire import Wire
+
 _MAXLINE = 65536  # http.client's bound on one line of a status, header, chunk size or trailer
 _MAXHEADERS = 100
 _READ = 65536
@@ -52,20 +54,24 @@ def exchange(pool: urllib3.HTTPConnectionPool, url: str, request: bytes, *, conn
             except OSError as exc:
                 raise ProtocolError("Connection aborted.", exc) from None
         sock: socket.socket = conn.sock  # type: ignore[attr-defined]
+        wire = _wire(conn, sock)
         try:
-            sock.settimeout(connect_timeout)  # urllib3 sends under the connect timeout too
-            sock.sendall(request)
+            if wire is not None:  # urllib3 sends under the connect timeout too
+                wire.send_all(request, connect_timeout)
+            else:
+                sock.settimeout(connect_timeout)
+                sock.sendall(request)
         except ssl.SSLError as exc:
             raise SSLError(exc) from None
         except OSError as exc:
             # As urllib3: a peer that closed (or reset) while we sent may still have answered; read that.
             if not isinstance(exc, BrokenPipeError) and exc.errno not in (errno.ECONNRESET, errno.EPROTOTYPE):
                 raise ProtocolError("Connection aborted.", exc) from None
-        answer = Answer(pool, conn, sock)
+        answer = Answer(pool, conn, sock, wire)
         if read_by is not None:  # urllib3's `total`: what is left of it once the request is sent
             read_timeout = min(read_timeout, max(read_by - time.monotonic(), 0.001))
         try:
-            sock.settimeout(read_timeout)
+            answer.settimeout(read_timeout)
             answer._read_head()
         except TimeoutError as exc:
             raise ReadTimeoutError(pool, url, f"Read timed out. (read timeout={read_timeout})") from exc
@@ -85,14 +91,17 @@ class Answer:
     connection back to its pool once, reusable only if the body was read to its end, nothing follows it and
     neither side said it would close; otherwise it is closed first."""
 
-    __slots__ = ("_buf", "_conn", "_framing", "_left", "_pool", "_received", "_sock", "_will_close", "connection",
-                 "done", "headers", "status")
+    __slots__ = ("_buf", "_conn", "_framing", "_left", "_pool", "_received", "_sock", "_timeout", "_will_close",
+                 "_wire", "connection", "done", "headers", "status")
 
-    def __init__(self, pool: urllib3.HTTPConnectionPool, conn: Any, sock: socket.socket) -> None:
+    def __init__(self, pool: urllib3.HTTPConnectionPool, conn: Any, sock: socket.socket,
+                 wire: Wire | None = None) -> None:
         self._pool = pool
         self._conn = conn
         self.connection = conn  # as urllib3's response names it (tests look at its socket)
         self._sock = sock
+        self._wire = wire  # a plain TCP socket's reads (config.wire); None: the socket's own timeout
+        self._timeout: float | None = None  # each read's timeout, over the wire
         self._buf = b""
         self.status = 0
         self.headers: dict[str, str] = {}
@@ -115,7 +124,7 @@ class Answer:
                 return end + 1
             if len(self._buf) - start > _MAXLINE:
                 raise http.client.LineTooLong(what)
-            data = self._sock.recv(_READ)
+            data = self._recv()
             if not data:
                 return len(self._buf)
             self._buf += data
@@ -217,8 +226,12 @@ class Answer:
             parts.append(data)
         return b"".join(parts)
 
+    def _recv(self) -> bytes:
+        wire = self._wire
+        return wire.recv(_READ, self._timeout) if wire is not None else self._sock.recv(_READ)
+
     def _fill(self) -> None:
-        data = self._sock.recv(_READ)
+        data = self._recv()
         if data:
             self._buf += data
         elif self._framing == _UNTIL_CLOSE or self._left == _TRAILER:  # http.client: a trailer may end at EOF
@@ -304,7 +317,12 @@ class Answer:
     # -- the connection ------------------------------------------------------------------------------------------
 
     def settimeout(self, seconds: float | None) -> None:
-        self._sock.settimeout(seconds)
+        """Each later read's timeout (None: none): over the wire, applied when a read waits (config.wire sets
+        SO_RCVTIMEO only when it must change); else the socket's own timeout."""
+        if self._wire is not None:
+            self._timeout = seconds
+        else:
+            self._sock.settimeout(seconds)
 
     def close(self) -> None:
         """Discard the connection (the answer was not read to its end)."""
@@ -318,6 +336,19 @@ class Answer:
         if not self.done or self._will_close or self._buf:
             conn.close()
         self._pool._put_conn(conn)
+
+
+def _wire(conn: Any, sock: socket.socket) -> Wire | None:
+    """The connection's Wire (made at its first exchange, kept on it while its socket lasts); None for a TLS socket,
+    which keeps Python's own timeouts (config.wire)."""
+    wire: Wire | None = conn.__dict__.get("_atrium_wire")
+    if wire is not None and wire.sock is sock:
+        return wire
+    if isinstance(sock, ssl.SSLSocket) or type(sock) is not socket.socket:
+        return None
+    wire = Wire(sock)
+    conn._atrium_wire = wire
+    return wire
 
 
 def _status(line: bytes) -> tuple[int, int]:

@@ -218,19 +218,69 @@ def test_an_admission_cut_in_the_middle_fails_and_the_next_one_reconnects(schema
     class CutAfterSend:
         """The socket's send goes through; its reply never comes (the server closed the connection)."""
 
-        def sendall(self, data: bytes) -> None:
+        def send_all(self, data: bytes, _timeout: float | None) -> None:
             real.sendall(b"PING\r\n")  # not the admission: a cut connection never ran it
 
-        def recv(self, _size: int) -> bytes:
+        def recv(self, _size: int, _timeout: float | None) -> bytes:
             return b""
 
-    lane.sock = CutAfterSend()  # type: ignore[assignment]
+    lane.wire = CutAfterSend()  # type: ignore[assignment]
     try:
         with pytest.raises(redis.ConnectionError):
             ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))
     finally:
         real.close()
     assert lane.sock is None, "the cut connection is closed"
+    assert ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))[QUOTA].epoch
+    assert redis_client().zcard(rpm_key(schema)) == 2
+
+
+def test_a_redis_that_never_answers_times_out_on_the_socket_timeout(schema: str) -> None:
+    """The admission's EVALSHA reaches a server that never answers: redis-py's TimeoutError (the gateway's 503)
+    once the connection's socket timeout has passed, never earlier, and far sooner than a stale longer bound
+    (config.wire: the lane's socket is blocking, its reads bounded by SO_RCVTIMEO); the next admission
+    reconnects."""
+    import socket
+    import threading
+
+    from config import redis as config_redis
+    from config.wire import Wire
+
+    with_epoch(schema)
+    ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))
+    lane = config_redis._lanes[-1]
+    real = lane.sock
+    assert real is not None
+    assert real.gettimeout() is None, "the lane's socket is blocking: no poll before its sends and reads"
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog) and never answers
+    mute = socket.create_connection(silent.getsockname())
+    wire = Wire(mute)
+    mute.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, (30).to_bytes(8, "little") + bytes(8))
+    wire.rcvtimeo = 30.0  # a stale 30 s bound: the lane's 0.2 s timeout must not wait for it
+    lane.wire, lane.timeout = wire, 0.2
+    outcome: list[Any] = []
+
+    def admit() -> None:
+        started = time.monotonic()
+        try:
+            ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))
+            outcome.append((None, time.monotonic() - started))
+        except redis.RedisError as exc:
+            outcome.append((exc, time.monotonic() - started))
+
+    thread = threading.Thread(target=admit, daemon=True)
+    try:
+        thread.start()
+        thread.join(120)
+        assert outcome, "the admission hung"
+        error, took = outcome[0]
+        assert isinstance(error, redis.TimeoutError)
+        assert 0.2 <= took < 30 / 4
+        assert lane.sock is None, "the connection that timed out is closed"
+    finally:
+        mute.close()
+        silent.close()
+        real.close()
     assert ADMISSION.run(QUOTA.bind(plan(schema, rpm=[5])))[QUOTA].epoch
     assert redis_client().zcard(rpm_key(schema)) == 2
 
