@@ -6,7 +6,48 @@ worker are summed; without it each process reports its own.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+from typing import Any
+
+from prometheus_client import Counter, Histogram, values
+
+# In multiprocess mode (PROMETHEUS_MULTIPROC_DIR) every inc, set and observe of prometheus_client's values asks the
+# kernel for the process id (os.getpid, to notice a fork and open the child's own files): some six getpid calls a
+# gateway call, each a syscall, expensive under gVisor (strace -c, issue 18). Here the id is asked once and again
+# in each forked child (os.register_at_fork), which is when it changes; the values notice a fork exactly as before.
+_pid = os.getpid()
+
+
+def _process_pid() -> int:
+    return _pid
+
+
+def _pid_after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_pid_after_fork)
+
+
+def _values_with_cached_pid() -> None:
+    """Make prometheus_client's multiprocess values take the process id from `_process_pid`, before any metric has
+    a value; if one has (another module made a metric first), keep the default: two value classes would map the same
+    file twice."""
+    default: Any = values.ValueClass
+    if not getattr(default, "_multiprocess", False):
+        return
+    try:
+        reset = default._MmapedValue__reset
+        cells = dict(zip(reset.__code__.co_freevars, reset.__closure__, strict=True))
+        if cells["files"].cell_contents:
+            return
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_pid)  # type: ignore[no-untyped-call]
+
+
+_values_with_cached_pid()
 
 REQUESTS = Counter("atrium_model_requests_total", "Model calls through the gateway",
                    ["tenant", "source", "status"])
