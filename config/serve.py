@@ -21,8 +21,10 @@ ATRIUM_WEB_SERVER=gunicorn runs gunicorn (config/gunicorn.py, whose hooks do the
 Settings (environment; each ATRIUM_WEB_X falls back to the GUNICORN_X of earlier releases): ATRIUM_WEB_BIND
 (host:port, default 0.0.0.0:8000), ATRIUM_WEB_WORKERS (default: the number of CPUs, at least 2),
 ATRIUM_WEB_THREADS (threads per worker, 16: each streamed answer holds one while it lasts),
-ATRIUM_WEB_GRACEFUL_TIMEOUT_S (30), ATRIUM_WEB_ACCESS_LOG (true), ATRIUM_WEB_LIMIT_REQUEST_LINE (8190),
-ATRIUM_WEB_LIMIT_REQUEST_FIELDS (100), ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE (16384). The command line's --bind,
+ATRIUM_WEB_GRACEFUL_TIMEOUT_S (30), ATRIUM_WEB_ACCESS_LOG (true), ATRIUM_WEB_ACCESS_LOG_FLUSH_S (0.25: the access
+log's lines are written in batches this often, config/access_log.py; 0: each at once),
+ATRIUM_WEB_LIMIT_REQUEST_LINE (8190), ATRIUM_WEB_LIMIT_REQUEST_FIELDS (100), ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE
+(16384). The command line's --bind,
 --workers, --threads and --no-access-log override them.
 """
 
@@ -65,6 +67,10 @@ def _int_env(name: str, default: int) -> int:
     return int(env.int(variable, default=default)) if os.environ.get(variable, "").strip() else default
 
 
+def _float_env(name: str, default: float) -> float:
+    return float(env.float(name, default=default)) if os.environ.get(name, "").strip() else default
+
+
 def _bool_env(name: str, default: bool) -> bool:
     variable = _variable(name)
     return bool(env.bool(variable, default=default)) if os.environ.get(variable, "").strip() else default
@@ -92,9 +98,11 @@ def prometheus_directory_reset() -> None:
 
 def _worker_exit() -> None:
     """At a worker's exit: write its pending records (or journal them), then drop its live Prometheus gauges."""
+    from config.access_log import flush_all
     from inference.records import writer
 
     try:
+        flush_all()  # the access log's last lines (config.access_log)
         writer.stop()
     finally:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -258,11 +266,15 @@ def _access_line(fmt: str, access_logger: logging.Logger) -> Callable[[dict[str,
             builder(time.time() - (time.perf_counter() - started), started, request, status)
 
         return _through_granian
+    from config.access_log import AccessBuffer
+
     handlers = list(access_logger.handlers)
     handler: Any = handlers[0] if len(handlers) == 1 else None
     formatter = getattr(handler, "formatter", None)
     direct = (isinstance(handler, logging.StreamHandler) and formatter is not None
               and getattr(formatter, "_fmt", None) == "%(message)s")
+    interval = _float_env("ATRIUM_WEB_ACCESS_LOG_FLUSH_S", 0.25)
+    buffer = AccessBuffer(handler, interval) if direct and interval > 0 else None
 
     def _line(scope: dict[str, Any], status: int, started: float) -> None:
         if not access_logger.isEnabledFor(logging.INFO):
@@ -276,12 +288,17 @@ def _access_line(fmt: str, access_logger: logging.Logger) -> Callable[[dict[str,
             try:
                 line = fmt % fields
                 stream_handler: Any = handler  # what StreamHandler.emit does with the formatted record
+                if buffer is not None:  # written a moment later, with the lines around it (config.access_log)
+                    buffer.add(line + stream_handler.terminator)
+                    return
                 with stream_handler.lock:
                     stream_handler.stream.write(line + stream_handler.terminator)
                     stream_handler.flush()
             except Exception:  # then as granian does it, through logging (which reports the failure)
                 access_logger.info(fmt, fields)
             return
+        if buffer is not None:  # the lines buffered so far first, to keep the order
+            buffer.flush()
         access_logger.info(fmt, fields)
 
     return _line

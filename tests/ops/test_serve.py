@@ -123,8 +123,11 @@ def _through(wrapper: Any, scope: dict[str, Any], app: Any) -> tuple[Any, list[d
         environs.append(environ)
         return app(environ, start_response)
 
+    from config.access_log import flush_all
+
     proto = _Proto()
     status = wrapper(recording, {"url_path_prefix": None}, serve.ACCESS_LOG_FORMAT)(proto, scope)
+    flush_all()  # our wrapper's lines are buffered (config.access_log): written out as at a worker's exit
     assert status == proto.sent[0][0]
     return proto.sent, environs
 
