@@ -151,6 +151,24 @@ end
 return 1
 """
 
+# An admission whose answer was lost (access.quotas.quota_unreserve): the reservation its member holds, if the
+# script ran, given back as the reaper would. KEYS: the tenant's epoch, pending and pending data keys. ARGV: the
+# member. Returns 1 if it held one, 0 if the script never ran (or the reservation is gone already).
+UNRESERVE_LUA = """
+local data = redis.call('HGET', KEYS[3], ARGV[1])
+if not data then return 0 end
+local fields = {}
+for word in string.gmatch(data, '%S+') do fields[#fields + 1] = word end
+if fields[1] == redis.call('GET', KEYS[1]) then
+  for f = 3, #fields do
+    if redis.call('DECRBY', fields[f], tonumber(fields[2])) < 0 then redis.call('SET', fields[f], 0, 'KEEPTTL') end
+  end
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
 # A reservation returned whole (quota_release). KEYS: day keys, then the epoch, pending and pending data keys.
 # ARGV: the reserved tokens, the epoch, the member. Nothing changes when the reservation is no longer held (reaped
 # after its TTL) or the epoch moved on (the counters were rebuilt without it). Never below zero.

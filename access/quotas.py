@@ -34,6 +34,7 @@ from access.quota_scripts import (
     RELEASE_LUA,
     RESERVE_LUA,
     SETTLE_LUA,
+    UNRESERVE_LUA,
 )
 from config.admission import ScriptInput, register_part
 from config.ids import uuid4_hex
@@ -232,6 +233,16 @@ def quota_release(reservation: Reservation) -> None:
     redis_script(RELEASE_LUA)(keys=[*reservation.day_keys, epoch_key(reservation.schema),
                                     *pending_keys(reservation.schema)],
                               args=[reservation.tokens, reservation.epoch, reservation.member])
+
+
+def quota_unreserve(plan: QuotaPlan) -> bool:
+    """The admission's answer was lost (a connection error or timeout after Redis may have run the script): give
+    back what it reserved under the plan's member, if it did (True), else nothing. The script itself is never sent
+    again for the same plan: a second run would reserve a second time."""
+    if not plan.tpd or plan.tokens <= 0:
+        return False
+    return bool(int(redis_script(UNRESERVE_LUA)(keys=[epoch_key(plan.schema), *pending_keys(plan.schema)],
+                                                args=[plan.member])))
 
 
 def quota_reservations_reap(*, schema: str, now_ms: int | None = None, batch: int = 1000) -> int:

@@ -26,7 +26,15 @@ from access.budget_rebuild import budget_rebuild
 from access.budgets import BUDGET, BUDGET_CHECK, BudgetPlan, BudgetRebuildNeeded, BudgetReservation
 from access.errors import BetaNotAllowed, NotPermitted, QuotaExceeded
 from access.policy import PolicyDecision, betas_check, policy_check
-from access.quotas import QUOTA, QuotaRebuildNeeded, Reservation, quota_plan, quota_rebuild, quota_release
+from access.quotas import (
+    QUOTA,
+    QuotaRebuildNeeded,
+    Reservation,
+    quota_plan,
+    quota_rebuild,
+    quota_release,
+    quota_unreserve,
+)
 from audit.services import audit_record, consent_required
 from config.admission import Bound, composite
 from inference import metrics
@@ -123,6 +131,13 @@ def admission_reserve(call: Call, entry: CatalogEntry, tokens: int, targets: lis
                 raise QuotaUnavailable() from exc
             continue
         except RedisError as exc:
+            # Also when the script ran and only its answer was lost: the tokens it reserved go back now. (A budget
+            # hold it may have taken stays: budget reservations carry no member to find it by.)
+            try:
+                quota_unreserve(plan)
+            except RedisError:
+                logger.warning("could not give back the reservation of an admission whose answer was lost "
+                               "(the reaper does after its TTL)")
             raise QuotaUnavailable() from exc
         applied = answer.get(BUDGET)
         if applied is not None and applied.refused is not None:

@@ -174,3 +174,34 @@ def test_a_call_whose_records_could_not_be_written_gives_its_reservation_back(
     assert response.status_code >= 500, response.content  # RecordNotWritten, or the database's 503
     assert sim.requests("anthropic")  # it was admitted and sent upstream
     assert quota_tokens_used_today(tenant=tenant_a) == 0
+
+
+def test_an_admission_whose_answer_was_lost_gives_back_what_it_reserved(sim: Any, client_a: Any, basic: Any,
+                                                                        tenant_a: Any, tenant_update: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The admission script ran (the tokens are reserved) and its answer never arrived (the connection reset, or
+    the socket timed out, after Redis executed it): the call is refused as Redis unavailable, and what the script
+    may have reserved goes back at once instead of staying held until the reaper's TTL. No retry: the lane sends a
+    command once (config.redis._Lane; these connections' Retry has no retries)."""
+    from config import redis as lanes
+
+    tenant_update(tenant_a, tokens_per_day=3000)
+    exchange = lanes._Lane.exchange
+    lost: list[bytes] = []
+
+    def answer_lost(lane: Any, packed: bytes) -> Any:
+        reply = exchange(lane, packed)  # NOSCRIPT (first use in this process) raises here, before anything ran
+        if not lost:
+            lost.append(packed)
+            lane.disconnect()
+            raise lanes.RedisConnectionError("Connection reset by peer (after the script ran)")
+        return reply
+
+    monkeypatch.setattr(lanes._Lane, "exchange", answer_lost)
+    response = post_messages(client_a, basic[1], body())
+    assert lost and response.status_code == 503, response.content
+    assert response.json()["error"]["message"].startswith("Atrium cannot check quotas right now.")
+    assert sim.requests() == []
+    assert quota_tokens_used_today(tenant=tenant_a) == 0
+    monkeypatch.undo()
+    assert post_messages(client_a, basic[1], body()).status_code == 200  # the next call is admitted as usual
