@@ -123,8 +123,14 @@ def _through(wrapper: Any, scope: dict[str, Any], app: Any) -> tuple[Any, list[d
         environs.append(environ)
         return app(environ, start_response)
 
+    import logging
+
     from config.access_log import flush_all
 
+    # granian.access with the fixture's stream handler alone: pytest's log capture adds handlers of its own once a
+    # test runs, which would send our wrapper's lines through logging instead of its direct (buffered) path.
+    logger = logging.getLogger("granian.access")
+    logger.handlers[:] = [handler for handler in logger.handlers if type(handler) is logging.StreamHandler]
     proto = _Proto()
     status = wrapper(recording, {"url_path_prefix": None}, serve.ACCESS_LOG_FORMAT)(proto, scope)
     flush_all()  # our wrapper's lines are buffered (config.access_log): written out as at a worker's exit
