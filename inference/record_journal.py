@@ -1,4 +1,5 @@
-"""The batch writer's local journal, and the types it shares with inference.recorder.
+"""The batch writer's local journal (its types and settings: inference.record_types; its line format:
+inference.journal_lines).
 
 The journal (`ATRIUM_RECORD_JOURNAL_DIR`): one append-only file per process, each record a line, fsynced before
 the response goes on. The process holds an exclusive lock on its file; a file whose lock is free belongs to a
@@ -10,150 +11,38 @@ A segment is preallocated to its full size when it is created and, once every re
 flushes the appended lines only, never a change of the file's size or blocks. So that a line left over from
 before a rewind is never taken for a record, every line carries the segment's generation (counted up at each
 rewind) and a CRC: `~<generation> <crc32> <record>` (journal_records reads them back).
+
+A sync works on the segment's own fd, pinned (`_Segment.pins`) while it runs outside the lock: a segment retired
+meanwhile is unlinked at once and its fd closed by the last write or sync holding it, never reused under it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 import threading
 import time
 import uuid
-import zlib
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
 from inference import metrics
+from inference.journal_lines import journal_line, journal_records
+from inference.record_types import Codec, RecordNotWritten, Ticket, _Pending, _Replay, _Segment, _setting
 
 logger = logging.getLogger("inference.recorder")
 T = TypeVar("T")
 
 
-_settings: dict[tuple[str, object], object] = {}
-
-
-def _setting(name: str, default: float) -> float:
-    """A number from the settings, read once (Django's settings object costs a Python-level __getattribute__ per
-    read, several reads a call); forgotten when a setting changes (override_settings, the tests' settings)."""
-    value = _settings.get((name, default))
-    if value is None:
-        value = _settings[(name, default)] = float(getattr(settings, name, default))
-    return value  # type: ignore[return-value]
-
-
-def _flag(name: str, default: bool) -> bool:
-    """A switch from the settings, read once as _setting."""
-    value = _settings.get((name, default))
-    if value is None:
-        value = _settings[(name, default)] = bool(getattr(settings, name, default))
-    return value  # type: ignore[return-value]
-
-
-@receiver(setting_changed)
-def _settings_changed(**kwargs: object) -> None:
-    _settings.clear()
-
-
-def journal_line(generation: int, record: str) -> bytes:
-    """One journal line: `~<generation> <crc32 of the record> <record>` (the record on one line)."""
-    payload = record.replace("\n", " ").encode()
-    return b"~%x %08x %s\n" % (generation, zlib.crc32(payload, generation & 0xFFFFFFFF), payload)
-
-
-def journal_records(data: bytes) -> tuple[list[str], int]:
-    """The records a journal file holds, in order, and how many lines were torn (unreadable: killed mid-write).
-
-    Lines are read from the start while they belong to the first line's generation: the first line that does
-    not start with `~` (the rewound mark, the preallocated zeros, a leftover half line) or carries an older
-    generation (a leftover line from before the last rewind) ends the journal. A line whose CRC does not match is
-    torn and skipped. A file of plain lines (written before segments were preallocated) is read as it was."""
-    if data[:1] not in (b"~", b"\n", b"\0", b""):  # plain lines never start with the rewound mark or zeros
-        return [line.decode(errors="replace") for line in data.splitlines() if line.strip()], 0
-    records: list[str] = []
-    torn = 0
-    generation: int | None = None
-    for line in data.split(b"\n"):
-        if not line.startswith(b"~"):
-            break
-        parts = line[1:].split(b" ", 2)
-        try:
-            line_generation, crc = int(parts[0], 16), int(parts[1], 16)
-            payload = parts[2]
-        except (IndexError, ValueError):
-            torn += 1
-            continue
-        if generation is None:
-            generation = line_generation
-        elif line_generation != generation:
-            break
-        if zlib.crc32(payload, line_generation & 0xFFFFFFFF) != crc:
-            torn += 1
-            continue
-        records.append(payload.decode())
-    return records, torn
-
-
-class Ticket:
-    """One submitted record: `wait` returns True once it is committed."""
-
-    __slots__ = ("_done",)
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-
-    def wait(self, timeout: float) -> bool:
-        return self._done.wait(timeout)
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-
-@dataclass(eq=False)
-class _Segment:
-    """One file of this process's journal: records appended to it and not yet written to the database (`left`)."""
-
-    path: str
-    fd: int
-    size: int = 0  # where the next line goes
-    left: int = 0
-    generation: int = 1  # counted up at each rewind (journal_records)
-
-
-@dataclass(eq=False)
-class _Pending(Generic[T]):
-    item: T
-    ticket: Ticket
-    key: str
-    attempts: int = 0
-    journaled: _Segment | None = None  # the journal segment holding it, once journaled
-    replay: object = None  # the journal file this record was replayed from
-
-
-@dataclass
-class Codec(Generic[T]):
-    """How records go into the journal and come back, and which tenant (key) a record belongs to."""
-
-    key: Callable[[T], str]
-    encode: Callable[[T], str]
-    decode: Callable[[str], T]
-
-
-@dataclass(eq=False)
-class _Replay:
-    path: str
-    handle: IO[bytes]
-    left: int = 0
-    done: bool = False
-    lines: list[str] = field(default_factory=list)
+def _lost(segment: _Segment, line: int) -> bool:
+    """Does line number `line` of `segment` follow a line that could not be written into its place (a hole that
+    ends the segment for a replay)?"""
+    return 0 < segment.broken_at < line
 
 
 class JournalMixin(Generic[T]):
@@ -175,12 +64,14 @@ class JournalMixin(Generic[T]):
     _journal_lock: threading.Lock  # appends, syncs, rotation, retirement
     _replays: list[_Replay]
     _next_scan: float
+    # A lone line is written with RWF_DSYNC (_journal_append); off where the kernel refuses it.
+    _dsync = bool(getattr(os, "RWF_DSYNC", 0)) and hasattr(os, "pwritev")
 
     def _journal_init(self) -> None:
         self._segment = None
         self._segments = []
         self._journal_lock = threading.Lock()
-        self._sync_cond = threading.Condition()
+        self._sync_cond = threading.Condition(self._journal_lock)  # waits for the sync in progress
         self._appended = 0  # lines appended by this process
         self._synced = 0  # lines known to be on disk
         self._syncing = False
@@ -206,50 +97,126 @@ class JournalMixin(Generic[T]):
             self._journal_written(segment)
 
     def _journal_append(self, item: T) -> _Segment:
-        """Append and make durable (group fsync); returns the segment holding the line."""
+        """Append and make durable (group fsync); returns the segment holding the line.
+
+        When every line appended before this one is on disk and no sync is in progress (a call alone: c=1), the line
+        is written with RWF_DSYNC, which puts that write's data on disk before it returns, as a write followed by an
+        fdatasync would: one system call instead of two. Its place is taken under the lock and the write counts as
+        the sync in progress, so lines appended meanwhile go after it and wait for it, then share one fdatasync."""
         if self.codec is None:
             raise RecordNotWritten("this writer has no journal")
         record = self.codec.encode(item)
         with self._journal_lock:
             segment = self._journal_segment()
-            view = memoryview(journal_line(segment.generation, record))
-            while view:
-                written = os.pwrite(segment.fd, view, segment.size)
-                segment.size += written
-                view = view[written:]
+            line = journal_line(segment.generation, record)
+            offset = segment.size
+            alone = self._dsync and not self._syncing and self._synced == self._appended
+            if alone:
+                segment.size += len(line)
+                segment.pins += 1
+                self._syncing = True
+            else:
+                self._pwrite(segment.fd, line, offset)
+                segment.size += len(line)
             segment.left += 1
             self._appended += 1
             mine = self._appended
-        self._journal_sync(mine)
+        if not alone or not self._write_synced(segment, line, offset, mine):
+            self._journal_sync(mine, segment)
         metrics.RECORDER_JOURNALED.inc()
         return segment
 
-    def _journal_sync(self, mine: int) -> None:
-        """Return once line number `mine` is on disk: sync it (and every line appended so far) or wait for the
-        caller already syncing."""
+    @staticmethod
+    def _pwrite(fd: int, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            offset += written
+            view = view[written:]
+
+    def _write_synced(self, segment: _Segment, line: bytes, offset: int, mine: int) -> bool:
+        """Write a lone line into its place with RWF_DSYNC: True when it is on disk; False when it is written but
+        needs the fdatasync (a short write, or RWF_DSYNC refused here: not tried again)."""
+        synced = False
+        try:
+            try:
+                written = os.pwritev(segment.fd, [line], offset, os.RWF_DSYNC)
+                synced = written == len(line)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                logger.info("record_journal: RWF_DSYNC is refused here (%s); fdatasync only", exc)
+                JournalMixin._dsync = False
+                written = 0
+            if not synced:
+                self._pwrite(segment.fd, line[written:], offset + written)
+        except BaseException:
+            with self._journal_lock:
+                self._syncing = False
+                self._unpin(segment)
+                self._sync_cond.notify_all()
+                segment.left -= 1
+                if segment.size == offset + len(line):
+                    segment.size = offset  # nothing appended after it: its place is given back
+                else:  # lines after it would be unreadable (journal_records stops here): none of them is durable
+                    segment.broken_at = mine
+                    if segment is self._segment:
+                        self._segments.append(segment)
+                        self._segment = None
+            raise
+        with self._journal_lock:
+            if synced:
+                self._synced = max(self._synced, mine)  # every line before it was on disk already
+            self._syncing = False
+            self._unpin(segment)
+            self._sync_cond.notify_all()
+        return synced
+
+    def _journal_sync(self, mine: int, segment: _Segment) -> None:
+        """Return once line number `mine` (in `segment`) is on disk: sync it (and every line appended so far) or
+        wait for the caller already syncing. The segment synced is pinned, not duplicated: a rotation and
+        retirement meanwhile leave its fd open until the fdatasync is over (_unpin)."""
         with self._sync_cond:
-            while self._synced < mine:
+            while self._synced < mine and not _lost(segment, mine):
                 if self._syncing:
                     self._sync_cond.wait()
                     continue
                 self._syncing = True
+                upto = self._appended  # what is appended so far; appends go on while it syncs
+                current = self._segment
+                if current is not None:
+                    current.pins += 1
+                synced = False
+                self._sync_cond.release()
                 try:
-                    self._sync_cond.release()
-                    try:
-                        with self._journal_lock:  # what is appended so far; appends go on while it syncs
-                            upto = self._appended
-                            fd = os.dup(self._segment.fd) if self._segment is not None else -1
-                        if fd >= 0:  # a duplicate: the segment may be rotated and retired meanwhile
-                            try:
-                                os.fdatasync(fd)
-                            finally:
-                                os.close(fd)
-                    finally:
-                        self._sync_cond.acquire()
-                    self._synced = max(self._synced, upto)
+                    if current is not None:
+                        os.fdatasync(current.fd)
+                    synced = True
                 finally:
+                    self._sync_cond.acquire()
+                    if synced:
+                        self._synced = max(self._synced, upto)
                     self._syncing = False
+                    if current is not None:
+                        self._unpin(current)
                     self._sync_cond.notify_all()
+            # A later sync may cover this line's number (lines of a newer segment): its own segment decides.
+            if _lost(segment, mine) or self._synced < mine:
+                raise OSError(f"a line before this one in {segment.path} could not be written")
+
+    def _unpin(self, segment: _Segment) -> None:
+        """Under the journal lock: a write or sync of the segment's fd is over."""
+        segment.pins -= 1
+        if segment.pins == 0 and segment.retired:
+            os.close(segment.fd)
+
+    def _retire(self, segment: _Segment) -> None:
+        """Under the journal lock: delete the segment; its fd is closed now, or by the write or sync holding it."""
+        segment.retired = True
+        with contextlib.suppress(OSError):
+            os.unlink(segment.path)
+        if segment.pins == 0:
+            os.close(segment.fd)
 
     def _journal_dir(self) -> str:
         return str(getattr(settings, "ATRIUM_RECORD_JOURNAL_DIR", "") or "")
@@ -310,9 +277,7 @@ class JournalMixin(Generic[T]):
                     segment.generation += 1
             elif segment in self._segments:
                 self._segments.remove(segment)
-                with contextlib.suppress(OSError):
-                    os.unlink(segment.path)
-                os.close(segment.fd)
+                self._retire(segment)
 
     def _journal_close(self) -> None:
         """At a graceful stop: the current segment is deleted if every record in it is written (it is replayed by
@@ -322,9 +287,7 @@ class JournalMixin(Generic[T]):
             if segment is None or segment.left > 0:
                 return
             self._segment = None
-            with contextlib.suppress(OSError):
-                os.unlink(segment.path)
-            os.close(segment.fd)
+            self._retire(segment)
 
     def _scan_journals(self) -> None:
         """Replay the journals of processes that died (their lock is free), each record exactly once (the
@@ -385,8 +348,3 @@ class JournalMixin(Generic[T]):
         replay.handle.close()
         if replay in self._replays:
             self._replays.remove(replay)
-
-
-
-class RecordNotWritten(Exception):
-    """A call's records could not be written (synchronous recording) or journaled."""

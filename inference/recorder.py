@@ -35,7 +35,8 @@ from typing import TypeVar
 from django.db import close_old_connections
 
 from inference import metrics
-from inference.record_journal import Codec, JournalMixin, RecordNotWritten, Ticket, _flag, _Pending, _Replay, _setting
+from inference.record_journal import JournalMixin
+from inference.record_types import Codec, RecordNotWritten, Ticket, _flag, _Pending, _Replay, _setting
 
 __all__ = ["BatchWriter", "Codec", "RecordNotWritten", "Ticket"]
 
@@ -50,6 +51,8 @@ T = TypeVar("T")
 class BatchWriter(JournalMixin[T]):
     """One writer thread per process: `write(batch)` writes what `submit` handed it and returns what it could not
     write (retried until written)."""
+
+    _idle_s = 1.0  # an idle writer wakes this often for its after-commit work and the scan for dead journals
 
     def __init__(self, name: str, write: Callable[[list[T]], list[T]], codec: Codec[T] | None = None,
                  after: Callable[[], bool | None] | None = None,
@@ -73,6 +76,7 @@ class BatchWriter(JournalMixin[T]):
         self._pid = 0
         self._thread: threading.Thread | None = None
         self._hurry = False
+        self._flushing = 0  # callers waiting in flush (woken when a leader is done)
         self._journal_init()
         self._after_at = 0.0
         self._batch_started = 0.0
@@ -114,16 +118,24 @@ class BatchWriter(JournalMixin[T]):
             left = [pending.item]
         with self._cond:
             self._leading = False
+            # Only what changes what the writer does wakes it: a record to retry, or a settlement owed while none
+            # was (one owed already has woken it, and it settles everything committed when it runs); a flush
+            # waits for the leader too.
+            wake = bool(self._flushing)
             if left is None:
-                self._cond.notify_all()
+                if wake:
+                    self._cond.notify_all()
                 return False
             if left:  # not written: the writer retries it (the caller's ticket waits for that, as for any record)
                 self._requeue([pending])
                 metrics.RECORDER_RETRIES.inc()
+                wake = True
             else:
                 self._written(pending)
+                wake = wake or not self._settle_due
                 self._settle_due = True  # the writer settles it (quota) off this thread
-            self._cond.notify_all()
+            if wake:
+                self._cond.notify_all()
         return True
 
     def submit_journaled(self, item: T) -> None:
@@ -143,8 +155,15 @@ class BatchWriter(JournalMixin[T]):
             while len(self._queue) + len(self._busy) >= limit > 0:
                 metrics.RECORDER_BACKPRESSURE.inc()
                 self._cond.wait(timeout=0.5)
+            idle = not self._queue
             self._queue.append(pending)
-            self._cond.notify_all()
+            # The writer is woken only when this record changes what it does: it was idle (nothing queued), the
+            # caller waits for the commit (it cuts a journaled linger short), or the batch is full. A journaled
+            # record joining a lingering batch needs no wake-up (a futex and a GIL hand-off per call): the
+            # writer takes it at the linger's end, which it waits for with a timeout.
+            waits = pending.journaled is None and pending.replay is None  # as _waiting
+            if idle or waits or len(self._queue) >= _setting("ATRIUM_RECORDER_BATCH", 500):
+                self._cond.notify_all()
 
     def degraded(self, key: str) -> bool:
         """True while records of `key` (a tenant) fail to be written, or wait far longer than a commit should."""
@@ -166,9 +185,13 @@ class BatchWriter(JournalMixin[T]):
         with self._cond:
             self._hurry = True  # cut a lingering batch short
             self._cond.notify_all()
-            while self._queue or self._busy or self._leading:
-                if self._pid != os.getpid() or not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
-                    break
+            self._flushing += 1
+            try:
+                while self._queue or self._busy or self._leading:
+                    if self._pid != os.getpid() or not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
+                        break
+            finally:
+                self._flushing -= 1
             return not (self._queue or self._busy or self._leading)
 
     def stop(self) -> None:
@@ -217,6 +240,7 @@ class BatchWriter(JournalMixin[T]):
                 self._failing = {}
                 self._journal_init()  # a forked worker starts its own journal
                 self._leading = self._settle_due = False
+                self._flushing = 0
             elif self._thread is not None and not self._thread.is_alive():
                 # The writer died: what it held goes back to the front of the queue, and a new writer starts.
                 self._queue.extendleft(reversed(self._busy))
@@ -242,7 +266,7 @@ class BatchWriter(JournalMixin[T]):
                 if self._settle_due:  # a record written by its caller (leader) waits for its settlement
                     self._settle_due = False
                     return []
-                if not self._cond.wait(timeout=1.0):
+                if not self._cond.wait(timeout=self._idle_s):
                     return []
             # Records already durable in the journal have nobody waiting for them: gather a larger batch (fewer
             # transactions, less CPU per record), until one arrives whose caller waits for its commit.

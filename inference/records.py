@@ -25,7 +25,7 @@ from audit import chain
 from audit.services import AuditEvent, audit_append_once
 from inference import metrics, record_tx
 from inference.errors import InferenceError
-from inference.record_journal import _flag, _setting
+from inference.record_types import _flag, _setting
 from inference.recorder import BatchWriter, Codec, RecordNotWritten, Ticket
 from inference.services import UsageCount, usage_add_many
 

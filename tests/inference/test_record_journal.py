@@ -4,6 +4,7 @@ once their records are written, and what a killed process journaled is written e
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -76,18 +77,28 @@ def test_one_fdatasync_serves_many_concurrent_calls(background: Any, monkeypatch
     gate = _Gate()
     writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, string_codec())
     callers = 24
-    syncs: list[int] = []
-    real = os.fdatasync
+    syncs: list[str] = []
+    real, real_pwritev = os.fdatasync, os.pwritev
 
-    def fdatasync(fd: int) -> None:
-        if not syncs:  # the first sync waits until every caller has appended: the next one covers them all
+    def first_waits() -> None:  # the first sync waits until every caller has appended: the next one covers them all
+        if not syncs:
             deadline = time.monotonic() + 30
             while writer._appended < callers and time.monotonic() < deadline:
                 time.sleep(0.001)
-        syncs.append(fd)
+
+    def fdatasync(fd: int) -> None:
+        first_waits()
+        syncs.append("fdatasync")
         real(fd)
 
+    def pwritev(fd: int, buffers: list[bytes], offset: int, flags: int = 0) -> int:
+        if flags:  # a lone line written with RWF_DSYNC is a sync too
+            first_waits()
+            syncs.append("dsync")
+        return real_pwritev(fd, buffers, offset, flags)
+
     monkeypatch.setattr(record_journal.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(record_journal.os, "pwritev", pwritev)
     on_disk: dict[str, bool] = {}
 
     def call(n: int) -> None:
@@ -100,10 +111,112 @@ def test_one_fdatasync_serves_many_concurrent_calls(background: Any, monkeypatch
     for thread in threads:
         thread.join(30)
     assert len(on_disk) == callers and all(on_disk.values())
-    assert len(syncs) <= 2  # group fsync: not one per call
+    assert len(syncs) <= 2, syncs  # group fsync: not one per call
     gate.open.set()
     assert writer.flush(timeout=30)
     assert sorted(gate.written) == sorted(f"a:{n}" for n in range(callers))
+
+
+def test_a_lone_line_is_written_and_synced_by_one_rwf_dsync_write(background: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    if not record_journal.JournalMixin._dsync:
+        pytest.skip("RWF_DSYNC is not available here")
+    calls: list[tuple[str, int]] = []
+    real, real_pwritev = os.fdatasync, os.pwritev
+
+    def fdatasync(fd: int) -> None:
+        calls.append(("fdatasync", 0))
+        real(fd)
+
+    def pwritev(fd: int, buffers: list[bytes], offset: int, flags: int = 0) -> int:
+        calls.append(("pwritev", flags))
+        return real_pwritev(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(record_journal.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(record_journal.os, "pwritev", pwritev)
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", _Gate().write, string_codec())
+    writer.submit_journaled("a:1")
+    writer.submit_journaled("a:2")
+    # Every line before it on disk, no sync in progress: one write that is on disk when it returns, no fdatasync.
+    assert calls == [("pwritev", os.RWF_DSYNC)] * 2
+    assert _lines(background.ATRIUM_RECORD_JOURNAL_DIR) == ["a:1", "a:2"]
+
+
+def test_where_rwf_dsync_is_refused_a_line_is_written_then_fdatasynced(background: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(record_journal.JournalMixin, "_dsync", True)  # restored after the test
+    syncs: list[int] = []
+    real = os.fdatasync
+
+    def refused(fd: int, buffers: list[bytes], offset: int, flags: int = 0) -> int:
+        raise OSError(errno.EOPNOTSUPP, "not here")
+
+    def fdatasync(fd: int) -> None:
+        syncs.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(record_journal.os, "pwritev", refused)
+    monkeypatch.setattr(record_journal.os, "fdatasync", fdatasync)
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", _Gate().write, string_codec())
+    writer.submit_journaled("a:1")
+    writer.submit_journaled("a:2")
+    assert len(syncs) == 2 and not record_journal.JournalMixin._dsync  # not tried again
+    assert _lines(background.ATRIUM_RECORD_JOURNAL_DIR) == ["a:1", "a:2"]
+
+
+def test_a_lone_line_that_cannot_be_written_fails_the_lines_appended_after_it(background: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(record_journal.JournalMixin, "_dsync", True)
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", _Gate().write, string_codec())
+    writing = threading.Event()
+    real_pwritev = os.pwritev
+
+    def failing(fd: int, buffers: list[bytes], offset: int, flags: int = 0) -> int:
+        if not flags or writing.is_set():
+            return real_pwritev(fd, buffers, offset, flags)
+        writing.set()  # its place is taken: the next line is appended after it, then this write fails
+        deadline = time.monotonic() + 30
+        while writer._appended < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        raise OSError(errno.EIO, "disk error")
+
+    monkeypatch.setattr(record_journal.os, "pwritev", failing)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            writer.submit_journaled("a:1")
+        except OSError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert writing.wait(30)
+    # Its line follows a hole: a replay would stop before it, so it is not durable.
+    with pytest.raises(OSError, match="could not be written"):
+        writer.submit_journaled("a:2")
+    thread.join(30)
+    assert len(errors) == 1
+    writer.submit_journaled("a:3")  # a new segment
+    assert _lines(background.ATRIUM_RECORD_JOURNAL_DIR) == ["a:3"]
+
+
+def test_a_segment_retired_during_a_sync_keeps_its_fd_until_that_sync_is_over(background: Any) -> None:
+    background.ATRIUM_RECORD_JOURNAL_SEGMENT_MB = 10 / (1024 * 1024)  # a new segment at each line
+    gate = _Gate()
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", gate.write, string_codec())
+    first = writer._journal_append("a:1")
+    with writer._journal_lock:
+        first.pins += 1  # as a sync of it in progress outside the lock (_journal_sync)
+    inode = os.fstat(first.fd).st_ino
+    writer._journal_written(writer._journal_append("a:2"))
+    writer._journal_written(first)  # its record written: the segment is retired while the sync holds it
+    assert not os.path.exists(first.path)
+    assert os.fstat(first.fd).st_ino == inode  # not closed: the sync's fd is still this file's
+    with writer._journal_lock:
+        writer._unpin(first)  # the sync is over: the fd is closed now
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(first.fd)
 
 
 def test_full_segments_are_deleted_once_their_records_are_written(background: Any) -> None:
@@ -255,8 +368,8 @@ def test_journal_lines_of_another_generation_a_bad_crc_or_zeros_are_not_records(
 
 
 def test_the_recorders_settings_are_read_again_when_they_change(settings: Any) -> None:
-    """The recorder reads its settings once (inference.record_journal._setting), and again after a change."""
-    from inference.record_journal import _flag, _setting
+    """The recorder reads its settings once (inference.record_types._setting), and again after a change."""
+    from inference.record_types import _flag, _setting
 
     settings.ATRIUM_RECORDER_MAX_PENDING = 7
     settings.ATRIUM_RECORDER_LEAD = False

@@ -1,0 +1,102 @@
+"""The types and settings the batch writer (inference.recorder) and its journal (inference.record_journal) share:
+a submitted record's Ticket and queue entry, a journal segment, the Codec of records, the settings read once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Generic, TypeVar
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+T = TypeVar("T")
+
+
+_settings: dict[tuple[str, object], object] = {}
+
+
+def _setting(name: str, default: float) -> float:
+    """A number from the settings, read once (Django's settings object costs a Python-level __getattribute__ per
+    read, several reads a call); forgotten when a setting changes (override_settings, the tests' settings)."""
+    value = _settings.get((name, default))
+    if value is None:
+        value = _settings[(name, default)] = float(getattr(settings, name, default))
+    return value  # type: ignore[return-value]
+
+
+def _flag(name: str, default: bool) -> bool:
+    """A switch from the settings, read once as _setting."""
+    value = _settings.get((name, default))
+    if value is None:
+        value = _settings[(name, default)] = bool(getattr(settings, name, default))
+    return value  # type: ignore[return-value]
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs: object) -> None:
+    _settings.clear()
+
+
+class Ticket:
+    """One submitted record: `wait` returns True once it is committed."""
+
+    __slots__ = ("_done",)
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+
+@dataclass(eq=False)
+class _Segment:
+    """One file of this process's journal: records appended to it and not yet written to the database (`left`)."""
+
+    path: str
+    fd: int
+    size: int = 0  # where the next line goes
+    left: int = 0
+    generation: int = 1  # counted up at each rewind (journal_records)
+    pins: int = 0  # writes or syncs of its fd in progress outside the journal lock: it is closed after the last
+    retired: bool = False  # deleted: its fd is closed once no write or sync holds it (pins)
+    broken_at: int = 0  # the number of a line that could not be written into its place: lines after it are lost
+
+
+@dataclass(eq=False)
+class _Pending(Generic[T]):
+    item: T
+    ticket: Ticket
+    key: str
+    attempts: int = 0
+    journaled: _Segment | None = None  # the journal segment holding it, once journaled
+    replay: object = None  # the journal file this record was replayed from
+
+
+@dataclass
+class Codec(Generic[T]):
+    """How records go into the journal and come back, and which tenant (key) a record belongs to."""
+
+    key: Callable[[T], str]
+    encode: Callable[[T], str]
+    decode: Callable[[str], T]
+
+
+@dataclass(eq=False)
+class _Replay:
+    path: str
+    handle: IO[bytes]
+    left: int = 0
+    done: bool = False
+    lines: list[str] = field(default_factory=list)
+
+
+class RecordNotWritten(Exception):
+    """A call's records could not be written (synchronous recording) or journaled."""
