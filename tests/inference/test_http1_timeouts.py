@@ -15,6 +15,7 @@ import anthropic
 import pytest
 
 from inference.providers.anthropic_api import AnthropicClient
+from tests.timed import timed
 
 PARAMS = {"model": "claude-sonnet-5-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 BODY = b'{"type":"x","a":1}'
@@ -78,24 +79,6 @@ def server_factory() -> Iterator[Callable[[int], Server]]:
     yield make
     for server in made:
         server.close()
-
-
-def timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    outcome: list[Any] = []
-
-    def run() -> None:
-        started = time.monotonic()
-        try:
-            result: Any = call()
-        except Exception as exc:  # the outcome under test
-            result = exc
-        outcome.append((result, time.monotonic() - started))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(120)
-    assert outcome, "the call hung"
-    return outcome[0]
 
 
 def stream_first(client: AnthropicClient, timeout: float, budget: float) -> Any:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from config.wire import Wire
-
-GUARD = 120.0  # seconds a thread may take before the test calls it hung (hundreds of times every bound below)
+from tests.timed import timed
 
 
 @pytest.fixture
@@ -30,25 +28,6 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     finally:
         ours.close()
         peer.close()
-
-
-def timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    """(what `call` returned or raised, seconds it took), run in a thread joined with GUARD."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        started = time.monotonic()
-        try:
-            result: Any = call()
-        except Exception as exc:  # the outcome under test
-            result = exc
-        outcome.append((result, time.monotonic() - started))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(GUARD)
-    assert outcome, "the call hung"
-    return outcome[0]
 
 
 def test_a_receive_returns_what_has_arrived_and_the_socket_stays_blocking(pair: Any) -> None:
