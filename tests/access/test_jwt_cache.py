@@ -19,9 +19,9 @@ from django_tenants.utils import schema_context, tenant_context
 from access import authentication
 from access.errors import AuthenticationFailed
 from config import tenant_cache
-from config.tenant_cache import cache_listener_ready
+from config.tenant_cache import CHANNEL, cache_listener_ready
 from tests.access.conftest import MAPPING_A, _configure
-from tests.tenants.test_cache_invalidation import eventually
+from tests.tenants.test_cache_invalidation import eventually, other_connection
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,12 +62,24 @@ def call(tenant: Any, token: str) -> Any:
     return user
 
 
+def notifications_handled() -> None:
+    """Wait until this process's listener has handled every notification committed so far: PostgreSQL delivers
+    them in commit order, so a marker sent now is handled after all of them."""
+    marker = f"marker-{uuid.uuid4().hex[:10]}"
+    with other_connection() as conn:
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, marker))
+    eventually(lambda: tenant_cache._listener.generation.get(marker, 0) > 0, "the listener caught up")
+
+
 def from_memory(tenant: Any, token: str) -> Any:
     """Call until a call costs no query (the set-up's own writes, e.g. the user created on first sight, rightly
-    empty what was cached before their notification arrived); returns that call's user."""
+    empty what was cached before their notification arrived); returns that call's user. Each call waits for the
+    notifications of earlier writes first: under load one can arrive after a call served from memory, and empty
+    the entry the test then relies on (what failed: 2 == 1 signature checks)."""
     users: list[Any] = []
 
     def check() -> bool:
+        notifications_handled()
         with CaptureQueriesContext(connection) as queries:
             users.append(call(tenant, token))
         return len(queries) == 0
