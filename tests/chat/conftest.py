@@ -69,13 +69,16 @@ def _recorded_calls(schemas: tuple[str, ...]) -> list[tuple[str, str, list[str]]
 
     import psycopg
     from django.db import connection
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
     from psycopg import sql
 
     db = connection.settings_dict  # the test database
     since = datetime.now(UTC).date() - timedelta(days=1)
     out: list[tuple[str, str, list[str]]] = []
-    with psycopg.connect(dbname=db["NAME"], user=db.get("USER") or "postgres", password=db.get("PASSWORD") or None,
-                         host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, autocommit=True) as conn:
+    # The fixture's own reads, not the product's: no spans (tests/ops/test_tracing.py counts what is traced).
+    with suppress_instrumentation(), psycopg.connect(
+            dbname=db["NAME"], user=db.get("USER") or "postgres", password=db.get("PASSWORD") or None,
+            host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, autocommit=True) as conn:
         for schema in schemas:
             table = sql.Identifier(schema, "inference_usagerecord")
             if conn.execute("SELECT to_regclass(%s)", [f"{schema}.inference_usagerecord"]).fetchone() == (None,):
