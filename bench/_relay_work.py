@@ -113,15 +113,23 @@ class RedisPy:
 INLINE_SYNC = os.environ.get("RELAY_JOURNAL_SYNC", "executor") == "inline"
 
 
+JOURNAL_CAP = 64 << 20  # each process's journal file, preallocated (as Atrium's segments are)
+
+
+def _segment(directory: str) -> tuple[int, int]:
+    """This process's journal file in `directory`, preallocated: (its descriptor, its size)."""
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(os.path.join(directory, f"journal-{os.getpid()}.log"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.posix_fallocate(fd, 0, JOURNAL_CAP)
+    return fd, JOURNAL_CAP
+
+
 class AsyncJournal:
     """pwrite in the loop (a page-cache copy), fdatasync in the default thread executor; group commit. With
     RELAY_JOURNAL_SYNC=inline the fdatasync runs in the loop itself (no thread hand-off; the loop waits for it)."""
 
     def __init__(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
-        self.fd = os.open(os.path.join(directory, f"journal-{os.getpid()}.log"), os.O_WRONLY | os.O_CREAT, 0o600)
-        self.cap = 64 << 20
-        os.posix_fallocate(self.fd, 0, self.cap)
+        self.fd, self.cap = _segment(directory)
         self.size = self.appended = self.synced = 0
         self.syncing: asyncio.Future[None] | None = None
 
@@ -157,10 +165,7 @@ class SyncJournal:
     """Atrium's journal discipline with threads: pwrite under a lock, one fdatasync at a time covering all."""
 
     def __init__(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
-        self.fd = os.open(os.path.join(directory, f"journal-{os.getpid()}.log"), os.O_WRONLY | os.O_CREAT, 0o600)
-        self.cap = 64 << 20
-        os.posix_fallocate(self.fd, 0, self.cap)
+        self.fd, self.cap = _segment(directory)
         self.size = self.appended = self.synced = 0
         self.lock, self.cond, self.syncing = threading.Lock(), threading.Condition(), False
 
