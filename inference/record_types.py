@@ -79,6 +79,11 @@ class _Pending(Generic[T]):
     journaled: _Segment | None = None  # the journal segment holding it, once journaled
     replay: object = None  # the journal file this record was replayed from
 
+    @property
+    def awaited(self) -> bool:
+        """Whether a caller waits for this record's commit: neither journaled (durable already) nor replayed."""
+        return self.journaled is None and self.replay is None
+
 
 @dataclass
 class Codec(Generic[T]):

@@ -161,7 +161,7 @@ class BatchWriter(JournalMixin[T]):
             # caller waits for the commit (it cuts a journaled linger short), or the batch is full. A journaled
             # record joining a lingering batch needs no wake-up (a futex and a GIL hand-off per call): the
             # writer takes it at the linger's end, which it waits for with a timeout.
-            waits = pending.journaled is None and pending.replay is None  # as _waiting
+            waits = pending.awaited
             if idle or waits or len(self._queue) >= _setting("ATRIUM_RECORDER_BATCH", 500):
                 self._cond.notify_all()
 
@@ -202,7 +202,7 @@ class BatchWriter(JournalMixin[T]):
         if (self._queue or self._busy) and not self.flush(timeout=_setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)) \
                 and self.codec is not None:
             with self._cond:
-                left = [p for p in (*self._busy, *self._queue) if p.journaled is None and p.replay is None]
+                left = [p for p in (*self._busy, *self._queue) if p.awaited]
             for pending in left:
                 try:
                     self.journal(pending.item)
@@ -291,7 +291,7 @@ class BatchWriter(JournalMixin[T]):
 
     def _waiting(self) -> bool:
         """Under the condition: does a caller wait for a queued record's commit (one not journaled)?"""
-        return any(p.journaled is None and p.replay is None for p in self._queue)
+        return any(p.awaited for p in self._queue)
 
     def _run(self) -> None:
         backoff = 0.05
