@@ -16,9 +16,6 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
-from django.db import connection
-from django_tenants.utils import tenant_context
-
 from access.budgets import budget_release
 from access.quotas import quota_release
 from audit.services import audit_event
@@ -92,14 +89,12 @@ def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider
         metadata["clamp_reason"] = admitted.decision.clamp_reason
     params = admitted.message_request.params
     model = admitted.entry.model_id
-    # The session digest in the personal fields is keyed by the tenant (the request's own, normally already active).
-    on_tenant = getattr(connection, "tenant", None) is call.tenant
-    with contextlib.nullcontext() if on_tenant else tenant_context(call.tenant):
-        audit = audit_event(event_type="model_call", user=call.user, request=call.request, model=model,
-                            input_payload={"system": params.get("system"), "messages": params.get("messages")},
-                            output_payload=(message or {}).get("content"), input_tokens=input_tokens,
-                            output_tokens=output_tokens, latency_ms=latency_ms, status=status, metadata=metadata,
-                            error=error)
+    # The session digest in the personal fields is keyed by the call's tenant.
+    audit = audit_event(event_type="model_call", user=call.user, request=call.request, model=model,
+                        input_payload={"system": params.get("system"), "messages": params.get("messages")},
+                        output_payload=(message or {}).get("content"), input_tokens=input_tokens,
+                        output_tokens=output_tokens, latency_ms=latency_ms, status=status, metadata=metadata,
+                        error=error, tenant=call.tenant)
     settle = status == "success" or bool(message)
     audit.request_id = call.request_id
     # Priced now, with the price in effect at the call's time, and stored with its usage (docs/costs.md).

@@ -21,8 +21,7 @@ from django_tenants.utils import tenant_context
 
 from access.budgets import BudgetReservation, budget_settle_many
 from access.quotas import Reservation, quota_settle_many
-from audit import chain
-from audit.services import AuditEvent, audit_append_once
+from audit.services import AuditEvent, audit_append_once, tenant_key_of
 from inference import metrics, record_tx
 from inference.errors import InferenceError
 from inference.record_types import _flag, _setting
@@ -155,10 +154,7 @@ def _hashed(record: CallRecord) -> AuditEvent:
     """The record's audit event with its payloads replaced by their keyed hashes."""
     if record.audit.input_payload is None and record.audit.output_payload is None:
         return record.audit
-    if getattr(connection, "tenant", None) is record.tenant:
-        return record.audit.hashed(chain.tenant_key())
-    with tenant_context(record.tenant):
-        return record.audit.hashed(chain.tenant_key())
+    return record.audit.hashed(tenant_key_of(record.tenant))
 
 
 def _fields(instance: Any) -> dict[str, Any]:

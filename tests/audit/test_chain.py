@@ -288,3 +288,24 @@ def test_texts_made_ahead_are_the_texts_the_rows_would_make(monkeypatch: Any) ->
         monkeypatch.setattr(rows, "uuid4_text", lambda c=counter: f"00000000-0000-4000-8000-{next(c):012d}")
         made.append(audit_rows_json(events, key=key, head=(3, "c" * 64), present=set(), erased=frozenset({10})))
     assert made[0] == made[1]
+
+
+def test_an_event_made_outside_its_tenant_digests_the_session_under_that_tenants_key(
+        tenant_a: Any, tenant_b: Any, in_tenant: Any) -> None:
+    """audit_event(tenant=...) (the gateway's call records) keys the session digest and the payload hashes by the
+    given tenant's audit key, whichever tenant is active: the same values as with that tenant active."""
+    from types import SimpleNamespace
+
+    from audit.chain import keyed_hash, tenant_key
+    from audit.services import audit_event, tenant_key_of
+
+    request = SimpleNamespace(session=SimpleNamespace(session_key="s3ss10n"), META={"REMOTE_ADDR": "10.0.0.1"})
+    with in_tenant(tenant_a):
+        key_a = tenant_key()
+        expected = audit_event(event_type="model_call", request=request).personal
+    assert expected["session_id"] == keyed_hash(key_a, "session:s3ss10n")[:32]
+    with in_tenant(tenant_b):
+        assert tenant_key_of(tenant_a) == key_a != tenant_key()
+        made = audit_event(event_type="model_call", request=request, tenant=tenant_a, input_payload="p")
+        assert made.personal == expected
+        assert made.hashed(tenant_key_of(tenant_a)).input_hash == keyed_hash(key_a, "p")
