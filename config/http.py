@@ -142,15 +142,16 @@ class Framed(dict[str, Any]):
     data: bytes  # set by whoever makes one: `event = Framed(decoded); event.data = line` (no __init__ to call)
 
 
-def sse(events: Iterator[dict[str, Any]]) -> Generator[bytes, None, None]:
+def sse(events: Iterator[dict[str, Any]], *, first_alone: bool = True) -> Generator[bytes, None, None]:
     """Server-sent events: `event: <type>` and one line of JSON per event (compact, or a Framed event's own).
     Events that have arrived together (`events.ready()`, if it has one, says the next one will not wait) are
-    written as one piece: a read of the provider's holding several events is one write, not one each; the first
-    event is always a piece of its own (inference.chat writes its `atrium.question` right after it).
+    written as one piece: a read of the provider's holding several events is one write, not one each. With
+    `first_alone` the first event is a piece of its own (inference.chat writes its `atrium.question` right after
+    it); without (/v1/messages, where nothing comes between), it joins the events that arrived with it too.
     When the client goes away (the server closes this generator), the upstream generator is closed at once, which
     records the call as incomplete, rather than whenever the garbage collector gets to it."""
     ready = getattr(events, "ready", None)
-    first = True  # the first event is written alone: a caller may write its own right after it (the web chat)
+    first = first_alone  # the first event written alone: a caller may write its own right after it (the web chat)
     try:
         iterator = iter(events)
         for event in iterator:

@@ -143,6 +143,35 @@ def test_the_first_event_is_written_alone() -> None:
     assert next(pieces) == b"".join(frame(event) for event in EVENTS[1:])
 
 
+def test_without_first_alone_the_first_event_joins_those_that_arrived_with_it() -> None:
+    # /v1/messages writes nothing of its own between the events: message_start goes out with what came with it.
+    source = Ready(EVENTS, arrived=[1, 2, 4])
+    assert list(sse(source, first_alone=False)) == [frame(EVENTS[0]) + frame(EVENTS[1]) + frame(EVENTS[2]),
+                                                    frame(EVENTS[3]) + frame(EVENTS[4]), frame(EVENTS[5])]
+    assert source.closed
+
+
+def test_the_v1_stream_is_written_without_its_first_event_alone(monkeypatch: Any) -> None:
+    from django.test import RequestFactory
+
+    from inference import api_v1
+
+    class Admitted:
+        clamp_headers: dict[str, str] = {}
+
+    written: list[bool] = []
+    monkeypatch.setattr(api_v1, "_authenticate", lambda request: (None, api_v1.AuthInfo(method="api_key", tenant="t")))
+    monkeypatch.setattr(api_v1, "Call", lambda **kwargs: None)
+    monkeypatch.setattr(api_v1, "gateway_admit", lambda call: Admitted())
+    monkeypatch.setattr(api_v1, "gateway_stream", lambda admitted, background: iter(EVENTS))
+    monkeypatch.setattr(api_v1, "sse", lambda events, first_alone=True: written.append(first_alone) or iter(()))
+    monkeypatch.setattr(api_v1.connection, "tenant", None, raising=False)
+    request = RequestFactory().post("/v1/messages", data=json.dumps({"stream": True}),
+                                    content_type="application/json")
+    response = api_v1.messages(request)
+    assert response.status_code == 200 and written == [False]
+
+
 def test_without_ready_each_event_is_written_alone() -> None:
     assert list(sse(iter(EVENTS))) == [frame(event) for event in EVENTS]
 
