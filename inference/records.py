@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django_tenants.utils import tenant_context
@@ -42,6 +42,18 @@ class RecordsUnavailable(InferenceError):
                          "record. Retry in a few seconds.")
 
 
+class Counts(NamedTuple):
+    """A call's metrics (inference.metrics), counted once its records go to the database (records_count)."""
+
+    tenant: str
+    source: str
+    status: str
+    latency_s: float
+    input_tokens: int
+    output_tokens: int
+    failovers: tuple[str, ...]  # the targets that failed over
+
+
 @dataclass
 class CallRecord:
     """What a finished (or failed) call leaves behind: its usage, its audit entry and its quota settlement."""
@@ -54,6 +66,8 @@ class CallRecord:
     used_tokens: int
     settle: bool  # False: release the whole reservation (nothing was produced)
     budget: BudgetReservation | None = None  # money held against the call's budgets (access.budgets)
+    # Not journaled: a record replayed from a dead process's journal is not counted (its process served it).
+    counts: Counts | None = None
 
     @property
     def charged(self) -> int:
@@ -70,9 +84,54 @@ def records_write(records: list[CallRecord], persist: Callable[[], None] | None 
     return failed
 
 
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, remembered (labels() validates and locks on every call)."""
+    key = (metric, *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
+def records_count(records: list[CallRecord]) -> None:
+    """Count the calls of `records` in the metrics, each once (a record retried is not counted again): the
+    counters incremented once per label for the whole batch (each increment is an mmap write under a lock in
+    multiprocess mode), the latency observed per call. Counted when the records go to the database, whether or
+    not that commit succeeds: a database outage does not hide the calls served meanwhile."""
+    requests: dict[tuple[str, str, str], int] = {}
+    tokens: dict[tuple[str, str], int] = {}
+    failovers: dict[tuple[str, str], int] = {}
+    for record in records:
+        counts = record.counts
+        if counts is None:
+            continue
+        record.counts = None
+        tenant, source = counts.tenant, counts.source
+        key = (tenant, source, counts.status)
+        requests[key] = requests.get(key, 0) + 1
+        _labelled(metrics.LATENCY, tenant, source).observe(counts.latency_s)
+        for direction, count in (("input", counts.input_tokens), ("output", counts.output_tokens)):
+            tokens[(tenant, direction)] = tokens.get((tenant, direction), 0) + count
+        for target in counts.failovers:
+            failovers[(tenant, target)] = failovers.get((tenant, target), 0) + 1
+    for (tenant, source, status), count in requests.items():
+        _labelled(metrics.REQUESTS, tenant, source, status).inc(count)
+    for (tenant, direction), count in tokens.items():
+        _labelled(metrics.TOKENS, tenant, direction).inc(count)
+    for (tenant, target), count in failovers.items():
+        _labelled(metrics.FAILOVERS, tenant, target).inc(count)
+
+
 def _records_commit(records: list[CallRecord],
                     persist: Callable[[], None] | None = None) -> tuple[list[CallRecord], list[CallRecord]]:
     """(records not written, records committed)."""
+    try:
+        records_count(records)
+    except Exception:  # the metrics never stand in the way of the records
+        logger.warning("the metrics of %d calls could not be counted", len(records), exc_info=True)
     by_tenant: dict[str, list[CallRecord]] = {}
     for record in records:
         by_tenant.setdefault(record.tenant.schema_name, []).append(record)

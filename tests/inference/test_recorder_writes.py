@@ -188,3 +188,33 @@ def test_a_journal_line_of_the_previous_format_is_replayed(in_tenant: Any, tenan
             assert entry.metadata == {**record.audit.metadata, "request_id": record.request_id}
             assert entry.personal == {"ip": "10.0.0.9"} and entry.user_id == user.pk
         assert chain_verify(checkpoints=False).ok
+
+
+def test_a_calls_metrics_are_counted_once_by_the_write_of_its_records(in_tenant: Any, tenant_a: Any,
+                                                                      make_user: Any) -> None:
+    """The gateway's metrics of a call go with its record and are counted when the record goes to the database
+    (the batch writer, off the request thread), once: neither a retry after a failed commit nor a replay of its
+    journal line counts it again (the line does not carry them: the process that served the call counted it)."""
+    from prometheus_client import REGISTRY
+
+    from inference.records import Counts, record_decode, record_encode, records_write
+
+    user = make_user(tenant_a)
+    source = f"t{uuid.uuid4().hex[:8]}"  # labels of this test only
+    records = [_record(tenant_a, user.pk, f"req_{uuid.uuid4().hex}") for _ in range(3)]
+    target = f"{source}-bedrock"
+    for record, status, failovers in zip(records, ("success", "success", "error"), ((), (target,), ()), strict=True):
+        record.counts = Counts(tenant_a.schema_name, source, status, 0.02, 20, 10, failovers)
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"tenant": tenant_a.schema_name, **labels}) or 0.0
+
+    with in_tenant(tenant_a):
+        line = record_encode(records[0])
+    assert records_write(records) == []
+    assert records_write(records) == []  # a retry: no-op, not counted again
+    assert records_write([record_decode(line)]) == []  # a replay: not counted either
+    assert sample("atrium_model_requests_total", source=source, status="success") == 2
+    assert sample("atrium_model_requests_total", source=source, status="error") == 1
+    assert sample("atrium_model_request_seconds_count", source=source) == 3
+    assert sample("atrium_failovers_total", target=target) == 1
