@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -26,7 +25,7 @@ from access.selectors import oidc_config_enabled
 from access.services import (
     API_KEY_PREFIX,
     LoginRefused,
-    api_key_authenticate,
+    api_key_user,
     sso_user_resolve,
     user_from_rows,
     user_rows,
@@ -36,9 +35,9 @@ from config.tenant_cache import TenantCache
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AuthInfo:
-    """How an API request authenticated; handed to the gateway for audit metadata."""
+class AuthInfo(NamedTuple):
+    """How an API request authenticated; handed to the gateway for audit metadata. (Immutable; a NamedTuple
+    because one is built per API call and a frozen dataclass costs several times as much to build.)"""
 
     method: str  # "api_key" or "jwt"
     tenant: str
@@ -72,17 +71,16 @@ def _credentials(request: Any) -> tuple[str, str] | None:
     return ("api_key" if value.startswith(API_KEY_PREFIX) else "jwt"), value
 
 
-def _tenant_check(label: str) -> None:
-    tenant = getattr(connection, "tenant", None)
+def _tenant_check(label: str, tenant: Any) -> None:
     if tenant is None or getattr(tenant, "schema_name", "public") == "public":
         raise AuthenticationFailed("API credentials are only accepted on an organisation's domain")
     if not getattr(tenant, "is_active", True):
         raise AuthenticationFailed(f"organisation {label} is deactivated")
 
 
-def _authenticate_api_key(raw: str, label: str) -> tuple[Any, AuthInfo]:
-    key = api_key_authenticate(raw_key=raw, tenant_label=label)
-    return key.user, AuthInfo(method="api_key", tenant=label, api_key_id=str(key.id), api_key_prefix=key.prefix)
+def _authenticate_api_key(raw: str, label: str, schema: str) -> tuple[Any, AuthInfo]:
+    user, key_id, prefix = api_key_user(raw_key=raw, tenant_label=label, schema=schema)
+    return user, AuthInfo(method="api_key", tenant=label, api_key_id=key_id, api_key_prefix=prefix)
 
 
 # A verified bearer token's user, per schema and token digest: (user row, the user's permissions, exp, nbf, iss,
@@ -115,8 +113,7 @@ def _bearer_rows(token: str, label: str) -> BearerRows:
             str(claims["iss"]), str(claims["sub"]))
 
 
-def _authenticate_jwt(token: str, label: str) -> tuple[Any, AuthInfo]:
-    schema = str(getattr(connection, "schema_name", "public"))
+def _authenticate_jwt(token: str, label: str, schema: str) -> tuple[Any, AuthInfo]:
     digest = hashlib.sha256(token.encode()).hexdigest()
     rows = _bearer_cache.get_or_load(schema, digest, lambda: _bearer_rows(token, label))
     if rows is None:  # _bearer_rows answers or raises
@@ -139,19 +136,24 @@ def authenticate_api_request(request: Any) -> tuple[Any, AuthInfo]:
 
     Works on a Django HttpRequest or a DRF Request. The caller checks permissions on the returned user; an API
     key's user comes with them from a per-process cache that PostgreSQL empties when a key, a user, a role or a
-    permission changes (access.services._api_key_with_user), so an edit in the admin applies at once.
+    permission changes (access.services._live_key_rows), so an edit in the admin applies at once.
     """
-    label = _tenant_label()
+    # The request's connection, looked up once: every attribute read through django.db.connection is a lookup in
+    # asgiref's context-local storage (a microsecond each; this path made four).
+    db = connections[DEFAULT_DB_ALIAS]
+    tenant = getattr(db, "tenant", None)
+    label = str(getattr(tenant, "schema_name", "public"))
     found = _credentials(request)
     if found is None:
         raise AuthenticationFailed(
             f"no API credentials: send x-api-key or Authorization: Bearer (tenant {label})"
         )
-    _tenant_check(label)
+    _tenant_check(label, tenant)
     kind, value = found
+    schema = str(getattr(db, "schema_name", "public"))
     if kind == "api_key":
-        return _authenticate_api_key(value, label)
-    return _authenticate_jwt(value, label)
+        return _authenticate_api_key(value, label, schema)
+    return _authenticate_jwt(value, label, schema)
 
 
 class CredentialsRejected(exceptions.APIException):

@@ -50,7 +50,7 @@ def permissions_load(user: Any) -> None:
 
     For sessions and bearer tokens, read on every request (a role edited in the admin applies to the next one);
     an API key's user arrives with them already, from the per-process key cache the database empties at every
-    change (access.services._api_key_with_user).
+    change (access.services._live_key_rows).
     """
     if hasattr(user, "_perm_cache") or not getattr(user, "is_active", False) or getattr(user, "is_superuser", False):
         return

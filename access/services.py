@@ -8,14 +8,16 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.signals import setting_changed
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model, Q, signals
 from django.db.models.base import ModelState
+from django.dispatch import receiver
 from django.utils import timezone
 
 from access.audit_hooks import access_audit
@@ -163,21 +165,36 @@ def sso_user_resolve(*, config: OIDCConfig, claims: dict[str, Any], request: Any
 
 # --- API keys ------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=4)
-def _keyed(configured: str, secret_key: str) -> hmac.HMAC:
+# The HMAC keyed with the pepper, built once per process and rebuilt when a test changes the settings it comes
+# from (Django's setting_changed): reading two settings and a cache keyed by them cost more than the hash itself.
+_keyed_hmac: hmac.HMAC | None = None
+
+
+def _keyed() -> hmac.HMAC:
     """The HMAC keyed with the pepper (ATRIUM_API_KEY_PEPPER, else derived from SECRET_KEY), before any message:
-    copied for each key hashed (every API call) instead of deriving the pepper and keying an HMAC each time.
-    Cached by the settings it comes from."""
-    # Derived, not SECRET_KEY itself, so the two secrets never appear in the same computation.
-    pepper = configured.encode() if configured else hmac.new(secret_key.encode(), b"atrium-api-key-pepper",
-                                                             hashlib.sha256).digest()
-    return hmac.new(pepper, digestmod=hashlib.sha256)
+    copied for each key hashed (every API call) instead of deriving the pepper and keying an HMAC each time."""
+    global _keyed_hmac
+    keyed = _keyed_hmac
+    if keyed is None:
+        configured = str(getattr(settings, "ATRIUM_API_KEY_PEPPER", "") or "")
+        # Derived, not SECRET_KEY itself, so the two secrets never appear in the same computation.
+        pepper = configured.encode() if configured else hmac.new(settings.SECRET_KEY.encode(),
+                                                                 b"atrium-api-key-pepper", hashlib.sha256).digest()
+        keyed = _keyed_hmac = hmac.new(pepper, digestmod=hashlib.sha256)
+    return keyed
+
+
+@receiver(setting_changed)
+def _pepper_changed(*, setting: str, **_kwargs: Any) -> None:
+    global _keyed_hmac
+    if setting in ("ATRIUM_API_KEY_PEPPER", "SECRET_KEY"):
+        _keyed_hmac = None
 
 
 def api_key_hash(raw_key: str) -> str:
     """Keyed hash of a whole key. Keys carry 256 bits of entropy, so one HMAC is enough: a slow
     password hash would only slow every API call without making a random key harder to guess."""
-    keyed = _keyed(str(getattr(settings, "ATRIUM_API_KEY_PEPPER", "") or ""), settings.SECRET_KEY).copy()
+    keyed = _keyed().copy()
     keyed.update(raw_key.encode())
     return keyed.hexdigest()
 
@@ -273,60 +290,78 @@ def user_from_rows(user_row: dict[str, Any], permissions: frozenset[str]) -> Any
     return user
 
 
-def _api_key_with_user(prefix: str) -> ApiKey | None:
-    """The key with its user (permissions loaded): from this process's cache, which the database empties when
-    a key, a user, a role or a permission changes (config/tenant_cache.py), else from one query
-    (access.queries.api_key_rows: the ORM's query building would cost more than the round trip)."""
-    schema: str = connection.schema_name  # type: ignore[attr-defined]
-    rows = _key_cache.get_or_load(schema, prefix, lambda: api_key_rows(prefix))
-    if rows is None:
-        return None
+def _key_with_user(rows: KeyRows) -> ApiKey:
+    """The key instance, its user (permissions loaded) attached, from the cached rows."""
     key = _loaded(ApiKey, rows.key)
-    user = _loaded(_user_model(), rows.user)
-    user._perm_cache = set(rows.permissions)
-    key._state.fields_cache["user"] = user  # what `key.user = user` stores (user_id is already user.pk)
+    key._state.fields_cache["user"] = user_from_rows(rows.user, rows.permissions)  # what `key.user = user` stores
     return key
 
 
-def _last_used_record(key: ApiKey, now: datetime) -> None:
+def _last_used_record(key_id: Any, prefix: str, schema: str, now: datetime) -> None:
     """Record last use at most once per LAST_USED_WRITE_INTERVAL, so a busy key is not a row update per call.
 
     Conditional update: concurrent requests in several processes still write at most once. The column sends no
     invalidation (it changes too often), so this process refreshes its own cached row.
     """
-    ApiKey.objects.filter(pk=key.pk).filter(
+    ApiKey.objects.filter(pk=key_id).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_WRITE_INTERVAL)
     ).update(last_used_at=now)
-    key.last_used_at = now
 
     def stamped(rows: KeyRows) -> KeyRows:
         return replace(rows, key={**rows.key, "last_used_at": now})
 
-    _key_cache.update(connection.schema_name, key.prefix, stamped)  # type: ignore[attr-defined]
+    _key_cache.update(schema, prefix, stamped)
 
 
-def api_key_authenticate(*, raw_key: str, tenant_label: str) -> ApiKey:
-    """The live key for a presented raw key; raises AuthenticationFailed saying why not.
+def _live_key_rows(raw_key: str, tenant_label: str, schema: str | None) -> tuple[KeyRows, datetime | None]:
+    """The rows of the live key for a presented raw key (and when its last use was recorded now, if it was);
+    raises AuthenticationFailed saying why not.
 
-    Reads the key from this process's cache when it can (`_api_key_with_user`); the checks below run on
-    every call, on the cached row as on a fresh one.
+    The key's row, its user's and the permissions come from this process's cache, which the database empties when
+    a key, a user, a role or a permission changes (config/tenant_cache.py), else from one query
+    (access.queries.api_key_rows: the ORM's query building would cost more than the round trip). The checks below
+    run on every call, on the cached rows as on fresh ones, and build no model instance.
     """
-    match = API_KEY_RE.match(raw_key.strip())
+    raw_key = raw_key.strip()
+    match = API_KEY_RE.match(raw_key)
     if match is None:
         raise AuthenticationFailed(f"malformed API key (tenant {tenant_label})")
-    key = _api_key_with_user(match.group(1))
+    if schema is None:
+        schema = connection.schema_name  # type: ignore[attr-defined]
+    prefix = match.group(1)
+    rows = _key_cache.get_or_load(schema, prefix, lambda: api_key_rows(prefix))
     # Compare even when no row exists so a missing prefix and a wrong secret take the same time.
-    expected = key.secret_hash if key is not None else "0" * 64
-    if not hmac.compare_digest(expected, api_key_hash(raw_key.strip())) or key is None:
+    expected = rows.key["secret_hash"] if rows is not None else "0" * 64
+    if not hmac.compare_digest(expected, api_key_hash(raw_key)) or rows is None:
         raise AuthenticationFailed(f"invalid API key (tenant {tenant_label})")
-    now = timezone.now()
-    if key.revoked_at is not None:
-        raise AuthenticationFailed(f"API key {key.display} was revoked (tenant {tenant_label})")
-    if key.expires_at is not None and key.expires_at <= now:
-        raise AuthenticationFailed(f"API key {key.display} expired (tenant {tenant_label})")
-    if not key.user.is_active:
-        raise AuthenticationFailed(f"the owner of API key {key.display} is deactivated (tenant {tenant_label})")
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_WRITE_INTERVAL:
-        _last_used_record(key, now)
+    key = rows.key
+    now = datetime.now(UTC)  # timezone.now() without its read of settings.USE_TZ (always on: config/settings)
+    if key["revoked_at"] is not None:
+        raise AuthenticationFailed(f"API key {_loaded(ApiKey, key).display} was revoked (tenant {tenant_label})")
+    if key["expires_at"] is not None and key["expires_at"] <= now:
+        raise AuthenticationFailed(f"API key {_loaded(ApiKey, key).display} expired (tenant {tenant_label})")
+    if not rows.user["is_active"]:
+        raise AuthenticationFailed(f"the owner of API key {_loaded(ApiKey, key).display} is deactivated "
+                                   f"(tenant {tenant_label})")
+    if key["last_used_at"] is None or now - key["last_used_at"] >= LAST_USED_WRITE_INTERVAL:
+        _last_used_record(key["id"], key["prefix"], schema, now)
+        return rows, now
+    return rows, None
+
+
+def api_key_authenticate(*, raw_key: str, tenant_label: str, schema: str | None = None) -> ApiKey:
+    """The live key for a presented raw key, its user attached; raises AuthenticationFailed saying why not.
+    `schema`: the connection's schema, when the caller has it at hand (see `_live_key_rows`)."""
+    rows, used_now = _live_key_rows(raw_key, tenant_label, schema)
+    key = _key_with_user(rows)
+    if used_now is not None:
+        key.last_used_at = used_now
     return key
+
+
+def api_key_user(*, raw_key: str, tenant_label: str, schema: str | None = None) -> tuple[Any, str, str]:
+    """What an API call needs of a live key: (its user, permissions loaded; the key's id; its prefix), without
+    building the key's instance; raises AuthenticationFailed as `api_key_authenticate`."""
+    rows, _used_now = _live_key_rows(raw_key, tenant_label, schema)
+    return user_from_rows(rows.user, rows.permissions), str(rows.key["id"]), rows.key["prefix"]
 
