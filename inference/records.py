@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -96,12 +97,31 @@ def _labelled(metric: Any, *values: str) -> Any:
     return child
 
 
+def _observe_many(histogram: Any, amounts: list[float]) -> None:
+    """`histogram.observe(amount)` for each amount, in one increment of the sum and one of each bucket hit (each
+    an mmap write under a lock in multiprocess mode, two an observe). Reads prometheus_client's Histogram
+    internals (the pinned 0.26: _upper_bounds, _buckets, _sum); observes one by one should they change."""
+    bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if not isinstance(bounds, list) or not isinstance(buckets, list) or total is None or len(bounds) != len(buckets):
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    hits = [0] * len(bounds)
+    for amount in amounts:
+        hits[bisect_left(bounds, amount)] += 1  # observe's bucket: the first whose bound is >= the amount (+Inf last)
+    total.inc(sum(amounts))
+    for bucket, count in zip(buckets, hits, strict=True):
+        if count:
+            bucket.inc(count)
+
+
 def records_count(records: list[CallRecord]) -> None:
     """Count the calls of `records` in the metrics, each once (a record retried is not counted again): the
-    counters incremented once per label for the whole batch (each increment is an mmap write under a lock in
-    multiprocess mode), the latency observed per call. Counted when the records go to the database, whether or
-    not that commit succeeds: a database outage does not hide the calls served meanwhile."""
+    counters and the latency histogram's sum and buckets incremented once per label for the whole batch (each
+    increment is an mmap write under a lock in multiprocess mode). Counted when the records go to the database,
+    whether or not that commit succeeds: a database outage does not hide the calls served meanwhile."""
     requests: dict[tuple[str, str, str], int] = {}
+    latencies: dict[tuple[str, str], list[float]] = {}
     tokens: dict[tuple[str, str], int] = {}
     failovers: dict[tuple[str, str], int] = {}
     for record in records:
@@ -112,11 +132,13 @@ def records_count(records: list[CallRecord]) -> None:
         tenant, source = counts.tenant, counts.source
         key = (tenant, source, counts.status)
         requests[key] = requests.get(key, 0) + 1
-        _labelled(metrics.LATENCY, tenant, source).observe(counts.latency_s)
+        latencies.setdefault((tenant, source), []).append(counts.latency_s)
         for direction, count in (("input", counts.input_tokens), ("output", counts.output_tokens)):
             tokens[(tenant, direction)] = tokens.get((tenant, direction), 0) + count
         for target in counts.failovers:
             failovers[(tenant, target)] = failovers.get((tenant, target), 0) + 1
+    for (tenant, source), amounts in latencies.items():
+        _observe_many(_labelled(metrics.LATENCY, tenant, source), amounts)
     for (tenant, source, status), count in requests.items():
         _labelled(metrics.REQUESTS, tenant, source, status).inc(count)
     for (tenant, direction), count in tokens.items():

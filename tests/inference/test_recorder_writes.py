@@ -217,4 +217,29 @@ def test_a_calls_metrics_are_counted_once_by_the_write_of_its_records(in_tenant:
     assert sample("atrium_model_requests_total", source=source, status="success") == 2
     assert sample("atrium_model_requests_total", source=source, status="error") == 1
     assert sample("atrium_model_request_seconds_count", source=source) == 3
+    assert abs(sample("atrium_model_request_seconds_sum", source=source) - 0.06) < 1e-9
+    assert sample("atrium_model_request_seconds_bucket", source=source, le="0.01") == 0
+    assert sample("atrium_model_request_seconds_bucket", source=source, le="0.025") == 3
     assert sample("atrium_failovers_total", target=target) == 1
+
+
+def test_a_batchs_latencies_land_in_the_buckets_observe_puts_them_in() -> None:
+    """records_count increments a histogram's sum and buckets once a batch: the same samples as one observe a
+    call, bounds included (an amount equal to a bound is in that bound's bucket)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from inference.records import _observe_many
+
+    amounts = [0.0, 0.005, 0.0051, 0.01, 0.3, 7.0, 120.0, 121.0, 0.005]
+    registry = CollectorRegistry()
+    one, many = (Histogram(name, "t", ["x"], registry=registry, buckets=(0.005, 0.01, 0.25, 0.5, 120))
+                 for name in ("one", "many"))
+    for amount in amounts:
+        one.labels("a").observe(amount)
+    _observe_many(many.labels("a"), amounts)
+
+    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
+        return [(s.name[len(name):], s.labels, round(s.value, 9)) for metric in registry.collect()
+                if metric.name == name for s in metric.samples if not s.name.endswith("_created")]
+
+    assert samples("one") == samples("many") and samples("one")
