@@ -75,6 +75,23 @@ class Cancelled(Exception):
     """The attempt was given up on before its provider answered."""
 
 
+class Outcome:
+    """How an attempt run in the request's own thread ended, read as open_first reads a pooled attempt's Future
+    (`done()`, `exception()`): a Future's lock and condition, and a wait() on what has already ended, cost more
+    than the rest of the attempt's bookkeeping."""
+
+    __slots__ = ("_exception",)
+
+    def __init__(self, exception: BaseException | None = None) -> None:
+        self._exception = exception
+
+    def done(self) -> bool:
+        return True
+
+    def exception(self) -> BaseException | None:
+        return self._exception
+
+
 @dataclass(eq=False)
 class Opened:
     """An attempt under way, and once it succeeded: its stream, first event and the rest of the events."""
@@ -90,7 +107,7 @@ class Opened:
     iterator: Iterator[Any] = field(default_factory=lambda: iter(()))
     cancelled: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
-    future: Future[Opened] | None = None
+    future: Future[Opened] | Outcome | None = None
 
     # When the request went out: the budget counts from here, not from building the client or renewing its
     # credentials (an STS or Google token call is not the provider being slow; both normally happened at process
@@ -130,23 +147,26 @@ class Opened:
     def run_here(self, params: Mapping[str, Any], deadline: float) -> None:
         """Run the attempt in this (the request's) thread if its client is ready (built, credentials current) and
         bounds its first event, else submit it to the pool, which builds or renews the client off this thread as
-        before. Either way `future` holds the outcome, except for a first event that did not arrive by the
-        budget's end (or `deadline`): then it stays pending, and open_first gives up on it as on any slow one."""
+        before. Either way `future` holds the outcome (an Outcome here), except for a first event that did not
+        arrive by the budget's end (or `deadline`): then it is a Future that stays pending, and open_first gives up
+        on it as on any slow one."""
         client = provider_client_ready(self.target)
         if client is None or not bounds_first_event(client):
             self.future = _executor().submit(contextvars.copy_context().run, self.run, params, _timeout(deadline))
             return
-        self.future = Future()
         try:
             remaining = max(deadline - time.monotonic(), 0.001)
             limits = Limits(remaining, min(settings.ATRIUM_CONNECT_TIMEOUT_S, remaining))  # as _timeout's
-            self.future.set_result(self.run(params, limits, client=client, deadline=deadline))
+            self.run(params, limits, client=client, deadline=deadline)
+            self.future = Outcome()
         except anthropic.APITimeoutError as exc:
             # Out of time (not, say, a connect timeout shorter than the budget): a slow attempt, not a failed one.
             if time.monotonic() < min(self.first_byte_by, deadline) - _CLOCK_SLACK_S:
-                self.future.set_exception(exc)
+                self.future = Outcome(exc)
+            else:
+                self.future = Future()
         except Exception as exc:
-            self.future.set_exception(exc)
+            self.future = Outcome(exc)
 
     def cancel(self) -> None:
         with self.lock:
@@ -204,8 +224,9 @@ def open_first(walk: Walk, params: Mapping[str, Any], budget_of: Callable[[Provi
             can_hedge = walk.hedge_delay_s is not None and walk.position < len(walk.targets)
             if can_hedge:
                 wake = min(wake, last_start + walk.hedge_delay_s)  # type: ignore[operator]
-            wait([op.future for op in running if op.future is not None], timeout=max(wake - now, 0),
-                 return_when=FIRST_COMPLETED)
+            futures = [op.future for op in running if op.future is not None]
+            if not any(future.done() for future in futures):  # an attempt run in this thread has ended already
+                wait(futures, timeout=max(wake - now, 0), return_when=FIRST_COMPLETED)  # type: ignore[arg-type]
             for op in [op for op in running if op.future is not None and op.future.done()]:
                 running.remove(op)
                 exc = op.future.exception()  # type: ignore[union-attr]

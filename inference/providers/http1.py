@@ -130,6 +130,12 @@ class Answer:
             self._buf += data
 
     def _read_head(self) -> None:
+        if not self._buf:
+            self._buf = self._recv()
+            if not self._buf:
+                raise http.client.RemoteDisconnected("Remote end closed connection without response")
+        if self._head_at_once():
+            return
         pos = 0
         while True:  # 100 Continue answers are skipped, as http.client does
             end = self._line(pos, "status line")
@@ -147,16 +153,31 @@ class Answer:
                     break
                 if len(names) >= _MAXHEADERS:
                     raise http.client.HTTPException(f"got more than {_MAXHEADERS} headers")
-                text = line.decode("iso-8859-1").rstrip("\r\n")
-                if text[:1] in (" ", "\t") and names:  # an obsolete folded continuation line
-                    name, value = names[-1]
-                    names[-1] = (name, f"{value} {text.strip()}")
-                    continue
-                name, _, value = text.partition(":")
-                names.append((name.strip(), value.strip()))
+                _header(names, line)
             if status != 100:
                 break
         self._buf = self._buf[pos:]
+        self._set_head(version, status, names)
+
+    def _head_at_once(self) -> bool:
+        """The head read in one step if all of it has arrived and reading it line by line could only give the same:
+        every LF ends a CRLF, no line too long, not too many headers, no 100 Continue. False (nothing consumed) else."""
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        lines = buf[:end].split(b"\r\n") if 0 < end <= _MAXLINE - 4 else [b""]
+        if not lines[0] or len(lines) > _MAXHEADERS + 1 or buf.count(b"\n", 0, end) != len(lines) - 1:
+            return False
+        version, status = _status(lines[0] + b"\r\n")  # with its line end, as reading line by line passes it
+        if status == 100:
+            return False
+        names: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            _header(names, line)
+        self._buf = buf[end + 4:]
+        self._set_head(version, status, names)
+        return True
+
+    def _set_head(self, version: int, status: int, names: list[tuple[str, str]]) -> None:
         self.status = status
         headers: dict[str, str] = {}
         lower: dict[str, str] = {}
@@ -194,7 +215,7 @@ class Answer:
         if self._framing == _UNTIL_CLOSE:
             self._will_close = True
         elif self._framing == _LENGTH and self._left == 0:
-            self._finish()
+            self.done = True
 
     # -- the body ------------------------------------------------------------------------------------------------
 
@@ -236,7 +257,7 @@ class Answer:
             self._buf += data
         elif self._framing == _UNTIL_CLOSE or self._left == _TRAILER:  # http.client: a trailer may end at EOF
             self._will_close = True
-            self._finish()
+            self.done = True
         elif self._framing == _CHUNKED and self._left == _SIZE_LINE and self._buf:
             self._will_close = True
             self._buf += b"\n"  # a last size line without its end: http.client reads it as it is
@@ -253,7 +274,7 @@ class Answer:
             self._left -= len(data)
             self._received += len(data)
             if not self._left:
-                self._finish()
+                self.done = True
             return data
         if self._framing == _UNTIL_CLOSE:
             self._buf = b""
@@ -289,7 +310,7 @@ class Answer:
                     if line in _EMPTY_LINES:
                         self._buf = buf[pos:]
                         self._left = 0
-                        self._finish()
+                        self.done = True
                         return b"".join(parts)
                     continue
                 cut = line.find(b";")
@@ -310,9 +331,6 @@ class Answer:
         self._buf = buf[pos:]
         self._left = left
         return b"".join(parts)
-
-    def _finish(self) -> None:
-        self.done = True
 
     # -- the connection ------------------------------------------------------------------------------------------
 
@@ -349,6 +367,17 @@ def _wire(conn: Any, sock: socket.socket) -> Wire | None:
     wire = Wire(sock)
     conn._atrium_wire = wire
     return wire
+
+
+def _header(names: list[tuple[str, str]], line: bytes) -> None:
+    """Add a header line (its line end or not) to `names`: (name, value), or the value of the last one continued."""
+    text = line.decode("iso-8859-1").rstrip("\r\n")
+    if text[:1] in (" ", "\t") and names:  # an obsolete folded continuation line
+        name, value = names[-1]
+        names[-1] = (name, f"{value} {text.strip()}")
+        return
+    name, _, value = text.partition(":")
+    names.append((name.strip(), value.strip()))
 
 
 def _status(line: bytes) -> tuple[int, int]:

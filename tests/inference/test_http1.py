@@ -371,3 +371,4 @@ def test_a_refused_connection_fails_as_it_did() -> None:
     outcome = streamed(direct)
     assert outcome == streamed(pooled) and outcome[:2] == ("APITimeoutError", "ConnectionRefusedError")
     assert created(direct) == created(pooled) == outcome[:4]
+
