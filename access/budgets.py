@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from django.db import connection
+
 from access.errors import QuotaExceeded
 from config.admission import Part, ScriptInput, register_part
 from config.redis import redis_client, redis_evalsha, redis_script
@@ -125,8 +127,6 @@ def _budget_rows(user_id: Any, api_key_prefix: str) -> tuple[BudgetRow, ...]:
 def budgets_for(*, schema: str, user_id: Any, api_key_prefix: str = "",
                 now: datetime | None = None) -> list[BudgetLimit]:
     """The active budgets of the current tenant that apply to a call of this user (and API key)."""
-    from django.db import connection
-
     moment = now or datetime.now(UTC)
     # Keyed by the schema the rows are read from: an entry can only ever answer for the tenant it came from.
     rows = _budget_cache.get_or_load(connection.schema_name,  # type: ignore[attr-defined]

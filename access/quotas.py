@@ -72,6 +72,21 @@ def _day(now: datetime) -> str:
     return now.strftime("%Y%m%d")
 
 
+# Today's UTC day as the keys spell it, with the day's number, kept until the day changes: every admission needs it
+# and strftime cost more than the rest of the plan.
+_today_cached: tuple[int, str] = (-1, "")
+
+
+def _today() -> str:
+    """`_day(datetime.now(UTC))`, computed once per UTC day (POSIX time has no leap seconds: a day is 86,400 s)."""
+    global _today_cached
+    number = int(time.time() // 86400)
+    cached = _today_cached
+    if cached[0] != number:
+        cached = _today_cached = (number, _day(datetime.fromtimestamp(number * 86400, UTC)))
+    return cached[1]
+
+
 def _seconds_to_midnight(now: datetime) -> int:
     tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return max(1, int((tomorrow - now).total_seconds()) + 1)
@@ -107,7 +122,7 @@ def _limits(tenant: Tenant, user: User, day: str | None = None) -> tuple[list[Li
     user_rpm = tenant.effective_user_requests_per_minute
     if user_rpm is not None:
         rpm.append(Limit(rpm_key(schema, user.pk), user_rpm, "your requests per minute"))
-    day = day or _day(datetime.now(UTC))
+    day = day or _today()
     if tenant.tokens_per_day is not None:
         tpd.append(Limit(tpd_key(schema, day), tenant.tokens_per_day, "the organisation's tokens per day"))
     user_tpd = tenant.effective_user_tokens_per_day
@@ -149,7 +164,7 @@ def pending_keys(schema: str) -> tuple[str, str]:
 
 
 def quota_plan(*, tenant: Tenant, user: User, tokens: int) -> QuotaPlan:
-    day = _day(datetime.now(UTC))  # once: the day's keys and the plan's day are the same day, even at midnight
+    day = _today()  # once: the day's keys and the plan's day are the same day, even at midnight
     rpm, tpd = _limits(tenant, user, day)
     return QuotaPlan(schema=tenant.schema_name, day=day, tokens=int(tokens), rpm=rpm, tpd=tpd)
 
@@ -167,13 +182,15 @@ def _quota_input(plan: QuotaPlan) -> ScriptInput:
 def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:
     """The reservation RESERVE_LUA granted, or QuotaExceeded (with retry_after seconds) naming the limit;
     QuotaRebuildNeeded when Redis lost the tenant's counters."""
-    if int(result[0]) == 2:
+    code = int(result[0])
+    if code == 2:
         raise QuotaRebuildNeeded(plan.schema)
-    if int(result[0]) == 1:
+    if code == 1:
         epoch = result[1].decode() if isinstance(result[1], bytes) else str(result[1] or "")
-        return Reservation(tokens=plan.tokens if plan.tpd else 0, day_keys=[x.key for x in plan.tpd],
+        tpd = plan.tpd
+        return Reservation(tokens=plan.tokens if tpd else 0, day_keys=[x.key for x in tpd],
                            schema=plan.schema, epoch=epoch, day=plan.day,
-                           member=plan.member if plan.tpd and plan.tokens > 0 else "")
+                           member=plan.member if tpd and plan.tokens > 0 else "")
     index, retry_ms = int(result[1]) - 1, int(result[2])
     limits = plan.rpm + plan.tpd
     hit = limits[index]

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from redis.crc import key_slot
 
@@ -40,12 +41,15 @@ In = TypeVar("In")  # a part's input type
 Out = TypeVar("Out")  # a part's decoded result
 
 
-@dataclass(frozen=True)
-class ScriptInput:
-    """What one part gets: named keys (a key or a list of keys) and named JSON arguments."""
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-    keys: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
-    args: Mapping[str, Any] = field(default_factory=dict)
+
+class ScriptInput(NamedTuple):
+    """What one part gets: named keys (a key or a list of keys) and named JSON arguments. (A NamedTuple: one is
+    built per part per call.)"""
+
+    keys: Mapping[str, str | Sequence[str]] = _EMPTY
+    args: Mapping[str, Any] = _EMPTY
 
     def all_keys(self) -> list[str]:
         out: list[str] = []
@@ -67,8 +71,9 @@ class Part(Generic[In, Out]):
         return Bound(self, value)
 
 
-@dataclass(frozen=True)
-class Bound(Generic[In, Out]):
+class Bound(NamedTuple, Generic[In, Out]):
+    """A part and its input, for one call (a NamedTuple: one is built per part per call)."""
+
     part: Part[In, Out]
     value: In
 
@@ -160,27 +165,15 @@ class Composite:
         """Run the given parts (a subset of the composite, in its order) and decode their results. One round trip
         on one node; on Redis Cluster one per run of consecutive parts in the same hash slot."""
         order = self.order
-        ordered = sorted(calls, key=lambda c: order[c.part.name])
-        if [c.part.name for c in ordered] != [c.part.name for c in calls]:
-            raise ValueError(f"parts must be given in the composite's order {self.names}")
-        encoded = [(c, c.part.encode(c.value)) for c in ordered]
-        groups: list[list[tuple[Bound[Any, Any], ScriptInput]]] = []
+        last = -1
+        for bound in calls:
+            position = order[bound.part.name]
+            if position < last:
+                raise ValueError(f"parts must be given in the composite's order {self.names}")
+            last = position
+        encoded = [(c, c.part.encode(c.value)) for c in calls]
         cluster = redis_is_cluster()
-        if cluster:
-            last_slot: int | None = None
-            for item in encoded:
-                slots = {key_slot(k.encode()) for k in item[1].all_keys()}
-                if len(slots) > 1:
-                    raise ValueError(f"part {item[0].part.name!r}: its keys are in several hash slots {slots}; "
-                                     f"give them one hash tag")
-                slot = next(iter(slots)) if slots else last_slot
-                if groups and slot == last_slot:
-                    groups[-1].append(item)
-                else:
-                    groups.append([item])
-                last_slot = slot
-        else:
-            groups = [encoded]
+        groups = self._slot_groups(encoded) if cluster else [encoded]
         results: dict[str, Any] = {}
         for group in groups:
             raw, proceeded = self._call(group, order, cluster)
@@ -190,16 +183,36 @@ class Composite:
                 break
         return Answer(results)
 
+    @staticmethod
+    def _slot_groups(encoded: list[tuple[Bound[Any, Any], ScriptInput]],
+                     ) -> list[list[tuple[Bound[Any, Any], ScriptInput]]]:
+        """Runs of consecutive parts whose keys are in one hash slot (a part without keys joins the run before)."""
+        groups: list[list[tuple[Bound[Any, Any], ScriptInput]]] = []
+        last_slot: int | None = None
+        for item in encoded:
+            slots = {key_slot(k.encode()) for k in item[1].all_keys()}
+            if len(slots) > 1:
+                raise ValueError(f"part {item[0].part.name!r}: its keys are in several hash slots {slots}; "
+                                 f"give them one hash tag")
+            slot = next(iter(slots)) if slots else last_slot
+            if groups and slot == last_slot:
+                groups[-1].append(item)
+            else:
+                groups.append([item])
+            last_slot = slot
+        return groups
+
     def _call(self, group: list[tuple[Bound[Any, Any], ScriptInput]],
               order: dict[str, int], cluster: bool) -> tuple[list[Any], bool]:
         keys: list[str] = []
         index: dict[str, int] = {}
 
         def at(key: str) -> int:
-            if key not in index:
+            position = index.get(key)
+            if position is None:
                 keys.append(key)
-                index[key] = len(keys)
-            return index[key]
+                position = index[key] = len(keys)
+            return position
 
         args: list[Any] = [len(group)]
         for bound, spec in group:
@@ -208,8 +221,8 @@ class Composite:
             args += [order[bound.part.name] + 1, _compact_json({"k": named, "a": dict(spec.args)})]
         if not keys and cluster:
             keys.append(_NO_KEY)  # a cluster routes a script by its keys; this one is declared, never touched
-        reply = redis_evalsha(redis_script(self.source), keys, args)
-        *raw, proceeded = list(reply)
+        raw = list(redis_evalsha(redis_script(self.source), keys, args))
+        proceeded = raw.pop()
         return raw, bool(int(proceeded))
 
 

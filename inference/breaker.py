@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 
@@ -60,9 +60,9 @@ end
 """
 
 
-@dataclass(frozen=True)
-class BreakerCheck:
-    """The targets (by key, in the router's order) and the breaker name of each, to ask at admission."""
+class BreakerCheck(NamedTuple):
+    """The targets (by key, in the router's order) and the breaker name of each, to ask at admission. (A
+    NamedTuple: one is built per call.)"""
 
     targets: list[tuple[str, str]]  # (target key, breaker name)
     now: float = 0.0
