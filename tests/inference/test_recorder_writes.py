@@ -243,3 +243,26 @@ def test_a_batchs_latencies_land_in_the_buckets_observe_puts_them_in() -> None:
                 if metric.name == name for s in metric.samples if not s.name.endswith("_created")]
 
     assert samples("one") == samples("many") and samples("one")
+
+
+def test_request_ids_with_quotes_and_backslashes_are_found_again(in_tenant: Any, tenant_a: Any,
+                                                                 make_user: Any) -> None:
+    """record_tx sends the batch's request ids as one array literal it quotes itself (_text_array): an id holding
+    quotes, a backslash, commas, braces or spaces (a client's X-Request-Id) is still found by the idempotency
+    check, so a retry writes nothing twice."""
+    from audit.models import AuditEntry
+    from inference.models import UsageRecord
+    from inference.record_tx import _text_array
+    from inference.records import records_write
+
+    assert _text_array([]) == "{}" and _text_array(['a"b\\c']) == '{"a\\"b\\\\c"}'
+    user = make_user(tenant_a)
+    awkward = [f'req "{uuid.uuid4().hex}" \\ {{a,b}} NULL é', f"req_{uuid.uuid4().hex},x"]
+    records = [_record(tenant_a, user.pk, request_id) for request_id in awkward]
+    assert records_write(records) == []
+    assert records_write(records) == []  # the one-message commit (the head is known)
+    assert records_write([records[1], records[0]]) == []
+    with in_tenant(tenant_a):
+        for request_id in awkward:
+            assert AuditEntry.objects.filter(request_id=request_id).count() == 1
+            assert UsageRecord.objects.filter(request_id=request_id).count() == 1
