@@ -27,7 +27,6 @@ on one node (or Sentinel) the whole composite is one call.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -35,6 +34,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from redis.crc import key_slot
 
+from config import jsonfast
 from config.redis import redis_evalsha, redis_is_cluster, redis_script
 
 In = TypeVar("In")  # a part's input type
@@ -99,8 +99,6 @@ class Answer:
 
 
 _PARTS: dict[str, Part[Any, Any]] = {}
-# json.dumps with separators builds a JSONEncoder per call: one, built once.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 _NO_KEY = "atrium:admission:no-keys"
 
 
@@ -218,7 +216,7 @@ class Composite:
         for bound, spec in group:
             named = {name: at(value) if isinstance(value, str) else [at(k) for k in value]
                      for name, value in spec.keys.items()}
-            args += [order[bound.part.name] + 1, _compact_json({"k": named, "a": dict(spec.args)})]
+            args += [order[bound.part.name] + 1, jsonfast.dumps({"k": named, "a": dict(spec.args)})]
         if not keys and cluster:
             keys.append(_NO_KEY)  # a cluster routes a script by its keys; this one is declared, never touched
         raw = list(redis_evalsha(redis_script(self.source), keys, args))

@@ -15,7 +15,6 @@ Infrastructure: imports no app (the apps' error classes import this module).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Generator, Iterator
 from typing import Any
@@ -24,6 +23,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+
+from config import jsonfast
 
 logger = logging.getLogger("atrium.http")
 
@@ -128,10 +129,6 @@ def error_from_exception(exc: Exception) -> JsonResponse:
     return api_error(500, f"Internal error; request id {current_request_id()} identifies it in the logs.")
 
 
-# json.dumps with separators builds a JSONEncoder per call; an SSE answer encodes one per event.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
 class Framed(dict[str, Any]):
     """A stream event together with the JSON it was decoded from (`data`: one line of UTF-8 JSON, no CR or LF),
     which `sse` writes as it is instead of encoding the event again: a provider's event relayed unchanged costs no
@@ -179,7 +176,7 @@ def sse(events: Iterator[dict[str, Any]], *, first_alone: bool = True) -> Genera
 def _frame(event: dict[str, Any]) -> bytes:
     if type(event) is Framed:
         return f"event: {event.get('type', 'message')}\ndata: ".encode() + event.data + b"\n\n"
-    return f"event: {event.get('type', 'message')}\ndata: {_compact_json(event)}\n\n".encode()
+    return f"event: {event.get('type', 'message')}\ndata: ".encode() + jsonfast.dumps(event) + b"\n\n"
 
 
 def _flatten(detail: Any, field: str = "") -> list[str]:

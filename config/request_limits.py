@@ -9,13 +9,14 @@ images, documents and attachments travel); every other route (forms, admin, logi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+
+from config import jsonfast
 
 
 class JsonTooDeep(ValueError):
@@ -48,10 +49,13 @@ def _openers_at_most(raw: bytes | str, limit: int) -> bool:
 
 
 def json_loads_limited(raw: bytes | str, *, max_depth: int | None = None) -> Any:
-    """json.loads, refusing documents nested deeper than the limit with JsonTooDeep (a ValueError)."""
+    """json.loads, refusing documents nested deeper than the limit with JsonTooDeep (a ValueError), and (a
+    ValueError) what json reads but is not JSON text: NaN, Infinity and lone surrogates (config.jsonfast.loads_strict:
+    the fast encoder would pass NaN on as null, and a lone surrogate, which has no UTF-8, failed the call's record
+    after the provider had answered: a 500)."""
     limit = max_depth if max_depth is not None else settings.ATRIUM_JSON_MAX_DEPTH
     try:
-        value = json.loads(raw)
+        value = jsonfast.loads_strict(raw)
     except RecursionError as exc:  # the C decoder's own guard, far above our limit
         raise JsonTooDeep(f"JSON nested deeper than {limit} levels") from exc
     if not _openers_at_most(raw, limit) and json_depth_exceeds(value, limit):

@@ -8,7 +8,6 @@ InternalServerError, OverloadedError); the mapping and the SSE framing live in c
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from access.authentication import AuthInfo, authenticate_api_request
 from access.policy import model_allowed_by_tenant, permitted_tiers
+from config import jsonfast
 from config.http import api_error, error_from_exception, sse
 from config.request_limits import JsonTooDeep, json_loads_limited
 from inference.catalog.selectors import CatalogEntry, catalog_entries, catalog_entry
@@ -34,15 +34,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# JsonResponse's encoding (json.dumps with DjangoJSONEncoder: its defaults, its fallback for dates, decimals and
-# UUIDs), built once instead of per response.
-_encode = json.JSONEncoder(default=DjangoJSONEncoder().default).encode
+# JsonResponse's fallback for dates, decimals and UUIDs (DjangoJSONEncoder's), for config.jsonfast.
+_django_default = DjangoJSONEncoder().default
 
 
 def json_response(data: dict[str, Any]) -> HttpResponse:
-    """`JsonResponse(data)`: the same bytes and Content-Type, encoded by one encoder built at import and handed
-    over as bytes (JsonResponse builds an encoder per call and encodes the text again)."""
-    return HttpResponse(_encode(data).encode(), content_type="application/json")
+    """`JsonResponse(data)`: the same values and Content-Type, encoded by orjson (config.jsonfast: compact, UTF-8)
+    straight to bytes."""
+    return HttpResponse(jsonfast.dumps(data, _django_default), content_type="application/json")
 
 
 def _authenticate(request: HttpRequest) -> tuple[Any, AuthInfo]:

@@ -8,7 +8,6 @@ it could not write; the batch writer (inference.recorder) retries them until the
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from bisect import bisect_left
@@ -23,6 +22,7 @@ from django_tenants.utils import tenant_context
 from access.budgets import BudgetReservation, budget_settle_many
 from access.quotas import Reservation, quota_settle_many
 from audit.services import AuditEvent, audit_append_once, tenant_key_of
+from config import jsonfast
 from inference import metrics, record_tx
 from inference.errors import InferenceError
 from inference.record_types import _flag, _setting
@@ -244,10 +244,6 @@ def _fields(instance: Any) -> dict[str, Any]:
     return dict(vars(instance))
 
 
-# json.dumps(..., separators=(",", ":"), default=str) without building its encoder for every line.
-_LINE = json.JSONEncoder(separators=(",", ":"), default=str)
-
-
 def record_encode(record: CallRecord) -> str:
     """The journal line: JSON, the audit entry last, its metadata and personal fields written as the canonical
     texts the entry's MACs and row are made of (AuditEvent.json_texts, kept on the event: the batch writer writes
@@ -260,17 +256,17 @@ def record_encode(record: CallRecord) -> str:
     audit["timestamp"] = event.timestamp.isoformat()
     usage = _fields(record.usage)
     usage["day"] = record.usage.day.isoformat() if record.usage.day else None
-    line = _LINE.encode({"tenant": record.tenant.schema_name, "request_id": record.request_id, "usage": usage,
-                         "reservation": _fields(record.reservation), "used_tokens": record.used_tokens,
-                         "settle": record.settle, "budget": _fields(record.budget) if record.budget else None,
-                         "audit": audit})
+    line = jsonfast.dumps_text({"tenant": record.tenant.schema_name, "request_id": record.request_id,
+                                "usage": usage, "reservation": _fields(record.reservation),
+                                "used_tokens": record.used_tokens, "settle": record.settle,
+                                "budget": _fields(record.budget) if record.budget else None, "audit": audit}, str)
     # `..."audit":{...}}`: the two texts go in before the audit object's closing brace
     return f'{line[:-2]},"metadata":{metadata_json},"personal":{personal_json}}}}}'
 
 
 
 def record_decode(line: str) -> CallRecord:
-    data = json.loads(line)
+    data = jsonfast.loads(line)
     usage = dict(data["usage"])
     usage["day"] = date.fromisoformat(usage["day"]) if usage.get("day") else None
     audit = dict(data["audit"])

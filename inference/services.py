@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db import connection
+
+from config import jsonfast
 
 # Adds a row's counts to the existing (user, day, model, provider, API key) row, if any.
 _USAGE_UPSERT = (
@@ -81,7 +82,7 @@ def usage_rows_json(counts: list[UsageCount], *, anonymous: frozenset[int] = fro
                      "cache_read_tokens": int(count.cache_read_tokens),
                      "cache_write_tokens": int(count.cache_write_tokens), "cost_micros": int(count.cost_micros),
                      "api_key": count.api_key or ""})
-    return json.dumps(rows, separators=(",", ":"))
+    return jsonfast.dumps_text(rows)
 
 
 def _usage_ctes(where: str = "") -> str:

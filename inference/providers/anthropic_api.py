@@ -25,14 +25,13 @@ import httpx2
 import urllib3
 from django.conf import settings
 
+from config import jsonfast
 from inference.errors import ProviderMisconfigured
 from inference.providers import http1
 from inference.providers.anthropic_stream import DirectStream
 from inference.types import ProviderTarget
 
 API_VERSION = "2023-06-01"
-# json.dumps(body, separators=(",", ":")), without building an encoder for each request.
-_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class AnthropicClient(anthropic.Anthropic):
@@ -76,7 +75,7 @@ class AnthropicClient(anthropic.Anthropic):
     def messages_create_raw(self, body: dict[str, Any], timeout: Any, betas: Sequence[str] = ()) -> Any:
         """POST /v1/messages; the decoded JSON. Raises what `messages.create` would (APIStatusError subclasses,
         APITimeoutError, APIConnectionError)."""
-        payload = _compact(body).encode()
+        payload = jsonfast.dumps(body)
         request = self._direct_request(payload, self._head_json, betas) if self._direct_now() else None
         if request is not None:
             connect, read = _limits(timeout)
@@ -101,7 +100,7 @@ class AnthropicClient(anthropic.Anthropic):
         `first_event_by` (a time.monotonic() value): the connection, the answer's headers and its first event must
         all arrive by then, else APITimeoutError (the first-byte budget of an attempt run in the request's own
         thread, inference.attempts); the events after the first are read with `timeout`'s read timeout."""
-        payload = _compact(body).encode()
+        payload = jsonfast.dumps(body)
         request = self._direct_request(payload, self._head_stream, betas) if self._direct_now() else None
         if request is not None:
             connect, read = _limits(timeout)

@@ -367,13 +367,16 @@ def test_hedged_call_is_billed_and_recorded_once(sim: Any, client_a: Any, basic:
 
 
 def test_the_json_answer_is_what_json_response_would_send() -> None:
-    """inference.api_v1.json_response (one encoder built at import, bytes handed over) against Django's
-    JsonResponse: the same bytes and Content-Type, also for what only DjangoJSONEncoder can encode, non-ASCII
-    text and nesting; what neither can encode is refused the same way."""
+    """inference.api_v1.json_response (orjson, config.jsonfast) against Django's JsonResponse: the same values and
+    Content-Type, also for what only DjangoJSONEncoder can encode, non-ASCII text and nesting; the bytes are
+    json.dumps's with DjangoJSONEncoder, compact and UTF-8 (as the Anthropic API writes them); what neither can
+    encode is refused the same way."""
     import datetime
     import decimal
+    import json
     import uuid
 
+    from django.core.serializers.json import DjangoJSONEncoder
     from django.http import JsonResponse
 
     from inference.api_v1 import json_response
@@ -384,7 +387,8 @@ def test_the_json_answer_is_what_json_response_would_send() -> None:
             "day": datetime.date(2026, 12, 7), "cost": decimal.Decimal("0.0012"),
             "uid": uuid.UUID("12345678-1234-5678-1234-567812345678"), "usage": {"input_tokens": 3}}
     ours, django = json_response(data), JsonResponse(data)
-    assert ours.content == django.content and ours["Content-Type"] == django["Content-Type"]
+    assert json.loads(ours.content) == json.loads(django.content) and ours["Content-Type"] == django["Content-Type"]
+    assert ours.content == json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False).encode()
     assert ours.status_code == django.status_code == 200
     with pytest.raises(TypeError):
         JsonResponse({"x": object()})
