@@ -13,6 +13,7 @@ Alerts at 80% and 100% are access.budget_alerts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -124,20 +125,40 @@ def _budget_rows(user_id: Any, api_key_prefix: str) -> tuple[BudgetRow, ...]:
                  for budget in Budget.objects.filter(subject, active=True).select_related("api_key", "user"))
 
 
+def _period_limit(schema: str, row: BudgetRow, moment: datetime) -> BudgetLimit:
+    start, end = period_bounds(row.period, moment)
+    return BudgetLimit(budget_id=row.budget_id, key=spent_key(schema, row.budget_id, start), limit=row.limit,
+                       label=row.label, period=row.period, period_start=start.isoformat(), resets_at=end.isoformat(),
+                       ttl=TTL_DAILY_S if row.period == "daily" else TTL_MONTHLY_S)
+
+
+# A budget's limit in the current period is the same all day (its period's bounds and counter key): built once per
+# (schema, budget row, UTC day) instead of on every call (date arithmetic, two strftime, a frozen dataclass). The
+# day is part of the key, so an entry is never served on another day; the map is emptied when it grows large.
+_period_limits: dict[tuple[str, BudgetRow, int], BudgetLimit] = {}
+
+
 def budgets_for(*, schema: str, user_id: Any, api_key_prefix: str = "",
                 now: datetime | None = None) -> list[BudgetLimit]:
     """The active budgets of the current tenant that apply to a call of this user (and API key)."""
-    moment = now or datetime.now(UTC)
     # Keyed by the schema the rows are read from: an entry can only ever answer for the tenant it came from.
     rows = _budget_cache.get_or_load(connection.schema_name,  # type: ignore[attr-defined]
                                      (user_id, api_key_prefix), lambda: _budget_rows(user_id, api_key_prefix))
+    if not rows:
+        return []
+    if now is not None:
+        return [_period_limit(schema, row, now) for row in rows]
+    seconds = time.time()
+    day = int(seconds // 86400)  # the UTC day (POSIX time has no leap seconds)
     out = []
-    for row in rows or ():
-        start, end = period_bounds(row.period, moment)
-        out.append(BudgetLimit(
-            budget_id=row.budget_id, key=spent_key(schema, row.budget_id, start), limit=row.limit,
-            label=row.label, period=row.period, period_start=start.isoformat(), resets_at=end.isoformat(),
-            ttl=TTL_DAILY_S if row.period == "daily" else TTL_MONTHLY_S))
+    for row in rows:
+        memo_key = (schema, row, day)
+        limit = _period_limits.get(memo_key)
+        if limit is None:
+            if len(_period_limits) >= 10_000:
+                _period_limits.clear()
+            limit = _period_limits[memo_key] = _period_limit(schema, row, datetime.fromtimestamp(seconds, UTC))
+        out.append(limit)
     return out
 
 

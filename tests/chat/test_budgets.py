@@ -179,3 +179,34 @@ def test_max_input_tokens_is_an_upper_bound() -> None:
     image = {"model": "m", "messages": [{"role": "user", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "A" * 100_000}}]}]}
     assert max_input_tokens(image) < 2_000  # an image is billed at most ~1,600 tokens, whatever its size
+
+
+def test_a_budgets_period_follows_the_utc_day_across_midnight(tenant_a: Any, make_user: Any, in_tenant: Any,
+                                                              monkeypatch: Any) -> None:
+    """budgets_for builds a budget's period (bounds, counter key) once per UTC day and keeps it: the day is part of
+    what it is kept by, so the first call after midnight gets the new day's (and month's) counters."""
+    import types
+
+    import access.budgets
+
+    user = make_user(tenant_a, "basic_user")
+    with in_tenant(tenant_a):
+        Budget.objects.create(scope=Budget.Scope.TENANT, period="daily", limit_micros=10**9)
+        Budget.objects.create(scope=Budget.Scope.USER, user=user, period="monthly", limit_micros=10**9)
+        schema = tenant_a.schema_name
+
+        def periods(at: datetime) -> list[tuple[str, str, str, str]]:
+            monkeypatch.setattr(access.budgets, "time", types.SimpleNamespace(time=at.timestamp))
+            return sorted((b.period, b.key.rsplit(":", 1)[1], b.period_start, b.resets_at)
+                          for b in budgets_for(schema=schema, user_id=user.pk))
+
+        before = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+        assert periods(before) == periods(before) == [
+            ("daily", "20261231", "2026-12-31", "2027-01-01T00:00:00+00:00"),
+            ("monthly", "20261201", "2026-12-01", "2027-01-01T00:00:00+00:00")]
+        assert periods(before + timedelta(seconds=2)) == [
+            ("daily", "20270101", "2027-01-01", "2027-01-02T00:00:00+00:00"),
+            ("monthly", "20270101", "2027-01-01", "2027-02-01T00:00:00+00:00")]
+        assert periods(before) == [  # an earlier day asked again (a clock stepped back) gets its own period
+            ("daily", "20261231", "2026-12-31", "2027-01-01T00:00:00+00:00"),
+            ("monthly", "20261201", "2026-12-01", "2027-01-01T00:00:00+00:00")]
