@@ -10,10 +10,13 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.base import BaseHandler
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, ResolverMatch, set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
+from django_tenants.utils import get_public_schema_name, has_multi_type_tenants
 
 from config.ids import uuid4_hex
 from config.suspended import suspended_response, tenant_suspended
@@ -68,6 +71,28 @@ def _tenant_cache_ttl() -> float:
 _tenants: TenantCache[Any] = TenantCache("tenant_hosts", ttl=_tenant_cache_ttl)
 
 
+_ABSENT: Any = object()
+_routing: tuple[bool, str, Any] | None = None
+
+
+def _url_routing() -> tuple[bool, str, Any]:
+    """What django-tenants' setup_url_routing reads from the settings on each request (multi-type tenants, the
+    public schema's name, PUBLIC_SCHEMA_URLCONF or _ABSENT), read once: two of them are missing from our settings
+    and each read of a missing setting raised and caught an AttributeError (some 4 us of a cache hit's 6)."""
+    global _routing
+    routing = _routing
+    if routing is None:
+        routing = _routing = (bool(has_multi_type_tenants()), get_public_schema_name(),
+                              getattr(settings, "PUBLIC_SCHEMA_URLCONF", _ABSENT))
+    return routing
+
+
+@receiver(setting_changed)
+def _url_routing_forget(**kwargs: Any) -> None:
+    global _routing
+    _routing = None
+
+
 class TenantMiddleware(TenantMainMiddleware):
     """django-tenants' middleware with the host -> tenant lookup cached in-process (config/tenant_cache.py).
 
@@ -107,7 +132,11 @@ class TenantMiddleware(TenantMainMiddleware):
         if getattr(conn, "tenant", None) is not tenant or getattr(conn, "schema_name", None) != getattr(
                 tenant, "schema_name", ""):
             conn.set_tenant(tenant)
-        self.setup_url_routing(request)
+        multi_type, public_schema, public_urlconf = _url_routing()
+        if multi_type:
+            self.setup_url_routing(request)
+        elif public_urlconf is not _ABSENT and getattr(tenant, "schema_name", None) == public_schema:
+            request.urlconf = public_urlconf  # type: ignore[attr-defined]
         return None
 
     def get_tenant(self, domain_model: Any, hostname: str) -> Any:

@@ -211,14 +211,18 @@ def _wsgi(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]]
 
 @pytest.fixture
 def no_connection_closing() -> Iterator[None]:
-    """Inside the test's transaction the connection must stay open (what Django's test client does too)."""
+    """Inside the test's transaction the connection must stay open (what Django's test client does too). The
+    receivers come back in their order: the lane runs Django's own ones as one function only in that order."""
+    saved = [(signal, list(signal.receivers)) for signal in (request_started, request_finished)]
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
         yield
     finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
+        for signal, receivers in saved:
+            with signal.lock:
+                signal.receivers = receivers
+                signal.sender_receivers_cache.clear()
 
 
 def test_the_wsgi_answer_is_djangos(sim: Any, tenant_a: Any, production_headers: None,
@@ -325,3 +329,41 @@ def test_a_stream_the_client_leaves_is_closed_by_the_server_with_the_receivers(
     with in_tenant(tenant_a):
         entry = AuditEntry.objects.filter(event_type="model_call", user_id=user.pk).get()
         assert entry.status == "incomplete" and "went away" in entry.error
+
+
+def test_cookies_and_the_request_finished_receivers_as_django(sim: Any, tenant_a: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A response's cookies reach the server as Django's Set-Cookie headers (after the header store's pairs); at
+    the close, request_finished's receivers (run as one function when they are Django's own) close the caches and
+    reset the URLconf."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+    from django.http import HttpResponse
+    from django.urls import get_urlconf
+
+    import inference.api_v1
+
+    def with_cookies(*args: Any, **kwargs: Any) -> Any:
+        response = HttpResponse(b"{}", content_type="application/json", status=405)
+        response.set_cookie("a", "1", httponly=True)
+        response.set_cookie("b", "2", max_age=60)
+        return response
+
+    monkeypatch.setattr(inference.api_v1, "api_error", with_cookies)  # GET /v1/messages answers through it
+    closed: list[str] = []
+    monkeypatch.setattr(LocMemCache, "close", lambda self, **kwargs: closed.append("cache"))
+    monkeypatch.setattr(BaseDatabaseWrapper, "close_if_unusable_or_obsolete", lambda self: closed.append("hygiene"))
+    handler = WSGIHandler()
+    lane = ApiLane(handler)
+    lane.finished.current()
+    assert lane.finished.fusable  # the one function for Django's own receivers (any order) is what runs
+    environ = lambda: _environ(tenant_host(tenant_a), REQUEST_METHOD="GET")  # noqa: E731
+    django_status, django_headers, _ = _wsgi(handler, environ())
+    caches["default"]  # initialized in this thread: its close is due at each request's end
+    closed.clear()
+    status, headers, _ = _wsgi(lane, environ())
+    assert status == django_status == "405 Method Not Allowed"
+    cookies = [value for name, value in headers if name == "Set-Cookie"]
+    assert len(cookies) == 2 and cookies == [value for name, value in django_headers if name == "Set-Cookie"]
+    assert headers[-2:] == [("Set-Cookie", cookie) for cookie in cookies]
+    assert closed == ["hygiene", "hygiene", "cache"] and get_urlconf() is None

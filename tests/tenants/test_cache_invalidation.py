@@ -287,3 +287,36 @@ def test_consent_is_cached_until_it_is_withdrawn(notice_tenant: Any) -> None:
         assert served_from_memory(lambda: consent_required(user, tenant)) is None
         consent_withdraw(user)
         eventually(lambda: consent_required(user, tenant) is not None, "the withdrawal is seen")
+
+
+def test_the_url_routing_settings_are_read_again_when_they_change(settings: Any) -> None:
+    """TenantMiddleware reads django-tenants' URL routing settings once (config.middleware._url_routing), and again
+    after a setting changes (the tests' overrides)."""
+    from config import middleware
+
+    assert middleware._url_routing() == (False, "public", settings.PUBLIC_SCHEMA_URLCONF)
+    settings.PUBLIC_SCHEMA_URLCONF = "config.urls"
+    assert middleware._url_routing() == (False, "public", "config.urls")
+
+
+def test_a_host_served_from_the_cache_is_routed_as_django_tenants_routes_it(caches_on: None) -> None:
+    """A cache hit sets the request's URLconf as django-tenants' setup_url_routing does: the public site's for the
+    public tenant, none (the default) for a tenant."""
+    from django.test import RequestFactory
+    from django_tenants.middleware.main import TenantMainMiddleware
+
+    from config.middleware import TenantMiddleware, _tenants
+
+    middleware = TenantMiddleware(lambda request: None)  # type: ignore[arg-type, return-value]
+    for host, urlconf in (("alpha.localhost", None), ("localhost", "config.urls_public")):
+        def cached(host: str = host) -> bool:
+            assert middleware.process_request(RequestFactory(HTTP_HOST=host).get("/")) is None
+            return _tenants.peek("public", host) is not None
+
+        eventually(cached, f"{host} in the host cache")
+        hit = RequestFactory(HTTP_HOST=host).get("/")
+        assert middleware.for_hostname(hit, host) is None
+        expected = RequestFactory(HTTP_HOST=host).get("/")
+        expected.tenant = hit.tenant  # type: ignore[attr-defined]
+        TenantMainMiddleware.setup_url_routing(expected)
+        assert getattr(hit, "urlconf", None) == getattr(expected, "urlconf", None) == urlconf
