@@ -48,6 +48,22 @@ class _Chained:
     row: str  # the row as JSON (audit_rows_json)
 
 
+# The subject MACs of recent (key, user, personal text): a client's calls share them (an HMAC each, 2.9 us).
+_subject_macs: dict[tuple[bytes, int | None, str], str] = {}
+_SUBJECT_MACS_MAX = 4096
+
+
+def _subject_mac(key: bytes, user_id: int | None, personal_text: str) -> str:
+    """chain.subject_mac_text, remembered (a pure function of its arguments)."""
+    mac = _subject_macs.get((key, user_id, personal_text))
+    if mac is None:
+        mac = chain.subject_mac_text(key, user_id, personal_text)
+        if len(_subject_macs) >= _SUBJECT_MACS_MAX:
+            _subject_macs.clear()
+        _subject_macs[(key, user_id, personal_text)] = mac
+    return mac
+
+
 _quote = json.encoder.encode_basestring  # what canonical JSON writes for a str (ensure_ascii=False)
 
 
@@ -103,7 +119,7 @@ def _chained(events: list[AuditEvent], *, key: bytes, head: tuple[int, str], pre
         entry.output_hash = event.output_hash if event.output_hash is not None else content_hash(
             key, event.output_payload)
         entry.error = (event.error or "")[:2000]
-        entry.subject_mac = chain.subject_mac_text(key, entry.user_id, entry.personal_text)
+        entry.subject_mac = _subject_mac(key, entry.user_id, entry.personal_text)
         # Each value's canonical text made once, for the MAC's body and for the row. The pseudonym, the event id,
         # the time and the MACs are hex digits and ISO digits: nothing in them to escape.
         event_type, model, status = _text(event.event_type), _text(event.model or ""), _text(event.status)

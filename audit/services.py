@@ -70,6 +70,29 @@ def request_personal(request: Any, tenant: Any = None) -> dict[str, Any]:
     return personal
 
 
+# The canonical texts of personal fields made of str values (a user's name, IP address, user agent, session
+# digest: the same for each call of a client), by the fields' items. A key holding only str values is equal only to
+# fields of equal str values (never to an int, a float or a bool), whose canonical text is the same.
+_personal_texts: dict[tuple[tuple[str, str], ...], str] = {}
+_PERSONAL_TEXTS_MAX = 4096
+
+
+def personal_text(personal: dict[str, Any]) -> str:
+    """chain.json_text(personal)[1], remembered for fields of str values (3.4 us a call made, 0.4 us found)."""
+    try:
+        key = tuple(personal.items())
+        text = _personal_texts.get(key)
+    except TypeError:  # an unhashable value: not remembered
+        return chain.json_text(personal)[1]
+    if text is None:
+        text = chain.json_text(personal)[1]
+        if all(type(name) is str and type(value) is str for name, value in key):
+            if len(_personal_texts) >= _PERSONAL_TEXTS_MAX:
+                _personal_texts.clear()
+            _personal_texts[key] = text
+    return text
+
+
 @dataclass
 class AuditEvent:
     """One entry to append, with everything taken from the request already resolved (so it can be written later,
@@ -106,7 +129,7 @@ class AuditEvent:
                 metadata["request_id"] = self.request_id
             self.metadata_json = chain.json_text(metadata)[1]
         if self.personal_json is None:
-            self.personal_json = chain.json_text(self.personal)[1]
+            self.personal_json = personal_text(self.personal)
         return self.metadata_json, self.personal_json
 
     def hashed(self, key: bytes) -> AuditEvent:

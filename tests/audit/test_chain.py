@@ -309,3 +309,22 @@ def test_an_event_made_outside_its_tenant_digests_the_session_under_that_tenants
         made = audit_event(event_type="model_call", request=request, tenant=tenant_a, input_payload="p")
         assert made.personal == expected
         assert made.hashed(tenant_key_of(tenant_a)).input_hash == keyed_hash(key_a, "p")
+
+
+def test_remembered_personal_texts_and_subject_macs_are_the_ones_made_afresh() -> None:
+    """audit.services.personal_text and audit.rows._subject_mac remember their answers: equal fields of other
+    types (1, True, 1.0, "1") never share a text, unhashable fields are made each time, and the cache's bound holds."""
+    from audit import chain, rows, services
+
+    cases: list[dict[str, Any]] = [{"ip": "10.0.0.1", "username": "é\"x"}, {"a": "1"}, {"a": 1}, {"a": True},
+                                   {"a": 1.0}, {"a": "1"}, {"a": ["x"]}, {"a": {"b": "c"}}, {}, {"ip": "10.0.0.1"}]
+    for _ in range(2):
+        for personal in cases:
+            assert services.personal_text(personal) == chain.json_text(personal)[1]
+            for user_id in (None, 7):
+                text = chain.json_text(personal)[1]
+                assert rows._subject_mac(b"k", user_id, text) == chain.subject_mac_text(b"k", user_id, text)
+    assert rows._subject_mac(b"other", 7, "{}") == chain.subject_mac_text(b"other", 7, "{}")
+    for n in range(services._PERSONAL_TEXTS_MAX + 10):
+        services.personal_text({"ip": str(n)})
+    assert len(services._personal_texts) <= services._PERSONAL_TEXTS_MAX
