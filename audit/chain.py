@@ -24,6 +24,7 @@ from audit.verify import (
     VerifyResult,
     canonical,
     canonical_text,
+    canonical_text_plain,
     entry_mac_of,
     request_id_problem,
 )
@@ -73,10 +74,18 @@ def pseudonym(key: bytes, user_id: int | None) -> str:
 def json_text(value: Any) -> tuple[Any, str]:
     """(normalise(value), its canonical text): the value as an entry stores it and the JSON its MAC covers, made
     once (audit.rows.audit_rows_json writes the same text into the row)."""
+    if _json_native(value, 0, True):
+        return value, canonical_text_plain(value)
     if _json_native(value, 0):
         return value, canonical_text(value)
     normal = json.loads(canonical_text(value))
     return normal, canonical_text(normal)
+
+
+def canonical_fast(value: Any) -> str:
+    """canonical_text(value): by orjson when the value is one it writes as json does (audit.verify.
+    canonical_text_plain), else by json."""
+    return canonical_text_plain(value) if _json_native(value, 0, True) else canonical_text(value)
 
 
 def normalise(value: Any) -> Any:
@@ -91,26 +100,27 @@ def normalise(value: Any) -> Any:
 _SCALARS = frozenset({str, int, bool, type(None)})
 
 
-def _json_native(value: Any, depth: int) -> bool:
+def _json_native(value: Any, depth: int, plain: bool = False) -> bool:
     """Does `value` read back from JSON as an equal value of the same types (dicts with str keys, lists, str,
     int, bool, None, finite floats; exact types, no subclasses such as enums or lazy strings)? (Scalar members
-    are checked in the loops, without a call each.)"""
+    are checked in the loops, without a call each.) `plain`: and is every float one that repr writes without an
+    exponent (0, or 1e-4 <= |f| < 1e16), so that orjson writes the value as json does (canonical_fast)?"""
     kind = type(value)
     if kind in _SCALARS:
         return True
     if kind is float:
-        return math.isfinite(value)
+        return (value == 0 or 1e-4 <= abs(value) < 1e16) if plain else math.isfinite(value)
     if depth > 16:
         return False
     if kind is dict:
         for k, v in value.items():
             if type(k) is not str:
                 return False
-            if type(v) not in _SCALARS and not _json_native(v, depth + 1):
+            if type(v) not in _SCALARS and not _json_native(v, depth + 1, plain):
                 return False
         return True
     if kind is list:
-        return all(type(v) in _SCALARS or _json_native(v, depth + 1) for v in value)
+        return all(type(v) in _SCALARS or _json_native(v, depth + 1, plain) for v in value)
     return False
 
 

@@ -20,7 +20,7 @@ def content_hash(key: bytes, payload: Any) -> str:
     """HMAC-SHA-256 of a prompt or completion: proves what was sent without storing it."""
     if payload is None or payload == "":
         return ""
-    text = payload if isinstance(payload, str) else chain.canonical_text(payload)
+    text = payload if isinstance(payload, str) else chain.canonical_fast(payload)
     return chain.keyed_hash(key, text)
 
 

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64  # the previous MAC of entry #1
 MAX_FINDINGS = 50  # enough to see the pattern; a verification of a wrecked chain stays readable
 
@@ -26,6 +28,18 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 def canonical_text(value: Any) -> str:
     """canonical(value) before its UTF-8 encoding."""
     return _CANONICAL.encode(value)
+
+
+def canonical_text_plain(value: Any) -> str:
+    """canonical_text(value), written by orjson (a tenth of json's time), for a value audit.chain.canonical_fast
+    has checked: dicts with str keys, lists, str, int, bool, None and floats that repr writes without an exponent,
+    exact types. orjson writes those byte for byte as json does (sorted keys, no spaces, the same escapes, the same
+    shortest float digits: tests/audit/test_canonical_orjson.py); what it refuses (an integer beyond 64 bits, a
+    lone surrogate) is json's text."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return _CANONICAL.encode(value)
 
 
 def canonical(value: Any) -> bytes:

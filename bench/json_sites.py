@@ -40,6 +40,8 @@ def main() -> None:
     django.setup()
     from django.core.serializers.json import DjangoJSONEncoder
 
+    from audit import chain
+    from audit.verify import canonical_text
     from config import jsonfast
 
     samples = json.loads(SAMPLES.read_text())
@@ -64,6 +66,9 @@ def main() -> None:
         assert raw.count(b"[") + raw.count(b"{") <= 64
         return value
 
+    def json_text_old(value: Any) -> Any:  # audit.chain.json_text before (a native value: the walk, json's text)
+        return value, canonical_text(value) if chain._json_native(value, 0) else None
+
     def raw(name: str) -> list[bytes]:
         return [s.encode() for s in samples[name]]
 
@@ -78,6 +83,9 @@ def main() -> None:
          lambda v: jsonfast.dumps_text(v, str)),
         ("usage rows (services.usage_rows_json)", 1, samples["usage_rows"], compact, jsonfast.dumps_text),
         ("request body (json_loads_limited)", 1, raw("request_body"), body_old, body_new),
+        ("audit canonical text (chain.json_text)", 2, samples["canonical"][:4], json_text_old, chain.json_text),
+        ("payload hash text (chain.canonical_fast)", 2, samples["canonical"][4:], canonical_text,
+         chain.canonical_fast),
         ("SSE frame (config.http, not Framed)", 0, samples["sse_event"], lambda v: compact(v).encode(),
          jsonfast.dumps),
         ("upstream answer (not switched)", 0, raw("upstream_answer"), json.loads, jsonfast.loads),

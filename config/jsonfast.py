@@ -17,7 +17,8 @@ and these functions hand over to json wherever the two would differ:
   RecursionError; json_loads_limited refuses both long before.)
 
 Never for anything hashed, MAC'd or signed (audit.verify.canonical and what it covers, checkpoints, receipts, the
-SIEM wire): their bytes are json's, floats and escapes included, and must stay so.
+SIEM wire): their bytes are json's, floats and escapes included, and must stay so. (audit.verify.
+canonical_text_plain uses orjson itself, only on values checked to come out byte for byte as json's.)
 """
 
 from __future__ import annotations
