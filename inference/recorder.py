@@ -214,6 +214,7 @@ class BatchWriter(JournalMixin[T]):
         deadline = time.monotonic() + _setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)
         while not self._after() and time.monotonic() < deadline:
             time.sleep(0.2)
+        self._journal_count()
         self._journal_close()
 
     def _after(self) -> bool:
@@ -297,6 +298,7 @@ class BatchWriter(JournalMixin[T]):
         backoff = 0.05
         while True:
             self._scan_journals()
+            self._journal_count()
             batch = self._take()
             if not batch:
                 self._after()

@@ -108,3 +108,35 @@ def test_a_full_batch_of_journaled_records_wakes_the_writer(background: Any, pg_
     while rows() != set(items) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert rows() == set(items)
+
+
+def test_journaled_lines_are_counted_by_the_writer_not_the_caller(background: Any) -> None:
+    """atrium_recorder_journaled_total counts the lines made durable; the writer thread adds them (one increment
+    for all it finds), not the request threads: none is counted by submit_journaled, all of them soon after by
+    the writer, even while the database takes nothing."""
+    from prometheus_client import REGISTRY
+
+    def journaled() -> float:
+        return REGISTRY.get_sample_value("atrium_recorder_journaled_total") or 0.0
+
+    database_open = threading.Event()
+
+    def write(batch: list[str]) -> list[str]:
+        return [] if database_open.is_set() else batch
+
+    writer: BatchWriter[str] = BatchWriter(f"j{uuid.uuid4().hex[:6]}", write, string_codec())
+    writer._idle_s = 0.05
+    count = writer._journal_count
+    writer._journal_count = lambda: None  # type: ignore[method-assign]  # the writer's counting held back
+    before = journaled()
+    for n in range(8):
+        writer.submit_journaled(f"a:{n}")
+    assert journaled() == before  # the callers counted nothing
+    writer._journal_count = count  # type: ignore[method-assign]
+    deadline = time.monotonic() + 10
+    while journaled() < before + 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert journaled() == before + 8  # counted although the database has taken nothing
+    database_open.set()
+    assert writer.flush(timeout=30)
+    assert journaled() == before + 8
