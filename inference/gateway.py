@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from access.budgets import budget_release
@@ -31,7 +32,7 @@ from inference.calls import (
     QuotaUnavailable,
     request_id_for,
 )
-from inference.catalog.pricing import Tokens, cost_micros, price_at
+from inference.catalog.pricing import MICROS_PER_USD, TOKENS_PER_MTOK, Price, Tokens, cost_micros, price_at
 from inference.catalog.selectors import CatalogEntry
 from inference.errors import InferenceError
 from inference.records import CallRecord, Counts, RecordsUnavailable, record_durable, record_now, record_submit
@@ -47,6 +48,48 @@ T = TypeVar("T")
 
 
 # --- the call and its records ------------------------------------------------------------------------
+
+# A price's four per-million-token prices as integers times 10**scale, by the price's id (kept with the price, so a
+# reused id is noticed): (price, scale, (input, output, cache read, cache write)).
+_scaled_prices: dict[int, tuple[Price, int, tuple[int, ...]]] = {}
+_SCALED_PRICES_MAX = 256
+_EXACT_BELOW = 10**20  # sums far inside Decimal's 28 digits: cost_micros computes them without rounding too
+
+
+def _scaled(price: Price) -> tuple[Price, int, tuple[int, ...]] | None:
+    found = _scaled_prices.get(id(price))
+    if found is not None and found[0] is price:
+        return found
+    parts = (price.input, price.output, price.cache_read, price.cache_write)
+    if not all(part.is_finite() for part in parts):
+        return None
+    scale = max(0, *(-int(part.as_tuple().exponent) for part in parts))
+    numbers = tuple(int(part.scaleb(scale)) for part in parts)
+    if any(Decimal(number).scaleb(-scale) != part for number, part in zip(numbers, parts, strict=True)):
+        return None  # not exactly representable (never for a price row): cost_micros prices it
+    if len(_scaled_prices) >= _SCALED_PRICES_MAX:
+        _scaled_prices.clear()
+    found = _scaled_prices[id(price)] = (price, scale, numbers)
+    return found
+
+
+def _cost_micros(price: Price | None, tokens: Tokens, *, batch: bool) -> int:
+    """cost_micros(price, tokens, batch=batch), the same integer, in integers (a quarter of its CPU): the micro-USD
+    are sum(tokens x USD per million tokens) exactly (MICROS_PER_USD == TOKENS_PER_MTOK), rounded half up. A batch
+    discount, a negative or huge sum, or a price not exactly scaled go to cost_micros itself."""
+    if price is None:
+        return 0
+    scaled = None if batch and price.batch_discount_percent else _scaled(price)
+    if scaled is None or MICROS_PER_USD != TOKENS_PER_MTOK:
+        return cost_micros(price, tokens, batch=batch)
+    _price, scale, (input_price, output_price, read_price, write_price) = scaled
+    total = (tokens.input * input_price + tokens.output * output_price + tokens.cache_read * read_price
+             + tokens.cache_write * write_price)
+    if not 0 <= total < _EXACT_BELOW:
+        return cost_micros(price, tokens, batch=batch)
+    unit: int = 10**scale
+    return (2 * total + unit) // (2 * unit)  # half up: total / unit + 1/2, floored
+
 
 def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider: str, region: str, model_id: str,
                  attempts: list[Attempt], status: str, error: str = "", incomplete: bool = False) -> CallRecord:
@@ -86,7 +129,7 @@ def _call_record(admitted: Admitted, *, message: dict[str, Any] | None, provider
     tokens = Tokens(input=input_tokens, output=output_tokens,
                     cache_read=int(usage.get("cache_read_input_tokens") or 0),
                     cache_write=int(usage.get("cache_creation_input_tokens") or 0))
-    cost = cost_micros(price_at(model, provider, audit.timestamp), tokens, batch=call.source == "batch")
+    cost = _cost_micros(price_at(model, provider, audit.timestamp), tokens, batch=call.source == "batch")
     return CallRecord(tenant=call.tenant, request_id=call.request_id, audit=audit, reservation=admitted.reservation,
                       usage=UsageCount(call.user.pk, model, provider, input_tokens, output_tokens, status != "success",
                                        request_id=call.request_id, day=audit.timestamp.date(),

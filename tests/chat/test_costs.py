@@ -99,3 +99,42 @@ def test_price_change_after_a_call_leaves_its_cost(sim: Any, client_a: Any, tena
         stacked = usage_stacked(period=period, stack="model", metric="cost", user_id=user.pk)
         assert len(stacked["days"]) == 3 and stacked["series"][0]["key"] == "claude-haiku-5-5"
         assert sum(stacked["series"][0]["values"]) == total["cost_micros"]
+
+
+def test_the_gateways_integer_pricing_is_cost_micros_to_the_micro_usd() -> None:
+    """inference.gateway._cost_micros prices a call in integers; it must give cost_micros' exact answer for every
+    price and token count (ties rounded half up included), and hand what it cannot do exactly to cost_micros."""
+    import random
+
+    from inference.gateway import _cost_micros, _scaled_prices
+
+    rng = random.Random(7)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def decimal() -> Decimal:
+        kind = rng.randrange(4)
+        if kind == 0:
+            return Decimal(rng.randrange(0, 100_000)).scaleb(-rng.randrange(0, 9))
+        if kind == 1:
+            return Decimal(f"{rng.randrange(0, 200)}.{rng.randrange(0, 10**6):06d}")
+        if kind == 2:
+            return Decimal(rng.choice(["0", "0.5", "1.25", "3E+1", "0.000001", "15.000000", "0.30", "7.5"]))
+        return Decimal(rng.randrange(0, 10**12)).scaleb(-rng.randrange(6, 14))
+
+    def tokens() -> int:
+        return rng.choice([0, 1, 2, 3, 5, 10, 999, 10**6, 10**9, rng.randrange(0, 10**7)])
+
+    for _ in range(4000):
+        price = Price(effective_from=at, input=decimal(), output=decimal(), cache_read=decimal(),
+                      cache_write=decimal(), batch_discount_percent=rng.choice([Decimal(0), Decimal(50),
+                                                                                Decimal("12.5")]))
+        for _ in range(5):
+            used = Tokens(input=tokens(), output=tokens(), cache_read=tokens(), cache_write=tokens())
+            for batch in (False, True):
+                assert _cost_micros(price, used, batch=batch) == cost_micros(price, used, batch=batch), (price, used)
+    tie = Price(effective_from=at, input=Decimal("0.5"), output=Decimal("1.5"), cache_read=Decimal(0),
+                cache_write=Decimal(0))
+    assert _cost_micros(tie, Tokens(input=1), batch=False) == cost_micros(tie, Tokens(input=1)) == 1
+    assert _cost_micros(tie, Tokens(input=-1), batch=False) == cost_micros(tie, Tokens(input=-1)) == -1
+    assert _cost_micros(None, Tokens(input=5), batch=False) == 0
+    assert len(_scaled_prices) <= 256
