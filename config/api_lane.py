@@ -203,12 +203,25 @@ def _security_headers(security: Any) -> tuple[tuple[str, str] | None, list[tuple
     return hsts, [(name.lower(), _stored(name, value)) for name, value in defaults]
 
 
+class _Body(list[bytes]):
+    """A complete body, one piece, that the server closes after handing it over (ApiLane.server_closes_lists)."""
+
+    __slots__ = ("close",)
+
+    def __init__(self, content: bytes, close: Callable[[], None]) -> None:
+        super().__init__((content,))
+        self.close = close
+
+
 class ApiLane:
     """WSGI application: /v1/* through the lane, everything else through `handler` (Django's WSGIHandler)."""
 
     def __init__(self, handler: WSGIHandler) -> None:
         self.handler = handler
         self.sender = type(handler)
+        # Set when the server calls `close()` on a list it was handed, once it has its bytes (config.serve's
+        # wrapper; granian's own does not, and a list is all many servers see).
+        self.server_closes_lists = False
         chain = handler_chain(handler)
         self.enabled = chain is not None
         if chain is None:
@@ -242,8 +255,11 @@ class ApiLane:
             # in its generator's finally), then request_finished's receivers as below.
             response.close = functools.partial(self.close, response)
             return response
-        # A complete body: handed over in one piece (granian writes a list at once) and the response closed now,
-        # as the server would right after writing it.
+        # A complete body: handed over in one piece (granian writes a list at once). The response is closed (the
+        # request's closers, request_finished's receivers) by the server once the bytes are handed over, off the
+        # answer's path, when it closes lists (config.serve's wrapper); else by the lane now.
+        if self.server_closes_lists:
+            return _Body(response.content, functools.partial(self.close, response))
         body = [response.content]
         self.close(response)
         return body

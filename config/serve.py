@@ -191,6 +191,9 @@ def wsgi_callback_wrapper(callback: Callable[..., Any], scope_opts: dict[str, An
 
     - the request limits (414, 431: `limits`) are checked on the request's own keys, granian's scope, before the
       process environment is merged in, instead of a pass over every key of the merged environ;
+    - a list the application returns is closed (when it has a `close`, as WSGI servers close any iterable) right
+      after its bytes are handed to granian, which granian's own wrapper does not do: the /v1 lane's end-of-request
+      work (request_finished) then runs while the answer is written (ApiLane.server_closes_lists);
     - the access log line, when granian.access has the handler granian configured (a stream, '%(message)s'), is
       written to that handler's stream under its lock: the same bytes, without a log record, a caller lookup and
       a date formatted for nothing; any other configuration of that logger gets its record through logging.
@@ -226,7 +229,12 @@ def wsgi_callback_wrapper(callback: Callable[..., Any], scope_opts: dict[str, An
                 environ["PATH_INFO"] = scope["PATH_INFO"][len(prefix):] or "/"
             rv = callback(environ, resp)
         if isinstance(rv, list):
-            proto.response_bytes(resp.status, resp.headers, b"".join(rv))
+            try:
+                proto.response_bytes(resp.status, resp.headers, b"".join(rv))
+            finally:
+                close = getattr(rv, "close", None)  # once the answer is on its way, as WSGI servers close iterables
+                if close is not None:
+                    close()
         else:
             proto.response_iter(resp.status, resp.headers, ResponseIterWrap(rv))
         return int(resp.status)

@@ -23,4 +23,6 @@ if os.environ.get("ATRIUM_WEB_SERVER") == "granian":  # a worker of `python -m c
     # granian's per-request wrapper, ours: it checks the request limits itself (config.serve.wsgi_callback_wrapper)
     if not install_wsgi_wrapper():
         application = limits(application)  # type: ignore[assignment]
+    else:
+        application.server_closes_lists = True  # the wrapper closes a list once granian has its bytes
     worker_init()

@@ -367,3 +367,28 @@ def test_cookies_and_the_request_finished_receivers_as_django(sim: Any, tenant_a
     assert len(cookies) == 2 and cookies == [value for name, value in django_headers if name == "Set-Cookie"]
     assert headers[-2:] == [("Set-Cookie", cookie) for cookie in cookies]
     assert closed == ["hygiene", "hygiene", "cache"] and get_urlconf() is None
+
+
+def test_the_end_of_request_work_runs_once_the_answer_is_handed_to_our_server(sim: Any, tenant_a: Any,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under config.serve's wrapper (which closes a list once granian has its bytes) a complete answer's
+    request_finished work runs after the answer is handed over, off its path; under any other server the lane
+    closes the response before handing the body back, as before."""
+    from config import serve
+
+    order: list[Any] = []
+    monkeypatch.setattr(BaseDatabaseWrapper, "close_if_unusable_or_obsolete", lambda self: order.append("hygiene"))
+
+    class Proto:
+        def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+            order.append(("handed over", status, json.loads(body)["error"]["type"]))
+
+    lane = ApiLane(WSGIHandler())
+    lane.server_closes_lists = True
+    serve.wsgi_callback_wrapper(lane, {}, None)(Proto(), _environ(tenant_host(tenant_a), REQUEST_METHOD="GET"))
+    assert order == ["hygiene", ("handed over", 405, "invalid_request_error"), "hygiene"]
+
+    order.clear()
+    lane.server_closes_lists = False
+    result = lane(_environ(tenant_host(tenant_a), REQUEST_METHOD="GET"), lambda *args: None)
+    assert type(result) is list and order == ["hygiene", "hygiene"]

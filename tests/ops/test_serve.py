@@ -246,3 +246,36 @@ def test_a_workers_boot_collects_then_freezes_its_heap(boot: str, monkeypatch: p
         assert gc.get_freeze_count() > before and kept is not None
     finally:
         gc.unfreeze()
+
+
+def test_our_wrapper_closes_a_list_once_its_bytes_are_handed_over() -> None:
+    """As WSGI servers close any iterable they were handed (granian's own wrapper does not close lists): after
+    response_bytes, and even when that fails; a plain list needs nothing."""
+    order: list[str] = []
+
+    class Closable(list):  # type: ignore[type-arg]
+        def close(self) -> None:
+            order.append("closed")
+
+    class Proto(_Proto):
+        fail = False
+
+        def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+            order.append("handed over")
+            if self.fail:
+                raise ConnectionError("the client went away")
+            super().response_bytes(status, headers, body)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Closable([b"a", b"b"])
+
+    proto = Proto()
+    assert serve.wsgi_callback_wrapper(app, {}, None)(proto, _scope()) == 200
+    assert order == ["handed over", "closed"] and proto.sent[0][2] == b"ab"
+    order.clear()
+    proto.fail = True
+    with pytest.raises(ConnectionError):
+        serve.wsgi_callback_wrapper(app, {}, None)(proto, _scope())
+    assert order == ["handed over", "closed"]
+    assert serve.wsgi_callback_wrapper(_app, {}, None)(_Proto(), _scope()) == 200
