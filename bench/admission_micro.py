@@ -10,7 +10,9 @@ outside the timed part, so Redis holds the same state for every call.
 `budget` adds a tenant budget (the budget parts run), `user_limits` per-user limits (four quota keys instead of
 two). With BASELINE_TREE (another checkout, e.g. `git worktree add /tmp/base <commit>`), that tree's copies of the
 admission's modules (MODULES) are loaded beside this tree's, in the same process, and the two are called in turn,
-call by call (old, new, new, old...), so the machine's load falls on both alike.
+call by call (old, new, new, old...), so the machine's load falls on both alike. ATRIUM_BENCH_BUSY=1 runs a thread
+of pure Python beside the calls (as a server's record writer or receivers would be): a call that gives up the GIL
+for a syscall then waits to get it back.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def setup() -> None:
 
 
 # The modules of the admission path, in import order (a module is loaded after those it imports).
-MODULES = ["config.redis", "config.admission", "access.services", "access.authentication", "access.quotas",
-           "access.budgets", "inference.breaker", "inference.budgeting", "inference.admission"]
+MODULES = ["config.wire", "config.redis", "config.admission", "access.services", "access.authentication",
+           "access.quotas", "access.budgets", "inference.breaker", "inference.budgeting", "inference.admission"]
 
 
 def baseline_modules(tree: str) -> dict[str, ModuleType]:
@@ -134,6 +136,16 @@ def run(n: int, variant: str, baseline: str | None) -> None:
         return c1 - c0, w1 - w0, c3 - c2, w3 - w2
 
     names = list(impls)
+    if os.environ.get("ATRIUM_BENCH_BUSY"):
+        import threading
+
+        def busy() -> None:
+            total = 0
+            while True:
+                for i in range(1000):
+                    total += i
+
+        threading.Thread(target=busy, daemon=True).start()
     for i in range(max(500, n // 10)):  # warm-up: caches filled, the listener connected
         one(names[i % len(names)])
     time.sleep(0.5)
