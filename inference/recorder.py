@@ -264,9 +264,16 @@ class BatchWriter(JournalMixin[T]):
         limit = int(_setting("ATRIUM_RECORDER_BATCH", 500))
         with self._cond:
             while not self._queue:
-                if self._settle_due:  # a record written by its caller (leader) waits for its settlement
-                    self._settle_due = False
-                    return []
+                if self._settle_due:  # records written by their callers (leaders) wait for their settlement
+                    # Settled together, at most every ATRIUM_RECORDER_SETTLE_EVERY_S as after the writer's own
+                    # commits, rather than one wake-up and one Redis call per leader (at c=1 that was ~0.12 ms of
+                    # this thread's CPU and four context switches a call, beside the next call's request thread).
+                    wait = self._after_at + _setting("ATRIUM_RECORDER_SETTLE_EVERY_S", 0.05) - time.monotonic()
+                    if wait <= 0:
+                        self._settle_due = False
+                        return []
+                    self._cond.wait(timeout=wait)
+                    continue
                 if not self._cond.wait(timeout=self._idle_s):
                     return []
             # Records already durable in the journal have nobody waiting for them: gather a larger batch (fewer

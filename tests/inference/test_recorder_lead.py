@@ -253,3 +253,38 @@ def test_on_postgresql_a_process_that_wrote_the_chains_head_commits_in_one_messa
         seqs = sorted(e.seq for e in entries.values())
         assert seqs[1:3] == [seqs[0] + 1, seqs[0] + 2]  # the one-message commit chained right after the first
         assert chain_verify(checkpoints=False).ok
+
+
+def test_the_settlements_of_leaders_are_made_together_not_one_per_call(background: Any) -> None:
+    """A leader's record owes a settlement (the writer's after-commit work); callers leading one after another
+    (c=1) have theirs made together, at most every ATRIUM_RECORDER_SETTLE_EVERY_S, not one writer wake-up and one
+    Redis call each; every one is made all the same, soon."""
+    background.ATRIUM_RECORDER_SETTLE_EVERY_S = 0.2
+    log = _Log()
+    settled: list[int] = []
+    owed: list[int] = []
+
+    def after() -> bool:
+        with log.lock:
+            settled.append(len(owed))
+        return True
+
+    def lead(batch: list[int]) -> list[int]:
+        with log.lock:
+            owed.extend(batch)
+        return log.write(batch)
+
+    writer: BatchWriter[int] = BatchWriter(f"l{uuid.uuid4().hex[:6]}", log.write, after=after, lead=lead)
+    writer.start()
+    time.sleep(0.3)  # the writer's first, idle, after-commit run is behind it
+    settled.clear()
+    started = time.monotonic()
+    for n in range(20):
+        assert writer.submit(n).done  # led: written by the caller
+        time.sleep(0.01)
+    elapsed = time.monotonic() - started
+    deadline = time.monotonic() + 10
+    while (not settled or settled[-1] < 20) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert settled and settled[-1] == 20  # every leader's settlement made
+    assert len(settled) <= elapsed / 0.2 + 3  # together: not one per call (20 before)
