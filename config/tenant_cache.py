@@ -18,6 +18,13 @@ Correctness rules:
   (a per-schema generation number), so a read racing a commit can never store the pre-commit row;
 - every entry also expires after `ATRIUM_AUTH_CACHE_S` seconds, a bound should a notification ever be missed.
 
+Expiry without a stampede (issue 18, the c=32 tail): an entry's life is the TTL less up to 10 % at random, so the
+entries loaded together at a process's start (and the same key in every worker) do not all expire in the same
+instant; and when an entry has expired, one thread reloads it while the others keep answering from it for at most
+`STALE_GRACE_S` more. That is sound because only time ends an entry that way: an invalidation removes the entry
+itself, so nothing it voided can be served. A miss (no entry at all) is loaded once too: the other threads wait
+for that load (at most `MISS_WAIT_S`) instead of each sending the same query.
+
 What remains is the delivery delay (a notification reaches the other processes a few milliseconds after the
 commit). With a pooler in transaction mode (PgBouncer) LISTEN does not work: point `ATRIUM_CACHE_LISTEN_URL` at
 the database directly or set `ATRIUM_AUTH_CACHE_S=0`, which turns these caches off (the test settings do).
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -165,6 +173,14 @@ class _Listener:
 _listener = _Listener()
 
 
+# How long past its expiry an entry still answers while one thread reloads it (a reload that fails or hangs
+# longer than this stops being waited for: then every thread reads the database, as before).
+STALE_GRACE_S = 5.0
+# How long a thread waits for another's load of a missing entry before reading the database itself.
+MISS_WAIT_S = 1.0
+JITTER = 0.1  # an entry lives ttl * (1 - JITTER * random())
+
+
 class TenantCache(Generic[V]):
     """A bounded map of (schema, key) -> value, emptied per schema by the listener and expiring after a TTL."""
 
@@ -173,6 +189,9 @@ class TenantCache(Generic[V]):
         self.ttl = ttl
         self.max_entries = max_entries
         self._data: dict[tuple[str, Hashable], tuple[float, V]] = {}
+        # The keys being loaded by some thread: the event set when that load ends, and the stamp it began under.
+        self._loading: dict[tuple[str, Hashable], tuple[threading.Event, tuple[int, int]]] = {}
+        self._loading_lock = threading.Lock()
         with _listener.lock:
             _listener.caches.append(self)
 
@@ -181,15 +200,36 @@ class TenantCache(Generic[V]):
         ttl = self.ttl()
         if ttl <= 0 or not _listener.ensure_started():
             return load()
-        hit = self._data.get((schema, key))
+        entry = (schema, key)
+        hit = self._data.get(entry)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        stamp = _listener.stamp(schema)
-        value = load()
-        if value is not None:
-            self.put(schema, key, value, stamp, now + ttl)
-        return value
+        with self._loading_lock:
+            claim = self._loading.get(entry)
+            mine = claim is None
+            if claim is None:
+                claim = self._loading[entry] = (threading.Event(), _listener.stamp(schema))
+        loading, stamp = claim
+        if not mine:
+            if hit is not None and now - hit[0] < STALE_GRACE_S:
+                return hit[1]  # expired by time only (an invalidation removes the entry): one thread reloads it
+            # A load begun before an invalidation will not be stored: no use waiting for it.
+            if hit is None and stamp == _listener.stamp(schema) and loading.wait(MISS_WAIT_S):
+                again = self._data.get(entry)
+                if again is not None and again[0] > time.monotonic():
+                    return again[1]
+            return load()  # the other load failed, found nothing, was voided or is slow: read it here
+        try:
+            value = load()
+            if value is not None:
+                life = ttl * (1.0 - JITTER * random.random())  # noqa: S311 - a spread, not a secret
+                self.put(schema, key, value, stamp, time.monotonic() + life)
+            return value
+        finally:
+            with self._loading_lock:
+                self._loading.pop(entry, None)
+            loading.set()
 
     def peek(self, schema: str, key: Hashable) -> V | None:
         """The cached value, or None (not cached, expired, or the cache may not serve now)."""

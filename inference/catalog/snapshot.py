@@ -18,18 +18,35 @@ class CatalogSnapshot(Generic[T]):
         self._load = load
         self._lock = threading.Lock()
         self._value: tuple[float, T] | None = None
+        self._generation = 0  # bumped by `forget`: a load begun before it is not kept
 
     def current(self) -> T:
-        """The snapshot, loaded by one thread when missing or older than ATRIUM_CATALOG_CACHE_S."""
+        """The snapshot, loaded by one thread when missing or older than ATRIUM_CATALOG_CACHE_S.
+
+        An old snapshot keeps answering the other threads while that one reloads it (issue 18: every busy thread
+        used to queue behind the reload, a spike in the c=32 tail every ATRIUM_CATALOG_CACHE_S); a forgotten one
+        (an edit) is gone, so they wait for the new one."""
         ttl = float(getattr(settings, "ATRIUM_CATALOG_CACHE_S", 10.0))
         value = self._value
-        if value is None or time.monotonic() - value[0] > ttl:
-            with self._lock:
-                value = self._value
-                if value is None or time.monotonic() - value[0] > ttl:
-                    value = self._value = (time.monotonic(), self._load())
-        return value[1]
+        if value is not None and time.monotonic() - value[0] <= ttl:
+            return value[1]
+        if value is not None and not self._lock.acquire(blocking=False):
+            return value[1]  # expired by time only, and another thread is reloading it
+        if value is None:
+            self._lock.acquire()
+        try:
+            value = self._value
+            if value is None or time.monotonic() - value[0] > ttl:
+                generation = self._generation
+                loaded = self._load()
+                value = (time.monotonic(), loaded)
+                if generation == self._generation:
+                    self._value = value
+            return value[1]
+        finally:
+            self._lock.release()
 
     def forget(self) -> None:
         """Drop this process's snapshot; the next read loads the tables again."""
+        self._generation += 1
         self._value = None
