@@ -12,6 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_backends
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import PermissionsMixin
 from django.core.exceptions import PermissionDenied
 from django.core.signals import setting_changed
@@ -57,9 +58,21 @@ def _permission_backends() -> tuple[Any, ...]:
     return tuple(b for b in get_backends() if hasattr(b, "has_perm"))
 
 
+@cache
+def _model_backends_only() -> bool:
+    """Whether every backend that answers has_perm answers as Django's ModelBackend does: from the user's
+    `_perm_cache` alone (ours: ModelBackend and the OIDC backend, its subclass). Then the answer is one set lookup,
+    not a walk through each backend's has_perm and get_all_permissions (three calls and two property reads each)."""
+    backends = _permission_backends()
+    return bool(backends) and all(type(b).has_perm is ModelBackend.has_perm
+                                  and type(b).get_all_permissions is ModelBackend.get_all_permissions
+                                  for b in backends)
+
+
 def _backends_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "AUTHENTICATION_BACKENDS":
         _permission_backends.cache_clear()
+        _model_backends_only.cache_clear()
 
 
 setting_changed.connect(_backends_changed, dispatch_uid="access.policy._backends_changed")
@@ -74,6 +87,14 @@ def has_perm(user: Any, perm: str) -> bool:
         return bool(user.has_perm(perm))
     if user.is_active and user.is_superuser:
         return True
+    if _model_backends_only():
+        # What ModelBackend.has_perm answers once the user's permissions are loaded: nothing for an inactive or
+        # anonymous user, else membership in the loaded set (the same set for every ModelBackend).
+        if not user.is_active or user.is_anonymous:
+            return False
+        loaded = getattr(user, "_perm_cache", None)
+        if loaded is not None:
+            return perm in loaded
     for backend in _permission_backends():
         try:
             if backend.has_perm(user, perm, None):

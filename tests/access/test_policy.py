@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.backends import ModelBackend
 from django.utils.functional import SimpleLazyObject
 
 from access.errors import ModelNotAllowed, NotPermitted, ToolsNotAllowed, VisionNotAllowed, WriteNotAllowed
@@ -191,3 +192,24 @@ def test_the_policy_answers_permissions_as_django_does(tenant_a: Any, make_user:
         assert has_perm(power, "access.write") == power.has_perm("access.write") is True
         with pytest.raises(ModelNotAllowed):
             policy_check(user=power, tenant=tenant_a, model="claude-opus-4-5", tier="opus", max_tokens=10)
+
+
+class NoPermissionsFromCache(ModelBackend):
+    """Django's has_perm, but permissions from somewhere else than the user's loaded ones."""
+
+    def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
+        return set()
+
+
+def test_the_one_set_lookup_is_only_for_model_backends(tenant_a: Any, make_user: Any, in_tenant: Any,
+                                                        settings: Any) -> None:
+    """has_perm answers from the user's loaded permissions only while every backend is Django's ModelBackend
+    (ours are): with a subclass that answers otherwise, its answer counts, as in User.has_perm."""
+    from access.policy import has_perm
+
+    with in_tenant(tenant_a):
+        power = make_user(tenant_a, "power_user")
+        assert has_perm(power, "access.use_opus") and power.has_perm("access.use_opus")
+        settings.AUTHENTICATION_BACKENDS = ["tests.access.test_policy.NoPermissionsFromCache"]
+        assert "access.use_opus" in power._perm_cache
+        assert not power.has_perm("access.use_opus") and not has_perm(power, "access.use_opus")
