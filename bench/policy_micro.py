@@ -97,8 +97,12 @@ def main() -> None:
     ab("policy_check (3 permissions, clamp)", check(old_policy, 8192), check(policy, 8192), n)
 
     def walks(mod: ModuleType, body: dict[str, Any]) -> Callable[[], Any]:
-        if hasattr(mod, "body_walk"):
-            return lambda: mod.body_walk(body)
+        if hasattr(mod, "BodyFacts"):  # one walk
+            def one() -> Any:
+                facts = mod.validate_body(body)
+                return facts.has_images, facts.input_estimate
+            return one
+
         def three() -> Any:
             mod.validate_body(body)
             return mod.has_images(body), mod.estimate_input_tokens(body)

@@ -47,7 +47,6 @@ from inference.calls import (
     ConsentRequired,
     QuotaUnavailable,
     consent_url,
-    estimate_input_tokens,
     has_images,
     validate_body,
     with_notice,
@@ -160,10 +159,11 @@ def betas_admit(call: Call) -> None:
                                  f"uses.", permission="anthropic_beta")
 
 
-def model_admit(call: Call, *, max_tokens: int) -> tuple[CatalogEntry, PolicyDecision]:
+def model_admit(call: Call, *, max_tokens: int, images: bool | None = None) -> tuple[CatalogEntry, PolicyDecision]:
     """What every model endpoint checks first, in order (Messages, count_tokens): the model is in the catalog
     (ModelNotFound), the user accepted the tenant's notice (ConsentRequired), the access policy and the tenant's
-    betas allow the call (NotPermitted); each refusal is audited."""
+    betas allow the call (NotPermitted); each refusal is audited. `images`: has_images(call.body), when the caller
+    found it already (validate_body)."""
     name = str(call.body["model"]).strip()
     entry = catalog_entry(name)
     if entry is None:
@@ -176,7 +176,7 @@ def model_admit(call: Call, *, max_tokens: int) -> tuple[CatalogEntry, PolicyDec
     try:
         decision = policy_check(user=call.user, tenant=call.tenant, model=entry.model_id, tier=entry.tier,
                                 max_tokens=max_tokens, has_tools=bool(call.body.get("tools")),
-                                has_images=has_images(call.body))
+                                has_images=has_images(call.body) if images is None else images)
         betas_admit(call)
     except NotPermitted as exc:
         _refused(call, exc, model=entry.model_id, reason=exc.permission or "policy")
@@ -186,10 +186,10 @@ def model_admit(call: Call, *, max_tokens: int) -> tuple[CatalogEntry, PolicyDec
 
 def gateway_admit(call: Call) -> Admitted:
     """Every check before a model call, in order; raises a typed error naming what stopped it."""
-    validate_body(call.body)
+    facts = validate_body(call.body)
     body = call.body
     try:
-        entry, decision = model_admit(call, max_tokens=int(body["max_tokens"]))
+        entry, decision = model_admit(call, max_tokens=int(body["max_tokens"]), images=facts.has_images)
     except ModelNotFound:
         metrics.REQUESTS.labels(call.tenant.schema_name, call.source, "not_found").inc()
         raise
@@ -208,7 +208,7 @@ def gateway_admit(call: Call) -> Admitted:
                                  api_key_prefix=str(call.auth_metadata.get("api_key_prefix") or ""),
                                  max_tokens=decision.max_tokens)
         reservation, admissions, held = admission_reserve(
-            call, entry, decision.max_tokens + estimate_input_tokens(body), targets, budget)
+            call, entry, decision.max_tokens + facts.input_estimate, targets, budget)
     except QuotaExceeded as exc:
         _refused(call, exc, model=entry.model_id, reason=exc.limit)
         raise

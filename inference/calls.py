@@ -105,21 +105,49 @@ class Admitted:
 
 # --- validation ------------------------------------------------------------------------------------
 
-def validate_messages(messages: Any) -> None:
-    """The `messages` list of a Messages or count_tokens body: a non-empty list of {role, content} objects."""
+@dataclass(frozen=True, slots=True)
+class BodyFacts:
+    """What admission needs of a valid body, found while validating it (one walk of the messages, not three)."""
+
+    has_images: bool  # as has_images(body)
+    input_estimate: int  # as estimate_input_tokens(body)
+
+
+def _messages_walk(messages: Any) -> tuple[bool, int]:
+    """validate_messages, answering also whether an image or document block appears anywhere in the messages
+    (has_images) and the characters estimate_input_tokens counts for them, from the same pass."""
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages: Field required, a non-empty list of {role, content} objects.")
+    images = False
+    size = 0
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in MESSAGE_ROLES:
             raise InvalidRequest(f"messages.{index}.role: must be 'user' or 'assistant'.")
         content = message.get("content")
-        if not isinstance(content, str | list) or (isinstance(content, list) and not content):
+        if isinstance(content, str):
+            size += len(content)
+            # A message of just a role and a text holds no block: only the message itself could claim a type.
+            if not images and (message.get("type") in _VISION_BLOCKS
+                               or (len(message) != 2 and _nested_images(message))):
+                images = True
+            continue
+        if not isinstance(content, list) or not content:
             raise InvalidRequest(f"messages.{index}.content: a string or a non-empty list of content blocks.")
-        if isinstance(content, list) and not all(isinstance(b, dict) and "type" in b for b in content):
+        if not all(isinstance(b, dict) and "type" in b for b in content):
             raise InvalidRequest(f"messages.{index}.content: every content block needs a type.")
+        size += len(str(content))
+        if not images and _nested_images(message):
+            images = True
+    return images, size
 
 
-def validate_body(body: Any) -> None:
+def validate_messages(messages: Any) -> None:
+    """The `messages` list of a Messages or count_tokens body: a non-empty list of {role, content} objects."""
+    _messages_walk(messages)
+
+
+def validate_body(body: Any) -> BodyFacts:
+    """Raise InvalidRequest naming the first thing wrong with a Messages body; else what admission needs of it."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = body.get("model")
@@ -128,7 +156,7 @@ def validate_body(body: Any) -> None:
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise InvalidRequest("max_tokens: Field required, an integer of at least 1.")
-    validate_messages(body.get("messages"))
+    images, size = _messages_walk(body.get("messages"))
     if "stream" in body and not isinstance(body["stream"], bool):
         raise InvalidRequest("stream: must be true or false.")
     system = body.get("system")
@@ -137,6 +165,8 @@ def validate_body(body: Any) -> None:
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise InvalidRequest("tools: must be a list.")
+    system_size = len(system) if isinstance(system, str) else len(str(body.get("system", "")))
+    return BodyFacts(has_images=images, input_estimate=(size + system_size) // 4 + 1)
 
 
 STREAM_FAILED_MESSAGE = "The provider failed while answering, so the answer is incomplete; try again."
@@ -146,7 +176,11 @@ _VISION_BLOCKS = frozenset({"image", "document"})
 def has_images(body: dict[str, Any]) -> bool:
     """Whether any image or document block appears anywhere in the messages, however deeply nested (inside a
     tool_result, a search result, a future container block): the vision permission must see them all."""
-    stack: list[Any] = [body.get("messages")]
+    return _nested_images(body.get("messages"))
+
+
+def _nested_images(root: Any) -> bool:
+    stack: list[Any] = [root]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
