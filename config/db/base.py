@@ -14,6 +14,7 @@ default with psycopg 3), which the simple protocol needs, and server-side cursor
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +27,19 @@ def pool_mode() -> str:
     return str(getattr(settings, "DATABASE_POOL_MODE", "session"))
 
 
+# A persistent connection is closed after CONN_MAX_AGE less up to this share of it, at random (issue 18: a web
+# worker's threads open their connections together at its start, so without it they all reached CONN_MAX_AGE in
+# the same second and reconnected together, every CONN_MAX_AGE, a spike in the c=32 tail).
+CONN_AGE_JITTER = 0.25
+
+
 class DatabaseWrapper(TenantDatabaseWrapper):
+    def connect(self) -> None:
+        super().connect()
+        max_age = self.settings_dict["CONN_MAX_AGE"]
+        if self.close_at is not None and max_age:
+            self.close_at -= max_age * CONN_AGE_JITTER * random.random()  # noqa: S311 - a spread, not a secret
+
     def _handle_search_path(self, cursor: Any = None) -> None:
         if pool_mode() != "transaction":
             super()._handle_search_path(cursor)
