@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import json
 from typing import TYPE_CHECKING, Any
@@ -73,7 +75,30 @@ def provider_order_for(tenant: Tenant | None) -> list[str]:
 
 def targets_for_tenant(tenant: Tenant | None) -> list[ProviderTarget]:
     """The tenant's failover order with its credentials (empty credentials = the environment's) and its own
-    time-to-first-byte budget, if it has one."""
+    time-to-first-byte budget, if it has one.
+
+    Built once per tenant object and kept on it with copies of everything it was built from (credentials,
+    provider order, budget, ExternalId, the platform's order): any change of one, in place or not, rebuilds on the
+    next call. A change saved by another process reaches this one as a new tenant object (the tenant cache is
+    emptied by the database at commit, config/middleware.py)."""
+    if tenant is None:
+        return _targets_build(None)
+    credentials = getattr(tenant, "credentials", None)
+    order = getattr(tenant, "provider_order", None)
+    budget = getattr(tenant, "first_byte_timeout_s", None)
+    external_id = getattr(tenant, "bedrock_external_id", "")
+    platform = settings.ATRIUM_PROVIDER_ORDER
+    memo = getattr(tenant, "_atrium_targets", None)
+    if memo is not None and memo[0] == (credentials, order, budget, external_id, platform):
+        return list(memo[1])
+    built = _targets_build(tenant)
+    sources = copy.deepcopy((credentials, order, budget, external_id, platform))
+    with contextlib.suppress(AttributeError):  # a stand-in that takes no attributes: built on every call
+        tenant._atrium_targets = (sources, tuple(built))
+    return built
+
+
+def _targets_build(tenant: Tenant | None) -> list[ProviderTarget]:
     credentials: dict[str, Any] = dict(getattr(tenant, "credentials", None) or {}) if tenant is not None else {}
     budget = getattr(tenant, "first_byte_timeout_s", None)
     targets = []
