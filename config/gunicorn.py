@@ -44,9 +44,11 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
 # The record writer starts with the worker, so it replays what a killed worker journaled (inference/recorder.py).
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     from config.serve import heap_freeze
+    from config.tenant_cache import cache_listener_boot
     from inference.records import recorder_start
     from inference.warm import warm_start
 
     recorder_start()
     warm_start()  # provider clients built now and renewed before their credentials expire (inference/warm.py)
+    cache_listener_boot()  # the per-process caches answer from the first request on (config/tenant_cache.py)
     heap_freeze()  # the boot's heap out of the collector's reach (config/serve.py)

@@ -117,11 +117,13 @@ def worker_init() -> None:
     os._exit: atexit handlers do not run there, multiprocessing's finalizers do."""
     from multiprocessing import util
 
+    from config.tenant_cache import cache_listener_boot
     from inference.records import recorder_start
     from inference.warm import warm_start
 
     recorder_start()
     warm_start()
+    cache_listener_boot()  # the per-process caches answer from the first request on (config/tenant_cache.py)
     util.Finalize(None, _worker_exit, exitpriority=100)
     heap_freeze()
 

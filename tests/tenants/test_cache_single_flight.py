@@ -137,3 +137,17 @@ def test_entries_loaded_together_do_not_expire_together(caches_on: None) -> None
     assert len(expiries) == 50
     assert max(expiries) - min(expiries) > 1.0  # spread over up to 10 % of the TTL, not all in one instant
     assert max(expiries) <= time.monotonic() + 100.0
+
+
+def test_a_workers_boot_subscribes_before_its_first_request(settings: Any, committed: None) -> None:
+    """Until the listener subscribes every lookup reads the database: a worker's first burst of requests used to
+    load the same rows in each thread at once. The boot (serve.worker_init, gunicorn's post_worker_init) now
+    waits for the subscription when a cache is on, and starts nothing when they are all off."""
+    tenant_cache.cache_listener_stop()
+    settings.ATRIUM_AUTH_CACHE_S = 0
+    settings.ATRIUM_TENANT_CACHE_S = 0
+    assert tenant_cache.cache_listener_boot() is False
+    assert tenant_cache._listener.thread is None and not tenant_cache._listener.connected
+    settings.ATRIUM_AUTH_CACHE_S = 300
+    assert tenant_cache.cache_listener_boot() is True
+    assert tenant_cache._listener.connected
