@@ -4,10 +4,11 @@ estimate_input_tokens), the tenant's targets (targets_for_tenant) and the per-pr
 
     .venv/bin/python bench/policy_micro.py BASELINE_DIR [N]
 
-BASELINE_DIR holds the baseline's copies of the modules (policy.py, calls.py, targets.py, tenant_cache.py, e.g.
+BASELINE_DIR holds the baseline's copies of the modules (policy.py, calls.py, targets.py, e.g.
 from `git show <commit>:access/policy.py`), loaded beside this tree's in the same process; old and new are called
 in turn (old, new, new, old...), N calls each per round, so the machine's load falls on both alike. Prints the
-median over rounds of CPU per call (thread_time_ns), in microseconds.
+median over rounds of CPU per call (thread_time_ns), in microseconds. The TTL's old side is the expression
+config.tenant_cache.cache_ttl was before config/settings_once.py.
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ def main() -> None:
     ab("validate + has_images + estimate (chat body)", walks(old_calls, BODY_CHAT), walks(calls, BODY_CHAT), n)
     ab("targets_for_tenant (2 targets)", lambda: old_targets.targets_for_tenant(tenant),
        lambda: targets.targets_for_tenant(tenant), n)
+
+    from django.conf import settings
+
+    from config.tenant_cache import cache_ttl
+
+    ab("the auth caches' TTL (cache_ttl)", lambda: float(getattr(settings, "ATRIUM_AUTH_CACHE_S", 0) or 0),
+       cache_ttl, n * 5)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 
+from config.settings_once import setting_seconds
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "atrium_cache"
@@ -84,7 +86,7 @@ os.register_at_fork(after_in_child=_forked)
 
 
 def cache_ttl() -> float:
-    return float(getattr(settings, "ATRIUM_AUTH_CACHE_S", 0) or 0)
+    return setting_seconds("ATRIUM_AUTH_CACHE_S")
 
 
 class _Listener:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from config.settings_once import setting
 from inference.types import ProviderTarget
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def targets_for_tenant(tenant: Tenant | None) -> list[ProviderTarget]:
     order = getattr(tenant, "provider_order", None)
     budget = getattr(tenant, "first_byte_timeout_s", None)
     external_id = getattr(tenant, "bedrock_external_id", "")
-    platform = settings.ATRIUM_PROVIDER_ORDER
+    platform = setting("ATRIUM_PROVIDER_ORDER")
     memo = getattr(tenant, "_atrium_targets", None)
     if memo is not None and memo[0] == (credentials, order, budget, external_id, platform):
         return list(memo[1])
