@@ -25,6 +25,7 @@ from access.errors import AccessError, AuthenticationFailed
 from access.models import ApiKey, OIDCConfig, UserIdentity
 from access.oidc import claim_values
 from access.queries import KeyRows, api_key_rows, user_rows_by_id
+from config.stored_text import stored_text
 from config.tenant_cache import TenantCache
 
 if TYPE_CHECKING:
@@ -121,6 +122,13 @@ def sso_user_resolve(*, config: OIDCConfig, claims: dict[str, Any], request: Any
     different identity until an admin links them. Roles are synced from the groups claim.
     """
     _email_domain_check(config, claims)
+    # The identity's keys are stored and matched as sent: one PostgreSQL cannot store (NUL, a lone surrogate) is
+    # refused, not altered (altered, two subjects could become one account). Names are only shown: altered.
+    for name in ("iss", "sub", "email"):
+        value = claims.get(name)
+        if isinstance(value, str) and stored_text(value) != value:
+            raise LoginRefused(f"The identity provider's {name} claim holds a character Atrium cannot store (NUL or "
+                               f"a lone surrogate); ask its administrator to correct it.", reason="unstorable_claim")
     issuer, subject = str(claims["iss"]), str(claims["sub"])
     email = str(claims.get("email") or "")[:254]
     user_model = get_user_model()
@@ -132,8 +140,8 @@ def sso_user_resolve(*, config: OIDCConfig, claims: dict[str, Any], request: Any
                     user = user_model.objects.create_user(
                         username=_username_for(claims),
                         email=email,
-                        first_name=str(claims.get("given_name") or "")[:150],
-                        last_name=str(claims.get("family_name") or "")[:150],
+                        first_name=stored_text(str(claims.get("given_name") or ""))[:150],
+                        last_name=stored_text(str(claims.get("family_name") or ""))[:150],
                     )
                     identity = UserIdentity.objects.create(user=user, issuer=issuer, subject=subject, email=email)
                     # An administrator may have invited this address: its roles apply to the new account.

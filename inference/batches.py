@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from access.errors import AccessError, QuotaExceeded
 from audit.services import audit_record
+from config.stored_text import nul_at, stored
 from inference.calls import Call, InvalidRequest, validate_body
 from inference.errors import InferenceError
 from inference.models import MessageBatch, MessageBatchRequest
@@ -83,6 +84,11 @@ def _validate(requests: Any) -> None:
             raise InvalidRequest(f"requests.{index}.params.{exc.message}") from exc
         if params.get("stream"):
             raise InvalidRequest(f"requests.{index}.params.stream: batch requests cannot stream.")
+        # A batch's requests are stored (jsonb) until they run, and jsonb cannot hold a NUL: refused, not altered.
+        where = nul_at(params, f"requests.{index}.params")
+        if where is not None:
+            raise InvalidRequest(f"{where}: holds a NUL character (U+0000), which a batch request cannot carry "
+                                 f"(PostgreSQL cannot store it); send this request to /v1/messages instead.")
 
 
 def batch_create(*, user: Any, body: Any, betas: tuple[str, ...], auth_method: str,
@@ -221,7 +227,10 @@ def batch_run(batch_id: str) -> str:
 
 
 def _store(item: MessageBatchRequest, result_type: str, result: dict[str, Any]) -> None:
-    MessageBatchRequest.objects.filter(pk=item.pk, result_type="").update(result_type=result_type, result=result)
+    # A provider's answer holding a NUL (or a lone surrogate) would make the result, and the call's records that
+    # commit with it, impossible to store, and the request would run again forever: stored as U+FFFD instead.
+    MessageBatchRequest.objects.filter(pk=item.pk, result_type="").update(result_type=result_type,
+                                                                          result=stored(result))
     MessageBatch.objects.filter(pk=item.batch_id).update(updated_at=timezone.now())
 
 

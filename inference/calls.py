@@ -153,6 +153,8 @@ def validate_body(body: Any) -> BodyFacts:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model: Field required (a model id such as claude-sonnet-5-5, or a tier).")
+    if "\x00" in model:  # no model id holds one; refused here rather than echoed into a 404 and its logs
+        raise InvalidRequest("model: holds a NUL character (U+0000); no model id does.")
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise InvalidRequest("max_tokens: Field required, an integer of at least 1.")
