@@ -48,6 +48,19 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# This process's id, kept by a fork hook: os.getpid() is a system call, and the writer's supervision asks on every
+# call (submit, degraded).
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class BatchWriter(JournalMixin[T]):
     """One writer thread per process: `write(batch)` writes what `submit` handed it and returns what it could not
     write (retried until written)."""
@@ -173,9 +186,15 @@ class BatchWriter(JournalMixin[T]):
             return False  # records are written by the request threads: a failure raises there
         if self._failing.get(key):
             return True
-        if not self._busy:  # nothing being written (read without the lock: the lock-held check follows)
+        # Read without the lock (taking it costs more than the rest, and waits while the writer holds it): a
+        # batch's start only moves forward and is set after the batch, so the start read first is at most as recent
+        # as the true start of whatever batch is then busy; "not stuck" from it holds, "stuck" is confirmed below.
+        started = self._batch_started
+        if not self._busy:  # nothing being written
             return False
         stuck = _setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000
+        if time.monotonic() - started <= stuck:
+            return False
         with self._cond:
             return bool(self._busy) and time.monotonic() - self._batch_started > stuck
 
@@ -231,7 +250,7 @@ class BatchWriter(JournalMixin[T]):
     # --- the writer thread --------------------------------------------------------------------------------
 
     def _ensure_thread(self) -> None:
-        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+        if self._pid == _pid and self._thread is not None and self._thread.is_alive():
             return
         with self._cond:
             if self._pid != os.getpid():  # first use in this process (a forked worker inherits no thread)

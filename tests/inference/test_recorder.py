@@ -236,3 +236,30 @@ def test_journaled_records_survive_until_written_then_the_journal_empties(backgr
     assert written == ["a:1"]
     with open(journal, "rb") as handle:
         assert journal_records(handle.read()) == ([], 0)  # rewound: nothing to replay
+
+
+def test_a_write_stuck_longer_than_a_commit_should_take_degrades_until_it_ends(background: Any) -> None:
+    """degraded() reads the batch's start without the lock: a batch just begun is not stuck, one older than
+    ATRIUM_RECORD_COMMIT_WAIT_MS is (for every tenant), and once written nothing is."""
+    background.ATRIUM_RECORDER_LINGER_MS = 0
+    background.ATRIUM_RECORD_COMMIT_WAIT_MS = 300
+    entered, release = threading.Event(), threading.Event()
+
+    def write(batch: list[str]) -> list[str]:
+        entered.set()
+        release.wait(30)
+        return []
+
+    writer: BatchWriter[str] = BatchWriter(_name(), write, string_codec())
+    ticket = writer.submit("a:1")
+    assert entered.wait(30)
+    assert not writer.degraded("a")  # begun just now
+    deadline = time.monotonic() + 10
+    while not writer.degraded("b") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writer.degraded("b")
+    assert writer.degraded("a")
+    release.set()
+    assert ticket.wait(30)
+    assert writer.flush(timeout=30)
+    assert not writer.degraded("a")
