@@ -29,10 +29,14 @@ def test_copied_role_arn_is_refused_for_the_other_tenant(sim: Simulator, setting
     role = "arn:aws:iam::210987654321:role/beta-bedrock"
     sim.trust_role(role, beta.bedrock_external_id)  # B's trust policy, as the admin page tells B to write it
     same_role = {"bedrock": {"mode": "assume_role", "role_arn": role}}
-    alpha.credentials, beta.credentials = same_role, same_role  # in memory only: what targets_for_tenant reads
-    alpha.provider_order = beta.provider_order = ["bedrock:us-east-1"]
+    # In memory only (what targets_for_tenant reads), on the session's tenant objects: monkeypatch puts the old
+    # values back after the test, or every later test of these tenants would call Bedrock with B's role.
+    for tenant in (alpha, beta):
+        monkeypatch.setattr(tenant, "credentials", same_role)
+        monkeypatch.setattr(tenant, "provider_order", ["bedrock:us-east-1"])
     # A stored ExternalId in the credentials (say, B's, copied too) is ignored: the tenant's own is always sent.
-    alpha.credentials = {"bedrock": {**same_role["bedrock"], "external_id": beta.bedrock_external_id}}
+    monkeypatch.setattr(alpha, "credentials", {"bedrock": {**same_role["bedrock"],
+                                                           "external_id": beta.bedrock_external_id}})
 
     (beta_target,) = targets_for_tenant(beta)
     keys = credential_kwargs(beta_target)
