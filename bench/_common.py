@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +46,16 @@ def emit(result: dict[str, Any]) -> None:
     import json
 
     print(json.dumps(result), flush=True)
+
+
+def module_from_file(name: str, path: Path | str) -> ModuleType:
+    """Load the Python file at `path` as module `name` (e.g. a baseline tree's copy of a module, for an in-process
+    A/B beside this tree's). It is in sys.modules under `name` while it runs and after (dataclasses look their
+    module up there); a caller loading it under a name of this tree's own puts the original back itself."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

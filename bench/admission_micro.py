@@ -17,7 +17,6 @@ for a syscall then waits to get it back.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import statistics
@@ -32,7 +31,7 @@ os.environ.setdefault("ATRIUM_TENANT_CACHE_S", "60")
 os.environ.setdefault("ATRIUM_AUTH_CACHE_S", "60")
 os.environ.setdefault("ATRIUM_PROVIDER_ORDER", "anthropic")
 os.environ.setdefault("ANTHROPIC_API_KEY", "sk-ant-bench")
-from _common import SERVER, bench_database, bench_tenant
+from _common import SERVER, bench_database, bench_tenant, module_from_file
 
 DB = os.environ.get("ATRIUM_BENCH_DB", "atrium_admit_micro")
 STATE = Path(f"/tmp/{DB}.json")  # noqa: S108
@@ -79,13 +78,7 @@ def baseline_modules(tree: str) -> dict[str, ModuleType]:
     loaded: dict[str, ModuleType] = {}
     try:
         for name in MODULES:
-            spec = importlib.util.spec_from_file_location(name, Path(tree) / (name.replace(".", "/") + ".py"))
-            assert spec is not None
-            assert spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-            loaded[name] = module
+            loaded[name] = module_from_file(name, Path(tree) / (name.replace(".", "/") + ".py"))
     finally:
         sys.modules.update(saved)
     return loaded

@@ -11,7 +11,6 @@ CPU per call (thread_time_ns).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+from _common import module_from_file
 
 
 def main() -> None:
@@ -32,12 +32,7 @@ def main() -> None:
     override_settings(ATRIUM_RECORD_IN_BACKGROUND=True).enable()
     from inference import recorder
 
-    spec = importlib.util.spec_from_file_location("baseline_recorder", sys.argv[1])
-    assert spec is not None
-    assert spec.loader is not None
-    old = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = old
-    spec.loader.exec_module(old)
+    old = module_from_file("baseline_recorder", sys.argv[1])
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
     writers = {"old": old.BatchWriter("old", lambda batch: []), "new": recorder.BatchWriter("new", lambda batch: [])}
     for w in writers.values():

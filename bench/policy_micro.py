@@ -13,7 +13,6 @@ config.tenant_cache.cache_ttl was before config/settings_once.py.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 os.environ.setdefault("ATRIUM_AUTH_CACHE_S", "60")
 os.environ["ATRIUM_PROVIDER_ORDER"] = os.environ.get("ATRIUM_PROVIDER_ORDER", "anthropic")
+from _common import module_from_file
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 64,
         "messages": [{"role": "user", "content": "Give me one short sentence about benchmarks."}]}
@@ -39,13 +39,7 @@ BODY_CHAT = {"model": "claude-sonnet-5-5", "max_tokens": 1024, "system": "Be bri
 
 
 def load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"baseline_{name}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return module_from_file(f"baseline_{name}", path)
 
 
 def timed(fn: Callable[[], Any], n: int) -> float:
