@@ -19,7 +19,7 @@ from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import get_public_schema_name, has_multi_type_tenants
 
 from config.ids import uuid4_hex
-from config.settings_once import setting_seconds
+from config.settings_once import setting_number
 from config.suspended import suspended_response, tenant_suspended
 from config.tenant_cache import TenantCache
 from config.tracing import current_trace_id
@@ -65,7 +65,7 @@ def request_id_exit(token: contextvars.Token[str]) -> None:
 
 
 def _tenant_cache_ttl() -> float:
-    return setting_seconds("ATRIUM_TENANT_CACHE_S")
+    return setting_number("ATRIUM_TENANT_CACHE_S")
 
 
 # host -> tenant, in the public schema's entries: emptied at once when a tenant or a domain changes.

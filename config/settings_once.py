@@ -16,7 +16,8 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 _values: dict[str, Any] = {}
-_seconds: dict[str, float] = {}
+_numbers: dict[str, float] = {}
+_flags: dict[str, bool] = {}
 _MISSING: Any = object()
 
 
@@ -28,17 +29,26 @@ def setting(name: str, default: Any = None) -> Any:
     return value
 
 
-def setting_seconds(name: str, default: float = 0.0) -> float:
-    """settings.<name> as a float (a duration), `default` when it is not set, 0 when it is empty."""
-    value = _seconds.get(name)
+def setting_number(name: str, default: float = 0.0) -> float:
+    """settings.<name> as a float (a duration, a count), `default` when it is not set, 0 when it is empty."""
+    value = _numbers.get(name)
     if value is None:
-        value = _seconds[name] = float(getattr(settings, name, default) or 0)
+        value = _numbers[name] = float(getattr(settings, name, default) or 0)
+    return value
+
+
+def setting_flag(name: str, default: bool) -> bool:
+    """settings.<name> as a switch, `default` when it is not set."""
+    value = _flags.get(name)
+    if value is None:
+        value = _flags[name] = bool(getattr(settings, name, default))
     return value
 
 
 def _forget(**kwargs: Any) -> None:
     _values.clear()
-    _seconds.clear()
+    _numbers.clear()
+    _flags.clear()
 
 
 setting_changed.connect(_forget, dispatch_uid="config.settings_once._forget")

@@ -42,7 +42,7 @@ from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 
-from config.settings_once import setting_seconds
+from config.settings_once import setting_number
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ os.register_at_fork(after_in_child=_forked)
 
 
 def cache_ttl() -> float:
-    return setting_seconds("ATRIUM_AUTH_CACHE_S")
+    return setting_number("ATRIUM_AUTH_CACHE_S")
 
 
 class _Listener:

@@ -31,9 +31,10 @@ from typing import Generic, TypeVar
 
 from django.conf import settings
 
+from config.settings_once import setting_number
 from inference import metrics
 from inference.journal_lines import journal_line, journal_records
-from inference.record_types import Codec, RecordNotWritten, Ticket, _Pending, _Replay, _Segment, _setting
+from inference.record_types import Codec, RecordNotWritten, Ticket, _Pending, _Replay, _Segment
 
 logger = logging.getLogger("inference.recorder")
 T = TypeVar("T")
@@ -235,7 +236,7 @@ class JournalMixin(Generic[T]):
     def _journal_segment(self) -> _Segment:
         """Under the journal lock: the segment to append to (a new one when the current one is full)."""
         segment = self._segment
-        limit = _setting("ATRIUM_RECORD_JOURNAL_SEGMENT_MB", 8) * 1024 * 1024
+        limit = setting_number("ATRIUM_RECORD_JOURNAL_SEGMENT_MB", 8) * 1024 * 1024
         if segment is not None and segment.size >= limit:
             os.fdatasync(segment.fd)  # its lines stay covered once appends go elsewhere
             self._segments.append(segment)
@@ -305,7 +306,7 @@ class JournalMixin(Generic[T]):
         records' idempotency keys make a second replay harmless too)."""
         if self.codec is None or time.monotonic() < self._next_scan:
             return
-        self._next_scan = time.monotonic() + _setting("ATRIUM_RECORD_JOURNAL_SCAN_S", 5)
+        self._next_scan = time.monotonic() + setting_number("ATRIUM_RECORD_JOURNAL_SCAN_S", 5)
         directory = self._journal_dir()
         if not directory or not os.path.isdir(directory):
             return

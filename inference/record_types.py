@@ -1,5 +1,5 @@
 """The types and settings the batch writer (inference.recorder) and its journal (inference.record_journal) share:
-a submitted record's Ticket and queue entry, a journal segment, the Codec of records, the settings read once."""
+a submitted record's Ticket and queue entry, a journal segment, the Codec of records."""
 
 from __future__ import annotations
 
@@ -8,36 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Generic, TypeVar
 
-from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
-
 T = TypeVar("T")
-
-
-_settings: dict[tuple[str, object], object] = {}
-
-
-def _setting(name: str, default: float) -> float:
-    """A number from the settings, read once (Django's settings object costs a Python-level __getattribute__ per
-    read, several reads a call); forgotten when a setting changes (override_settings, the tests' settings)."""
-    value = _settings.get((name, default))
-    if value is None:
-        value = _settings[(name, default)] = float(getattr(settings, name, default))
-    return value  # type: ignore[return-value]
-
-
-def _flag(name: str, default: bool) -> bool:
-    """A switch from the settings, read once as _setting."""
-    value = _settings.get((name, default))
-    if value is None:
-        value = _settings[(name, default)] = bool(getattr(settings, name, default))
-    return value  # type: ignore[return-value]
-
-
-@receiver(setting_changed)
-def _settings_changed(**kwargs: object) -> None:
-    _settings.clear()
 
 
 class Ticket:

@@ -34,9 +34,10 @@ from typing import TypeVar
 
 from django.db import close_old_connections
 
+from config.settings_once import setting_flag, setting_number
 from inference import metrics
 from inference.record_journal import JournalMixin
-from inference.record_types import Codec, RecordNotWritten, Ticket, _flag, _Pending, _Replay, _setting
+from inference.record_types import Codec, RecordNotWritten, Ticket, _Pending, _Replay
 
 __all__ = ["BatchWriter", "Codec", "RecordNotWritten", "Ticket"]
 
@@ -101,7 +102,7 @@ class BatchWriter(JournalMixin[T]):
         """Hand `item` to the writer; the ticket is done once it is committed. Waits for room when the writer is
         full (back-pressure: nothing is dropped). Without background recording, writes it here and now."""
         ticket = Ticket()
-        if not _flag("ATRIUM_RECORD_IN_BACKGROUND", True):
+        if not setting_flag("ATRIUM_RECORD_IN_BACKGROUND", True):
             if self.write([item]):
                 raise RecordNotWritten("the call's records could not be written")
             ticket._done.set()
@@ -163,7 +164,7 @@ class BatchWriter(JournalMixin[T]):
     def _enqueue(self, pending: _Pending[T]) -> None:
         """Queue a record for the writer; waits for room when the writer is full (back-pressure: nothing is
         dropped)."""
-        limit = int(_setting("ATRIUM_RECORDER_MAX_PENDING", 10_000))
+        limit = int(setting_number("ATRIUM_RECORDER_MAX_PENDING", 10_000))
         with self._cond:
             while len(self._queue) + len(self._busy) >= limit > 0:
                 metrics.RECORDER_BACKPRESSURE.inc()
@@ -175,12 +176,12 @@ class BatchWriter(JournalMixin[T]):
             # record joining a lingering batch needs no wake-up (a futex and a GIL hand-off per call): the
             # writer takes it at the linger's end, which it waits for with a timeout.
             waits = pending.awaited
-            if idle or waits or len(self._queue) >= _setting("ATRIUM_RECORDER_BATCH", 500):
+            if idle or waits or len(self._queue) >= setting_number("ATRIUM_RECORDER_BATCH", 500):
                 self._cond.notify_all()
 
     def degraded(self, key: str) -> bool:
         """True while records of `key` (a tenant) fail to be written, or wait far longer than a commit should."""
-        if _flag("ATRIUM_RECORD_IN_BACKGROUND", True):
+        if setting_flag("ATRIUM_RECORD_IN_BACKGROUND", True):
             self._ensure_thread()  # supervision: a dead writer is replaced here too
         elif self._pid != os.getpid():
             return False  # records are written by the request threads: a failure raises there
@@ -192,7 +193,7 @@ class BatchWriter(JournalMixin[T]):
         started = self._batch_started
         if not self._busy:  # nothing being written
             return False
-        stuck = _setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000
+        stuck = setting_number("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000
         if time.monotonic() - started <= stuck:
             return False
         with self._cond:
@@ -218,7 +219,7 @@ class BatchWriter(JournalMixin[T]):
         after-commit work (quota settlements still owed)."""
         if self._pid != os.getpid():
             return
-        if (self._queue or self._busy) and not self.flush(timeout=_setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)) \
+        if (self._queue or self._busy) and not self.flush(timeout=setting_number("ATRIUM_RECORDER_STOP_WAIT_S", 20)) \
                 and self.codec is not None:
             with self._cond:
                 left = [p for p in (*self._busy, *self._queue) if p.awaited]
@@ -230,7 +231,7 @@ class BatchWriter(JournalMixin[T]):
         # The after-commit work (quota settlements of written records) is retried until it goes through: after a
         # Redis restart the first attempt meets a dead pooled connection, and what is not settled at exit is
         # missing from the counters until their next rebuild.
-        deadline = time.monotonic() + _setting("ATRIUM_RECORDER_STOP_WAIT_S", 20)
+        deadline = time.monotonic() + setting_number("ATRIUM_RECORDER_STOP_WAIT_S", 20)
         while not self._after() and time.monotonic() < deadline:
             time.sleep(0.2)
         self._journal_count()
@@ -275,19 +276,19 @@ class BatchWriter(JournalMixin[T]):
 
     def start(self) -> None:
         """Start the writer now (a web worker at boot), which also replays journals of processes that died."""
-        if _flag("ATRIUM_RECORD_IN_BACKGROUND", True):
+        if setting_flag("ATRIUM_RECORD_IN_BACKGROUND", True):
             self._ensure_thread()
 
     def _take(self) -> list[_Pending[T]]:
-        linger = _setting("ATRIUM_RECORDER_LINGER_MS", 0) / 1000
-        limit = int(_setting("ATRIUM_RECORDER_BATCH", 500))
+        linger = setting_number("ATRIUM_RECORDER_LINGER_MS", 0) / 1000
+        limit = int(setting_number("ATRIUM_RECORDER_BATCH", 500))
         with self._cond:
             while not self._queue:
                 if self._settle_due:  # records written by their callers (leaders) wait for their settlement
                     # Settled together, at most every ATRIUM_RECORDER_SETTLE_EVERY_S as after the writer's own
                     # commits, rather than one wake-up and one Redis call per leader (at c=1 that was ~0.12 ms of
                     # this thread's CPU and four context switches a call, beside the next call's request thread).
-                    wait = self._after_at + _setting("ATRIUM_RECORDER_SETTLE_EVERY_S", 0.05) - time.monotonic()
+                    wait = self._after_at + setting_number("ATRIUM_RECORDER_SETTLE_EVERY_S", 0.05) - time.monotonic()
                     if wait <= 0:
                         self._settle_due = False
                         return []
@@ -302,7 +303,7 @@ class BatchWriter(JournalMixin[T]):
             start = time.monotonic()
             commit_deadline = deadline = start + linger
             if not self._waiting():
-                deadline = start + max(linger, _setting("ATRIUM_RECORDER_JOURNALED_LINGER_MS", 50) / 1000)
+                deadline = start + max(linger, setting_number("ATRIUM_RECORDER_JOURNALED_LINGER_MS", 50) / 1000)
             while len(self._queue) < limit and not self._hurry:
                 if deadline > commit_deadline and self._waiting():
                     deadline = commit_deadline
@@ -354,7 +355,8 @@ class BatchWriter(JournalMixin[T]):
             # commit, which calls are waiting for: while records wait, it runs at most every SETTLE_EVERY_S.
             with self._cond:
                 waiting = bool(self._queue)
-            if not waiting or time.monotonic() - self._after_at >= _setting("ATRIUM_RECORDER_SETTLE_EVERY_S", 0.05):
+            settle_every = setting_number("ATRIUM_RECORDER_SETTLE_EVERY_S", 0.05)
+            if not waiting or time.monotonic() - self._after_at >= settle_every:
                 self._after()
 
     def _requeue(self, failed: list[_Pending[T]]) -> None:

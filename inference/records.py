@@ -23,9 +23,9 @@ from access.budgets import BudgetReservation, budget_settle_many
 from access.quotas import Reservation, quota_settle_many
 from audit.services import AuditEvent, audit_append_once, tenant_key_of
 from config import jsonfast
+from config.settings_once import setting_flag, setting_number
 from inference import metrics, record_tx
 from inference.errors import InferenceError
-from inference.record_types import _flag, _setting
 from inference.recorder import BatchWriter, Codec, RecordNotWritten, Ticket
 from inference.services import UsageCount, usage_add_many
 
@@ -281,9 +281,9 @@ def records_lead(records: list[CallRecord]) -> list[CallRecord] | None:
     """A request thread writing its own call's records while the writer is idle (leader/follower): the same
     transaction on the request's connection, bounded by ATRIUM_RECORD_COMMIT_WAIT_MS so a locked table cannot
     hold the request. None when it cannot lead here (turned off, or inside a transaction Django manages)."""
-    if not _flag("ATRIUM_RECORDER_LEAD", True) or not record_tx.usable():
+    if not setting_flag("ATRIUM_RECORDER_LEAD", True) or not record_tx.usable():
         return None
-    with record_tx.bounded(_setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000)):
+    with record_tx.bounded(setting_number("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000)):
         return records_write(records)
 
 
@@ -331,7 +331,7 @@ def record_submit(record: CallRecord) -> Ticket:
     has it fsynced to this process's journal here, and the returned ticket is done at once: the database commit
     follows in the background (docs/decisions.md). Any other tenant's ticket is done once the batch carrying the
     record is committed. A journal that cannot be written falls back to waiting for the commit."""
-    if _journal_first(record.tenant) and _flag("ATRIUM_RECORD_IN_BACKGROUND", True):
+    if _journal_first(record.tenant) and setting_flag("ATRIUM_RECORD_IN_BACKGROUND", True):
         try:
             record.audit = _hashed(record)  # the journal holds keyed hashes, never the prompt or the answer
             writer.submit_journaled(record)
@@ -351,7 +351,7 @@ def record_durable(record: CallRecord, ticket: Ticket) -> None:
     """Return once the record is durable: committed (group commit), or, when the database does not take it within
     ATRIUM_RECORD_COMMIT_WAIT_MS and the tenant serves and journals, fsynced to the local journal. Otherwise
     RecordsUnavailable (the record itself stays queued: it is written when the database is back)."""
-    if ticket.done or ticket.wait(_setting("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000):
+    if ticket.done or ticket.wait(setting_number("ATRIUM_RECORD_COMMIT_WAIT_MS", 3000) / 1000):
         return
     tenant = record.tenant
     if _journal_first(tenant):

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from config.settings_once import setting_seconds
+from config.settings_once import setting_number
 
 T = TypeVar("T")
 
@@ -26,7 +26,7 @@ class CatalogSnapshot(Generic[T]):
         An old snapshot keeps answering the other threads while that one reloads it (issue 18: every busy thread
         used to queue behind the reload, a spike in the c=32 tail every ATRIUM_CATALOG_CACHE_S); a forgotten one
         (an edit) is gone, so they wait for the new one."""
-        ttl = setting_seconds("ATRIUM_CATALOG_CACHE_S", 10.0)
+        ttl = setting_number("ATRIUM_CATALOG_CACHE_S", 10.0)
         value = self._value
         if value is not None and time.monotonic() - value[0] <= ttl:
             return value[1]

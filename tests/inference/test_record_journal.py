@@ -368,12 +368,14 @@ def test_journal_lines_of_another_generation_a_bad_crc_or_zeros_are_not_records(
 
 
 def test_the_recorders_settings_are_read_again_when_they_change(settings: Any) -> None:
-    """The recorder reads its settings once (inference.record_types._setting), and again after a change."""
-    from inference.record_types import _flag, _setting
+    """The recorder reads its settings once (config.settings_once), and again after a change."""
+    from config.settings_once import setting_flag, setting_number
 
     settings.ATRIUM_RECORDER_MAX_PENDING = 7
     settings.ATRIUM_RECORDER_LEAD = False
-    assert _setting("ATRIUM_RECORDER_MAX_PENDING", 10_000) == 7 and _flag("ATRIUM_RECORDER_LEAD", True) is False
+    assert setting_number("ATRIUM_RECORDER_MAX_PENDING", 10_000) == 7
+    assert setting_flag("ATRIUM_RECORDER_LEAD", True) is False
     settings.ATRIUM_RECORDER_MAX_PENDING = 9
     settings.ATRIUM_RECORDER_LEAD = True
-    assert _setting("ATRIUM_RECORDER_MAX_PENDING", 10_000) == 9 and _flag("ATRIUM_RECORDER_LEAD", True) is True
+    assert setting_number("ATRIUM_RECORDER_MAX_PENDING", 10_000) == 9
+    assert setting_flag("ATRIUM_RECORDER_LEAD", True) is True

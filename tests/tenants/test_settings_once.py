@@ -7,7 +7,7 @@ from typing import Any
 
 from django.test import override_settings
 
-from config.settings_once import setting, setting_seconds
+from config.settings_once import setting, setting_number
 from config.tenant_cache import cache_ttl
 
 
@@ -26,7 +26,7 @@ def test_a_changed_setting_is_read_again(settings: Any) -> None:
 
 
 def test_unset_and_empty_settings(settings: Any) -> None:
-    assert setting_seconds("ATRIUM_NO_SUCH_SETTING_S", 7.0) == 7.0
+    assert setting_number("ATRIUM_NO_SUCH_SETTING_S", 7.0) == 7.0
     assert setting("ATRIUM_NO_SUCH_SETTING", "fallback") == "fallback"
     settings.ATRIUM_NO_SUCH_SETTING_S = ""
-    assert setting_seconds("ATRIUM_NO_SUCH_SETTING_S", 7.0) == 0.0
+    assert setting_number("ATRIUM_NO_SUCH_SETTING_S", 7.0) == 0.0
