@@ -32,6 +32,13 @@ def stored(value: Any) -> Any:
     return value
 
 
+def unstorable(text: str) -> bool:
+    """Does `text` (a str, or the JSON text of a value) hold something stored_text would replace: a NUL, its JSON
+    escape, or a lone surrogate? The escape's test can be true of a backslash the client wrote before `u0000`: the
+    caller then makes the value again through `stored` and finds nothing to replace."""
+    return "\\u0000" in text or _UNSTORABLE.search(text) is not None
+
+
 def nul_at(value: Any, path: str = "") -> str | None:
     """The path (`messages.0.content`) of the first str in `value` (a key or a value) holding a NUL, or None: for
     a refusal that names the field, where what is stored must be what the client sent."""
