@@ -16,11 +16,17 @@ before the head and the idempotency check are read (each statement of a message 
 COMMITTED), the COMMIT is synchronous, and a failure anywhere rolls the whole transaction back. Both messages
 belong to one transaction, so a transaction-mode pooler (PgBouncer) keeps them on one server connection; the
 search path is SET LOCAL, so it ends with the transaction.
+
+With session pooling (DATABASE_POOL_MODE=session, the default) the statements are server-side prepared statements:
+a connection's first message for a tenant PREPAREs them (in that message: no extra round trip), and the messages
+EXECUTE them with the same parameters, so PostgreSQL neither parses, analyses nor plans them again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -31,6 +37,7 @@ from psycopg import sql
 
 from audit import chain
 from audit.rows import audit_rows_json
+from config.db.base import pool_mode
 from inference.services import USAGE_CTES_GUARDED, usage_rows_json, usage_statement
 
 if TYPE_CHECKING:
@@ -39,11 +46,11 @@ if TYPE_CHECKING:
 _COLUMNS = ("seq", "event_id", "timestamp", "event_type", "actor", "model", "input_hash", "output_hash",
             "input_tokens", "output_tokens", "latency_ms", "status", "metadata", "error", "subject_mac", "user_id",
             "personal", "request_id", "prev_mac", "mac")
-_FIRST = sql.SQL(
-    "BEGIN; SET LOCAL search_path = {}, public; {}"
-    "SELECT head_seq, head_mac FROM atrium_audit_lock_head(); "
-    "SELECT request_id, NULL FROM audit_auditentry WHERE request_id = ANY(%s) "
-    "UNION ALL SELECT NULL, subject_ref FROM audit_erasure WHERE subject_ref = ANY(%s)")
+# (the search path, the statement timeout if any, the PREPAREs of statements this connection does not hold yet)
+_BEGIN = "BEGIN; SET LOCAL search_path = {}, public; {}{}SELECT head_seq, head_mac FROM atrium_audit_lock_head(); "
+_FOUND = ("SELECT request_id, NULL FROM audit_auditentry WHERE request_id = ANY(%s) "
+          "UNION ALL SELECT NULL, subject_ref FROM audit_erasure WHERE subject_ref = ANY(%s)")
+_FIRST = sql.SQL(_BEGIN + _FOUND)
 # The batch's entries go as one JSON array, expanded into the table's own column types: one parameter and a
 # constant text whatever the batch's size (psycopg quoted twenty values a row and parsed a statement of hundreds of
 # placeholders, uncached: a quarter of the batch writer's CPU).
@@ -53,16 +60,83 @@ _INSERT = (f"INSERT INTO audit_auditentry ({', '.join(_COLUMNS)}) SELECT {', '.j
 # that head in Python before the lock is taken, and inserted, with the usage, only if under the lock the head is
 # still that one, none of the request ids is written yet and none of the users is being erased (`ok`); otherwise
 # nothing is written (the empty transaction commits without a WAL flush) and the two messages follow.
-_ONE = sql.SQL(
-    "BEGIN; SET LOCAL search_path = {}, public; {}"  # noqa: S608 - constant clauses only
-    "SELECT head_seq, head_mac FROM atrium_audit_lock_head(); "
-    "WITH ok AS (SELECT EXISTS (SELECT 1 FROM (SELECT a.seq, a.mac FROM audit_auditentry a ORDER BY a.seq DESC "
+_GUARDED = (
+    "WITH ok AS (SELECT EXISTS (SELECT 1 FROM (SELECT a.seq, a.mac FROM audit_auditentry a ORDER BY a.seq DESC "  # noqa: S608 - constant clauses only
     "LIMIT 1) h WHERE h.seq = %s AND h.mac = %s) "
     "AND NOT EXISTS (SELECT 1 FROM audit_auditentry WHERE request_id = ANY(%s)) "
     "AND NOT EXISTS (SELECT 1 FROM audit_erasure WHERE subject_ref = ANY(%s)) AS ok), "
     "audit AS (" + _INSERT.replace("::jsonb); ", "::jsonb) WHERE (SELECT ok FROM ok) RETURNING 1), ")
-    + USAGE_CTES_GUARDED.replace("{", "{{").replace("}", "}}")
-    + " SELECT (SELECT ok FROM ok), (SELECT count(*) FROM audit); COMMIT")
+    + USAGE_CTES_GUARDED
+    + " SELECT (SELECT ok FROM ok), (SELECT count(*) FROM audit)")
+_ONE = sql.SQL(_BEGIN + _GUARDED.replace("{", "{{").replace("}", "}}") + "; COMMIT")
+# Server-side prepared statements (session pooling only: DATABASE_POOL_MODE=transaction may run each transaction on
+# another server connection, which would not know them). The statements of both paths are prepared on a connection
+# by the first message it sends for a tenant (PREPAREs after its SET LOCAL search_path, in the same round trip);
+# the messages then EXECUTE them with the same literal parameters. Parse analysis and planning were a third of
+# PostgreSQL's CPU for a batch. A tenant has its own names, which keeps its plans valid (a prepared statement is
+# analysed again whenever the search path differs from the one it was prepared under).
+_PREPARED = {"one": _GUARDED, "found": _FOUND, "audit": _INSERT.removesuffix("; "), "usage": usage_statement([])[0]}
+_PREPARED_MAX = 32 * len(_PREPARED)  # statements a connection keeps (32 tenants); beyond, they go unprepared
+_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # connection -> names it holds
+_ONE_P = sql.SQL(_BEGIN + "EXECUTE {}(%s, %s, %s, %s, %s, %s); COMMIT")
+_FIRST_P = sql.SQL(_BEGIN + "EXECUTE {}(%s, %s)")
+
+
+def _numbered(statement: str) -> str:
+    """`statement`'s %s placeholders as $1, $2, ... (a prepared statement's parameters, typed from their context as
+    the untyped literals the unprepared statement carries are)."""
+    parts = statement.split("%s")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+_PREPARE_TEXT = {kind: _numbered(statement).replace("{", "{{").replace("}", "}}")
+                 for kind, statement in _PREPARED.items()}
+_names_cache: dict[str, dict[str, str]] = {}
+
+
+def _names(schema: str) -> dict[str, str]:
+    names = _names_cache.get(schema)
+    if names is None:
+        digest = hashlib.blake2s(schema.encode(), digest_size=8).hexdigest()
+        names = _names_cache[schema] = {kind: f"atrium_rt_{kind}_{digest}" for kind in _PREPARED}
+    return names
+
+
+def _preparing(raw: psycopg.Connection[Any], schema: str) -> tuple[dict[str, str] | None, list[str]]:
+    """(the tenant's prepared statement names on this connection, or None when its statements go unprepared here;
+    the kinds the next message must PREPARE first)."""
+    if pool_mode() == "transaction":
+        return None, []
+    held = _prepared.get(raw)
+    if held is None:
+        held = _prepared[raw] = set()
+    names = _names(schema)
+    missing = [kind for kind, name in names.items() if name not in held]
+    if missing and len(held) + len(missing) > _PREPARED_MAX:
+        return None, []
+    return names, missing
+
+
+def _prepares(names: dict[str, str], kinds: list[str]) -> sql.Composable:
+    return sql.Composed([sql.SQL("PREPARE {} AS ").format(sql.Identifier(names[kind]))
+                         + sql.SQL(_PREPARE_TEXT[kind]) + sql.SQL("; ") for kind in kinds])
+
+
+def _resync(raw: psycopg.Connection[Any], names: dict[str, str]) -> None:
+    """After a failed message that carried PREPAREs: which of them the connection holds (they outlive a rollback)."""
+    held = _prepared.get(raw)
+    if held is None:
+        return
+    held.difference_update(names.values())
+    try:
+        found = raw.execute("SELECT name FROM pg_prepared_statements WHERE name = ANY(%s)",
+                            [list(names.values())]).fetchall()
+    except Exception:
+        _prepared.pop(raw, None)
+        return
+    held.update(str(row[0]) for row in found)
+
+
 _first_cache: dict[tuple[int, str, int | None], bytes] = {}  # (id of _FIRST or _ONE, schema, timeout)
 # The chain's head (seq, mac) after this process's last commit of a tenant's records, and how many commits take
 # the two messages before it guesses again after a wrong guess (another process or an audit_record wrote since).
@@ -108,14 +182,17 @@ def _text_array(values: list[str]) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
-def _first(raw: psycopg.Connection[Any], schema: str, timeout: int | None, message: sql.SQL = _FIRST) -> bytes:
-    """The first message's text (or the one message's) for a tenant and statement timeout, composed (quoted)
-    once per process."""
-    text = _first_cache.get((id(message), schema, timeout))
+def _first(raw: psycopg.Connection[Any], schema: str, timeout: int | None, message: sql.SQL = _FIRST,
+           name: str = "", prepare: sql.Composable | None = None) -> bytes:
+    """The first message's text (or the one message's) for a tenant and statement timeout (and the prepared
+    statement it executes), composed (quoted) once per process; with PREPAREs to send first, composed now."""
+    text = None if prepare is not None else _first_cache.get((id(message), schema, timeout))
     if text is None:
         limit = sql.SQL("SET LOCAL statement_timeout = {}; ").format(sql.Literal(timeout)) if timeout else sql.SQL("")
-        text = _first_cache[(id(message), schema, timeout)] = message.format(sql.Identifier(schema),
-                                                                            limit).as_bytes(raw)
+        names = [sql.Identifier(name)] if name else []
+        text = message.format(sql.Identifier(schema), limit, prepare or sql.SQL(""), *names).as_bytes(raw)
+        if prepare is None:
+            _first_cache[(id(message), schema, timeout)] = text
     return text
 
 
@@ -134,19 +211,28 @@ def record_tx_commit(records: list[CallRecord]) -> None:
         raise RuntimeError("record_tx needs a connection outside Django's transactions")
     cursor = psycopg.ClientCursor(raw)
     schema = tenant.schema_name
+    names: dict[str, str] | None = None
+    missing: list[str] = []
     try:
         timeout = _timeout_ms.get()
+        names, missing = _preparing(raw, schema)
+        skip = (3 if timeout else 2) + len(missing)  # the results of BEGIN, the SET LOCALs and the PREPAREs
         guess = _heads.get(schema)
         cooling = _cooling.get(schema, 0)
         if cooling:
             _cooling[schema] = cooling - 1
         elif guess is not None and guess[0] > 0:
             rows, count, after = audit_rows_json(events, key=key, head=guess, present=set(), erased=frozenset())
-            cursor.execute(_first(raw, schema, timeout, _ONE),
-                           [guess[0], guess[1], ids_array, refs_array, rows, usage_rows_json(
+            message = _first(raw, schema, timeout, _ONE) if names is None else _first(
+                raw, schema, timeout, _ONE_P, names["one"], _prepares(names, missing) if missing else None)
+            cursor.execute(message, [guess[0], guess[1], ids_array, refs_array, rows, usage_rows_json(
                                [r.usage for r in records])])
-            for _ in range(3 if timeout else 2):
+            for _ in range(skip):
                 cursor.nextset()
+            if missing and names is not None:
+                _prepared[raw].update(names.values())
+                skip -= len(missing)  # prepared: the next message carries no PREPARE
+                missing = []
             cursor.nextset()
             ok = cursor.fetchone()
             if ok is not None and ok[0]:
@@ -154,10 +240,15 @@ def record_tx_commit(records: list[CallRecord]) -> None:
                 return
             _heads.pop(schema, None)
             _cooling[schema] = _COOL
-        cursor.execute(_first(raw, schema, timeout), [ids_array, refs_array])
-        # The results of BEGIN and the SET LOCALs are skipped by position (asking each result for its description
-        # built column objects for nothing); then the head and the request ids found.
-        for _ in range(3 if timeout else 2):
+        message = _first(raw, schema, timeout) if names is None else _first(
+            raw, schema, timeout, _FIRST_P, names["found"], _prepares(names, missing) if missing else None)
+        cursor.execute(message, [ids_array, refs_array])
+        if missing and names is not None:
+            _prepared[raw].update(names.values())
+            missing = []
+        # The results of BEGIN, the SET LOCALs and any PREPAREs are skipped by position (asking each result for its
+        # description built column objects for nothing); then the head and the request ids found.
+        for _ in range(skip):
             cursor.nextset()
         head_row = cursor.fetchone()
         cursor.nextset()
@@ -169,18 +260,22 @@ def record_tx_commit(records: list[CallRecord]) -> None:
         erased = frozenset(refs[str(r[1])] for r in found if r[1] is not None)
         rows, count, after = audit_rows_json(events, key=key, head=head, present=present, erased=erased)
         statement, params = usage_statement([r.usage for r in records], anonymous=erased)
+        if names is not None:
+            statement = f"EXECUTE {names['usage']}(%s)"
         text = ""
         if count:
-            text = _INSERT
+            text = _INSERT if names is None else f"EXECUTE {names['audit']}(%s); "
             params = [rows, *params]
         cursor.execute(text + statement + "; COMMIT", params)
         _heads[schema] = after
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(Exception):
             if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 raw.execute("ROLLBACK")
         if raw.closed or raw.broken:
             connection.close()  # a fresh one next time
+        elif names is not None and (missing or isinstance(error, psycopg.errors.InvalidSqlStatementName)):
+            _resync(raw, names)  # the PREPAREs of the failed message, or a prepared statement gone
         raise
     finally:
         cursor.close()
