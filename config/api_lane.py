@@ -48,9 +48,11 @@ from django.dispatch import Signal
 from django.http import HttpRequest
 from django.http.response import ResponseHeaders
 from django.middleware.security import SecurityMiddleware
+from django.urls import base as urls_base
 from django.urls import set_script_prefix, set_urlconf
 from django.utils.log import log_response
 
+from config import thread_locals
 from config.middleware import (
     ApiFastPathMiddleware,
     RequestIdMiddleware,
@@ -66,6 +68,9 @@ PREFIX = "/v1/"
 # The top of settings.MIDDLEWARE the lane stands for, in order.
 CHAIN = (TenantMiddleware, RequestIdMiddleware, BodyLimitMiddleware, SecurityMiddleware, PermissionsPolicyMiddleware,
          ApiFastPathMiddleware)
+# django.urls' per-thread URLconf and script prefix (asgiref Locals, created once with the module)
+_URLCONFS: Any = urls_base._urlconfs  # type: ignore[attr-defined]
+_PREFIXES: Any = urls_base._prefixes  # type: ignore[attr-defined]
 _HOSTS_MAX = 1024  # distinct Host values remembered (a wildcard ALLOWED_HOSTS admits any number of them)
 
 
@@ -133,20 +138,24 @@ class _Receivers:
 
 def _started() -> None:
     """reset_queries then close_old_connections, in one pass over this thread's connections."""
-    initialized = connections.all(initialized_only=True)
-    for conn in initialized:
+    opened = thread_locals.initialized(connections)
+    for conn in opened:
         conn.queries_log.clear()
-    for conn in initialized:
+    for conn in opened:
         conn.close_if_unusable_or_obsolete()
 
 
 def _finished() -> None:
     """close_old_connections, close_caches and reset_urlconf (independent of each other), without a call per
-    receiver."""
-    for conn in connections.all(initialized_only=True):
+    receiver. This thread's connections, caches and URLconf read from their Locals' storage (config.thread_locals:
+    what connections.all(initialized_only=True), caches.close_all() and set_urlconf(None) test, without an exception
+    raised and caught for each one this thread never opened or set)."""
+    for conn in thread_locals.initialized(connections):
         conn.close_if_unusable_or_obsolete()
-    caches.close_all()
-    set_urlconf(None)
+    for cache in thread_locals.initialized(caches):  # caches.close_all()
+        cache.close()
+    if thread_locals.has(_URLCONFS, "value"):  # set_urlconf(None) deletes the value when this thread has one
+        set_urlconf(None)
 
 
 class _Hosts:
@@ -267,7 +276,10 @@ class ApiLane:
     def handle(self, environ: dict[str, Any]) -> tuple[Any, WSGIRequest]:
         """The response (not yet closed) and its request, as WSGIHandler.__call__ and BaseHandler.get_response
         make them."""
-        set_script_prefix(get_script_name(environ))
+        prefix = get_script_name(environ)
+        # set_script_prefix, unless this thread's prefix is already that one (what it stores: "/"-terminated)
+        if thread_locals.get(_PREFIXES, "value") != (prefix if prefix.endswith("/") else prefix + "/"):
+            set_script_prefix(prefix)
         self.started.run(self.sender, environ=environ)
         request = WSGIRequest(environ)
         set_urlconf(settings.ROOT_URLCONF)

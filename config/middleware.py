@@ -18,6 +18,7 @@ from django.urls import Resolver404, ResolverMatch, set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import get_public_schema_name, has_multi_type_tenants
 
+from config import thread_locals
 from config.ids import uuid4_hex
 from config.settings_once import setting_number
 from config.suspended import suspended_response, tenant_suspended
@@ -129,7 +130,10 @@ class TenantMiddleware(TenantMainMiddleware):
                 return suspended
         tenant.domain_url = hostname
         request.tenant = tenant  # type: ignore[attr-defined]
-        conn: Any = connections[DEFAULT_DB_ALIAS]  # what `connection` looks up on each attribute
+        # what `connection` looks up on each attribute, read from this thread's connections (config.thread_locals)
+        conn: Any = thread_locals.get(connections._connections, DEFAULT_DB_ALIAS)  # type: ignore[attr-defined]
+        if conn is None:
+            conn = connections[DEFAULT_DB_ALIAS]
         if getattr(conn, "tenant", None) is not tenant or getattr(conn, "schema_name", None) != getattr(
                 tenant, "schema_name", ""):
             conn.set_tenant(tenant)
