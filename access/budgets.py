@@ -186,8 +186,10 @@ class BudgetReservation:
 
 
 # The budget parts of the admission script (config.admission). K.spent: the budgets' counter keys, K.epoch: the
-# tenant's budget epoch key. A.cost: micro-USD to reserve, A.limits: one per key, A.apply: reserve (the `budget`
-# part) or only check (`budget_check`). Returns {1, epoch} (proceed), {0, index, spent} refused, {2} rebuild first.
+# tenant's budget epoch key. A.cost: micro-USD to reserve and A.ttls (one per key): decimal strings, handed to Redis
+# as they are (a Lua number given to redis.call is formatted by snprintf first); A.limits: one per key, A.apply:
+# reserve (the `budget` part) or only check (`budget_check`). Returns {1, epoch} (proceed), {0, index, spent}
+# refused, {2} rebuild first.
 BUDGET_LUA = """
 function(K, A)
   local epoch = redis.call('GET', K.epoch)
@@ -199,8 +201,8 @@ function(K, A)
   end
   if A.apply then
     for i = 1, #K.spent do
-      redis.call('INCRBY', K.spent[i], cost)
-      redis.call('EXPIRE', K.spent[i], tonumber(A.ttls[i]))
+      redis.call('INCRBY', K.spent[i], A.cost)
+      redis.call('EXPIRE', K.spent[i], A.ttls[i])
     end
   end
   return {1, epoch}, true
@@ -211,8 +213,8 @@ end
 def budget_script_input(plan: BudgetPlan, *, apply: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """(keys, args) of a budget part."""
     keys = {"spent": [b.key for b in plan.limits], "epoch": epoch_key(plan.schema)}
-    args = {"cost": int(plan.cost), "limits": [b.limit for b in plan.limits], "ttls": [b.ttl for b in plan.limits],
-            "apply": apply}
+    args = {"cost": str(int(plan.cost)), "limits": [b.limit for b in plan.limits],
+            "ttls": [str(b.ttl) for b in plan.limits], "apply": apply}
     return keys, args
 
 
@@ -277,33 +279,45 @@ BUDGET: Part[BudgetPlan, BudgetApplied] = register_part("budget", lua=BUDGET_LUA
 
 # Exactly once per request id, as access.quotas._SETTLE: under the epoch the money was reserved in the counters
 # get (used - reserved); after Redis lost its data they get `used` (the reservation went with it). Returns the new
-# value of every key, in order. KEYS: every key used. ARGV: n, then per call: request id, settled key index, epoch
-# key index, epoch, reserved, used, number of keys, their indexes.
+# value of every key, in order. A batch reads each epoch key once and gives each settled set it added to its TTL
+# once, at the end (the same TTLs: nothing sees a script half run). KEYS: every key used. ARGV: n, then per call:
+# request id, settled key index, epoch key index, epoch, reserved, used, number of keys, their indexes.
 _SETTLE = """
 local n = tonumber(ARGV[1])
 local p = 2
 local out = {}
+local epochs = {}
+local touched, order = {}, {}
 for _ = 1, n do
   local id, settled, epoch_key, epoch = ARGV[p], KEYS[tonumber(ARGV[p + 1])], KEYS[tonumber(ARGV[p + 2])], ARGV[p + 3]
   local reserved, used, nk = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5]), tonumber(ARGV[p + 6])
   local fresh = redis.call('SADD', settled, id) == 1
-  if fresh then
-    redis.call('EXPIRE', settled, 259200)
+  if fresh and not touched[settled] then
+    touched[settled] = true
+    order[#order + 1] = settled
+  end
+  local current = epochs[epoch_key]
+  if current == nil then
+    current = redis.call('GET', epoch_key) or false
+    epochs[epoch_key] = current
   end
   local delta = used
-  if redis.call('GET', epoch_key) == epoch then delta = used - reserved end
+  if current == epoch then delta = used - reserved end
   for k = 1, nk do
     local key = KEYS[tonumber(ARGV[p + 6 + k])]
     local value
     if fresh then
       value = redis.call('INCRBY', key, delta)
-      if value < 0 then redis.call('SET', key, 0, 'KEEPTTL') value = 0 end
+      if value < 0 then redis.call('SET', key, '0', 'KEEPTTL') value = 0 end
     else
       value = tonumber(redis.call('GET', key) or '0')
     end
     out[#out + 1] = value
   end
   p = p + 7 + nk
+end
+for i = 1, #order do
+  redis.call('EXPIRE', order[i], '259200')
 end
 return out
 """

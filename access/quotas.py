@@ -174,8 +174,10 @@ def _quota_input(plan: QuotaPlan) -> ScriptInput:
     if plan.rpm or plan.tpd:
         pending, pending_data = pending_keys(plan.schema)
         keys.update(epoch=epoch_key(plan.schema), pending=pending, pending_data=pending_data)
-    return ScriptInput(keys=keys, args={"now_ms": plan.now_ms, "member": plan.member, "tokens": plan.tokens,
-                                        "ttl_ms": plan.ttl_ms, "rpm_limits": [x.limit for x in plan.rpm],
+    now_ms = plan.now_ms
+    return ScriptInput(keys=keys, args={"now_ms": str(now_ms), "window_from": str(now_ms - WINDOW_S * 1000),
+                                        "expires_ms": str(now_ms + plan.ttl_ms), "member": plan.member,
+                                        "tokens": str(plan.tokens), "rpm_limits": [x.limit for x in plan.rpm],
                                         "tpd_limits": [x.limit for x in plan.tpd]})
 
 

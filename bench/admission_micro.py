@@ -68,6 +68,7 @@ def setup() -> None:
 
 # The modules of the admission path, in import order (a module is loaded after those it imports).
 MODULES = ["config.wire", "config.redis", "config.admission", "access.services", "access.authentication",
+           "access.quota_scripts",
            "access.quotas", "access.budgets", "inference.breaker", "inference.budgeting", "inference.admission"]
 
 
