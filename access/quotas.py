@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from django.conf import settings
-
 from access.counter_rebuild import rebuild_once, settled_add
 from access.errors import QuotaExceeded
 from access.quota_scripts import (
@@ -39,6 +37,7 @@ from access.quota_scripts import (
 from config.admission import ScriptInput, register_part
 from config.ids import uuid4_hex
 from config.redis import redis_client, redis_evalsha, redis_is_cluster, redis_script
+from config.settings_once import setting_number
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -131,6 +130,30 @@ def _limits(tenant: Tenant, user: User, day: str | None = None) -> tuple[list[Li
     return rpm, tpd
 
 
+class _Shape(NamedTuple):
+    """What every plan of one (tenant, user, day, limits) shares: the limits, and the quota part's keys and limit
+    arguments built from them (never changed once built: plans and script inputs only read them)."""
+
+    rpm: list[Limit]
+    tpd: list[Limit]
+    keys: dict[str, str | list[str]]
+    rpm_limits: list[int]
+    tpd_limits: list[int]
+
+
+def _shape(schema: str, rpm: list[Limit], tpd: list[Limit]) -> _Shape:
+    keys: dict[str, str | list[str]] = {"rpm": [x.key for x in rpm], "tpd": [x.key for x in tpd]}
+    if rpm or tpd:
+        pending, pending_data = pending_keys(schema)
+        keys.update(epoch=epoch_key(schema), pending=pending, pending_data=pending_data)
+    return _Shape(rpm, tpd, keys, [x.limit for x in rpm], [x.limit for x in tpd])
+
+
+# The shapes by (schema, day, the user's id when a per-user limit applies, the four limits): every value a shape is
+# built from is in its key, so a changed limit, another day or another user finds another entry; emptied when large.
+_shapes: dict[tuple[Any, ...], _Shape] = {}
+
+
 @dataclass
 class QuotaPlan:
     """One reservation's input to the quota part (RESERVE_LUA): the limits that apply and the tokens to hold."""
@@ -143,11 +166,12 @@ class QuotaPlan:
     now_ms: int = 0
     member: str = ""  # this call's entry in the request windows and the pending reservations
     ttl_ms: int = 0  # how long the reservation may stay unsettled before it is reaped
+    shape: _Shape | None = field(default=None, repr=False, compare=False)  # quota_plan's, when it built the plan
 
     def __post_init__(self) -> None:
         self.now_ms = self.now_ms or int(time.time() * 1000)
         self.member = self.member or uuid4_hex()
-        self.ttl_ms = self.ttl_ms or int(float(settings.ATRIUM_QUOTA_RESERVATION_TTL_S) * 1000)
+        self.ttl_ms = self.ttl_ms or int(setting_number("ATRIUM_QUOTA_RESERVATION_TTL_S") * 1000)
 
 
 def epoch_key(schema: str) -> str:
@@ -165,20 +189,28 @@ def pending_keys(schema: str) -> tuple[str, str]:
 
 def quota_plan(*, tenant: Tenant, user: User, tokens: int) -> QuotaPlan:
     day = _today()  # once: the day's keys and the plan's day are the same day, even at midnight
-    rpm, tpd = _limits(tenant, user, day)
-    return QuotaPlan(schema=tenant.schema_name, day=day, tokens=int(tokens), rpm=rpm, tpd=tpd)
+    schema = tenant.schema_name
+    user_rpm = tenant.effective_user_requests_per_minute
+    user_tpd = tenant.effective_user_tokens_per_day
+    memo_key = (schema, day, user.pk if user_rpm is not None or user_tpd is not None else None,
+                tenant.requests_per_minute, user_rpm, tenant.tokens_per_day, user_tpd)
+    shape = _shapes.get(memo_key)
+    if shape is None:
+        if len(_shapes) >= 10_000:
+            _shapes.clear()
+        shape = _shapes[memo_key] = _shape(schema, *_limits(tenant, user, day))
+    return QuotaPlan(schema=schema, day=day, tokens=int(tokens), rpm=shape.rpm, tpd=shape.tpd, shape=shape)
 
 
 def _quota_input(plan: QuotaPlan) -> ScriptInput:
-    keys: dict[str, str | list[str]] = {"rpm": [x.key for x in plan.rpm], "tpd": [x.key for x in plan.tpd]}
-    if plan.rpm or plan.tpd:
-        pending, pending_data = pending_keys(plan.schema)
-        keys.update(epoch=epoch_key(plan.schema), pending=pending, pending_data=pending_data)
+    shape = plan.shape
+    if shape is None or shape.rpm is not plan.rpm or shape.tpd is not plan.tpd:
+        shape = _shape(plan.schema, plan.rpm, plan.tpd)
     now_ms = plan.now_ms
-    return ScriptInput(keys=keys, args={"now_ms": str(now_ms), "window_from": str(now_ms - WINDOW_S * 1000),
-                                        "expires_ms": str(now_ms + plan.ttl_ms), "member": plan.member,
-                                        "tokens": str(plan.tokens), "rpm_limits": [x.limit for x in plan.rpm],
-                                        "tpd_limits": [x.limit for x in plan.tpd]})
+    return ScriptInput(keys=shape.keys, args={"now_ms": str(now_ms), "window_from": str(now_ms - WINDOW_S * 1000),
+                                              "expires_ms": str(now_ms + plan.ttl_ms), "member": plan.member,
+                                              "tokens": str(plan.tokens), "rpm_limits": shape.rpm_limits,
+                                              "tpd_limits": shape.tpd_limits})
 
 
 def quota_outcome(plan: QuotaPlan, result: Any) -> Reservation:

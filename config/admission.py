@@ -204,19 +204,28 @@ class Composite:
               order: dict[str, int], cluster: bool) -> tuple[list[Any], bool]:
         keys: list[str] = []
         index: dict[str, int] = {}
-
-        def at(key: str) -> int:
-            position = index.get(key)
-            if position is None:
-                keys.append(key)
-                position = index[key] = len(keys)
-            return position
-
         args: list[Any] = [len(group)]
         for bound, spec in group:
-            named = {name: at(value) if isinstance(value, str) else [at(k) for k in value]
-                     for name, value in spec.keys.items()}
-            args += [order[bound.part.name] + 1, jsonfast.dumps({"k": named, "a": dict(spec.args)})]
+            named: dict[str, int | list[int]] = {}
+            for name, value in spec.keys.items():
+                if isinstance(value, str):
+                    position = index.get(value)
+                    if position is None:
+                        keys.append(value)
+                        position = index[value] = len(keys)
+                    named[name] = position
+                else:
+                    positions: list[int] = []
+                    for key in value:
+                        position = index.get(key)
+                        if position is None:
+                            keys.append(key)
+                            position = index[key] = len(keys)
+                        positions.append(position)
+                    named[name] = positions
+            values = spec.args
+            args += [order[bound.part.name] + 1,
+                     jsonfast.dumps({"k": named, "a": values if type(values) is dict else dict(values)})]
         if not keys and cluster:
             keys.append(_NO_KEY)  # a cluster routes a script by its keys; this one is declared, never touched
         raw = list(redis_evalsha(redis_script(self.source), keys, args))

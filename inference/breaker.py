@@ -18,6 +18,7 @@ from django.conf import settings
 
 from config.admission import ScriptInput, register_part
 from config.redis import redis_client, redis_script
+from config.settings_once import setting_number
 
 # Breakers are shared by every tenant using the same provider account, so they are not a tenant's: all of them
 # carry one hash tag, `{breakers}`, and live in one Redis Cluster slot (the admission script asks several at once).
@@ -72,7 +73,7 @@ class BreakerCheck(NamedTuple):
 def _admit_input(check: BreakerCheck) -> ScriptInput:
     return ScriptInput(keys={"targets": [breaker_key(name) for _key, name in check.targets]},
                        args={"now": check.now or time.time(),
-                             "probe_ttl": check.probe_ttl or float(settings.ATRIUM_BREAKER_PROBE_TTL_S)})
+                             "probe_ttl": check.probe_ttl or setting_number("ATRIUM_BREAKER_PROBE_TTL_S")})
 
 
 def _admit_outcome(check: BreakerCheck, result: Any) -> dict[str, int]:
