@@ -4,7 +4,6 @@ writer, inference.record_tx, sends them as one JSON array)."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,9 @@ def content_hash(key: bytes, payload: Any) -> str:
     """HMAC-SHA-256 of a prompt or completion: proves what was sent without storing it."""
     if payload is None or payload == "":
         return ""
-    text = payload if isinstance(payload, str) else chain.canonical_fast(payload)
-    return chain.keyed_hash(key, text)
+    if isinstance(payload, str):
+        return chain.keyed_hash(key, payload)
+    return chain.mac_hex(key, chain.canonical_fast_bytes(payload))  # the canonical text's UTF-8, made once
 
 
 class _Chained:
@@ -162,7 +162,7 @@ def _entry(event: AuditEvent, key: bytes, seq: int, prev: str, erased: frozenset
             f'"output_hash":{output_hash},"output_tokens":{int(event.output_tokens or 0)},"seq":{seq},'
             f'"status":{status},"subject_mac":"{entry.subject_mac}","timestamp":"{entry.timestamp}"}}')
     entry.prev_mac = prev
-    entry.mac = mac = hmac.digest(key, prev.encode() + body.encode(), "sha256").hex()
+    entry.mac = mac = chain.mac_hex(key, prev.encode() + body.encode())
     entry.row = (f'{{"seq":{seq},"event_id":"{entry.event_id}","timestamp":"{entry.timestamp}",'
                  f'"event_type":{event_type},"actor":"{entry.actor}","model":{model},"input_hash":{input_hash},'
                  f'"output_hash":{output_hash},{counts},"status":{status},"metadata":{entry.metadata_text},'

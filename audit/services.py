@@ -132,6 +132,17 @@ class AuditEvent:
             self.personal_json = personal_text(self.personal)
         return self.metadata_json, self.personal_json
 
+    def hash_payloads(self, key: bytes) -> None:
+        """Replace the payloads by their keyed hashes (under `key`, the tenant's audit key), in place: `hashed`
+        without the copy, for an event nothing else holds. An event without payloads is left as it is."""
+        if self.input_payload is None and self.output_payload is None:
+            return
+        if self.input_hash is None:
+            self.input_hash = content_hash(key, self.input_payload)
+        if self.output_hash is None:
+            self.output_hash = content_hash(key, self.output_payload)
+        self.input_payload = self.output_payload = None
+
     def hashed(self, key: bytes) -> AuditEvent:
         """This event with its payloads replaced by their keyed hashes (under `key`, the tenant's audit key)."""
         event = object.__new__(type(self))  # a shallow copy without __init__ (dataclasses.replace: 3x the CPU)

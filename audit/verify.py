@@ -42,6 +42,14 @@ def canonical_text_plain(value: Any) -> str:
         return _CANONICAL.encode(value)
 
 
+def canonical_bytes_plain(value: Any) -> bytes:
+    """canonical_text_plain(value).encode(): orjson's UTF-8 as it is."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _CANONICAL.encode(value).encode()
+
+
 def canonical(value: Any) -> bytes:
     """The bytes a MAC or signature covers: sorted keys, no spaces, UTF-8."""
     return _CANONICAL.encode(value).encode()

@@ -7,19 +7,28 @@ The call is a real one: the bench tenant's API key, authenticated and admitted b
 Redis) for the body bench/overhead.py sends, with the simulator's answer. Best and median of ROUNDS rounds of N
 calls, microseconds per call (per batch for the writer's stages). Final line: {"stage": us, ...} (best).
 
-    .venv/bin/python bench/record_path.py [N] [ROUNDS]
+With BASE (a git revision), the record modules as they are at BASE (RECORD_MODULES) are loaded beside the working
+tree's under other names, and the request thread's record (describe, hash, the journal line's bytes) and the
+writer's audit rows of a batch run in both versions, interleaved round by round (the order alternating), CPU time
+of this thread (time.thread_time_ns): min and median per version. The two versions' journal lines and audit rows
+are checked to be the same bytes first (the random event ids made alike for the check).
+
+    .venv/bin/python bench/record_path.py [N] [ROUNDS] [BASE]
 """
 
 from __future__ import annotations
 
 import json
+import statistics
+import subprocess
 import sys
 import time
+import types
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from _common import bench_database, bench_tenant, emit
+from _common import ROOT, bench_database, bench_tenant, emit
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 64,
         "messages": [{"role": "user", "content": "Give me one short sentence about benchmarks."}]}
@@ -61,6 +70,36 @@ def _admitted() -> tuple[Any, Any]:
     return tenant, gateway_admit(call)
 
 
+# The modules of a call's record, in import order, and the names their BASE versions load under.
+RECORD_MODULES = ["audit.verify", "audit.chain", "audit.rows", "audit.services", "inference.journal_lines",
+                  "inference.records", "inference.gateway"]
+
+
+def _old_name(module: str) -> str:
+    return "old_" + module.replace(".", "_")
+
+
+def load_base(base: str) -> dict[str, types.ModuleType]:
+    """RECORD_MODULES as they are at git revision `base`, each importing the others' BASE versions."""
+    loaded: dict[str, types.ModuleType] = {}
+    for module in RECORD_MODULES:
+        path = module.replace(".", "/") + ".py"
+        source = subprocess.run(["git", "show", f"{base}:{path}"], capture_output=True, text=True, check=True,
+                                cwd=ROOT).stdout
+        for other in RECORD_MODULES:  # `from audit.chain import x`, `from audit import chain[, queries]`
+            package, _, name = other.rpartition(".")
+            alias = f"import {_old_name(other)} as {name}\n"
+            source = source.replace(f"from {other} import", f"from {_old_name(other)} import")
+            source = source.replace(f"from {package} import {name}, ", f"{alias}from {package} import ")
+            source = source.replace(f"from {package} import {name}\n", alias)
+        old = types.ModuleType(_old_name(module))
+        old.__file__ = f"{base}:{path}"
+        sys.modules[old.__name__] = old  # dataclasses look their module up
+        exec(compile(source, old.__file__, "exec"), old.__dict__)  # noqa: S102  # the repository's own code
+        loaded[module] = old
+    return loaded
+
+
 def _timed(stages: dict[str, Callable[[], object]], n: int, rounds: int) -> dict[str, list[float]]:
     """Per round, each stage n times in turn (interleaved, so a slow spell of the machine falls on all)."""
     times: dict[str, list[float]] = {name: [] for name in stages}
@@ -73,11 +112,107 @@ def _timed(stages: dict[str, Callable[[], object]], n: int, rounds: int) -> dict
     return times
 
 
+def ab(base: str, tenant: Any, admitted: Any, n: int, rounds: int) -> None:
+    """BASE's record code against the working tree's, interleaved (see the module's docstring)."""
+    from audit import rows
+    from audit.services import tenant_key_of
+    from inference import gateway, records
+    from inference.journal_lines import journal_line
+    from inference.types import Attempt
+
+    old = load_base(base)
+    attempts = [Attempt(target="anthropic", model_id="claude-sonnet-5-5", outcome="answered", status=200,
+                        latency_ms=0.61)]
+    key = tenant_key_of(tenant)
+
+    def describe(module: Any) -> Any:
+        return module._call_record(admitted, message=ANSWER, provider="anthropic", region="",
+                                   model_id="claude-sonnet-5-5", attempts=attempts, status="success")
+
+    def line(version: str) -> Callable[[], bytes]:
+        """The request thread's record: describe, the payloads' hashes, the journal line's bytes."""
+        if version == "new":
+            def made() -> bytes:
+                record = describe(gateway)
+                record.audit.hash_payloads(key)
+                return journal_line(1, records.record_line(record))
+            return made
+        records_old, lines_old = old["inference.records"], old["inference.journal_lines"]
+
+        def made_old() -> bytes:
+            record = describe(old["inference.gateway"])
+            record.audit = records_old._hashed(record)
+            return lines_old.journal_line(1, records_old.record_encode(record))
+        return made_old
+
+    def batch(version: str) -> list[Any]:
+        module = gateway if version == "new" else old["inference.gateway"]
+        made = []
+        for _ in range(20):
+            record = describe(module)
+            record.audit = (records if version == "new" else old["inference.records"])._hashed(record)
+            record.audit.request_id = record.request_id = f"req_{uuid.uuid4().hex}"
+            (records if version == "new" else old["inference.records"]).record_encode(record)
+            made.append(record)
+        return made
+
+    events = {version: [r.audit for r in batch(version)] for version in ("old", "new")}
+
+    def chained(version: str) -> Callable[[], Any]:
+        module = rows if version == "new" else old["audit.rows"]
+        made = events[version]
+        return lambda: module.audit_rows_json(made, key=key, head=(1, "ab" * 32), present=set(), erased=frozenset())
+
+    # The same bytes: a journal line of one record encoded by both versions (hashed by each), and the audit rows
+    # of one batch chained by both (event ids made alike).
+    sample = describe(gateway)
+    twin = describe(old["inference.gateway"])
+    twin.audit.timestamp, twin.audit.latency_ms = sample.audit.timestamp, sample.audit.latency_ms
+    twin.usage, twin.reservation = sample.usage, sample.reservation
+    sample.audit.hash_payloads(key)
+    new_line = journal_line(1, records.record_line(sample))
+    twin.audit = old["inference.records"]._hashed(twin)
+    old_line = old["inference.journal_lines"].journal_line(1, old["inference.records"].record_encode(twin))
+    assert new_line == old_line, (new_line, old_line)
+    for version in ("old", "new"):
+        (rows if version == "new" else old["audit.rows"]).uuid4_text = lambda: "0" * 8 + "-0000-4000-8000-" + "0" * 12
+    same = events["old"]
+    assert rows.audit_rows_json(same, key=key, head=(1, "ab" * 32), present=set(), erased=frozenset()) == \
+        old["audit.rows"].audit_rows_json(same, key=key, head=(1, "ab" * 32), present=set(), erased=frozenset())
+    from config.ids import uuid4_text
+
+    rows.uuid4_text = old["audit.rows"].uuid4_text = uuid4_text
+
+    stages = {"request: record line": line, "writer: audit_rows_json of 20": chained}
+    for stage, make in stages.items():
+        calls = {version: make(version) for version in ("old", "new")}
+        results: dict[str, list[float]] = {"old": [], "new": []}
+        for version in ("old", "new"):
+            for _ in range(max(1, n // 10)):
+                calls[version]()
+        for round_ in range(rounds):
+            for version in (("old", "new") if round_ % 2 == 0 else ("new", "old")):
+                call = calls[version]
+                started = time.thread_time_ns()
+                for _ in range(n):
+                    call()
+                results[version].append((time.thread_time_ns() - started) / n / 1000)
+        for version, values in results.items():
+            label = base if version == "old" else "working tree"
+            print(f"{stage:32s} {label:14s} CPU us min {min(values):8.2f} median {statistics.median(values):8.2f}")
+        emit({"stage": stage, **{f"{version}_median_us": round(statistics.median(values), 2)
+                                 for version, values in results.items()}})
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+    base = sys.argv[3] if len(sys.argv) > 3 else None
     bench_database("atrium_bench_record_path")
     tenant, admitted = _admitted()
+    if base:
+        ab(base, tenant, admitted, n, rounds)
+        return
     import psycopg
     from django.db import connection
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import zlib
 
 
-def journal_line(generation: int, record: str) -> bytes:
-    """One journal line: `~<generation> <crc32 of the record> <record>` (the record on one line)."""
-    payload = record.replace("\n", " ").encode()
+def journal_line(generation: int, record: str | bytes) -> bytes:
+    """One journal line: `~<generation> <crc32 of the record> <record>` (the record on one line; given as text or
+    as its UTF-8)."""
+    payload = (record if isinstance(record, bytes) else record.encode()).replace(b"\n", b" ")
     return b"~%x %08x %s\n" % (generation, zlib.crc32(payload, generation & 0xFFFFFFFF), payload)
 
 

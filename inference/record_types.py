@@ -61,7 +61,7 @@ class Codec(Generic[T]):
     """How records go into the journal and come back, and which tenant (key) a record belongs to."""
 
     key: Callable[[T], str]
-    encode: Callable[[T], str]
+    encode: Callable[[T], str | bytes]  # bytes: the text's UTF-8
     decode: Callable[[str], T]
 
 

@@ -244,10 +244,11 @@ def _fields(instance: Any) -> dict[str, Any]:
     return dict(vars(instance))
 
 
-def record_encode(record: CallRecord) -> str:
-    """The journal line: JSON, the audit entry last, its metadata and personal fields written as the canonical
-    texts the entry's MACs and row are made of (AuditEvent.json_texts, kept on the event: the batch writer writes
-    them as they are instead of serialising them again)."""
+def record_line(record: CallRecord) -> bytes:
+    """The journal line as UTF-8 (what the journal writes, inference.journal_lines): JSON, the audit entry last, its
+    metadata and personal fields written as the canonical texts the entry's MACs and row are made of
+    (AuditEvent.json_texts, kept on the event: the batch writer writes them as they are instead of serialising them
+    again). Made as bytes, as orjson writes them: no str of the line is made and encoded again."""
     event = _hashed(record)
     metadata_json, personal_json = event.json_texts()
     audit = _fields(event)
@@ -256,13 +257,17 @@ def record_encode(record: CallRecord) -> str:
     audit["timestamp"] = event.timestamp.isoformat()
     usage = _fields(record.usage)
     usage["day"] = record.usage.day.isoformat() if record.usage.day else None
-    line = jsonfast.dumps_text({"tenant": record.tenant.schema_name, "request_id": record.request_id,
-                                "usage": usage, "reservation": _fields(record.reservation),
-                                "used_tokens": record.used_tokens, "settle": record.settle,
-                                "budget": _fields(record.budget) if record.budget else None, "audit": audit}, str)
+    line = jsonfast.dumps({"tenant": record.tenant.schema_name, "request_id": record.request_id,
+                           "usage": usage, "reservation": _fields(record.reservation),
+                           "used_tokens": record.used_tokens, "settle": record.settle,
+                           "budget": _fields(record.budget) if record.budget else None, "audit": audit}, str)
     # `..."audit":{...}}`: the two texts go in before the audit object's closing brace
-    return f'{line[:-2]},"metadata":{metadata_json},"personal":{personal_json}}}}}'
+    return b"%s,\"metadata\":%s,\"personal\":%s}}" % (line[:-2], metadata_json.encode(), personal_json.encode())
 
+
+def record_encode(record: CallRecord) -> str:
+    """The journal line (record_line) as a str."""
+    return record_line(record).decode()
 
 
 def record_decode(line: str) -> CallRecord:
@@ -288,7 +293,7 @@ def records_lead(records: list[CallRecord]) -> list[CallRecord] | None:
 
 
 writer: BatchWriter[CallRecord] = BatchWriter(
-    "recorder", records_write, Codec(key=lambda r: str(r.tenant.schema_name), encode=record_encode,
+    "recorder", records_write, Codec(key=lambda r: str(r.tenant.schema_name), encode=record_line,
                                      decode=record_decode), after=settle_pending, lead=records_lead)
 
 
@@ -333,7 +338,9 @@ def record_submit(record: CallRecord) -> Ticket:
     record is committed. A journal that cannot be written falls back to waiting for the commit."""
     if _journal_first(record.tenant) and setting_flag("ATRIUM_RECORD_IN_BACKGROUND", True):
         try:
-            record.audit = _hashed(record)  # the journal holds keyed hashes, never the prompt or the answer
+            # The journal holds keyed hashes, never the prompt or the answer: _hashed, in place (the gateway made
+            # the event for this record alone).
+            record.audit.hash_payloads(tenant_key_of(record.tenant))
             writer.submit_journaled(record)
             return _DURABLE
         except Exception:

@@ -44,6 +44,12 @@ def test_canonical_fast_is_json_canonical_text(value: Any) -> None:
     assert chain.canonical_fast(value) == expected
     if chain._json_native(value, 0, True):
         assert canonical_text_plain(value) == expected
+    try:
+        encoded = expected.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8, and no bytes either
+        encoded = None
+    if encoded is not None:
+        assert chain.canonical_fast_bytes(value) == encoded
 
 
 @SETTINGS
@@ -89,3 +95,19 @@ def test_what_orjson_refuses_is_jsons_text() -> None:
     for value in ({"n": 2**64}, {"n": -(2**63) - 1}, ["\ud800"], {"k": "\udfff x"}):
         assert canonical_text_plain(value) == canonical_text(value)
         assert chain.canonical_fast(value) == canonical_text(value)
+
+
+@SETTINGS
+@given(st.binary(min_size=0, max_size=150), st.binary(max_size=3000))
+def test_a_mac_from_the_keys_state_is_hmac_sha256(key: bytes, data: bytes) -> None:
+    """chain.mac_hex (a copy of the key's HMAC state) is hmac.digest's MAC, for keys shorter and longer than a
+    SHA-256 block, the same key used again, and the content hash of a payload as the canonical text's MAC."""
+    import hmac
+
+    from audit.rows import content_hash
+
+    assert chain.mac_hex(key, data) == hmac.digest(key, data, "sha256").hex()
+    assert chain.mac_hex(key, data + b"x") == hmac.digest(key, data + b"x", "sha256").hex()
+    payload = {"messages": [{"role": "user", "content": data.decode("latin-1")}], "system": None}
+    assert content_hash(key, payload) == hmac.digest(key, canonical_text(payload).encode(), "sha256").hex()
+    assert chain.keyed_hash(key, "p") == hmac.digest(key, b"p", "sha256").hex()

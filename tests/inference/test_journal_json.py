@@ -47,6 +47,9 @@ def test_a_journal_line_decodes_as_the_json_line_did(big: bool, in_tenant: Any, 
         record.used_tokens = 2**70
     with in_tenant(tenant_a):
         line = record_encode(record)
+        from inference.records import record_line
+
+        assert record_line(record) == line.encode()  # what the journal writes: the line's UTF-8, made once
     old = _json_line(record)
     assert "\\u00e9" in old
     if big:
