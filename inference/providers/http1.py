@@ -23,6 +23,7 @@ import urllib3
 from urllib3.exceptions import IncompleteRead, InvalidHeader, ProtocolError, ReadTimeoutError, SSLError
 
 from config.wire import Wire
+from inference.providers.http1_head import framing_headers, header_line, merged, status_line
 
 _MAXLINE = 65536  # http.client's bound on one line of a status, header, chunk size or trailer
 _MAXHEADERS = 100
@@ -91,8 +92,8 @@ class Answer:
     connection back to its pool once, reusable only if the body was read to its end, nothing follows it and
     neither side said it would close; otherwise it is closed first."""
 
-    __slots__ = ("_buf", "_conn", "_framing", "_left", "_pool", "_received", "_sock", "_timeout", "_will_close",
-                 "_wire", "connection", "done", "headers", "status")
+    __slots__ = ("_buf", "_conn", "_framing", "_head", "_headers", "_left", "_pool", "_received", "_sock", "_timeout",
+                 "_will_close", "_wire", "connection", "done", "status")
 
     def __init__(self, pool: urllib3.HTTPConnectionPool, conn: Any, sock: socket.socket,
                  wire: Wire | None = None) -> None:
@@ -104,7 +105,8 @@ class Answer:
         self._timeout: float | None = None  # each read's timeout, over the wire
         self._buf = b""
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self._headers: dict[str, str] | None = {}  # None: still to be made of `_head` (see `headers`)
+        self._head = b""  # the header lines, with their CRLFs (a head read at once, `_head_at_once`)
         self._framing = _UNTIL_CLOSE
         self._left = 0
         self._received = 0  # body bytes taken so far (Content-Length framing), for IncompleteRead's message
@@ -143,7 +145,7 @@ class Answer:
             pos = end
             if not line:
                 raise http.client.RemoteDisconnected("Remote end closed connection without response")
-            version, status = _status(line)
+            version, status = status_line(line)
             names: list[tuple[str, str]] = []
             while True:
                 end = self._line(pos, "header line")
@@ -153,7 +155,7 @@ class Answer:
                     break
                 if len(names) >= _MAXHEADERS:
                     raise http.client.HTTPException(f"got more than {_MAXHEADERS} headers")
-                _header(names, line)
+                header_line(names, line)
             if status != 100:
                 break
         self._buf = self._buf[pos:]
@@ -161,34 +163,53 @@ class Answer:
 
     def _head_at_once(self) -> bool:
         """The head read in one step if all of it has arrived and reading it line by line could only give the same:
-        every LF ends a CRLF, no line too long, not too many headers, no 100 Continue. False (nothing consumed) else."""
+        every LF ends a CRLF, no line too long, not too many headers, no 100 Continue. False (nothing consumed) else.
+
+        The headers are made into `headers` only when asked for (an error's answer, tests) when `framing_headers` can
+        read the few that frame the body on their own: an answer's headers cost more to read than the rest of its
+        head, and nothing reads a 200's."""
         buf = self._buf
         end = buf.find(b"\r\n\r\n")
-        lines = buf[:end].split(b"\r\n") if 0 < end <= _MAXLINE - 4 else [b""]
-        if not lines[0] or len(lines) > _MAXHEADERS + 1 or buf.count(b"\n", 0, end) != len(lines) - 1:
+        if not 0 < end <= _MAXLINE - 4:
             return False
-        version, status = _status(lines[0] + b"\r\n")  # with its line end, as reading line by line passes it
+        first = buf.find(b"\r\n", 0, end)
+        if first == 0:
+            return False
+        lines = buf.count(b"\n", 0, end) + 1
+        if lines > _MAXHEADERS + 1 or buf.count(b"\r\n", 0, end) != lines - 1:
+            return False
+        version, status = status_line(buf[:first + 2] if first > 0 else buf[:end] + b"\r\n")  # with its line end
         if status == 100:
             return False
-        names: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            _header(names, line)
+        head = buf[first + 2:end + 2] if first > 0 else b""  # the header lines, each with its CRLF
         self._buf = buf[end + 4:]
+        framing = framing_headers(head)
+        if framing is not None:
+            self.status = status
+            self._head, self._headers = head, None
+            self._frame(version, framing)
+            return True
+        names: list[tuple[str, str]] = []
+        for line in head.split(b"\r\n")[:-1]:
+            header_line(names, line)
         self._set_head(version, status, names)
         return True
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The answer's headers, by name as first sent (the values of a name sent again joined with ", ")."""
+        headers = self._headers
+        if headers is None:
+            names: list[tuple[str, str]] = []
+            for line in self._head.split(b"\r\n")[:-1]:
+                header_line(names, line)
+            headers = self._headers = merged(names)[0]
+        return headers
+
     def _set_head(self, version: int, status: int, names: list[tuple[str, str]]) -> None:
         self.status = status
-        headers: dict[str, str] = {}
-        lower: dict[str, str] = {}
-        for name, value in names:
-            key = name.lower()
-            if key in lower:
-                headers[lower[key]] += f", {value}"
-            else:
-                lower[key] = name
-                headers[name] = value
-        self.headers = headers
+        headers, lower = merged(names)
+        self._headers = headers
         self._frame(version, {key: headers[name] for key, name in lower.items()})
 
     def _frame(self, version: int, headers: dict[str, str]) -> None:
@@ -367,34 +388,3 @@ def _wire(conn: Any, sock: socket.socket) -> Wire | None:
     wire = Wire(sock)
     conn._atrium_wire = wire
     return wire
-
-
-def _header(names: list[tuple[str, str]], line: bytes) -> None:
-    """Add a header line (its line end or not) to `names`: (name, value), or the value of the last one continued."""
-    text = line.decode("iso-8859-1").rstrip("\r\n")
-    if text[:1] in (" ", "\t") and names:  # an obsolete folded continuation line
-        name, value = names[-1]
-        names[-1] = (name, f"{value} {text.strip()}")
-        return
-    name, _, value = text.partition(":")
-    names.append((name.strip(), value.strip()))
-
-
-def _status(line: bytes) -> tuple[int, int]:
-    """(version: 10 or 11, status) of a status line, judged as http.client judges it."""
-    text = line.decode("iso-8859-1")
-    parts = text.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-        raise http.client.BadStatusLine(text)
-    version_text, status_text = parts[0], parts[1]
-    try:
-        status = int(status_text)
-        if status < 100 or status > 999:
-            raise ValueError
-    except ValueError:
-        raise http.client.BadStatusLine(text) from None
-    if version_text in ("HTTP/1.0", "HTTP/0.9"):
-        return 10, status
-    if version_text.startswith("HTTP/1."):
-        return 11, status
-    raise http.client.UnknownProtocol(version_text)

@@ -48,6 +48,18 @@ def _head_read(cls: type[http1.Answer], answer: bytes) -> Any:
     b"HTTP/1.1 200 OK\r\nx-a: " + b"b" * 70000 + b"\r\n\r\n", b"HTTP/1.1 200 OK\r\ncontent-length: 3, 4\r\n\r\n",
     b"HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n", b"HTTP/1.1 200 OK\r\nNoColon\r\n: v\r\n\r\n",
     b"HTTP/1.1 200 OK\r\n\xe9t\xe9: \xff\r\n\r\n", b"HTTP/1.1 200 OK\r\n", b"",
+    # Framing headers in every spelling the plain reading must read as the line-by-line one does (or leave to it).
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding:  Chunked \t\r\nConnection: Keep-Alive, Close\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n Transfer-Encoding: chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\nconnection: close\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nx-transfer-encoding: chunked\r\nx: transfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 1\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n",
+    b"HTTP/1.1 404 Not Found\r\ncontent-length: \xa05\xa0\r\nx-a: \xe9\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\rb\r\n\r\n", b"HTTP/1.1 200 OK\r\ncontent-length:\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", b"HTTP/1.1 200\r\n\r\n",
 ])
 def test_a_head_that_arrived_whole_reads_as_line_by_line(head: bytes) -> None:
     answer = head + b'event: ping\ndata: {"type": "ping"}\n\n'
