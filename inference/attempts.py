@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 from django.conf import settings
 
+from config.settings_once import setting
 from inference.providers.base import (
     Limits,
     bounds_first_event,
@@ -156,7 +157,7 @@ class Opened:
             return
         try:
             remaining = max(deadline - time.monotonic(), 0.001)
-            limits = Limits(remaining, min(settings.ATRIUM_CONNECT_TIMEOUT_S, remaining))  # as _timeout's
+            limits = Limits(remaining, min(setting("ATRIUM_CONNECT_TIMEOUT_S"), remaining))  # as _timeout's
             self.run(params, limits, client=client, deadline=deadline)
             self.future = Outcome()
         except anthropic.APITimeoutError as exc:
@@ -177,7 +178,7 @@ class Opened:
 
 def _timeout(deadline: float) -> anthropic.Timeout:
     remaining = max(deadline - time.monotonic(), 0.001)
-    return anthropic.Timeout(remaining, connect=min(settings.ATRIUM_CONNECT_TIMEOUT_S, remaining))
+    return anthropic.Timeout(remaining, connect=min(setting("ATRIUM_CONNECT_TIMEOUT_S"), remaining))
 
 
 def open_first(walk: Walk, params: Mapping[str, Any], budget_of: Callable[[ProviderTarget], float]) -> Opened:
@@ -219,6 +220,14 @@ def open_first(walk: Walk, params: Mapping[str, Any], budget_of: Callable[[Provi
             if not running:
                 if not start():
                     raise walk.exhausted()
+                op = running[0]
+                if type(op.future) is Outcome:  # run in this thread, and ended: alone, so nothing to wait for
+                    running.clear()
+                    exc = op.future.exception()
+                    if exc is None:
+                        return op
+                    walk.failed(op.target, op.model_id, exc, op.t0)  # raises on a caller error
+                    continue
                 now = time.monotonic()  # an attempt run in this thread has already taken its time
             wake = min([walk.deadline, *(op.first_byte_by for op in running)])
             can_hedge = walk.hedge_delay_s is not None and walk.position < len(walk.targets)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import anthropic
 from django.conf import settings
 
+from config.settings_once import setting
 from inference import breaker
 from inference.attempts import Opened, open_first
 from inference.catalog.selectors import CatalogEntry, catalog_entry
@@ -124,8 +125,8 @@ def _resolve(request: MessageRequest) -> CatalogEntry:
 
 def beta_refused(betas: Sequence[str], provider: str) -> str:
     """The first of `betas` that `provider` does not accept (ATRIUM_BETA_PROVIDERS), or ""."""
-    accepted: Mapping[str, Sequence[str]] = settings.ATRIUM_BETA_PROVIDERS
     for name in betas:
+        accepted: Mapping[str, Sequence[str]] = settings.ATRIUM_BETA_PROVIDERS
         providers = accepted.get(name)
         if providers is not None and provider not in providers:
             return name
@@ -156,8 +157,8 @@ class Walk:
         self.position = 0
         self.served = False
         self.started = time.monotonic()
-        self.deadline = self.started + (deadline_s if deadline_s is not None else settings.ATRIUM_REQUEST_DEADLINE_S)
-        hedge = settings.ATRIUM_HEDGE_DELAY_MS / 1000 if hedge_delay_s is None else hedge_delay_s
+        self.deadline = self.started + (deadline_s if deadline_s is not None else setting("ATRIUM_REQUEST_DEADLINE_S"))
+        hedge = setting("ATRIUM_HEDGE_DELAY_MS") / 1000 if hedge_delay_s is None else hedge_delay_s
         self.hedge_delay_s: float | None = hedge if hedge and hedge > 0 else None
         self.attempts: list[Attempt] = AttemptLog()  # each recorded attempt is also a span (inference/tracing.py)
         self.beta_skipped = ""  # a beta name some target did not accept (ATRIUM_BETA_PROVIDERS)

@@ -19,6 +19,11 @@ _tracer = trace.get_tracer("atrium.inference")
 
 
 def attempt_span(attempt: Attempt) -> None:
+    # No tracer provider set (config/tracing.py sets one when tracing is on): `_tracer`, OpenTelemetry's proxy
+    # tracer, would make a span that records nothing, as it decides by this same global. (Were it ever gone from
+    # the API, spans are made.)
+    if getattr(trace, "_TRACER_PROVIDER", trace) is None:
+        return
     provider, _, region = attempt.target.partition(":")
     end = time.time_ns()
     start = end - int(attempt.latency_ms * 1_000_000)

@@ -25,6 +25,7 @@ import anthropic
 from anthropic import Stream
 from django.conf import settings
 
+from config.settings_once import setting
 from inference.errors import ProviderMisconfigured
 from inference.types import ProviderTarget
 
@@ -87,8 +88,8 @@ def client_refresh_at(client: Any) -> float | None:
 
 
 def _base_urls() -> str:
-    return "|".join(str(getattr(settings, name) or "") for name in
-                    ("ATRIUM_ANTHROPIC_BASE_URL", "ATRIUM_BEDROCK_BASE_URL", "ATRIUM_VERTEX_BASE_URL"))
+    return (f"{setting('ATRIUM_ANTHROPIC_BASE_URL') or ''}|{setting('ATRIUM_BEDROCK_BASE_URL') or ''}|"
+            f"{setting('ATRIUM_VERTEX_BASE_URL') or ''}")
 
 
 def _fingerprint(credentials: Mapping[str, Any]) -> str:
