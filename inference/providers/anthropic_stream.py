@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -67,9 +68,9 @@ class DirectStream:
         excepted; read as the SDK's decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line ends
         an event).
 
-        While no CR has arrived, what has arrived is cut at its last blank line and each event between blank lines
-        read in one step (`event: x` then one `data: ` line, the form providers send); once a CR arrives, line by
-        line from there on."""
+        While no CR has arrived, what has arrived is cut at its last blank line and the events before it read in one
+        step (`_EVENTS`) when they are all in the form providers send (`event: x`, then one `data: ` line), else
+        each event between blank lines; once a CR arrives, line by line from there on."""
         pending = b""  # the start of an event that has not ended yet (no CR: at an event's start)
         while True:
             chunk = self._read()
@@ -94,7 +95,13 @@ class DirectStream:
                 pending = chunk
                 continue
             pending = chunk[cut + 2:]
-            batch: list[tuple[bytes, bytes]] = []
+            batch: list[tuple[bytes, bytes]] = _EVENTS(chunk, 0, cut + 2)
+            if batch:
+                names, datas = zip(*batch, strict=True)
+                if len(b"".join(names)) + len(b"".join(datas)) + 16 * len(batch) == cut + 2:  # every byte an event's
+                    yield [item for item in batch if item[0] != b"ping"] if b"ping" in names else batch
+                    continue
+                batch = []
             for block in chunk[:cut].split(b"\n\n"):
                 if block[:7] == b"event: ":
                     line = block.find(b"\n")
@@ -209,5 +216,10 @@ def _lines(lines: list[bytes], state: list[Any], ended: bool, out: list[tuple[by
         event, data = None, []
     state[0], state[1] = event, data
 
+
+# Events in the form providers send, `event: x` then one `data: ` line, the blank line after: (name, data) of each.
+# What this finds in a stretch of a read is that stretch's events (as reading it event by event gives them) when the
+# events found cover it: 16 bytes of each are the form's own.
+_EVENTS: Any = re.compile(rb"event: ([^\n]*)\ndata: ([^\n]*)\n\n").findall
 
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's C scanner, without the checks around it

@@ -115,6 +115,13 @@ CASES = {
     "data_named_event": b"data: event: x\nevent: y\n\n",
     "utf8": ev("a", "\u00e9\u2603\U0001f600".encode()),
     "three_lines_no_blank_between": b"event: a\ndata: 1\nevent: b\ndata: 2\n\n",
+    # A read of events all in the providers' form is read at once (_EVENTS); anything else among them, one by one.
+    "plain_twice": PLAIN + PLAIN,
+    "pings_only": ev("ping", {"type": "ping"}) * 3,
+    "plain_a_comment_plain": PLAIN + b": c\n\n" + PLAIN,
+    "plain_blank_lines_plain": PLAIN + b"\n\n" + PLAIN,
+    "plain_an_id_plain": PLAIN + b"id: 1\n\n" + PLAIN,
+    "data_that_reads_as_an_event": b"event: a\ndata: x\nevent: b\ndata: y\n\n" + PLAIN,
 }
 
 
