@@ -31,7 +31,8 @@ from typing import Any
 
 DB = os.environ.get("ATRIUM_BENCH_DB", "atrium_lane_micro")
 STATE = Path(f"/tmp/{DB}.json")  # noqa: S108
-MODULES = [("config.middleware", "config/middleware.py"), ("config.api_lane", "config/api_lane.py"),
+MODULES = [("config.request_limits", "config/request_limits.py"), ("config.middleware", "config/middleware.py"),
+           ("config.api_lane", "config/api_lane.py"),
            ("config.serve", "config/serve.py"), ("config.access_log", "config/access_log.py"),
            ("inference.api_v1", "inference/api_v1.py")]
 BODY = json.dumps({"model": "claude-sonnet-5-5", "max_tokens": 64,
@@ -137,7 +138,9 @@ def build(middleware: Any, api_lane: Any, serve: Any, view: Any) -> Any:
     from django.core.handlers.wsgi import WSGIHandler
     from django.test.utils import override_settings
 
-    chain = [entry.replace("config.middleware.", middleware.__name__ + ".") for entry in settings.MIDDLEWARE]
+    limits = "old_config_request_limits." if middleware.__name__.startswith("old_") else "config.request_limits."
+    chain = [entry.replace("config.middleware.", middleware.__name__ + ".").replace("config.request_limits.", limits)
+             for entry in settings.MIDDLEWARE]
     with override_settings(MIDDLEWARE=chain):
         handler = WSGIHandler()
     lane = api_lane.ApiLane(handler)

@@ -36,7 +36,6 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.conf import settings
 from django.core import signals
 from django.core.cache import caches, close_caches
 from django.core.handlers.base import reset_urlconf
@@ -62,6 +61,7 @@ from config.middleware import (
 )
 from config.request_limits import BodyLimitMiddleware, body_refusal
 from config.security_headers import PermissionsPolicyMiddleware
+from config.settings_once import setting, setting_flag
 from config.tracing import tracing_on
 
 PREFIX = "/v1/"
@@ -171,7 +171,7 @@ class _Hosts:
 
     def hostname(self, tenants: TenantMiddleware, request: HttpRequest, environ: dict[str, Any]) -> str:
         raw = environ.get("HTTP_HOST")
-        if raw is None or settings.USE_X_FORWARDED_HOST:
+        if raw is None or setting_flag("USE_X_FORWARDED_HOST", False):
             return tenants.hostname_or_empty(request)
         names = self.names
         name = names.get(raw)
@@ -282,7 +282,7 @@ class ApiLane:
             set_script_prefix(prefix)
         self.started.run(self.sender, environ=environ)
         request = WSGIRequest(environ)
-        set_urlconf(settings.ROOT_URLCONF)
+        set_urlconf(setting("ROOT_URLCONF"))
         response = self.respond(request, environ)
         response._handler_class = self.sender  # request_finished's sender, as Django sets it
         response._resource_closers.append(request.close)

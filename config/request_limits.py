@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from config import jsonfast
+from config.settings_once import setting
 
 
 class JsonTooDeep(ValueError):
@@ -64,9 +65,10 @@ def json_loads_limited(raw: bytes | str, *, max_depth: int | None = None) -> Any
 
 
 def body_limit(path: str) -> int:
-    if path.startswith(tuple(settings.ATRIUM_LARGE_BODY_PREFIXES)):
-        return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
-    return int(settings.ATRIUM_FORM_MAX_BYTES)
+    """The largest body `path` accepts (the settings read once: config.settings_once; every request asks)."""
+    if path.startswith(tuple(setting("ATRIUM_LARGE_BODY_PREFIXES"))):
+        return int(setting("DATA_UPLOAD_MAX_MEMORY_SIZE"))
+    return int(setting("ATRIUM_FORM_MAX_BYTES"))
 
 
 def too_large_response(request: HttpRequest, limit: int) -> HttpResponse:
