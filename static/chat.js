@@ -272,10 +272,20 @@
     return conversationId;
   }
 
-  async function refreshList() {
+  // A rename or a deletion being confirmed in the list is never thrown away by a refresh that lands meanwhile
+  // (the one after an answer, a search): the list is refreshed when the user is done with it instead.
+  let listStale = false;
+  function listBusy() { return $("conversation-list").querySelector(".rename-input, .confirm") !== null; }
+
+  async function refreshList(force = false) {
+    if (!force && listBusy()) { listStale = true; return; }
     const query = encodeURIComponent($("search").value || "");
     const response = await fetch(`/chat/list/?q=${query}&active=${conversationId || ""}`, { credentials: "same-origin" });
-    if (response.ok) $("conversation-list").innerHTML = await response.text();  // our own template, escaped
+    if (!response.ok) return;
+    const html = await response.text();
+    if (!force && listBusy()) { listStale = true; return; }  // the user started one while this was in flight
+    listStale = false;
+    $("conversation-list").innerHTML = html;  // our own template, escaped
   }
 
   function attachmentList(items) {
@@ -539,7 +549,7 @@
         if (!response.ok) showError(await errorText(response));
         else if (item.dataset.id === conversationId) $("conversation-title").textContent = (await response.json()).title;
       }
-      await refreshList();
+      await refreshList(true);
       document.querySelector(`#conversation-list [data-id="${item.dataset.id}"] .rename`)?.focus();
     };
     input.addEventListener("keydown", (event) => {
@@ -562,12 +572,17 @@
     box.append(yes, no);
     actions.after(box);
     yes.focus();
-    no.addEventListener("click", () => { box.remove(); actions.hidden = false; item.querySelector(".delete").focus(); });
+    no.addEventListener("click", async () => {
+      box.remove();
+      actions.hidden = false;
+      if (listStale) await refreshList();
+      document.querySelector(`#conversation-list [data-id="${item.dataset.id}"] .delete`)?.focus();
+    });
     yes.addEventListener("click", async () => {
       const response = await api("DELETE", `/api/conversations/${item.dataset.id}/`);
       if (!response.ok) { showError(await errorText(response)); return; }
       if (item.dataset.id === conversationId) { window.location.href = "/chat/"; return; }
-      await refreshList();
+      await refreshList(true);
       $("search").focus();
     });
   }

@@ -284,6 +284,54 @@ def test_list_search_groups_pin_rename_and_delete_in_place(site: Site, clean: No
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_list_refresh_never_throws_away_a_rename_or_a_deletion_being_confirmed(
+        site: Site, clean: None, viewport: dict[str, int], django_db_blocker: Any) -> None:
+    """The list is refreshed after every answer and every search; one that lands while the user is renaming (or
+    confirming a deletion) in the list waits until they are done, then shows what changed meanwhile."""
+    from django_tenants.utils import schema_context
+
+    from inference.models import Conversation
+
+    page = site.page("ben", viewport)
+    page.goto(site.url("alpha", "/chat/"))
+    send(page, f"Plum harvest notes {viewport['width']}")
+    if viewport == NARROW:
+        page.click("#drawer-open")
+    item = page.locator("#conversation-list li.active")
+    item.locator("button.rename").click()
+    page.fill("#conversation-list .rename-input", "Half typed")
+    with django_db_blocker.unblock(), schema_context("alpha"):
+        Conversation.objects.create(user_id=site.people["ben"].pk, model="claude-sonnet-5-5", title="Made meanwhile")
+
+    def refresh_lands() -> None:  # what a search does (the rename input keeps the focus), then its answer, if any
+        page.evaluate("() => document.getElementById('search-form').requestSubmit()")
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(200)
+
+    refresh_lands()
+    field = page.locator("#conversation-list .rename-input")
+    assert field.count() == 1 and field.input_value() == "Half typed"
+    assert page.locator("#conversation-list li.conversation", has_text="Made meanwhile").count() == 0
+    field.fill("Plums, renamed")
+    page.keyboard.press("Enter")
+    page.locator("#conversation-list li.conversation .open", has_text="Plums, renamed").wait_for()
+    page.locator("#conversation-list li.conversation", has_text="Made meanwhile").wait_for()
+
+    target = page.locator("#conversation-list li.conversation", has_text="Made meanwhile")
+    target.hover()
+    target.locator("button.delete").click()
+    with django_db_blocker.unblock(), schema_context("alpha"):
+        Conversation.objects.create(user_id=site.people["ben"].pk, model="claude-sonnet-5-5", title="Second one")
+    refresh_lands()
+    assert target.locator("button[data-action=confirm-delete]").count() == 1
+    target.locator("button[data-action=cancel-delete]").click()
+    page.locator("#conversation-list li.conversation", has_text="Second one").wait_for()
+    with django_db_blocker.unblock(), schema_context("alpha"):
+        Conversation.objects.filter(user_id=site.people["ben"].pk).delete()
+    no_errors(page)
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
 def test_dark_mode_follows_the_system_setting(site: Site, viewport: dict[str, int]) -> None:
     colours = {}
     for scheme in ("light", "dark"):
