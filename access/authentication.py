@@ -30,6 +30,7 @@ from access.services import (
     user_from_rows,
     user_rows,
 )
+from config import thread_locals
 from config.tenant_cache import TenantCache
 
 logger = logging.getLogger(__name__)
@@ -139,8 +140,11 @@ def authenticate_api_request(request: Any) -> tuple[Any, AuthInfo]:
     permission changes (access.services._live_key_rows), so an edit in the admin applies at once.
     """
     # The request's connection, looked up once: every attribute read through django.db.connection is a lookup in
-    # asgiref's context-local storage (a microsecond each; this path made four).
-    db = connections[DEFAULT_DB_ALIAS]
+    # asgiref's context-local storage (a microsecond each; this path made four), and `connections[alias]` is one
+    # too; read here from this thread's connections (config.thread_locals), as the tenant middleware does.
+    db: Any = thread_locals.get(connections._connections, DEFAULT_DB_ALIAS)  # type: ignore[attr-defined]
+    if db is None:
+        db = connections[DEFAULT_DB_ALIAS]
     tenant = getattr(db, "tenant", None)
     label = str(getattr(tenant, "schema_name", "public"))
     found = _credentials(request)

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from access.errors import QuotaExceeded
+from config import thread_locals
 from config.admission import Part, ScriptInput, register_part
 from config.redis import redis_client, redis_evalsha, redis_script
 from config.tenant_cache import TenantCache
@@ -141,9 +142,12 @@ _period_limits: dict[tuple[str, BudgetRow, int], BudgetLimit] = {}
 def budgets_for(*, schema: str, user_id: Any, api_key_prefix: str = "",
                 now: datetime | None = None) -> list[BudgetLimit]:
     """The active budgets of the current tenant that apply to a call of this user (and API key)."""
-    # Keyed by the schema the rows are read from: an entry can only ever answer for the tenant it came from.
-    rows = _budget_cache.get_or_load(connection.schema_name,  # type: ignore[attr-defined]
-                                     (user_id, api_key_prefix), lambda: _budget_rows(user_id, api_key_prefix))
+    # Keyed by the schema the rows are read from: an entry can only ever answer for the tenant it came from. (This
+    # thread's connection read as config.thread_locals does: `connection.schema_name` costs a context-local lookup.)
+    local = connections._connections  # type: ignore[attr-defined]
+    db: Any = thread_locals.get(local, DEFAULT_DB_ALIAS) or connections[DEFAULT_DB_ALIAS]
+    rows = _budget_cache.get_or_load(db.schema_name, (user_id, api_key_prefix),
+                                     lambda: _budget_rows(user_id, api_key_prefix))
     if not rows:
         return []
     if now is not None:
