@@ -146,13 +146,23 @@ def sse(events: Iterator[dict[str, Any]], *, first_alone: bool = True) -> Genera
     `first_alone` the first event is a piece of its own (inference.chat writes its `atrium.question` right after
     it); without (/v1/messages, where nothing comes between), it joins the events that arrived with it too.
     When the client goes away (the server closes this generator), the upstream generator is closed at once, which
-    records the call as incomplete, rather than whenever the garbage collector gets to it."""
+    records the call as incomplete, rather than whenever the garbage collector gets to it.
+
+    Events that frame themselves (`events.pieces()`, inference.gateway.Events: a piece per read of the provider's,
+    its events as they came) are written as they frame themselves when the first event need not be alone."""
+    pieces = getattr(events, "pieces", None)
+    if pieces is not None and not first_alone:
+        return pieces()  # type: ignore[no-any-return]
+    return _sse(events, first_alone)
+
+
+def _sse(events: Iterator[dict[str, Any]], first_alone: bool) -> Generator[bytes, None, None]:
     ready = getattr(events, "ready", None)
     first = first_alone  # the first event written alone: a caller may write its own right after it (the web chat)
     try:
         iterator = iter(events)
         for event in iterator:
-            frame = _frame(event)
+            frame = sse_frame(event)
             if first or ready is None or not ready():
                 first = False
                 yield frame
@@ -160,7 +170,7 @@ def sse(events: Iterator[dict[str, Any]], *, first_alone: bool = True) -> Genera
             frames = [frame]
             try:
                 while ready():
-                    frames.append(_frame(next(iterator)))
+                    frames.append(sse_frame(next(iterator)))
             except StopIteration:
                 pass
             except BaseException:
@@ -173,7 +183,8 @@ def sse(events: Iterator[dict[str, Any]], *, first_alone: bool = True) -> Genera
             close()
 
 
-def _frame(event: dict[str, Any]) -> bytes:
+def sse_frame(event: dict[str, Any]) -> bytes:
+    """One event's SSE frame: `event: <type>`, then its data: a Framed event's own bytes, else compact JSON."""
     if type(event) is Framed:
         return f"event: {event.get('type', 'message')}\ndata: ".encode() + event.data + b"\n\n"
     return f"event: {event.get('type', 'message')}\ndata: ".encode() + jsonfast.dumps(event) + b"\n\n"

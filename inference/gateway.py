@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from access.budgets import budget_release
 from access.quotas import quota_release
 from audit.services import audit_event
+from config.http import sse_frame
 from config.tracing import current_trace_id
 from inference.admission import gateway_admit
 from inference.calls import (
@@ -231,66 +232,118 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
     With `background` (and no `persist`), the records are written by the batch writer, as in gateway_complete.
     """
     stream = _start(admitted, route_stream, background=background and persist is None)
+    model_id = admitted.entry.model_id
+
+    def public(event: dict[str, Any]) -> dict[str, Any]:
+        """The event as the caller sees it: Atrium's model id in message_start; an error says what the caller can
+        act on (the detail, target and upstream reason, is recorded)."""
+        kind = event.get("type")
+        if kind == "message_start":
+            return {**event, "message": {**(event.get("message") or {}), "model": model_id}}
+        if kind == "error":
+            upstream = event.get("error")
+            kind = upstream.get("type") if isinstance(upstream, dict) else None
+            return {"type": "error", "error": {"type": kind or "api_error", "message": STREAM_FAILED_MESSAGE}}
+        return event
+
+    def record(finished: bool) -> tuple[CallRecord, Any] | None:
+        """Record the call (as incomplete unless the stream `finished` and the provider's did), then let the
+        upstream connection go."""
+        incomplete = stream.incomplete or not finished
+        message = _public_message(stream.message, admitted.entry) if stream.message else None
+        if message is not None:
+            message["incomplete"] = incomplete
+        error = (stream.error or {}).get("message", "") if stream.error else (
+            "" if finished else "the client went away before the end of the stream")
+        status = "success" if not incomplete else "incomplete"
+        recorded = None
+        try:
+            recorded = _record(admitted, message=message, provider=stream.provider, region=stream.region,
+                               model_id=stream.model_id, attempts=stream.attempts, status=status, error=error,
+                               incomplete=incomplete, persist=persist, background=background)
+        except Exception:  # its reservations went back (_record)
+            logger.exception("could not record a streamed model call")
+        stream.close()
+        return recorded
+
+    def durable(recorded: tuple[CallRecord, Any] | None) -> dict[str, Any] | None:
+        """None once the records are durable; else the error event that replaces message_stop."""
+        try:
+            if recorded is None:
+                raise RecordsUnavailable()
+            record, ticket = recorded
+            if ticket is not None:
+                record_durable(record, ticket)
+        except RecordsUnavailable as exc:
+            return {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
+        return None
 
     def events() -> Generator[dict[str, Any], None, None]:
         finished = False
         held: dict[str, Any] | None = None  # message_stop, sent once the records are durable
-        pending: list[tuple[CallRecord, Any]] = []
+        recorded = None
         try:
             for event in stream:
-                if event.get("type") == "message_start":
-                    event = {**event, "message": {**(event.get("message") or {}), "model": admitted.entry.model_id}}
-                elif event.get("type") == "error":
-                    # The detail (target, upstream reason) is recorded below; the caller learns what it can act on.
-                    upstream = event.get("error")
-                    kind = upstream.get("type") if isinstance(upstream, dict) else None
-                    event = {"type": "error", "error": {"type": kind or "api_error",
-                                                        "message": STREAM_FAILED_MESSAGE}}
+                event = public(event)
                 if background and event.get("type") == "message_stop":
                     held = event
                     continue
                 yield event
             finished = True
         finally:
-            incomplete = stream.incomplete or not finished
-            message = _public_message(stream.message, admitted.entry) if stream.message else None
-            if message is not None:
-                message["incomplete"] = incomplete
-            error = (stream.error or {}).get("message", "") if stream.error else (
-                "" if finished else "the client went away before the end of the stream")
-            status = "success" if not incomplete else "incomplete"
-            try:
-                pending.append(_record(admitted, message=message, provider=stream.provider, region=stream.region,
-                                       model_id=stream.model_id, attempts=stream.attempts, status=status,
-                                       error=error, incomplete=incomplete, persist=persist, background=background))
-            except Exception:  # its reservations went back (_record)
-                logger.exception("could not record a streamed model call")
-            stream.close()
+            recorded = record(finished)
         if held is None:
             return
-        record, ticket = pending[0] if pending else (None, None)
-        try:
-            if record is None:
-                raise RecordsUnavailable()
-            if ticket is not None:
-                record_durable(record, ticket)
-        except RecordsUnavailable as exc:
-            yield {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
-            return
-        yield held
+        yield durable(recorded) or held
 
-    return Events(events(), stream.ready)
+    def pieces() -> Generator[bytes, None, None]:
+        """The stream's SSE bytes, a piece per read of the provider's (its events as they came, or framed again
+        when changed): the first piece as soon as the first event is in hand, with those that arrived with it;
+        message_stop alone once the records are durable."""
+        finished = False
+        held = b""  # message_stop's frame
+        recorded = None
+        try:
+            for parts in stream.pieces():
+                if len(parts) == 1 and type(parts[0]) is bytes:
+                    yield parts[0]  # events relayed as they came, the usual read
+                    continue
+                out = []
+                for part in parts:
+                    if type(part) is bytes:
+                        out.append(part)
+                        continue
+                    event = public(part)
+                    if background and event.get("type") == "message_stop":
+                        held = sse_frame(event)
+                        continue
+                    out.append(sse_frame(event))
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
+            finished = True
+        finally:
+            recorded = record(finished)
+        if not held:
+            return
+        failure = durable(recorded)
+        yield sse_frame(failure) if failure is not None else held
+
+    return Events(events(), stream.ready, pieces)
 
 
 class Events:
     """A streamed call's events (iterate it), and `ready()`: whether the next one has arrived already, so that
-    taking it will not wait (config.http.sse writes such events together)."""
+    taking it will not wait (config.http.sse writes such events together). Or, instead of iterating it,
+    `pieces()`: the stream as SSE bytes, what arrived together in one piece (config.http.sse without
+    `first_alone`)."""
 
-    __slots__ = ("_events", "ready")
+    __slots__ = ("_events", "pieces", "ready")
 
-    def __init__(self, events: Generator[dict[str, Any], None, None], ready: Callable[[], bool]) -> None:
+    def __init__(self, events: Generator[dict[str, Any], None, None], ready: Callable[[], bool],
+                 pieces: Callable[[], Generator[bytes, None, None]] | None = None) -> None:
         self._events = events
         self.ready = ready
+        self.pieces = pieces
 
     def __iter__(self) -> Generator[dict[str, Any], None, None]:
         return self._events

@@ -15,6 +15,7 @@ target is started after a delay even before the budget ends, and the first to an
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,7 @@ from inference.errors import (
     ProviderUnavailable,
     UpstreamRequestError,
 )
-from inference.streaming import accumulate, close_quietly, collect, relay
+from inference.streaming import accumulate, close_quietly, collect, relay, relay_pieces
 from inference.tracing import AttemptLog
 from inference.types import Attempt, MessageRequest, ProviderTarget, RouterResult, RouterStream
 
@@ -293,5 +294,9 @@ def route_stream(
             breaker.breaker_record_failure(target.breaker_name, reason=failure.reason)
         return failure.reason
 
-    result._events = relay(result, opened.first, opened.iterator, on_failure)
+    # Iterated event by event (relay), or read by read (relay_pieces: /v1's relay, config.http.sse through the
+    # gateway's Events.pieces); made when the first of the two is asked for (RouterStream.relays).
+    result.relays = (functools.partial(relay, first=opened.first, rest=opened.iterator, on_failure=on_failure),
+                     functools.partial(relay_pieces, first=opened.first, rest=opened.iterator, on_failure=on_failure,
+                                       relayed=opened.stream.relayed if framed else None))
     return result

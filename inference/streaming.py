@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -32,11 +33,16 @@ def accumulate(message: dict[str, Any], event: dict[str, Any]) -> None:
     kind = event.get("type")
     if kind == "message_start":
         message.update(event.get("message") or {})
-        message.setdefault("content", [])
+        content = message.get("content")
+        # The blocks (and their citations) are changed by the deltas: the event keeps its own (a relay may write
+        # it after folding the events that came with it).
+        message["content"] = copy.deepcopy(content) if content else []
         message["usage"] = dict(message.get("usage") or {})
     elif kind == "content_block_start":
         blocks = message.setdefault("content", [])
         block = dict(event.get("content_block") or {})
+        if isinstance(block.get("citations"), list):
+            block["citations"] = list(block["citations"])  # citations_delta appends to it
         index = int(event.get("index", len(blocks)))
         while len(blocks) <= index:
             blocks.append({})
@@ -177,6 +183,55 @@ def relay(result: RouterStream, first: Any, rest: Iterator[Any],
                         "message": f"The provider stream failed after it started ({reason})."}
         result.close()
         yield {"type": "error", "error": result.error}
+    finally:
+        result.latency_ms = (time.monotonic() - result.started_at) * 1000
+
+
+def relay_pieces(result: RouterStream, first: Any, rest: Iterator[Any], on_failure: Callable[[BaseException], str],
+                 relayed: Callable[[Callable[[dict[str, Any]], None]], Iterator[list[Any]]] | None = None,
+                 ) -> Iterator[list[Any]]:
+    """`relay`, a read of the provider's at a time: lists of the events that arrived together, each either the
+    bytes of events relayed as they came (`relayed`, the provider stream's own: inference.providers.anthropic_stream)
+    or an event (a dict) for the caller to frame. The first list holds the first event and those that arrived with
+    it, and is handed out before anything more is read. Without `relayed`, each event of `rest` is a list of its
+    own. The Message is folded, and a failure ends the lists, as in `relay`."""
+    fold = Fold()
+    result.message_from(fold.flush)
+    parts: list[Any] = []
+    try:
+        if isinstance(first, dict):
+            fold.add(first)
+            parts.append(first)
+        if relayed is not None:
+            for read in relayed(fold.add):
+                if parts:
+                    parts += read
+                    read, parts = parts, []
+                yield read
+        else:
+            if parts:
+                yield parts
+                parts = []
+            for event in rest:
+                if isinstance(event, dict):
+                    fold.add(event)
+                    yield [event]
+    except GeneratorExit:
+        result.incomplete = fold.flush().get("stop_reason") is None
+        result.close()
+        raise
+    except Exception as exc:
+        try:
+            reason = on_failure(exc)
+        except Exception:
+            reason = f"{type(exc).__name__}"
+            logger.exception("unexpected error while relaying a provider stream")
+        result.incomplete = True
+        result.error = {"type": _stream_error_type(exc),
+                        "message": f"The provider stream failed after it started ({reason})."}
+        result.close()
+        parts.append({"type": "error", "error": result.error})
+        yield parts
     finally:
         result.latency_ms = (time.monotonic() - result.started_at) * 1000
 

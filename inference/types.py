@@ -143,9 +143,27 @@ class RouterStream(_MessageUsage):
         self.latency_ms: float = 0.0
         # The provider stream's next event if it has arrived already ((name, data) or None; inference.router)
         self.upstream_ready: Callable[[], tuple[bytes, bytes] | None] | None = None
+        # (events, pieces): each makes, given this stream, the iterator of `iter(stream)` or of `pieces()`
+        # (inference.router.route_stream: inference.streaming's relay and relay_pieces); the first asked for is made.
+        self.relays: tuple[Callable[[RouterStream], Iterator[Any]], Callable[[RouterStream], Iterator[Any]]] | None
+        self.relays = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        relays = self.relays
+        if relays is not None:
+            self.relays = None
+            self._events = relays[0](self)
         return self._events
+
+    def pieces(self) -> Iterator[list[Any]]:
+        """The events read by read instead of one by one (iterate the stream or this, not both): lists of what
+        arrived together, each part the bytes of events relayed as they came (their SSE frames) or an event (a
+        dict) to frame; the first list holds the first event (inference.streaming.relay_pieces)."""
+        relays = self.relays
+        if relays is not None:
+            self.relays = None
+            return relays[1](self)
+        return ([event] for event in self._events)
 
     @property
     def message(self) -> dict[str, Any]:

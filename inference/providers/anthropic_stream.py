@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anthropic
@@ -39,6 +40,7 @@ class DirectStream:
         self.framed = False
         self._batch: list[tuple[bytes, bytes]] = []  # the events of the last read, handed out up to `_at`
         self._at = 0
+        self._reads: Iterator[list[tuple[bytes, bytes]]] | None = None  # _sse(), once reading has started
 
     def __iter__(self) -> Iterator[Any]:
         return self._events()
@@ -51,7 +53,8 @@ class DirectStream:
 
     def _events(self) -> Iterator[Any]:
         try:
-            for batch in self._sse():
+            self._reads = reads = self._sse()
+            for batch in reads:
                 self._batch = batch
                 for at, (event, data) in enumerate(batch, 1):
                     self._at = at
@@ -60,6 +63,72 @@ class DirectStream:
                         self._first_event_by = None
                         self._socket_timeout(self._read_timeout)
                     yield decoded
+        finally:
+            self.close()
+
+    def relayed(self, fold: Callable[[dict[str, Any]], None]) -> Iterator[list[Any]]:
+        """The events not handed out yet, for relaying to a client read by read (iterating the stream hands out the
+        first event; this takes over from there): first a list of those of the current read after it (empty if
+        none is there: reading on would wait for the provider), then one for each read that completes events.
+
+        Each object event is passed to `fold` (others are dropped, as the relay drops them), then written either as
+        it came or decoded: one of _VERBATIM's kinds, named as its data's `type`, whose data is one line of plain
+        JSON (what `framed` events are) is its SSE frame (`event: <name>\ndata: <data>\n\n`, what
+        config.http.sse_frame writes for it), consecutive ones joined into one bytes; anything else (message_start,
+        message_stop, kinds Atrium does not know, data not plain) is the event itself, for the caller to frame
+        (Framed, with its bytes, when its data is plain). An `error` event raises, once the events of its read
+        before it are handed out."""
+        rest = self._batch[self._at:]
+        self._batch, self._at = [], 0  # ready() has nothing to say from here on
+        if self._reads is None:
+            self._reads = self._sse()
+        scan = _scan
+        verbatim = _VERBATIM
+        first = True
+        try:
+            for batch in itertools.chain((rest,), self._reads):
+                parts: list[Any] = []
+                run: list[bytes] = []
+                try:
+                    for name, data in batch:
+                        try:
+                            text = data.decode()
+                            value, end = scan(text, 0)
+                            plain = end == len(text) and name != b"error"
+                        except (ValueError, StopIteration):
+                            plain = False
+                        if not plain:
+                            value = self._decoded(name, data)  # an error event raises; anything else decodes
+                        if type(value) is not dict:
+                            continue
+                        fold(value)
+                        if plain and b"\n" not in data and b"\r" not in data:
+                            if value.get("type") == verbatim.get(name):
+                                run += (b"event: ", name, b"\ndata: ", data, b"\n\n")
+                                continue
+                            value = Framed(value)  # written with its own bytes unless the caller changes it
+                            value.data = data
+                        if run:
+                            parts.append(b"".join(run))
+                            run = []
+                        parts.append(value)
+                except Exception:
+                    if run:
+                        parts.append(b"".join(run))
+                    if parts:
+                        yield parts  # what arrived before the failure goes out before it
+                    raise
+                if run:
+                    parts.append(b"".join(run))
+                if parts:
+                    if self._first_event_by is not None:
+                        self._first_event_by = None
+                        self._socket_timeout(self._read_timeout)
+                    first = False
+                    yield parts
+                elif first:
+                    first = False
+                    yield parts
         finally:
             self.close()
 
@@ -221,5 +290,10 @@ def _lines(lines: list[bytes], state: list[Any], ended: bool, out: list[tuple[by
 # What this finds in a stretch of a read is that stretch's events (as reading it event by event gives them) when the
 # events found cover it: 16 bytes of each are the form's own.
 _EVENTS: Any = re.compile(rb"event: ([^\n]*)\ndata: ([^\n]*)\n\n").findall
+
+# The events `relayed` writes with the bytes they came with when nothing about them changes (the kinds
+# inference.types.RouterStream.ready tells ready), by SSE name: the `type` their data must have.
+_VERBATIM = {name.encode(): name for name in
+             ("content_block_start", "content_block_delta", "content_block_stop", "message_delta")}
 
 _scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads's C scanner, without the checks around it

@@ -249,3 +249,4 @@ def test_a_routed_stream_is_written_in_fewer_pieces_with_message_stop_alone(sim:
     assert events_of(pieces[0]) == events[:1]  # the first event alone (the web chat writes right after it)
     assert pieces[-1] == b'event: message_stop\ndata: {"type": "message_stop"}\n\n'
     assert stream.message["stop_reason"] and not stream.incomplete
+
