@@ -9,6 +9,13 @@ PATH=one (default) commits in one message (this process knows the chain's head);
 each commit (the two-message path, as when another process wrote since).
 
     BASE=/work/base-x PATH_=one .venv/bin/python bench/writer_pg.py [B] [K] [ROUNDS]
+
+Each variant's prepared statements get names of their own (one connection holds both). WRITER_PG_NEW_FIRST=1 runs
+this tree's blocks first in each round (a variant first prepares on smaller tables); WRITER_PG_ROUNDS=1 prints each
+block's figure (a plan gone bad shows as a rise, round after round); WRITER_PG_EXPLAIN=1 the scans of each variant's
+one-message statement's cached plan; WRITER_PG_PLANS=1 pg_prepared_statements' generic and custom plan counts;
+WRITER_PG_PLAN_MODE=<plan_cache_mode> sets that for the session; WRITER_PG_SQL=<statements> runs them in the bench
+tenant's schema first (an experiment's schema change).
 """
 
 from __future__ import annotations
@@ -48,6 +55,12 @@ def main() -> None:
     if os.environ.get("BASE"):
         variants = {"base": module_from_file("record_tx_base", f"{os.environ['BASE']}/inference/record_tx.py"),
                     "new": record_tx}
+    if os.environ.get("WRITER_PG_NEW_FIRST"):
+        variants = dict(reversed(list(variants.items())))
+    for name, module in variants.items():  # each variant's prepared statements under names of its own
+        if hasattr(module, "_names"):
+            module._names = lambda schema, names=module._names, suffix=name: {  # type: ignore[misc]
+                kind: f"{value}_{suffix}" for kind, value in names(schema).items()}
     attempts = [Attempt(target="anthropic", model_id="claude-sonnet-5-5", outcome="answered", status=200,
                         latency_ms=0.61)]
 
@@ -69,6 +82,8 @@ def main() -> None:
         if os.environ.get("WRITER_PG_SQL"):  # an experiment's schema change (bench tenant's schema)
             cursor.execute(f"SET search_path = {tenant.schema_name}, public; " + os.environ["WRITER_PG_SQL"])
             cursor.execute("SET search_path = public")
+        if os.environ.get("WRITER_PG_PLAN_MODE"):  # the session's plan_cache_mode
+            cursor.execute(f"SET plan_cache_mode = {os.environ['WRITER_PG_PLAN_MODE']}")
     schema = tenant.schema_name
     head: Any = None
     for module in variants.values():  # warm: each prepares what it prepares, and knows the head
@@ -100,7 +115,31 @@ def main() -> None:
             else:
                 head = module._heads[schema]
             pg[name].append((p1 - p0) / (k * b) / 1000)
+            if os.environ.get("WRITER_PG_EXPLAIN") and len(pg[name]) in (1, 3):
+                with connection.cursor() as cursor:
+                    statement = module._names(schema)["one"]
+                    cursor.execute(f"BEGIN; SET LOCAL search_path = {schema}, public")
+                    cursor.execute(f"EXPLAIN EXECUTE {statement}(%s, %s, %s, %s, %s, %s)",
+                                   [1, "x", "{x}", "{y}", "[]", "[]"])
+                    print(name, len(pg[name]), " | ".join(row[0].strip() for row in cursor.fetchall()
+                                                          if "Scan" in row[0] or "Sort" in row[0]))
+                    cursor.execute("ROLLBACK")
             py[name].append(spent / (k * b) / 1000)
+    if os.environ.get("WRITER_PG_ROUNDS"):
+        for name in variants:
+            print(name, " ".join(f"{v:.0f}" for v in pg[name]))
+    if os.environ.get("WRITER_PG_PLANS"):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements ORDER BY name")
+            for row in cursor.fetchall():
+                print(*row)
+            for name, module in variants.items():
+                statement = module._names(schema)["one"]
+                cursor.execute(f"BEGIN; SET LOCAL search_path = {schema}, public")
+                cursor.execute(f"EXPLAIN EXECUTE {statement}(%s, %s, %s, %s, %s, %s)",
+                               [head[0], head[1], "{x}", "{y}", "[]", "[]"])
+                print(name, "\n".join(row[0] for row in cursor.fetchall()))
+                cursor.execute("ROLLBACK")
     result = {}
     for name in variants:
         print(f"{name:5s} {b} records a batch, path {'two' if two else 'one'}: PostgreSQL backend median "

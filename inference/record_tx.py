@@ -78,8 +78,14 @@ _ONE = sql.SQL(_BEGIN + _GUARDED.replace("{", "{{").replace("}", "}}") + "; COMM
 _PREPARED = {"one": _GUARDED, "found": _FOUND, "audit": _INSERT.removesuffix("; "), "usage": usage_statement([])[0]}
 _PREPARED_MAX = 32 * len(_PREPARED)  # statements a connection keeps (32 tenants); beyond, they go unprepared
 _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # connection -> names it holds
-_ONE_P = sql.SQL(_BEGIN + "EXECUTE {}(%s, %s, %s, %s, %s, %s); COMMIT")
-_FIRST_P = sql.SQL(_BEGIN + "EXECUTE {}(%s, %s)")
+# A prepared statement's generic plan is made once and kept until the tables' statistics change: made while a
+# tenant's audit table was small, it looked its request ids up by scanning the table, and went on scanning it as it
+# grew (bench/writer_pg.py: PostgreSQL's CPU per record rising round after round). Every lookup these statements
+# make has an index (request id, sequence number, user id), so their plans are made without sequential scans.
+_INDEXED = "SET LOCAL enable_seqscan = off; "
+_BEGIN_P = _BEGIN.replace("public; ", "public; " + _INDEXED, 1)
+_ONE_P = sql.SQL(_BEGIN_P + "EXECUTE {}(%s, %s, %s, %s, %s, %s); COMMIT")
+_FIRST_P = sql.SQL(_BEGIN_P + "EXECUTE {}(%s, %s)")
 
 
 def _numbered(statement: str) -> str:
@@ -216,7 +222,8 @@ def record_tx_commit(records: list[CallRecord]) -> None:
     try:
         timeout = _timeout_ms.get()
         names, missing = _preparing(raw, schema)
-        skip = (3 if timeout else 2) + len(missing)  # the results of BEGIN, the SET LOCALs and the PREPAREs
+        # the results of BEGIN, the SET LOCALs (search path, statement timeout, sequential scans) and the PREPAREs
+        skip = (3 if timeout else 2) + (1 if names is not None else 0) + len(missing)
         guess = _heads.get(schema)
         cooling = _cooling.get(schema, 0)
         if cooling:
