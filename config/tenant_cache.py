@@ -191,8 +191,9 @@ class TenantCache(Generic[V]):
         self.ttl = ttl
         self.max_entries = max_entries
         self._data: dict[tuple[str, Hashable], tuple[float, V]] = {}
-        # The keys being loaded by some thread: the event set when that load ends, and the stamp it began under.
-        self._loading: dict[tuple[str, Hashable], tuple[threading.Event, tuple[int, int]]] = {}
+        # The keys being loaded by some thread: the event set when that load ends, the stamp it began under, and
+        # when it began.
+        self._loading: dict[tuple[str, Hashable], tuple[threading.Event, tuple[int, int], float]] = {}
         self._loading_lock = threading.Lock()
         with _listener.lock:
             _listener.caches.append(self)
@@ -211,13 +212,16 @@ class TenantCache(Generic[V]):
             claim = self._loading.get(entry)
             mine = claim is None
             if claim is None:
-                claim = self._loading[entry] = (threading.Event(), _listener.stamp(schema))
-        loading, stamp = claim
+                claim = self._loading[entry] = (threading.Event(), _listener.stamp(schema), now)
+        loading, stamp, began = claim
         if not mine:
             if hit is not None and now - hit[0] < STALE_GRACE_S:
                 return hit[1]  # expired by time only (an invalidation removes the entry): one thread reloads it
-            # A load begun before an invalidation will not be stored: no use waiting for it.
-            if hit is None and stamp == _listener.stamp(schema) and loading.wait(MISS_WAIT_S):
+            # Missing, or expired longer ago than the grace by a load just begun (the first calls after a quiet
+            # spell, one per thread): wait for that one load. A reload under way for longer than the grace is not
+            # waited for, as before; nor a load begun before an invalidation (it will not be stored).
+            if ((hit is None or now - began < STALE_GRACE_S) and stamp == _listener.stamp(schema)
+                    and loading.wait(MISS_WAIT_S)):
                 again = self._data.get(entry)
                 if again is not None and again[0] > time.monotonic():
                     return again[1]

@@ -1,6 +1,6 @@
 """The per-process caches' expiry (config/tenant_cache.py, issue 18: the c=32 tail): an expired entry is reloaded
-by one thread while the others answer from it, a missing one is loaded once, an invalidation is never served stale,
-and entries loaded together do not expire together."""
+by one thread while the others answer from it, a missing one (or one expired longer ago than the grace) is loaded
+once, an invalidation is never served stale, and entries loaded together do not expire together."""
 
 from __future__ import annotations
 
@@ -151,3 +151,56 @@ def test_a_workers_boot_subscribes_before_its_first_request(settings: Any, commi
     settings.ATRIUM_AUTH_CACHE_S = 300
     assert tenant_cache.cache_listener_boot() is True
     assert tenant_cache._listener.connected
+
+
+def test_an_entry_expired_longer_ago_than_the_grace_is_loaded_once(caches_on: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first calls after a quiet spell find the entry expired for longer than the grace: they wait for one
+    load, as for a missing entry, instead of each thread reading the database (and opening its connection)."""
+    import threading
+
+    monkeypatch.setattr(tenant_cache, "STALE_GRACE_S", 0.05)
+    ttl = [0.05]
+    cache: TenantCache[str] = TenantCache(f"quiet-{uuid.uuid4().hex[:6]}", ttl=lambda: ttl[0])
+    cache.get_or_load("alpha", "k", lambda: "old")
+    time.sleep(0.2)  # expired, and longer ago than the grace
+    ttl[0] = 300.0
+    loads: list[int] = []
+    lock = threading.Lock()
+
+    def load() -> str:
+        with lock:
+            loads.append(1)
+        time.sleep(0.2)
+        return "new"
+
+    assert _threads(8, lambda: cache.get_or_load("alpha", "k", load)) == ["new"] * 8
+    assert len(loads) == 1
+
+
+def test_a_reload_under_way_for_longer_than_the_grace_is_not_waited_for(caches_on: None,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload that hangs (the database in trouble) stops being waited for once the grace has passed: the other
+    threads read for themselves at once, as before."""
+    import threading
+
+    monkeypatch.setattr(tenant_cache, "STALE_GRACE_S", 0.05)
+    cache: TenantCache[str] = TenantCache(f"hung-{uuid.uuid4().hex[:6]}", ttl=lambda: 0.05)
+    cache.get_or_load("alpha", "k", lambda: "old")
+    time.sleep(0.1)
+    started, release = threading.Event(), threading.Event()
+
+    def hung() -> str:
+        started.set()
+        release.wait(5)
+        return "late"
+
+    reloader = threading.Thread(target=lambda: cache.get_or_load("alpha", "k", hung))
+    reloader.start()
+    assert started.wait(5)
+    time.sleep(0.2)  # the reload has been under way for longer than the grace
+    began = time.monotonic()
+    assert cache.get_or_load("alpha", "k", lambda: "own read") == "own read"
+    assert time.monotonic() - began < tenant_cache.MISS_WAIT_S / 2
+    release.set()
+    reloader.join(5)
