@@ -305,20 +305,41 @@ def _key_with_user(rows: KeyRows) -> ApiKey:
     return key
 
 
-def _last_used_record(key_id: Any, prefix: str, schema: str, now: datetime) -> None:
-    """Record last use at most once per LAST_USED_WRITE_INTERVAL, so a busy key is not a row update per call.
+def _last_used_record(key_id: Any, prefix: str, schema: str, now: datetime) -> bool:
+    """Record last use at most once per LAST_USED_WRITE_INTERVAL, so a busy key is not a row update per call; True
+    when this call wrote it.
 
     Conditional update: concurrent requests in several processes still write at most once. The column sends no
-    invalidation (it changes too often), so this process refreshes its own cached row.
+    invalidation (it changes too often), so this process refreshes its own cached row, and does so before the
+    write, under the cache's lock: the other requests of this process that saw the stale stamp at the same moment
+    leave the write to the first (at a burst's start that was one UPDATE per request thread, each opening its own
+    database connection for it). A failed write puts the cached stamp back, so a later call tries again.
     """
-    ApiKey.objects.filter(pk=key_id).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_WRITE_INTERVAL)
-    ).update(last_used_at=now)
+    claimed: list[datetime | None] = []  # the stamp this call replaced, when it took the write
 
     def stamped(rows: KeyRows) -> KeyRows:
+        last = rows.key["last_used_at"]
+        if last is not None and now - last < LAST_USED_WRITE_INTERVAL:
+            return rows  # another request of this process has just taken the write
+        claimed.append(last)
         return replace(rows, key={**rows.key, "last_used_at": now})
 
-    _key_cache.update(schema, prefix, stamped)
+    if _key_cache.update(schema, prefix, stamped) and not claimed:
+        return False
+    try:
+        ApiKey.objects.filter(pk=key_id).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_WRITE_INTERVAL)
+        ).update(last_used_at=now)
+    except BaseException:
+        if claimed:
+            def unstamped(rows: KeyRows) -> KeyRows:
+                if rows.key["last_used_at"] != now:
+                    return rows
+                return replace(rows, key={**rows.key, "last_used_at": claimed[0]})
+
+            _key_cache.update(schema, prefix, unstamped)
+        raise
+    return True
 
 
 def _live_key_rows(raw_key: str, tenant_label: str, schema: str | None) -> tuple[KeyRows, datetime | None]:
@@ -351,8 +372,8 @@ def _live_key_rows(raw_key: str, tenant_label: str, schema: str | None) -> tuple
     if not rows.user["is_active"]:
         raise AuthenticationFailed(f"the owner of API key {_loaded(ApiKey, key).display} is deactivated "
                                    f"(tenant {tenant_label})")
-    if key["last_used_at"] is None or now - key["last_used_at"] >= LAST_USED_WRITE_INTERVAL:
-        _last_used_record(key["id"], key["prefix"], schema, now)
+    if (key["last_used_at"] is None or now - key["last_used_at"] >= LAST_USED_WRITE_INTERVAL) and _last_used_record(
+            key["id"], key["prefix"], schema, now):
         return rows, now
     return rows, None
 

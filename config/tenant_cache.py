@@ -252,13 +252,15 @@ class TenantCache(Generic[V]):
                 self._data.clear()
             self._data[(schema, key)] = (expires, value)
 
-    def update(self, schema: str, key: Hashable, change: Callable[[V], V]) -> None:
+    def update(self, schema: str, key: Hashable, change: Callable[[V], V]) -> bool:
         """Rewrite a present entry in place (after this process's own write of a column that sends no
-        notification); a missing entry stays missing."""
+        notification), `change` running under the cache's lock; a missing entry stays missing (False)."""
         with _listener.lock:
             hit = self._data.get((schema, key))
-            if hit is not None:
-                self._data[(schema, key)] = (hit[0], change(hit[1]))
+            if hit is None:
+                return False
+            self._data[(schema, key)] = (hit[0], change(hit[1]))
+            return True
 
     def forget_schema(self, schema: str | None) -> None:
         if schema is None:
