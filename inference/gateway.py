@@ -298,35 +298,45 @@ def gateway_stream(admitted: Admitted, persist: Persist | None = None, *,
 
     def pieces() -> Generator[bytes, None, None]:
         """The stream's SSE bytes, a piece per read of the provider's (its events as they came, or framed again
-        when changed): the first piece as soon as the first event is in hand, with those that arrived with it;
-        message_stop alone once the records are durable."""
+        when changed): the first piece as soon as the first event is in hand, with those that arrived with it.
+        message_stop is held until the records are durable, then written with the events of its read (one write,
+        not two) unless those were the first piece, which never waits for the records."""
         finished = False
         held = b""  # message_stop's frame
+        tail = b""  # the events that arrived with message_stop after the first piece: written with it
+        first = True
         recorded = None
         try:
             for parts in stream.pieces():
                 if len(parts) == 1 and type(parts[0]) is bytes:
-                    yield parts[0]  # events relayed as they came, the usual read
-                    continue
-                out = []
-                for part in parts:
-                    if type(part) is bytes:
-                        out.append(part)
-                        continue
-                    event = public(part)
-                    if background and event.get("type") == "message_stop":
-                        held = sse_frame(event)
-                        continue
-                    out.append(sse_frame(event))
-                if out:
-                    yield out[0] if len(out) == 1 else b"".join(out)
+                    data = parts[0]  # events relayed as they came, the usual read
+                else:
+                    out = []
+                    for part in parts:
+                        if type(part) is bytes:
+                            out.append(part)
+                            continue
+                        event = public(part)
+                        if background and event.get("type") == "message_stop":
+                            held = sse_frame(event)
+                            continue
+                        out.append(sse_frame(event))
+                    data = out[0] if len(out) == 1 else b"".join(out)
+                if tail:
+                    yield tail  # more came after message_stop: what came before it goes first
+                    tail = b""
+                if held and not first:
+                    tail = data
+                elif data:
+                    yield data
+                first = False
             finished = True
         finally:
             recorded = record(finished)
         if not held:
             return
         failure = durable(recorded)
-        yield sse_frame(failure) if failure is not None else held
+        yield tail + (sse_frame(failure) if failure is not None else held)
 
     return Events(events(), stream.ready, pieces)
 

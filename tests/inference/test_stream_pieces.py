@@ -5,6 +5,7 @@ arrived together go out as one piece, and message_stop waits for the records."""
 from __future__ import annotations
 
 import json
+import types
 from typing import Any
 
 from config.http import Framed
@@ -221,7 +222,9 @@ def test_the_v1_pieces_hold_message_stop_until_the_records_are_durable(sim: Any,
         assert [event["type"] for event in events[-2:]] == ["message_delta", "message_stop"]
         assert all(not seen for _piece, seen in written[:-1])  # nothing recorded while the answer streams
         stop = b'{"type": "message_stop"}' if keys[0] == "anthropic" else b'{"type":"message_stop"}'  # its own bytes
-        assert written[-1] == (b"event: message_stop\ndata: " + stop + b"\n\n", [("recorded", "success"), ("durable",)])
+        last, seen = written[-1]  # message_stop, with the events of its read unless they were the first piece
+        assert last.endswith(b"event: message_stop\ndata: " + stop + b"\n\n")
+        assert seen == [("recorded", "success"), ("durable",)]
 
 
 def test_the_v1_pieces_end_with_an_error_when_the_records_cannot_be_kept(sim: Any, monkeypatch: Any) -> None:
@@ -244,3 +247,38 @@ def test_the_v1_pieces_of_a_client_gone_are_recorded_incomplete(sim: Any, monkey
     assert b"message_start" in next(pieces)
     pieces.close()
     assert log == [("recorded", "incomplete")]
+
+
+def test_the_v1_pieces_write_message_stop_with_its_read_unless_that_was_the_first_piece(monkeypatch: Any) -> None:
+    import functools
+
+    from config.http import sse, sse_frame
+    from inference import gateway
+    from inference.streaming import relay, relay_pieces
+
+    events = [frame + b"\n\n" for frame in BODY.split(b"\n\n") if frame]
+    stop = events[-1]
+    head = sse_frame(json.loads(START)) + events[1]  # message_start framed again (its model set), then its read's
+    first_read = b"".join(events[:2])
+    for reads, expected in (
+            ([first_read, b"".join(events[2:])], [head, b"".join(events[3:])]),
+            ([BODY], [head + b"".join(events[3:-1]), stop]),  # the first piece never waits for the records
+            ([first_read, b"".join(events[2:-1]), stop], [head, b"".join(events[3:-1]), stop]),
+            ([first_read, b"".join(events[2:-2]), events[-2] + stop + events[-2]],  # more after message_stop
+             [head, b"".join(events[3:-2]), events[-2] + events[-2] + stop]),
+            ([first_read, b"".join(events[2:-1]), stop, events[-2]],  # more after message_stop, in a read of its own
+             [head, b"".join(events[3:-1]), events[-2] + stop])):
+        stream, first, iterator = _stream_of(reads)
+        result = _router_stream()
+        result.relays = (functools.partial(relay, first=first, rest=iterator, on_failure=lambda exc: "failed"),
+                         functools.partial(relay_pieces, first=first, rest=iterator, on_failure=lambda exc: "failed",
+                                           relayed=stream.relayed))
+        log: list[Any] = []
+        monkeypatch.setattr(gateway, "_start", lambda admitted, router, background, result=result: result)
+        monkeypatch.setattr(gateway, "_record", lambda admitted, log=log, **kwargs: log.append("recorded") or (1, None))
+        admitted = types.SimpleNamespace(entry=types.SimpleNamespace(model_id="x"))
+        written = []
+        for piece in sse(gateway.gateway_stream(admitted, background=True), first_alone=False):  # type: ignore[arg-type]
+            written.append((piece, list(log)))
+        assert [piece for piece, _ in written] == expected, reads
+        assert [seen for _, seen in written] == [[]] * (len(expected) - 1) + [["recorded"]]
