@@ -255,23 +255,38 @@ def quota_settle_many(settlements: list[tuple[str, Reservation, int]]) -> None:
         _settle(settlements)
 
 
+# The four keys a settlement names besides its day keys (settled set, epoch, pending, pending data), per (tenant,
+# day): four f-strings and seven calls a settled call, made once per day instead.
+_settle_names: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+
+
 def _settle(settlements: list[tuple[str, Reservation, int]]) -> None:
     keys: dict[str, int] = {}
-
-    def index(key: str) -> int:
-        return keys.setdefault(key, len(keys) + 1)
-
+    # a (tenant, day)'s four key indexes in this script call, looked up once for its calls
+    indexes: dict[tuple[str, str], tuple[int, ...]] = {}
     args: list[Any] = [0]
+    count = 0
     for request_id, reservation, used_tokens in settlements:
-        if not reservation.day_keys or not request_id:
+        day_keys = reservation.day_keys
+        if not day_keys or not request_id:
             continue
-        pending, pending_data = pending_keys(reservation.schema)
-        args += [request_id, index(settled_key(reservation.schema, reservation.day)),
-                 index(epoch_key(reservation.schema)), reservation.epoch, reservation.tokens, int(used_tokens),
-                 index(pending), index(pending_data), reservation.member,
-                 len(reservation.day_keys), *[index(k) for k in reservation.day_keys]]
-        args[0] += 1
-    if args[0]:
+        where = (reservation.schema, reservation.day)
+        found = indexes.get(where)
+        if found is None:
+            names = _settle_names.get(where)
+            if names is None:
+                if len(_settle_names) >= 4096:
+                    _settle_names.clear()
+                pending, pending_data = pending_keys(where[0])
+                names = _settle_names[where] = (settled_key(*where), epoch_key(where[0]), pending, pending_data)
+            found = indexes[where] = tuple(keys.setdefault(k, len(keys) + 1) for k in names)
+        settled, epoch, pending_index, data_index = found
+        args += [request_id, settled, epoch, reservation.epoch, reservation.tokens, int(used_tokens),
+                 pending_index, data_index, reservation.member,
+                 len(day_keys), *[keys.setdefault(k, len(keys) + 1) for k in day_keys]]
+        count += 1
+    if count:
+        args[0] = count
         redis_evalsha(redis_script(SETTLE_LUA), list(keys), args)  # the lean path (config.redis), as admission
 
 
