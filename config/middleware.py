@@ -15,6 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, ResolverMatch, set_urlconf
+from django.urls import base as urls_base
 from django_tenants.middleware.main import TenantMainMiddleware
 from django_tenants.utils import get_public_schema_name, has_multi_type_tenants
 
@@ -25,6 +26,7 @@ from config.suspended import suspended_response, tenant_suspended
 from config.tenant_cache import TenantCache
 from config.tracing import current_trace_id
 
+_URLCONFS: Any = urls_base._urlconfs  # type: ignore[attr-defined]  # django.urls' per-thread URLconf (asgiref Local)
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("atrium_request_id", default="")
 _VALID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -181,7 +183,9 @@ class ApiFastPathMiddleware:
             if path in self.HOT:
                 self._matches[key] = resolver_match
         else:
-            set_urlconf(getattr(request, "urlconf", None))
+            urlconf = getattr(request, "urlconf", None)
+            if urlconf is not None or thread_locals.has(_URLCONFS, "value"):  # set_urlconf(None) with none: no-op
+                set_urlconf(urlconf)
             request.resolver_match = resolver_match
         response: HttpResponse = resolver_match.func(request, *resolver_match.args, **resolver_match.kwargs)
         return response
