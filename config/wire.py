@@ -40,11 +40,12 @@ _REUSE = 1.0  # a bound of at least this is kept for any longer wait (a recv the
 class Wire:
     """One blocking socket and the receive timeout (SO_RCVTIMEO) it has: 0.0 for none (the kernel's meaning)."""
 
-    __slots__ = ("rcvtimeo", "sock")
+    __slots__ = ("_poller", "rcvtimeo", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.rcvtimeo = -1.0  # unknown until set: the first bounded (or unbounded) recv sets it
+        self._poller: select.poll | None = None
         if sock.gettimeout() is not None:
             sock.settimeout(None)
 
@@ -87,6 +88,15 @@ class Wire:
                 return sock.recv(size)
             except BlockingIOError:  # SO_RCVTIMEO ran out (EAGAIN): the whole wait, or a first part of it
                 left = until - time.monotonic()
+
+    def readable(self) -> bool:
+        """Whether the socket has something to read (or has ended, or failed) now, without waiting: urllib3's
+        `wait_for_read(sock, timeout=0.0)` (a poll for POLLIN), with a poll object made once for the socket."""
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def _rcvtimeo(self, seconds: float) -> None:
         seconds = min(seconds, _MAX_TIMEOUT)

@@ -24,6 +24,7 @@ from urllib3.exceptions import IncompleteRead, InvalidHeader, ProtocolError, Rea
 
 from config.wire import Wire
 from inference.providers.http1_head import framing_headers, header_line, merged, status_line
+from inference.providers.http1_pool import conn_give, conn_take
 
 _MAXLINE = 65536  # http.client's bound on one line of a status, header, chunk size or trailer
 _MAXHEADERS = 100
@@ -42,7 +43,7 @@ def exchange(pool: urllib3.HTTPConnectionPool, url: str, request: bytes, *, conn
     urllib3's `urlopen(retries=False)` raises for the same failure; the connection is then discarded."""
     if read_by is not None:
         connect_timeout = min(connect_timeout, max(read_by - time.monotonic(), 0.001))
-    conn = pool._get_conn()
+    conn = conn_take(pool)
     try:
         if conn.is_closed:
             conn.timeout = connect_timeout
@@ -54,7 +55,7 @@ def exchange(pool: urllib3.HTTPConnectionPool, url: str, request: bytes, *, conn
                 raise SSLError(exc) from None
             except OSError as exc:
                 raise ProtocolError("Connection aborted.", exc) from None
-        sock: socket.socket = conn.sock  # type: ignore[attr-defined]
+        sock: socket.socket = conn.sock
         wire = _wire(conn, sock)
         try:
             if wire is not None:  # urllib3 sends under the connect timeout too
@@ -83,7 +84,7 @@ def exchange(pool: urllib3.HTTPConnectionPool, url: str, request: bytes, *, conn
         return answer
     except BaseException:
         conn.close()
-        pool._put_conn(None)
+        conn_give(pool, None)
         raise
 
 
@@ -374,7 +375,7 @@ class Answer:
             return
         if not self.done or self._will_close or self._buf:
             conn.close()
-        self._pool._put_conn(conn)
+        conn_give(self._pool, conn)
 
 
 def _wire(conn: Any, sock: socket.socket) -> Wire | None:
