@@ -116,7 +116,7 @@ def ab(base: str, tenant: Any, admitted: Any, n: int, rounds: int) -> None:
     """BASE's record code against the working tree's, interleaved (see the module's docstring)."""
     from audit import rows
     from audit.services import tenant_key_of
-    from inference import gateway, records
+    from inference import gateway, journal_lines, records
     from inference.journal_lines import journal_line
     from inference.types import Attempt
 
@@ -130,20 +130,22 @@ def ab(base: str, tenant: Any, admitted: Any, n: int, rounds: int) -> None:
                                    model_id="claude-sonnet-5-5", attempts=attempts, status="success")
 
     def line(version: str) -> Callable[[], bytes]:
-        """The request thread's record: describe, the payloads' hashes, the journal line's bytes."""
-        if version == "new":
-            def made() -> bytes:
-                record = describe(gateway)
-                record.audit.hash_payloads(key)
-                return journal_line(1, records.record_line(record))
-            return made
-        records_old, lines_old = old["inference.records"], old["inference.journal_lines"]
+        """The request thread's record as each version makes it: describe (gateway._call_record), the payloads'
+        hashes (record_submit: in place where the event can, else a hashed copy), the journal line's bytes
+        (_journal_append: the codec's encode, then journal_line)."""
+        module, records_module, lines = ((gateway, records, journal_lines) if version == "new" else
+                                         (old["inference.gateway"], old["inference.records"],
+                                          old["inference.journal_lines"]))
+        encode = getattr(records_module, "record_line", None) or records_module.record_encode
 
-        def made_old() -> bytes:
-            record = describe(old["inference.gateway"])
-            record.audit = records_old._hashed(record)
-            return lines_old.journal_line(1, records_old.record_encode(record))
-        return made_old
+        def made() -> bytes:
+            record = describe(module)
+            if hasattr(record.audit, "hash_payloads"):
+                record.audit.hash_payloads(records_module.tenant_key_of(record.tenant))
+            else:
+                record.audit = records_module._hashed(record)
+            return lines.journal_line(1, encode(record))
+        return made
 
     def batch(version: str) -> list[Any]:
         module = gateway if version == "new" else old["inference.gateway"]
