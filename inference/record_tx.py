@@ -76,7 +76,9 @@ _ONE = sql.SQL(_BEGIN + _GUARDED.replace("{", "{{").replace("}", "}}") + "; COMM
 # PostgreSQL's CPU for a batch. A tenant has its own names, which keeps its plans valid (a prepared statement is
 # analysed again whenever the search path differs from the one it was prepared under).
 _PREPARED = {"one": _GUARDED, "found": _FOUND, "audit": _INSERT.removesuffix("; "), "usage": usage_statement([])[0]}
-_PREPARED_MAX = 32 * len(_PREPARED)  # statements a connection keeps (32 tenants); beyond, they go unprepared
+# Statements a connection keeps: 8 tenants' (a tenant's four and their plans take ~0.7 MB of the backend's memory,
+# pg_backend_memory_contexts' CachedPlan*; every request thread's connection may lead commits); beyond, unprepared.
+_PREPARED_MAX = 8 * len(_PREPARED)
 _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # connection -> names it holds
 # A prepared statement's generic plan is made once and kept until the tables' statistics change: made while a
 # tenant's audit table was small, it looked its request ids up by scanning the table, and went on scanning it as it

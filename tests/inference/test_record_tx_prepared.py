@@ -96,3 +96,26 @@ def test_behind_a_transaction_pooler_nothing_is_prepared(committed: None, tenant
     assert not _held(record_tx._names(tenant_a.schema_name))
     with schema_context(tenant_a.schema_name):
         assert AuditEntry.objects.filter(request_id__in=[r.request_id for r in records]).count() == 2
+
+
+def test_a_connection_holding_its_share_of_statements_prepares_no_more(
+        committed: None, tenant_a: Any, monkeypatch: Any) -> None:
+    """A connection keeps a bounded number of tenants' statements (their plans take the backend's memory): beyond
+    it, a tenant's records are written by the unprepared statements, as before."""
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from audit.models import AuditEntry
+    from inference import record_tx
+
+    connection.close()
+    messages = _counting(monkeypatch)
+    monkeypatch.setattr(record_tx, "_PREPARED_MAX", 0)
+    records = [_model_call(tenant_a) for _ in range(2)]
+    record_tx._heads.pop(tenant_a.schema_name, None)
+    record_tx.record_tx_commit(records[:1])
+    record_tx.record_tx_commit(records[1:])
+    assert messages and all(b"PREPARE" not in m and b"EXECUTE" not in m for m in messages)
+    assert not _held(record_tx._names(tenant_a.schema_name))
+    with schema_context(tenant_a.schema_name):
+        assert AuditEntry.objects.filter(request_id__in=[r.request_id for r in records]).count() == 2
