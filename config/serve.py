@@ -193,6 +193,8 @@ def wsgi_callback_wrapper(callback: Callable[..., Any], scope_opts: dict[str, An
 
     - the request limits (414, 431: `limits`) are checked on the request's own keys, granian's scope, before the
       process environment is merged in, instead of a pass over every key of the merged environ;
+    - a request thread's database connections are closed when granian ends the thread (config.thread_exit),
+      instead of at the cyclic collector's next full collection;
     - a list the application returns is closed (when it has a `close`, as WSGI servers close any iterable) right
       after its bytes are handed to granian, which granian's own wrapper does not do: the /v1 lane's end-of-request
       work (request_finished) then runs while the answer is written (ApiLane.server_closes_lists);
@@ -219,8 +221,10 @@ def wsgi_callback_wrapper(callback: Callable[..., Any], scope_opts: dict[str, An
     })
     prefix = basic_env["SCRIPT_NAME"]
     check = limits(None)
+    from config.thread_exit import close_at_thread_exit
 
     def _runner(proto: Any, scope: dict[str, Any]) -> int:
+        close_at_thread_exit()  # granian ends idle threads: their database connections go with them
         resp = Response()
         refusal = check.refusal(scope)
         if refusal is not None:
