@@ -136,6 +136,26 @@ def heap_freeze() -> None:
     10 ms frozen; young collections are unchanged. Called by worker_init and gunicorn's post_worker_init."""
     gc.collect()
     gc.freeze()
+    if _freeze_after_warm_up not in gc.callbacks:
+        gc.callbacks.append(_freeze_after_warm_up)
+
+
+_warm_up = {"frozen": False}
+
+
+def _freeze_after_warm_up(phase: str, info: dict[str, Any]) -> None:
+    """After the first full collection a worker's traffic brings about, freeze again what survived it: what the
+    first requests built to last (each thread's DB connection, the caches' entries, the provider clients: some
+    25,000 objects), which every later full collection otherwise scans again to free nothing. The trigger of
+    those collections is the number of objects moved to the oldest generation (objects of the requests in flight
+    at a young collection, freed by reference counting soon after), so they keep coming, every 10-30 s per worker
+    at c=32; with this the pause is that of the few objects moved since (measured in docs/benchmarks.md, eighth
+    session). Once only: what is frozen is never collected, so a frozen object that later becomes cyclic garbage
+    stays, as at boot; one freeze bounds that to what was alive at that moment."""
+    if phase != "stop" or info["generation"] != 2 or _warm_up["frozen"]:
+        return
+    _warm_up["frozen"] = True
+    gc.freeze()
 
 
 class limits:

@@ -246,6 +246,45 @@ def test_a_workers_boot_collects_then_freezes_its_heap(boot: str, monkeypatch: p
         assert gc.get_freeze_count() > before and kept is not None
     finally:
         gc.unfreeze()
+        while serve._freeze_after_warm_up in gc.callbacks:
+            gc.callbacks.remove(serve._freeze_after_warm_up)
+
+
+def test_the_first_full_collection_after_boot_freezes_its_survivors_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the boot's freeze, the first full collection (the worker warmed up by its traffic) collects its
+    garbage and freezes what survived; later full collections collect and freeze nothing more."""
+    import gc
+    import weakref
+
+    class Node:
+        other: Any = None
+
+    serve.heap_freeze()
+    serve.heap_freeze()  # a second boot hook (gunicorn and granian share it) registers nothing more
+    monkeypatch.setattr(serve, "_warm_up", {"frozen": False})  # a worker that has not warmed up yet
+    try:
+        assert gc.callbacks.count(serve._freeze_after_warm_up) == 1
+        gc.collect(1)  # a young collection freezes nothing
+        assert not serve._warm_up["frozen"]
+        warm, garbage = Node(), Node()  # what the first requests built, and their cyclic garbage
+        garbage.other = garbage
+        dead = weakref.ref(garbage)
+        del garbage
+        frozen = gc.get_freeze_count()
+        gc.collect()
+        assert dead() is None, "the garbage was frozen instead of collected"
+        assert serve._warm_up["frozen"] and gc.get_freeze_count() > frozen
+        assert not any(warm is each for each in gc.get_objects()), "what survived stays within the collector's reach"
+        later = Node()
+        later.other = later
+        after = gc.get_freeze_count()
+        gc.collect()
+        assert gc.get_freeze_count() == after, "a second freeze"
+        assert any(later is each for each in gc.get_objects()), "later objects stay within the collector's reach"
+    finally:
+        gc.unfreeze()
+        while serve._freeze_after_warm_up in gc.callbacks:
+            gc.callbacks.remove(serve._freeze_after_warm_up)
 
 
 def test_our_wrapper_closes_a_list_once_its_bytes_are_handed_over() -> None:
