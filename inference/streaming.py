@@ -173,18 +173,24 @@ def relay(result: RouterStream, first: Any, rest: Iterator[Any],
         result.close()
         raise
     except Exception as exc:
-        try:
-            reason = on_failure(exc)
-        except Exception:
-            reason = f"{type(exc).__name__}"
-            logger.exception("unexpected error while relaying a provider stream")
-        result.incomplete = True
-        result.error = {"type": _stream_error_type(exc),
-                        "message": f"The provider stream failed after it started ({reason})."}
-        result.close()
-        yield {"type": "error", "error": result.error}
+        yield _failed(result, exc, on_failure)
     finally:
         result.latency_ms = (time.monotonic() - result.started_at) * 1000
+
+
+def _failed(result: RouterStream, exc: Exception, on_failure: Callable[[BaseException], str]) -> dict[str, Any]:
+    """A relay's end on a provider failure after the stream started: the result marked incomplete with its error,
+    closed, and the `error` event the client gets."""
+    try:
+        reason = on_failure(exc)
+    except Exception:
+        reason = f"{type(exc).__name__}"
+        logger.exception("unexpected error while relaying a provider stream")
+    result.incomplete = True
+    result.error = {"type": _stream_error_type(exc),
+                    "message": f"The provider stream failed after it started ({reason})."}
+    result.close()
+    return {"type": "error", "error": result.error}
 
 
 def relay_pieces(result: RouterStream, first: Any, rest: Iterator[Any], on_failure: Callable[[BaseException], str],
@@ -221,16 +227,7 @@ def relay_pieces(result: RouterStream, first: Any, rest: Iterator[Any], on_failu
         result.close()
         raise
     except Exception as exc:
-        try:
-            reason = on_failure(exc)
-        except Exception:
-            reason = f"{type(exc).__name__}"
-            logger.exception("unexpected error while relaying a provider stream")
-        result.incomplete = True
-        result.error = {"type": _stream_error_type(exc),
-                        "message": f"The provider stream failed after it started ({reason})."}
-        result.close()
-        parts.append({"type": "error", "error": result.error})
+        parts.append(_failed(result, exc, on_failure))
         yield parts
     finally:
         result.latency_ms = (time.monotonic() - result.started_at) * 1000
