@@ -270,17 +270,17 @@ def test_the_first_full_collection_after_boot_freezes_its_survivors_once(monkeyp
         garbage.other = garbage
         dead = weakref.ref(garbage)
         del garbage
-        frozen = gc.get_freeze_count()
+        # Frozen or not is read off each object (gc.get_objects() lists what the collector still scans), not off
+        # gc.get_freeze_count(): frozen objects that other code frees meanwhile take the count down.
+        assert any(warm is each for each in gc.get_objects())
         gc.collect()
         assert dead() is None, "the garbage was frozen instead of collected"
-        assert serve._warm_up["frozen"] and gc.get_freeze_count() > frozen
-        assert not any(warm is each for each in gc.get_objects()), "what survived stays within the collector's reach"
+        assert serve._warm_up["frozen"]
+        assert not any(warm is each for each in gc.get_objects()), "what survived is still scanned: not frozen"
         later = Node()
         later.other = later
-        after = gc.get_freeze_count()
         gc.collect()
-        assert gc.get_freeze_count() == after, "a second freeze"
-        assert any(later is each for each in gc.get_objects()), "later objects stay within the collector's reach"
+        assert any(later is each for each in gc.get_objects()), "a second freeze took what came after the first"
     finally:
         gc.unfreeze()
         while serve._freeze_after_warm_up in gc.callbacks:

@@ -86,4 +86,27 @@ def test_arming_twice_in_a_thread_keeps_one_closer() -> None:
     first = thread_exit._local.closer
     close_at_thread_exit()
     assert thread_exit._local.closer is first
-    assert connection in first.wrappers  # this thread's own wrapper (default)
+    from django.db import connections
+
+    wrapper = connections["default"]  # made after arming (no connection opened): in the storage the closer holds
+    assert any(wrapper is each for each in first.wrappers.values())
+
+
+def test_arming_needs_no_database_setting_and_opens_nothing() -> None:
+    """The server wrapper arms it at every thread's first request, whatever the application: it makes no
+    connection (the access-log tests run the wrapper in processes without Django set up)."""
+    import subprocess
+    import sys
+
+    from tests.ops.test_serve import ROOT
+
+    code = ("import threading\n"
+            "from config.thread_exit import close_at_thread_exit, _local\n"
+            "def run():\n"
+            "    close_at_thread_exit()\n"
+            "    assert _local.closer is not None and dict(_local.closer.wrappers) == {}\n"
+            "t = threading.Thread(target=run); t.start(); t.join()\n"
+            "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
