@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from _ab import alternating_cpu
 from _common import ROOT, bench_database, bench_tenant, emit
 
 BODY = {"model": "claude-sonnet-5-5", "max_tokens": 64,
@@ -188,17 +189,7 @@ def ab(base: str, tenant: Any, admitted: Any, n: int, rounds: int) -> None:
     stages = {"request: record line": line, "writer: audit_rows_json of 20": chained}
     for stage, make in stages.items():
         calls = {version: make(version) for version in ("old", "new")}
-        results: dict[str, list[float]] = {"old": [], "new": []}
-        for version in ("old", "new"):
-            for _ in range(max(1, n // 10)):
-                calls[version]()
-        for round_ in range(rounds):
-            for version in (("old", "new") if round_ % 2 == 0 else ("new", "old")):
-                call = calls[version]
-                started = time.thread_time_ns()
-                for _ in range(n):
-                    call()
-                results[version].append((time.thread_time_ns() - started) / n / 1000)
+        results = alternating_cpu(calls, rounds, n, warm=max(1, n // 10))
         for version, values in results.items():
             label = base if version == "old" else "working tree"
             print(f"{stage:32s} {label:14s} CPU us min {min(values):8.2f} median {statistics.median(values):8.2f}")

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 
+from _ab import alternating_cpu  # noqa: E402  (bench/ is on sys.path when run)
+
 # (name, path): loaded in this order, each importing the old versions of those before it.
 MODULES = [("http", "config/http.py"), ("types", "inference/types.py"), ("streaming", "inference/streaming.py"),
            ("anthropic_stream", "inference/providers/anthropic_stream.py"),
@@ -179,17 +181,7 @@ def main() -> None:
         print(f"{label}: {data.count(b'|')} pieces, {len(data)} bytes")
     if written["old"].replace(b"|", b"") != written["new"].replace(b"|", b""):
         raise SystemExit("the two versions wrote different bytes")
-    for call in variants.values():
-        for _ in range(500):
-            call()
-    results: dict[str, list[float]] = {label: [] for label in variants}
-    for round_ in range(rounds):
-        for label in (("old", "new") if round_ % 2 == 0 else ("new", "old")):
-            call = variants[label]
-            start = time.thread_time()
-            for _ in range(count):
-                call()
-            results[label].append((time.thread_time() - start) / count * 1e6)
+    results = alternating_cpu(variants, rounds, count, warm=500)
     for label, values in results.items():
         print(f"{label} ({base if label == 'old' else 'working tree'}) reads={count_reads}: CPU us per call "
               f"min {min(values):.1f} median {statistics.median(values):.1f}")

@@ -21,7 +21,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 import types
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+
+from _ab import alternating_cpu  # noqa: E402  (bench/ is on sys.path when run)
 
 MODULES = [("http", "config/http.py"), ("wire", "config/wire.py"), ("http1", "inference/providers/http1.py"),
            ("anthropic_stream", "inference/providers/anthropic_stream.py"),
@@ -184,17 +185,7 @@ def main() -> None:
             settings.ATRIUM_ANTHROPIC_BASE_URL = f"http://127.0.0.1:{int(canned.stdout.readline())}/anthropic"
         try:
             variants = calls(mode, load_old(base_rev))
-            for call in variants.values():
-                for _ in range(300):
-                    call()
-            results: dict[str, list[float]] = {label: [] for label in variants}
-            for round_ in range(rounds):
-                for label in (("old", "new") if round_ % 2 == 0 else ("new", "old")):
-                    call = variants[label]
-                    start = time.thread_time()
-                    for _ in range(count):
-                        call()
-                    results[label].append((time.thread_time() - start) / count * 1e6)
+            results = alternating_cpu(variants, rounds, count, warm=300)
         finally:
             if canned is not None:
                 canned.kill()
