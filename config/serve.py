@@ -21,8 +21,10 @@ ATRIUM_WEB_SERVER=gunicorn runs gunicorn (config/gunicorn.py, whose hooks do the
 Settings (environment; each ATRIUM_WEB_X falls back to the GUNICORN_X of earlier releases): ATRIUM_WEB_BIND
 (host:port, default 0.0.0.0:8000), ATRIUM_WEB_WORKERS (default: the number of CPUs, at least 2),
 ATRIUM_WEB_THREADS (threads per worker, 16: each streamed answer holds one while it lasts),
-ATRIUM_WEB_GRACEFUL_TIMEOUT_S (30), ATRIUM_WEB_ACCESS_LOG (true), ATRIUM_WEB_ACCESS_LOG_FLUSH_S (0.25: the access
-log's lines are written in batches this often, config/access_log.py; 0: each at once),
+ATRIUM_WEB_THREADS_IDLE_TIMEOUT_S (30, granian's 5-600: a request thread idle this long ends, and its database
+connections close with it, config/thread_exit.py), ATRIUM_WEB_GRACEFUL_TIMEOUT_S (30), ATRIUM_WEB_ACCESS_LOG (true),
+ATRIUM_WEB_ACCESS_LOG_FLUSH_S (0.25: the access log's lines are written in batches this often, config/access_log.py;
+0: each at once),
 ATRIUM_WEB_LIMIT_REQUEST_LINE (8190), ATRIUM_WEB_LIMIT_REQUEST_FIELDS (100), ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE
 (16384). The command line's --bind,
 --workers, --threads and --no-access-log override them.
@@ -370,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1 or args.threads < 1:
         raise SystemExit("atrium: --workers and --threads must be at least 1")
     graceful = _int_env("ATRIUM_WEB_GRACEFUL_TIMEOUT_S", 30)
+    idle = _int_env("ATRIUM_WEB_THREADS_IDLE_TIMEOUT_S", 30)
+    if not 5 <= idle <= 600:  # granian's bounds
+        raise SystemExit("atrium: ATRIUM_WEB_THREADS_IDLE_TIMEOUT_S must be between 5 and 600")
     if os.environ.get(SERVER_ENV, "granian") == "gunicorn":  # the alternative server: config/gunicorn.py
         command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py", "--bind", args.bind,
                    "--workers", str(args.workers), "--threads", str(args.threads)]
@@ -384,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     prometheus_directory_reset()
     server = Server(
         "config.wsgi:application", address=host, port=port, interface=Interfaces.WSGI, workers=args.workers,
-        blocking_threads=args.threads, respawn_failed_workers=True, workers_kill_timeout=max(1, graceful),
-        log_access=args.access_log, log_access_format=ACCESS_LOG_FORMAT,
+        blocking_threads=args.threads, blocking_threads_idle_timeout=idle, respawn_failed_workers=True,
+        workers_kill_timeout=max(1, graceful), log_access=args.access_log, log_access_format=ACCESS_LOG_FORMAT,
     )
     server.serve()
     return 0
