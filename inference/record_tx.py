@@ -47,10 +47,15 @@ _COLUMNS = ("seq", "event_id", "timestamp", "event_type", "actor", "model", "inp
             "input_tokens", "output_tokens", "latency_ms", "status", "metadata", "error", "subject_mac", "user_id",
             "personal", "request_id", "prev_mac", "mac")
 # (the search path, the statement timeout if any, the PREPAREs of statements this connection does not hold yet)
-_BEGIN = "BEGIN; SET LOCAL search_path = {}, public; {}{}SELECT head_seq, head_mac FROM atrium_audit_lock_head(); "
+_BEGIN = "BEGIN; SET LOCAL search_path = {}, public; {}{}"
+# The two messages' first takes the chain's append lock and reads its head (migration 0004's function). The one
+# message needs the lock only: its guard reads the head itself, under the lock, so it takes the same advisory lock
+# (audit.queries.tenant_chain_lock) without the PL/pgSQL call and the head's index scan whose result it discarded.
+_LOCK_HEAD = "SELECT head_seq, head_mac FROM atrium_audit_lock_head(); "
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('atrium.audit.' || current_schema())); "
 _FOUND = ("SELECT request_id, NULL FROM audit_auditentry WHERE request_id = ANY(%s) "
           "UNION ALL SELECT NULL, subject_ref FROM audit_erasure WHERE subject_ref = ANY(%s)")
-_FIRST = sql.SQL(_BEGIN + _FOUND)
+_FIRST = sql.SQL(_BEGIN + _LOCK_HEAD + _FOUND)
 # The batch's entries go as one JSON array, expanded into the table's own column types: one parameter and a
 # constant text whatever the batch's size (psycopg quoted twenty values a row and parsed a statement of hundreds of
 # placeholders, uncached: a quarter of the batch writer's CPU).
@@ -68,7 +73,7 @@ _GUARDED = (
     "audit AS (" + _INSERT.replace("::jsonb); ", "::jsonb) WHERE (SELECT ok FROM ok) RETURNING 1), ")
     + USAGE_CTES_GUARDED
     + " SELECT (SELECT ok FROM ok), (SELECT count(*) FROM audit)")
-_ONE = sql.SQL(_BEGIN + _GUARDED.replace("{", "{{").replace("}", "}}") + "; COMMIT")
+_ONE = sql.SQL(_BEGIN + _LOCK + _GUARDED.replace("{", "{{").replace("}", "}}") + "; COMMIT")
 # Server-side prepared statements (session pooling only: DATABASE_POOL_MODE=transaction may run each transaction on
 # another server connection, which would not know them). The statements of both paths are prepared on a connection
 # by the first message it sends for a tenant (PREPAREs after its SET LOCAL search_path, in the same round trip);
@@ -86,8 +91,8 @@ _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary(
 # make has an index (request id, sequence number, user id), so their plans are made without sequential scans.
 _INDEXED = "SET LOCAL enable_seqscan = off; "
 _BEGIN_P = _BEGIN.replace("public; ", "public; " + _INDEXED, 1)
-_ONE_P = sql.SQL(_BEGIN_P + "EXECUTE {}(%s, %s, %s, %s, %s, %s); COMMIT")
-_FIRST_P = sql.SQL(_BEGIN_P + "EXECUTE {}(%s, %s)")
+_ONE_P = sql.SQL(_BEGIN_P + _LOCK + "EXECUTE {}(%s, %s, %s, %s, %s, %s); COMMIT")
+_FIRST_P = sql.SQL(_BEGIN_P + _LOCK_HEAD + "EXECUTE {}(%s, %s)")
 
 
 def _numbered(statement: str) -> str:

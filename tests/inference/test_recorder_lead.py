@@ -10,6 +10,8 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from inference.recorder import BatchWriter
 
 
@@ -252,6 +254,55 @@ def test_on_postgresql_a_process_that_wrote_the_chains_head_commits_in_one_messa
         assert entries[fourth.request_id].user_id == user.pk
         seqs = sorted(e.seq for e in entries.values())
         assert seqs[1:3] == [seqs[0] + 1, seqs[0] + 2]  # the one-message commit chained right after the first
+        assert chain_verify(checkpoints=False).ok
+
+
+def test_on_postgresql_the_one_message_commit_waits_for_the_chains_append_lock(
+        committed: None, tenant_a: Any, monkeypatch: Any) -> None:
+    """The one message takes the chain's append lock itself (not through atrium_audit_lock_head, whose head it
+    does not need): while another session holds that lock (as atrium_audit_lock_head and audit_record take it),
+    the one message waits for it, and, bounded, gives up with nothing written; once the lock is free it commits
+    the record once, chained after the head."""
+    import psycopg
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from audit.chain import chain_verify
+    from audit.models import AuditEntry
+    from inference import record_tx
+
+    messages: list[bytes] = []
+
+    class Counting(psycopg.ClientCursor):  # type: ignore[type-arg]
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            messages.append(query if isinstance(query, bytes) else str(query).encode())
+            return super().execute(query, params, **kwargs)
+
+    monkeypatch.setattr(record_tx.psycopg, "ClientCursor", Counting)
+    record_tx._heads.pop(tenant_a.schema_name, None)
+    record_tx._cooling.pop(tenant_a.schema_name, None)
+    first, second = _model_call(tenant_a), _model_call(tenant_a)
+    record_tx.record_tx_commit([first])  # two messages: the process knows the head now
+    db = connection.settings_dict
+    with psycopg.connect(host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432,
+                         user=db.get("USER") or "postgres", dbname=db["NAME"]) as locker:
+        locker.execute(f'SET LOCAL search_path = "{tenant_a.schema_name}", public')
+        locker.execute("SELECT head_seq FROM atrium_audit_lock_head()")  # holds the lock until its rollback
+        messages.clear()
+        with record_tx.bounded(300), pytest.raises(psycopg.errors.QueryCanceled):
+            record_tx.record_tx_commit([second])
+        assert len(messages) == 1 and b"pg_advisory_xact_lock" in messages[0]  # the one message, blocked
+        locker.rollback()
+    with schema_context(tenant_a.schema_name):
+        assert not AuditEntry.objects.filter(request_id=second.request_id).exists()
+    messages.clear()
+    with record_tx.bounded(3000):
+        record_tx.record_tx_commit([second])
+    assert len(messages) == 1
+    with schema_context(tenant_a.schema_name):
+        seqs = {e.request_id: e.seq for e in AuditEntry.objects.filter(
+            request_id__in=[first.request_id, second.request_id])}
+        assert seqs[second.request_id] == seqs[first.request_id] + 1
         assert chain_verify(checkpoints=False).ok
 
 
