@@ -25,6 +25,7 @@ from access.errors import AccessError, AuthenticationFailed
 from access.models import ApiKey, OIDCConfig, UserIdentity
 from access.oidc import claim_values
 from access.queries import KeyRows, api_key_rows, user_rows_by_id
+from audit.chain import mac_hex
 from config.stored_text import stored_text
 from config.tenant_cache import TenantCache
 
@@ -173,38 +174,36 @@ def sso_user_resolve(*, config: OIDCConfig, claims: dict[str, Any], request: Any
 
 # --- API keys ------------------------------------------------------------------------------------
 
-# The HMAC keyed with the pepper, built once per process and rebuilt when a test changes the settings it comes
-# from (Django's setting_changed): reading two settings and a cache keyed by them cost more than the hash itself.
-_keyed_hmac: hmac.HMAC | None = None
+# The pepper, derived once per process and again when a test changes the settings it comes from (Django's
+# setting_changed): reading two settings and a cache keyed by them cost more than the hash itself.
+_pepper: bytes | None = None
 
 
-def _keyed() -> hmac.HMAC:
-    """The HMAC keyed with the pepper (ATRIUM_API_KEY_PEPPER, else derived from SECRET_KEY), before any message:
-    copied for each key hashed (every API call) instead of deriving the pepper and keying an HMAC each time."""
-    global _keyed_hmac
-    keyed = _keyed_hmac
-    if keyed is None:
+def _pepper_bytes() -> bytes:
+    """The pepper (ATRIUM_API_KEY_PEPPER, else derived from SECRET_KEY), derived once: every API call hashes its
+    key with it (audit.chain.mac_hex, whose keyed SHA-256 states are made once per key and copied per hash: 0.5 us
+    against 1.3 us for a copied hmac.HMAC, its Python wrapper's)."""
+    global _pepper
+    pepper = _pepper
+    if pepper is None:
         configured = str(getattr(settings, "ATRIUM_API_KEY_PEPPER", "") or "")
         # Derived, not SECRET_KEY itself, so the two secrets never appear in the same computation.
-        pepper = configured.encode() if configured else hmac.new(settings.SECRET_KEY.encode(),
-                                                                 b"atrium-api-key-pepper", hashlib.sha256).digest()
-        keyed = _keyed_hmac = hmac.new(pepper, digestmod=hashlib.sha256)
-    return keyed
+        pepper = _pepper = configured.encode() if configured else hmac.new(
+            settings.SECRET_KEY.encode(), b"atrium-api-key-pepper", hashlib.sha256).digest()
+    return pepper
 
 
 @receiver(setting_changed)
 def _pepper_changed(*, setting: str, **_kwargs: Any) -> None:
-    global _keyed_hmac
+    global _pepper
     if setting in ("ATRIUM_API_KEY_PEPPER", "SECRET_KEY"):
-        _keyed_hmac = None
+        _pepper = None
 
 
 def api_key_hash(raw_key: str) -> str:
-    """Keyed hash of a whole key. Keys carry 256 bits of entropy, so one HMAC is enough: a slow
-    password hash would only slow every API call without making a random key harder to guess."""
-    keyed = _keyed().copy()
-    keyed.update(raw_key.encode())
-    return keyed.hexdigest()
+    """Keyed hash of a whole key (HMAC-SHA-256 with the pepper). Keys carry 256 bits of entropy, so one HMAC is
+    enough: a slow password hash would only slow every API call without making a random key harder to guess."""
+    return mac_hex(_pepper_bytes(), raw_key.encode())
 
 
 def api_key_create_check(*, user: User, expires_at: datetime | None) -> None:

@@ -6,6 +6,10 @@ outside the timed part, so Redis holds the same state for every call.
 
     .venv/bin/python bench/admission_micro.py setup          # once: a private database (ATRIUM_BENCH_DB)
     .venv/bin/python bench/admission_micro.py run [N] [plain|budget|user_limits] [BASELINE_TREE]
+    .venv/bin/python bench/admission_micro.py blocks BASELINE_TREE [BLOCKS] [N] [plain|budget|user_limits]
+
+`blocks` times authentication and admission apart, each in BLOCKS blocks of N calls per version (bench/_ab.
+alternating_cpu: the order swapped every block), CPU per call: median, min and max of the blocks.
 
 `budget` adds a tenant budget (the budget parts run), `user_limits` per-user limits (four quota keys instead of
 two). With BASELINE_TREE (another checkout, e.g. `git worktree add /tmp/base <commit>`), that tree's copies of the
@@ -17,6 +21,7 @@ for a syscall then waits to get it back.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -159,9 +164,59 @@ def run(n: int, variant: str, baseline: str | None) -> None:
                           "admit_wall_us": figures(name, 3)}), flush=True)
 
 
+def blocks(baseline: str, rounds: int, n: int, variant: str) -> None:
+    """Authentication, then admission, old against new in alternating blocks (bench/_ab.alternating_cpu)."""
+    import django
+
+    os.environ["DATABASE_URL"] = f"{SERVER}/{DB}"
+    django.setup()
+    from _ab import alternating_cpu
+    from django.db import connection
+    from django.test import RequestFactory
+
+    from access.authentication import authenticate_api_request
+    from access.budgets import budget_release
+    from access.quotas import quota_release
+    from inference.admission import gateway_admit
+    from inference.calls import Call
+    from tenants.models import Tenant
+
+    slug = {"budget": "benchb", "user_limits": "benchu"}.get(variant, "bench")
+    raw = json.loads(STATE.read_text())[slug]
+    tenant = Tenant.objects.get(schema_name=slug)
+    connection.set_tenant(tenant)
+    request = RequestFactory().post("/v1/messages", data=json.dumps(BODY), content_type="application/json",
+                                    HTTP_HOST=f"{slug}.localhost", HTTP_X_API_KEY=raw)
+    request.tenant = tenant  # type: ignore[attr-defined]
+    old = baseline_modules(baseline)
+    authenticate = {"old": old["access.authentication"].authenticate_api_request, "new": authenticate_api_request}
+    admit = {"old": old["inference.admission"].gateway_admit, "new": gateway_admit}
+    user, info = authenticate_api_request(request)
+
+    def admitted(name: str) -> Callable[[], None]:
+        def call() -> None:
+            done = admit[name](Call(tenant=tenant, user=user, body=dict(BODY), source="api", request=request,
+                                    auth_method=info.method, auth_metadata={"api_key_prefix": info.api_key_prefix}))
+            quota_release(done.reservation)
+            budget_release(done.budget)
+        return call
+
+    for stage, calls in (("authentication", {name: functools.partial(authenticate[name], request)
+                                             for name in ("old", "new")}),
+                         ("admission (+ its release)", {name: admitted(name) for name in ("old", "new")})):
+        results = alternating_cpu(calls, rounds, n, warm=max(50, n // 5))
+        for name, values in results.items():
+            print(json.dumps({"stage": stage, "code": name, "variant": variant, "blocks": rounds, "n": n,
+                              "cpu_us_median": round(statistics.median(values), 2),
+                              "cpu_us_min": round(min(values), 2), "cpu_us_max": round(max(values), 2)}), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["setup"]:
         setup()
+    elif sys.argv[1:2] == ["blocks"]:
+        blocks(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 15,
+               int(sys.argv[4]) if len(sys.argv) > 4 else 2000, sys.argv[5] if len(sys.argv) > 5 else "plain")
     else:
         run(int(sys.argv[2]) if len(sys.argv) > 2 else 5000, sys.argv[3] if len(sys.argv) > 3 else "plain",
             sys.argv[4] if len(sys.argv) > 4 else None)

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 import weakref
+from asyncio import _get_running_loop
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,6 +45,7 @@ from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.core.signals import setting_changed
 from django.db import close_old_connections, connections, reset_queries
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.dispatch import Signal
 from django.http import HttpRequest
 from django.http.response import ResponseHeaders
@@ -142,7 +145,7 @@ def _started() -> None:
     for conn in opened:
         conn.queries_log.clear()
     for conn in opened:
-        conn.close_if_unusable_or_obsolete()
+        _close_if_unusable_or_obsolete(conn)
 
 
 def _finished() -> None:
@@ -151,11 +154,47 @@ def _finished() -> None:
     what connections.all(initialized_only=True), caches.close_all() and set_urlconf(None) test, without an exception
     raised and caught for each one this thread never opened or set)."""
     for conn in thread_locals.initialized(connections):
-        conn.close_if_unusable_or_obsolete()
+        _close_if_unusable_or_obsolete(conn)
     for cache in thread_locals.initialized(caches):  # caches.close_all()
         cache.close()
     if thread_locals.has(_URLCONFS, "value"):  # set_urlconf(None) deletes the value when this thread has one
         set_urlconf(None)
+
+
+# Django's own methods, as the lane found them at import: a backend (or a test) that replaces one of them gets it
+# called. (ensure_connection is compared with BaseDatabaseWrapper's at the call: pytest-django swaps it there for a
+# guard while database access is blocked.)
+_CLOSE_CHECK = BaseDatabaseWrapper.close_if_unusable_or_obsolete
+_GET_AUTOCOMMIT = BaseDatabaseWrapper.get_autocommit
+
+
+def _close_if_unusable_or_obsolete(conn: Any) -> None:
+    """conn.close_if_unusable_or_obsolete(), Django's (BaseDatabaseWrapper's), with its autocommit read as
+    get_autocommit() reads it on an open connection, without the call: ensure_connection() connects nothing then,
+    and its async_unsafe check passes without an event loop in the thread. A backend that overrides one of the three
+    methods, or a thread running an event loop, gets the method itself."""
+    kind = type(conn)
+    if (kind.close_if_unusable_or_obsolete is not _CLOSE_CHECK or kind.get_autocommit is not _GET_AUTOCOMMIT
+            or kind.ensure_connection is not BaseDatabaseWrapper.ensure_connection or _get_running_loop() is not None):
+        conn.close_if_unusable_or_obsolete()
+        return
+    if conn.connection is None:
+        return
+    conn.health_check_done = False
+    # If the application didn't restore the original autocommit setting, don't take chances: drop the connection.
+    if conn.autocommit != conn.settings_dict["AUTOCOMMIT"]:
+        conn.close()
+        return
+    # If an exception other than DataError or IntegrityError occurred since the last commit or rollback, check that
+    # the connection works.
+    if conn.errors_occurred:
+        if not conn.is_usable():
+            conn.close()
+            return
+        conn.errors_occurred = False
+        conn.health_check_done = True
+    if conn.close_at is not None and time.monotonic() >= conn.close_at:
+        conn.close()
 
 
 class _Hosts:
