@@ -11,7 +11,7 @@ from django_tenants.utils import tenant_context
 
 from audit import gdpr
 from audit.models import GdprJob
-from config.tasks_base import AtriumTask, RunsWhileSuspended
+from config.tasks_base import TRANSIENT_RETRY, AtriumTask, RunsWhileSuspended, retry_countdown
 
 
 class GdprRunTask(AtriumTask):
@@ -24,9 +24,17 @@ class GdprRunTask(AtriumTask):
         return job_id is not None and GdprJob.objects.filter(pk=str(job_id), kind="deletion").exists()
 
 
-@shared_task(base=GdprRunTask, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def gdpr_run(job_id: str) -> str:
-    return gdpr.gdpr_run(job_id)
+@shared_task(base=GdprRunTask, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+             **TRANSIENT_RETRY)
+def gdpr_run(self: Any, job_id: str) -> str:
+    """Run the job. A database or Redis error that is not the job's fault (TRANSIENT_RETRY) sends the task again with
+    backoff; the job resumes where its committed batches left it."""
+    outcome = gdpr.gdpr_run(job_id)
+    if outcome == "busy" and self.request.retries:
+        # A retry finding the job's lease still held: most likely this job's own interrupted run, whose lease
+        # could not be given back while the database was away. Again later, until that lease runs out.
+        raise self.retry(countdown=retry_countdown(self), max_retries=TRANSIENT_RETRY["max_retries"])
+    return outcome
 
 
 @shared_task(base=RunsWhileSuspended, ignore_result=True)

@@ -15,12 +15,15 @@ handler did not enter it, enters it here, where a failure fails the task (TaskSc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import InterfaceError, OperationalError, connection, connections
 from django_tenants.utils import get_public_schema_name, get_tenant_model
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenant_schemas_celery.app import get_schema_name_from_task
 from tenant_schemas_celery.task import TenantTask
 
@@ -34,6 +37,38 @@ def _tenant_suspended() -> bool:
     # Read fresh (not the tenant object tenant-schemas-celery cached), through django-tenants: config imports no app.
     active = get_tenant_model().objects.filter(schema_name=schema).values_list("is_active", flat=True).first()
     return active is False
+
+
+# What a database or Redis that went away for a while raises: a PostgreSQL restart or failover, a terminated backend
+# (pg_terminate_backend, an idle-session timeout, a proxy cutting the connection), a network cut, a Redis restart. A
+# resumable job (GDPR exports and deletions, message batches) meeting one of these keeps what it committed and is
+# run again with backoff (TRANSIENT_RETRY) instead of failing.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, RedisConnectionError,
+                                                     RedisTimeoutError)
+# Celery's autoretry (celery.app.autoretry): sent again after a random 0..min(300, 2 * 2^n) s (full jitter: the
+# workers a restart interrupted do not come back at once), at most 8 times (about ten minutes at least); after that
+# the task fails and the job's own recovery (its lease expired: gdpr_recover, batch_recover, every minute) queues it
+# again.
+TRANSIENT_RETRY: dict[str, Any] = {"autoretry_for": TRANSIENT_ERRORS, "retry_backoff": 2, "retry_backoff_max": 300,
+                                   "retry_jitter": True, "max_retries": 8}
+
+
+def retry_countdown(task: Any) -> float:
+    """The countdown of TRANSIENT_RETRY's next retry of `task`, for a retry the task asks for itself."""
+    from celery.utils.time import get_exponential_backoff_interval
+
+    return float(get_exponential_backoff_interval(
+        factor=TRANSIENT_RETRY["retry_backoff"], retries=task.request.retries,
+        maximum=TRANSIENT_RETRY["retry_backoff_max"], full_jitter=TRANSIENT_RETRY["retry_jitter"]))
+
+
+def connections_reset() -> None:
+    """Close this worker's database connections, dead ones included: Django does not reopen a connection the server
+    ended until it is closed (Celery closes them after the task; a job that still has work to do here, such as
+    giving its lease back, needs a working one now). The next query opens a new connection."""
+    for wrapper in connections.all(initialized_only=True):
+        with contextlib.suppress(Exception):
+            wrapper.close()
 
 
 class TaskSchemaUnavailable(RuntimeError):

@@ -15,6 +15,7 @@ stays with its counts and `archived_at`, and its results answer 404.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -29,6 +30,7 @@ from django.utils import timezone
 from access.errors import AccessError, QuotaExceeded
 from audit.services import audit_record
 from config.stored_text import nul_at, stored
+from config.tasks_base import TRANSIENT_ERRORS, connections_reset
 from inference.calls import Call, InvalidRequest, validate_body
 from inference.errors import InferenceError
 from inference.models import MessageBatch, MessageBatchRequest
@@ -193,10 +195,25 @@ def _error_result(status: int, error_type: str, message: str) -> dict[str, Any]:
 
 
 def batch_run(batch_id: str) -> str:
-    """Run the batch's remaining requests (the Celery task's body). Returns what happened, for the logs."""
+    """Run the batch's remaining requests (the Celery task's body). Returns what happened, for the logs.
+
+    An error of a database or Redis that went away (config.tasks_base.TRANSIENT_ERRORS: a restart, a terminated
+    connection) gives the lease back and is raised for the task to run the batch again with backoff
+    (inference.tasks.batch_run); the results stored so far stand (a request is stored once, with its records)."""
     batch = batch_claim(batch_id)
     if batch is None:
         return "skipped"
+    try:
+        return _batch_run(batch)
+    except TRANSIENT_ERRORS:
+        logger.warning("message batch %s interrupted by the database or Redis; it will be run again", batch.id)
+        connections_reset()
+        with contextlib.suppress(*TRANSIENT_ERRORS):  # still away: the lease runs out (ATRIUM_BATCH_LEASE_S)
+            MessageBatch.objects.filter(pk=batch.pk).update(lease_until=None)
+        raise
+
+
+def _batch_run(batch: MessageBatch) -> str:
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.filter(pk=batch.user_id or 0, is_active=True).first()

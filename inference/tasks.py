@@ -6,7 +6,7 @@ from celery import shared_task
 from django.db import connection
 from django_tenants.utils import tenant_context
 
-from config.tasks_base import RunsWhileSuspended
+from config.tasks_base import TRANSIENT_RETRY, RunsWhileSuspended
 from inference.health import provider_health_check_all as _check_all
 
 
@@ -16,7 +16,8 @@ def provider_health_check_all() -> int:
     return len(_check_all())
 
 
-@shared_task(name="inference.tasks.batch_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name="inference.tasks.batch_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+             **TRANSIENT_RETRY)
 def batch_run(batch_id: str) -> str:
     """Run a message batch's remaining requests (in the tenant's schema it was sent from)."""
     from inference.batches import batch_run as run

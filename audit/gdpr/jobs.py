@@ -4,6 +4,7 @@ resumed by `gdpr_recover`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from audit.gdpr.lease import JobRefused
 from audit.models import GdprJob
 from audit.services import audit_record, erasure_start
 from config.personal_data import erasure_start_hooks
+from config.tasks_base import TRANSIENT_ERRORS, connections_reset
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +82,25 @@ def job_claim(job_id: str) -> GdprJob | None:
 
 
 def gdpr_run(job_id: str) -> str:
+    """Run the job where it stopped. "busy" when another run holds its lease, "skipped" when it has finished.
+
+    An error of a database or Redis that went away (config.tasks_base.TRANSIENT_ERRORS: a restart, a terminated
+    connection) does not fail the job: what its batches committed stands, its lease is given back, and the error is
+    raised for the task to run it again with backoff (audit.tasks.gdpr_run). Any other error marks it failed (an
+    officer retries it from the console)."""
     job = job_claim(job_id)
     if job is None:
-        return "skipped"
+        active = GdprJob.objects.filter(pk=job_id, status__in=[GdprJob.Status.QUEUED, GdprJob.Status.RUNNING])
+        return "busy" if active.exists() else "skipped"
     try:
         if job.kind == GdprJob.Kind.EXPORT:
             export_run(job)
         else:
             deletion_run(job)
+    except TRANSIENT_ERRORS:
+        logger.warning("GDPR %s job %s interrupted by the database or Redis; it will be run again", job.kind, job.id)
+        _lease_release(job)
+        raise
     except Exception as exc:
         logger.exception("GDPR %s job %s failed", job.kind, job.id)
         with transaction.atomic():
@@ -97,6 +110,14 @@ def gdpr_run(job_id: str) -> str:
                          error=type(exc).__name__)
         return "failed"
     return "done"
+
+
+def _lease_release(job: GdprJob) -> None:
+    """Give the lease of an interrupted run back (on a new connection), so its retry takes the job at once. If the
+    database is still away, the lease runs out after ATRIUM_GDPR_LEASE_S instead."""
+    connections_reset()
+    with contextlib.suppress(*TRANSIENT_ERRORS):
+        GdprJob.objects.filter(pk=job.pk, status=GdprJob.Status.RUNNING).update(lease_until=None)
 
 
 def gdpr_recover() -> int:

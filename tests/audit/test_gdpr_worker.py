@@ -116,3 +116,82 @@ def test_worker_killed_mid_deletion_then_restarted_finishes_the_job(tenants: dic
             assert chain_verify().ok
     finally:
         worker.stop()
+
+
+
+def worker_backends_end(worker: WorkerProcess) -> list[int]:
+    """End the PostgreSQL backends of the worker's processes (found by their client ports), as a PostgreSQL
+    restart, a failover or an administrator's pg_terminate_backend does. Returns their pids."""
+    import psutil
+    from django.db import connection
+
+    assert worker.proc is not None
+    main = psutil.Process(worker.proc.pid)
+    pg_port = int(connection.settings_dict.get("PORT") or 5432)
+    ports = [conn.laddr.port for process in [main, *main.children(recursive=True)]
+             for conn in process.net_connections(kind="tcp")
+             if conn.status == psutil.CONN_ESTABLISHED and conn.raddr and conn.raddr.port == pg_port]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND client_port = ANY(%s)", [ports])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_the_workers_database_connection_ended_mid_deletion_the_job_resumes_by_itself(
+        tenants: dict[str, Any], committed: None, subject: Any, settings: Any) -> None:
+    """PostgreSQL ends the worker's connections in the middle of a deletion (what a restart, a failover or
+    pg_terminate_backend does): the task is sent again with backoff and the job finishes, exactly once, without
+    being marked failed and without waiting for the recovery (the lease is long here: gdpr_recover is never sent)."""
+    from django.contrib.auth import get_user_model
+    from django_tenants.utils import tenant_context
+
+    from audit.chain import chain_verify
+    from audit.gdpr import gdpr_request
+    from audit.models import AuditEntry, DeletionReceipt
+    from inference.models import Conversation, Message
+
+    tenant = tenants["alpha"]
+    user, officer = subject
+    queue = f"gdpr-{uuid.uuid4().hex[:8]}"
+    settings.ATRIUM_GDPR_QUEUE = queue
+    worker = WorkerProcess(queue, subprocess_env(ATRIUM_GDPR_QUEUE=queue, ATRIUM_GDPR_BATCH="20",
+                                                 ATRIUM_GDPR_BATCH_PAUSE_MS="60", ATRIUM_GDPR_LEASE_S="3600"))
+    worker.start()
+    try:
+        with tenant_context(tenant):
+            job = gdpr_request(kind="deletion", subject=user, requested_by=officer)
+        deadline = time.monotonic() + 60  # against a hang only
+        while time.monotonic() < deadline:
+            current = _job(tenant, job.id)
+            if current.step == "conversations" and current.counts.get("conversations", 0) >= 60:
+                break
+            time.sleep(0.05)
+        assert worker_backends_end(worker), "the worker holds a database connection while it runs the job"
+        cut = _job(tenant, job.id)
+        assert cut.status == "running" and 0 < cut.counts["conversations"] < CONVERSATIONS, "cut mid-job"
+
+        statuses = set()
+        deadline = time.monotonic() + 180  # against a hang only: retries come after 0-4 s, then 0-8 s...
+        while time.monotonic() < deadline:
+            current = _job(tenant, job.id)
+            statuses.add(current.status)
+            if current.status in ("done", "failed"):
+                break
+            time.sleep(0.2)
+        done = _job(tenant, job.id)
+        assert "failed" not in statuses and done.status == "done", (statuses, done.status, done.step, done.error)
+        assert done.attempts >= 2, "the job ran again after the cut"
+        assert done.counts["conversations"] == CONVERSATIONS
+        assert done.counts["messages"] == CONVERSATIONS * MESSAGES_PER
+        with tenant_context(tenant):
+            assert not Conversation.objects.filter(user_id=user.pk).exists()
+            assert not Message.objects.filter(conversation__user_id=user.pk).exists()
+            assert DeletionReceipt.objects.filter(job_id=job.id).count() == 1
+            assert AuditEntry.objects.filter(event_type="deletion_completed",
+                                             metadata__job=str(job.id)).count() == 1
+            assert not AuditEntry.objects.filter(event_type="deletion_failed", metadata__job=str(job.id)).exists()
+            account = get_user_model().objects.filter(pk=user.pk).first()
+            assert account is None or not account.is_active
+            assert chain_verify().ok
+    finally:
+        worker.stop()

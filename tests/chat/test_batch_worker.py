@@ -13,6 +13,7 @@ import anthropic
 import pytest
 
 from inference.simulator import Simulator
+from tests.audit.test_gdpr_worker import worker_backends_end
 from tests.chat.conftest import SIM_ENV
 from tests.chat.test_v1_count_tokens import in_process  # noqa: F401 - fixture
 from tests.conftest import WorkerProcess, subprocess_env
@@ -120,6 +121,41 @@ def test_worker_killed_mid_batch_then_recovered_records_each_request_once(
             return sdk.messages.batches.retrieve(created.id).processing_status == "ended"
 
         wait_for(recovered, "the recovered batch")
+    finally:
+        worker.stop()
+    assert sdk.messages.batches.retrieve(created.id).request_counts.succeeded == 8
+    assert records(tenants["alpha"], created.id) == (8, 8)
+    assert [r.custom_id for r in sdk.messages.batches.results(created.id)] == [f"q{i}" for i in range(8)]
+
+
+def test_the_workers_database_connection_ended_mid_batch_the_batch_resumes_by_itself(
+        client: Any, worker_env: dict[str, str], tenants: dict[str, Any], simulator: Simulator,
+        settings: Any) -> None:
+    """PostgreSQL ends the worker's connections mid-batch (a restart, a failover, pg_terminate_backend): the task is
+    sent again with backoff and the batch ends with every request recorded once, without batch_recover (the
+    lease is long here: only the task's own retry can resume it)."""
+    from django_tenants.utils import tenant_context
+
+    from inference.models import MessageBatchRequest
+
+    worker_env = {**worker_env, "ATRIUM_BATCH_LEASE_S": "3600"}
+    settings.ATRIUM_BATCH_LEASE_S = 3600
+    sdk, _user = client
+    simulator.faults.set("anthropic", latency_ms=400)  # each request takes a while: the cut lands mid-batch
+    worker = WorkerProcess(worker_env["ATRIUM_BATCH_QUEUE"], worker_env)
+    worker.start()
+    try:
+        created = sdk.messages.batches.create(requests=ask(8))
+
+        def done() -> int:
+            with tenant_context(tenants["alpha"]):
+                return MessageBatchRequest.objects.filter(batch_id=created.id).exclude(result_type="").count()
+
+        wait_for(lambda: done() >= 2, "two results")
+        assert worker_backends_end(worker), "the worker holds a database connection while it runs the batch"
+        assert done() < 8
+        simulator.faults.clear()
+        wait_for(lambda: sdk.messages.batches.retrieve(created.id).processing_status == "ended", "the batch")
     finally:
         worker.stop()
     assert sdk.messages.batches.retrieve(created.id).request_counts.succeeded == 8
