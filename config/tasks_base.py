@@ -10,7 +10,9 @@ A task runs in the schema it was sent from, or not at all. tenant-schemas-celery
 `task_prerun` signal handler, and Celery logs and swallows what a signal handler raises: a switch that failed (the
 database refusing connections, "too many clients"; a tenant deleted while its tasks were queued) let the task run
 in whatever schema the connection held, public. The task itself checks its schema before its body and, if the
-handler did not enter it, enters it here, where a failure fails the task (TaskSchemaUnavailable).
+handler did not enter it, enters it here, where a failure fails the task (TaskSchemaUnavailable), unless the task
+is retried on transient errors (TRANSIENT_RETRY: resumable jobs) and the failure came from the database or Redis
+being away: it is then sent again with backoff.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class TaskSchemaUnavailable(RuntimeError):
     """The schema a task was sent from could not be entered; the task did not run, in that schema or any other."""
 
 
+# What a task meets before its body when the database or Redis is away (_retry_if_transient).
+_START_ERRORS: tuple[type[BaseException], ...] = (TaskSchemaUnavailable, *TRANSIENT_ERRORS)
+
+
 def _enter_sent_schema(task: TenantTask) -> None:
     """Puts every tenant database of the worker in the schema the message names (public when it names none)."""
     schema = get_schema_name_from_task(task, {}) or get_public_schema_name()
@@ -104,9 +110,14 @@ class AtriumTask(TenantTask):  # type: ignore[misc]
         return bool(self.runs_while_suspended)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.request.called_directly:  # called directly, a task runs in its caller's schema
-            _enter_sent_schema(self)
-        if _tenant_suspended() and not self.may_run_suspended(args, kwargs):
+        try:
+            if not self.request.called_directly:  # called directly, a task runs in its caller's schema
+                _enter_sent_schema(self)
+            suspended = _tenant_suspended() and not self.may_run_suspended(args, kwargs)
+        except _START_ERRORS as exc:
+            self._retry_if_transient(exc)
+            raise
+        if suspended:
             request = self.request
             headers = dict(getattr(request, "headers", None) or {})
             periodic = "periodic_task_name" in headers or "_all_tenants_only" in headers \
@@ -118,6 +129,17 @@ class AtriumTask(TenantTask):  # type: ignore[misc]
             logger.info("task paused: tenant suspended", extra={"task": self.name, "tenant": schema})
             raise self.retry(countdown=float(settings.ATRIUM_SUSPENDED_TASK_RETRY_S), max_retries=None)
         return super().__call__(*args, **kwargs)
+
+    def _retry_if_transient(self, exc: BaseException) -> None:
+        """Before its body, where Celery's autoretry does not reach: a task retried on transient errors
+        (TRANSIENT_RETRY) that could not enter its schema or read its tenant because the database or Redis is away
+        is sent again with the same backoff, instead of failing and waiting for its job's recovery."""
+        cause = exc.__cause__ if isinstance(exc, TaskSchemaUnavailable) else exc
+        retry_for = tuple(getattr(self, "autoretry_for", ()) or ())
+        if self.request.called_directly or not retry_for or not isinstance(cause, retry_for):
+            return
+        connections_reset()
+        raise self.retry(exc=cause, countdown=retry_countdown(self))
 
 
 class RunsWhileSuspended(AtriumTask):

@@ -68,3 +68,33 @@ def test_every_task_the_worker_runs_checks_its_schema() -> None:
     app.loader.import_default_modules()
     assert "tenants.tasks.schema_probe" in app.tasks
     assert sorted(name for name, task in app.tasks.items() if not isinstance(task, AtriumTask)) == []
+
+
+def test_a_resumable_task_that_cannot_reach_the_database_at_its_start_is_sent_again(
+        tenants: Any, committed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GDPR job's task (retried on transient errors, config.tasks_base.TRANSIENT_RETRY) whose schema switch meets
+    the database away (here once) is sent again instead of failing: the switch runs before the body, where Celery's
+    autoretry does not reach. A task without that policy still fails (above)."""
+    from django.db import OperationalError
+
+    from audit.tasks import gdpr_run
+    from config import tasks_base
+
+    calls: list[int] = []
+    enter = tasks_base._enter_sent_schema
+
+    def once_away(task: Any) -> None:
+        calls.append(task.request.retries)
+        if len(calls) == 1:
+            try:
+                raise OperationalError("terminating connection due to administrator command")
+            except OperationalError as exc:
+                raise tasks_base.TaskSchemaUnavailable("cannot enter schema 'alpha'") from exc
+        enter(task)
+
+    monkeypatch.setattr(tasks_base, "_enter_sent_schema", once_away)
+    result = gdpr_run.apply(args=[str(uuid.uuid4())], headers={"_schema_name": "alpha"})
+    assert result.successful(), result.result  # the old code: failed with TaskSchemaUnavailable
+    assert result.get() == "skipped"  # no such job: the body ran, in alpha
+    assert calls == [0, 1]
+    connection.set_schema_to_public()
