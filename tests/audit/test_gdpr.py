@@ -268,3 +268,44 @@ def test_auditor_without_export_permission_gets_no_download_link(people: dict[st
     assert mine["status"] == "done" and "download" not in mine
     page = client_a.get("/compliance/")
     assert page.status_code == 200 and b"Request a job" not in page.content
+
+
+def test_an_export_interrupted_by_the_database_is_not_failed_and_its_retry_completes_it_once(
+        people: dict[str, Any], tenant_a: Any, in_tenant: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database goes away mid-export (here: an OperationalError at the first progress save): the job is not
+    marked failed, its lease is given back, and the error is raised for the task's retry (audit.tasks.gdpr_run,
+    TRANSIENT_RETRY), which builds the archive again and completes the job once. tests/audit/test_gdpr_worker.py
+    does it to a real worker's connection."""
+    import os
+
+    from django.conf import settings
+    from django.db import OperationalError
+
+    from audit.gdpr import export, jobs
+
+    monkeypatch.setattr(jobs, "connections_reset", lambda: None, raising=False)  # the test's transaction
+    cuts: list[int] = []
+
+    def away() -> None:
+        if not cuts:
+            cuts.append(1)
+            raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(export, "batch_pause", away)
+    tmp = os.path.join(settings.MEDIA_ROOT, "tmp")
+    before = set(os.listdir(tmp)) if os.path.isdir(tmp) else set()
+    with in_tenant(tenant_a):
+        job = gdpr.gdpr_request(kind="export", subject=people["subject"], requested_by=people["officer"])
+        with pytest.raises(OperationalError):  # the old code returned "failed" and marked the job so
+            gdpr.gdpr_run(str(job.id))
+        job.refresh_from_db()
+        assert (job.status, job.lease_until, job.error) == ("running", None, "")
+        assert not job.file and not AuditEntry.objects.filter(event_type="export_failed").exists()
+        assert set(os.listdir(tmp)) == before, "the unfinished archive was removed"
+        assert gdpr.gdpr_run(str(job.id)) == "done"  # the retry
+        assert gdpr.gdpr_run(str(job.id)) == "skipped"
+        job.refresh_from_db()
+        assert job.status == "done" and job.attempts == 2
+        assert AuditEntry.objects.filter(event_type="export_completed", metadata__job=str(job.id)).count() == 1
+        conversations = json.loads(_zip(job).read("conversations.json"))
+        assert len(conversations) == people["made"]["conversations"]
