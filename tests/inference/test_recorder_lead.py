@@ -306,6 +306,49 @@ def test_on_postgresql_the_one_message_commit_waits_for_the_chains_append_lock(
         assert chain_verify(checkpoints=False).ok
 
 
+def test_on_postgresql_the_one_message_binds_its_values_itself_and_they_arrive_unchanged(
+        committed: None, tenant_a: Any, monkeypatch: Any) -> None:
+    """The one message carries its values as literals it quotes itself (record_tx._bound, not psycopg's binding):
+    quotes, backslashes, percent signs, SQL-looking text and non-ASCII arrive as they were chained (the entry
+    reads back the same and the chain's MACs verify); where psycopg's quoting has no E'' form to choose (no
+    backslash), the message is byte for byte the one psycopg would have sent."""
+    import dataclasses
+
+    import psycopg
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from audit.chain import chain_verify
+    from audit.models import AuditEntry
+    from inference import record_tx
+
+    sent: list[tuple[bytes, Any]] = []
+
+    class Counting(psycopg.ClientCursor):  # type: ignore[type-arg]
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            sent.append((query if isinstance(query, bytes) else str(query).encode(), params))
+            return super().execute(query, params, **kwargs)
+
+    monkeypatch.setattr(record_tx.psycopg, "ClientCursor", Counting)
+    record_tx._heads.pop(tenant_a.schema_name, None)
+    record_tx._cooling.pop(tenant_a.schema_name, None)
+    record_tx.record_tx_commit([_model_call(tenant_a)])  # two messages: the head is known after it
+    tricky = "it's a \\ back'slash \"q\" %s %% '); DROP TABLE audit_auditentry; -- \u00fcn\u00ef \u20ac \U0001f600"
+    record = _model_call(tenant_a)
+    record.audit = dataclasses.replace(record.audit, metadata={"n": tricky, tricky: [tricky, 1]})
+    sent.clear()
+    record_tx.record_tx_commit([record])
+    assert len(sent) == 1 and sent[0][1] is None  # the one message, its values bound here
+    with schema_context(tenant_a.schema_name):
+        entry = AuditEntry.objects.get(request_id=record.request_id)
+        assert entry.metadata["n"] == tricky and entry.metadata[tricky] == [tricky, 1]
+        assert chain_verify(checkpoints=False).ok
+    raw = connection.connection
+    message = b"EXECUTE x(%s, %s, %s, %s, %s, %s); SELECT '100%%'"
+    values = [12, "ab" * 32, '{"req_1"}', "{}", '[{"a": "it\'s %s \u20ac"}]', "[]"]
+    assert record_tx._bound(raw, message, values) == psycopg.ClientCursor(raw).mogrify(message, values).encode()
+
+
 def test_the_settlements_of_leaders_are_made_together_not_one_per_call(background: Any) -> None:
     """A leader's record owes a settlement (the writer's after-commit work); callers leading one after another
     (c=1) have theirs made together, at most every ATRIUM_RECORDER_SETTLE_EVERY_S, not one writer wake-up and one
