@@ -51,8 +51,10 @@ def gdpr_recover() -> int:
     return total
 
 
-@shared_task(base=RunsWhileSuspended, ignore_result=True)
+@shared_task(base=RunsWhileSuspended, ignore_result=True, **TRANSIENT_RETRY)
 def retention_run() -> int:
+    """Beat, daily, in every tenant's schema. Retried with backoff when the database or Redis is away: the next
+    run is a day later, and a run started again deletes only what is still past the retention."""
     from tenants.models import Tenant
 
     tenant = Tenant.objects.get(schema_name=connection.schema_name)  # type: ignore[attr-defined]

@@ -309,3 +309,26 @@ def test_an_export_interrupted_by_the_database_is_not_failed_and_its_retry_compl
         assert AuditEntry.objects.filter(event_type="export_completed", metadata__job=str(job.id)).count() == 1
         conversations = json.loads(_zip(job).read("conversations.json"))
         assert len(conversations) == people["made"]["conversations"]
+
+
+def test_the_daily_retention_task_interrupted_by_the_database_is_retried_not_left_for_tomorrow(
+        tenant_a: Any, in_tenant: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beat sends retention once a day: a run that meets the database away (here once) is sent again with backoff
+    (TRANSIENT_RETRY; run eagerly here), instead of failing until the next day's run."""
+    from django.db import OperationalError
+
+    from audit.tasks import retention_run
+
+    calls: list[int] = []
+    run = gdpr.retention_run
+
+    def once_away(tenant: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("terminating connection due to administrator command")
+        return run(tenant)
+
+    monkeypatch.setattr(gdpr, "retention_run", once_away)
+    result = retention_run.apply(headers={"_schema_name": tenant_a.schema_name})
+    assert result.successful(), result.result  # the old task failed with the OperationalError
+    assert result.get() == 0 and len(calls) == 2
