@@ -12,6 +12,7 @@ of each. The granian side is a stand-in (`_Proto`: response_bytes keeps the answ
     .venv/bin/python bench/lane_micro.py setup                       # once: a private database (ATRIUM_BENCH_DB)
     .venv/bin/python bench/lane_micro.py run stub|real BASE_TREE [BLOCKS] [N]
     .venv/bin/python bench/lane_micro.py profile stub|real [N]       # this tree only, cProfile's top entries
+    .venv/bin/python bench/lane_micro.py reads BASE_TREE [BLOCKS] [N] # the view's settings-reading helpers alone
 
 BASE_TREE: e.g. `git worktree add --detach /work/base-lane main`. `real` starts the provider simulator (SIM_PORT).
 """
@@ -210,8 +211,41 @@ def block(call: Any, n: int) -> tuple[float, float]:
     return (time.thread_time_ns() - cpu) / n / 1000, (time.perf_counter_ns() - wall) / n / 1000
 
 
+def reads(tree: str, blocks: int, n: int) -> None:
+    """router.first_byte_budget and request_limits.json_loads_limited (the bench body), the baseline tree's module
+    copies against this tree's, in alternating blocks (bench/_ab.alternating_cpu): CPU per pair of calls."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).parent))
+    import django
+
+    django.setup()
+    from _ab import alternating_cpu
+    from _common import module_from_file
+
+    import config.request_limits
+    import inference.router
+    from inference.types import ProviderTarget
+
+    old_router = module_from_file("old_inference_router", Path(tree, "inference/router.py"))
+    old_limits = module_from_file("old_config_request_limits", Path(tree, "config/request_limits.py"))
+    target = ProviderTarget(provider="anthropic")
+    pairs = {"old": (old_router.first_byte_budget, old_limits.json_loads_limited),
+             "new": (inference.router.first_byte_budget, config.request_limits.json_loads_limited)}
+    results = alternating_cpu({name: (lambda budget=budget, loads=loads: (budget(target), loads(BODY)))
+                               for name, (budget, loads) in pairs.items()}, blocks, n, warm=n // 10)
+    out: dict[str, Any] = {name: {"cpu_us_median": round(statistics.median(v), 3), "cpu_us_min": round(min(v), 3),
+                                  "cpu_us_max": round(max(v), 3)} for name, v in results.items()}
+    out["new_lower_cpu_in"] = f"{sum(1 for o, w in zip(results['old'], results['new'], strict=True) if w < o)}/{blocks}"
+    print(json.dumps({"mode": "reads", "blocks": blocks, "n": n, **out}), flush=True)
+
+
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else "run"
+    if command == "reads":
+        reads(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 21,
+              int(sys.argv[4]) if len(sys.argv) > 4 else 20000)
+        return
     if command == "setup":
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

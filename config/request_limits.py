@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -54,7 +53,7 @@ def json_loads_limited(raw: bytes | str, *, max_depth: int | None = None) -> Any
     ValueError) what json reads but is not JSON text: NaN, Infinity and lone surrogates (config.jsonfast.loads_strict:
     the fast encoder would pass NaN on as null, and a lone surrogate, which has no UTF-8, failed the call's record
     after the provider had answered: a 500)."""
-    limit = max_depth if max_depth is not None else settings.ATRIUM_JSON_MAX_DEPTH
+    limit = max_depth if max_depth is not None else setting("ATRIUM_JSON_MAX_DEPTH")
     try:
         value = jsonfast.loads_strict(raw)
     except RecursionError as exc:  # the C decoder's own guard, far above our limit

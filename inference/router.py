@@ -139,9 +139,9 @@ def first_byte_budget(target: ProviderTarget) -> float:
     (`bedrock:us-east-1`) or its provider (`bedrock`), else ATRIUM_FIRST_BYTE_TIMEOUT_S."""
     if target.first_byte_timeout_s is not None:
         return float(target.first_byte_timeout_s)
-    per: Mapping[str, Any] = settings.ATRIUM_FIRST_BYTE_TIMEOUTS
+    per: Mapping[str, Any] = setting("ATRIUM_FIRST_BYTE_TIMEOUTS")  # read once (config.settings_once): every call
     value = per.get(target.key, per.get(target.provider))
-    return float(value) if value is not None else float(settings.ATRIUM_FIRST_BYTE_TIMEOUT_S)
+    return float(value) if value is not None else float(setting("ATRIUM_FIRST_BYTE_TIMEOUT_S"))
 
 
 class Walk:
