@@ -19,15 +19,15 @@ What gunicorn's hooks did, done here and in `worker_init` (called by config/wsgi
 ATRIUM_WEB_SERVER=gunicorn runs gunicorn (config/gunicorn.py, whose hooks do the same) with the same options.
 
 Settings (environment; each ATRIUM_WEB_X falls back to the GUNICORN_X of earlier releases): ATRIUM_WEB_BIND
-(host:port, default 0.0.0.0:8000), ATRIUM_WEB_WORKERS (default: the number of CPUs, at least 2),
-ATRIUM_WEB_THREADS (threads per worker, 16: each streamed answer holds one while it lasts),
-ATRIUM_WEB_THREADS_IDLE_TIMEOUT_S (30, granian's 5-600: a request thread idle this long ends, and its database
-connections close with it, config/thread_exit.py), ATRIUM_WEB_GRACEFUL_TIMEOUT_S (30), ATRIUM_WEB_ACCESS_LOG (true),
+(host:port, default 0.0.0.0:8000), ATRIUM_WEB_WORKERS (default: the number of CPUs, at least 2), ATRIUM_WEB_THREADS
+(threads per worker, 16: each streamed answer holds one while it lasts), ATRIUM_WEB_THREADS_IDLE_TIMEOUT_S (30,
+granian's 5-600: a request thread idle this long ends, and its database connections close with it,
+config/thread_exit.py), ATRIUM_WEB_GRACEFUL_TIMEOUT_S (30), ATRIUM_WEB_ACCESS_LOG (true),
 ATRIUM_WEB_ACCESS_LOG_FLUSH_S (0.25: the access log's lines are written in batches this often, config/access_log.py;
-0: each at once),
-ATRIUM_WEB_LIMIT_REQUEST_LINE (8190), ATRIUM_WEB_LIMIT_REQUEST_FIELDS (100), ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE
-(16384). The command line's --bind,
---workers, --threads and --no-access-log override them.
+0: each at once), ATRIUM_WEB_LIMIT_REQUEST_LINE (8190), ATRIUM_WEB_LIMIT_REQUEST_FIELDS (100),
+ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE (16384), ATRIUM_WEB_RUNTIME_THREADS (1: granian's Rust I/O threads per worker; 2
+answered c=1 calls 0.4-0.8 ms sooner but served c=32 at up to 10% fewer requests a second on a busy 2-core host,
+docs/benchmarks.md "Process settings"). The command line's --bind, --workers, --threads, --no-access-log override.
 """
 
 from __future__ import annotations
@@ -369,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=_bool_env("ATRIUM_WEB_ACCESS_LOG", True))
     args = parser.parse_args(argv)
     host, port = _parse_bind(args.bind)
-    if args.workers < 1 or args.threads < 1:
-        raise SystemExit("atrium: --workers and --threads must be at least 1")
+    runtime_threads = _int_env("ATRIUM_WEB_RUNTIME_THREADS", 1)
+    if args.workers < 1 or args.threads < 1 or runtime_threads < 1:
+        raise SystemExit("atrium: --workers, --threads and ATRIUM_WEB_RUNTIME_THREADS must be at least 1")
     graceful = _int_env("ATRIUM_WEB_GRACEFUL_TIMEOUT_S", 30)
     idle = _int_env("ATRIUM_WEB_THREADS_IDLE_TIMEOUT_S", 30)
     if not 5 <= idle <= 600:  # granian's bounds
@@ -387,12 +388,10 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ[SERVER_ENV] = "granian"
     prometheus_directory_reset()
-    server = Server(
-        "config.wsgi:application", address=host, port=port, interface=Interfaces.WSGI, workers=args.workers,
-        blocking_threads=args.threads, blocking_threads_idle_timeout=idle, respawn_failed_workers=True,
-        workers_kill_timeout=max(1, graceful), log_access=args.access_log, log_access_format=ACCESS_LOG_FORMAT,
-    )
-    server.serve()
+    Server("config.wsgi:application", address=host, port=port, interface=Interfaces.WSGI, workers=args.workers,
+           blocking_threads=args.threads, blocking_threads_idle_timeout=idle, runtime_threads=runtime_threads,
+           respawn_failed_workers=True, workers_kill_timeout=max(1, graceful), log_access=args.access_log,
+           log_access_format=ACCESS_LOG_FORMAT).serve()
     return 0
 
 

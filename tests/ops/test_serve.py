@@ -54,7 +54,33 @@ def test_settings_fall_back_to_the_gunicorn_names_of_earlier_releases(monkeypatc
     assert serve._parse_bind(":8002") == ("0.0.0.0", 8002)
 
 
+def test_the_runtime_threads_setting_reaches_granian_and_nothing_else_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    import granian.server
+
+    seen: list[dict[str, Any]] = []
+
+    class _Server:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(kwargs)
+
+        def serve(self) -> None:
+            pass
+
+    monkeypatch.setattr(granian.server, "Server", _Server)
+    monkeypatch.setenv(serve.SERVER_ENV, "granian")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("ATRIUM_WEB_RUNTIME_THREADS", raising=False)
+    argv = ["--bind", "127.0.0.1:8000", "--workers", "2", "--threads", "16"]
+    assert serve.main(argv) == 0
+    monkeypatch.setenv("ATRIUM_WEB_RUNTIME_THREADS", "2")
+    assert serve.main(argv) == 0
+    assert [kwargs["runtime_threads"] for kwargs in seen] == [1, 2]
+    assert all((kwargs["workers"], kwargs["blocking_threads"]) == (2, 16) for kwargs in seen)
+
+
 @pytest.mark.parametrize(("variable", "value", "message"), [
+    ("ATRIUM_WEB_RUNTIME_THREADS", "two", "ATRIUM_WEB_RUNTIME_THREADS is not a valid int value; fix it or unset it."),
+    ("ATRIUM_WEB_RUNTIME_THREADS", "0", "--workers, --threads and ATRIUM_WEB_RUNTIME_THREADS must be at least 1"),
     ("ATRIUM_WEB_WORKERS", "two", "ATRIUM_WEB_WORKERS is not a valid int value; fix it or unset it."),
     ("ATRIUM_WEB_ACCESS_LOG", "maybe", "ATRIUM_WEB_ACCESS_LOG is not a valid bool value; fix it or unset it."),
     ("GUNICORN_THREADS", "many", "GUNICORN_THREADS is not a valid int value; fix it or unset it."),
