@@ -1,16 +1,19 @@
 """CPU of a streamed /v1/messages call's relay, old code against new, in one process: the view's streaming branch
 (inference.api_v1.messages), gateway_stream, route_stream, the provider stream's parsing, decoding and folding, the
-SSE framing and the StreamingHttpResponse iterated to its end and closed, as the server does. The provider's answer
+SSE framing and the StreamingHttpResponse iterated to its end and closed, as the server does. MODE `json`: a
+non-streaming call instead (the view's JSON branch, gateway_complete, route, the stream folded into the Message, the
+JSON answer). DELTAS: the answer's number of text deltas (the simulator's 7 by default). The provider's answer
 is the simulator's answer to bench/overhead.py's request, as canned bytes arriving in READS reads (1: all at once,
 as at c=32 on a busy machine; 2: message_start's read, then the rest; 13: each event in its own read, as at c=1).
 Authentication, admission and the records are stubbed (the same for both: not the relay's work); no network.
 
 The old version is the relay's modules (config/http, inference/types, streaming, providers/anthropic_stream,
 providers/anthropic_api, router, gateway, api_v1) as they are in the tree BASE, loaded beside the working tree's
-under other names; the two alternate block by block. CPU time of this thread per call, min and median over ROUNDS
-blocks of N calls, and the bytes each wrote (they must be equal).
+under other names; the two alternate block by block. CPU time of this thread per call, min, median and max over ROUNDS
+blocks of N calls, what the new saved block by block (min, median, max), and the bytes each wrote (they must be
+equal).
 
-    .venv/bin/python bench/stream_ab.py BASE_TREE [READS] [ROUNDS] [N]
+    .venv/bin/python bench/stream_ab.py BASE_TREE [READS] [ROUNDS] [N] [stream|json] [DELTAS]
 """
 
 from __future__ import annotations
@@ -66,12 +69,20 @@ BODY = {"model": "claude-sonnet-5-5", "max_tokens": 64, "stream": True,
         "messages": [{"role": "user", "content": "Give me one short sentence about benchmarks."}]}
 
 
-def reads(count: int) -> list[bytes]:
+def frames(deltas: int) -> list[bytes]:
+    """FRAMES with `deltas` text deltas (the simulator's seven, repeated) instead of its seven."""
+    if deltas == 7:
+        return FRAMES
+    return [*FRAMES[:3], *(FRAMES[3 + i % 7] for i in range(deltas)), *FRAMES[10:]]
+
+
+def reads(count: int, deltas: int = 7) -> list[bytes]:
+    answer = frames(deltas)
     if count <= 1:
-        return [b"".join(FRAMES)]
+        return [b"".join(answer)]
     if count == 2:
-        return [FRAMES[0], b"".join(FRAMES[1:])]
-    return list(FRAMES)
+        return [answer[0], b"".join(answer[1:])]
+    return list(answer)
 
 
 class Reads:
@@ -117,7 +128,7 @@ def current() -> dict[str, types.ModuleType]:
     return {name: importlib.import_module(IMPORTS.get(name, "inference.api_v1")) for name, _ in MODULES}
 
 
-def variant(mods: dict[str, types.ModuleType], chunks: list[bytes]) -> Any:
+def variant(mods: dict[str, types.ModuleType], chunks: list[bytes], stream: bool = True) -> Any:
     """A function making one streamed call through `mods` and returning the bytes written."""
     from django.test import RequestFactory
 
@@ -154,7 +165,8 @@ def variant(mods: dict[str, types.ModuleType], chunks: list[bytes]) -> Any:
     api_v1.gateway_admit = lambda call: admitted
     api_v1.Call = lambda **kwargs: None
     api_v1.connection = types.SimpleNamespace(tenant=None)
-    request = RequestFactory().post("/v1/messages", data=json.dumps(BODY), content_type="application/json")
+    request = RequestFactory().post("/v1/messages", data=json.dumps({**BODY, "stream": stream}),
+                                    content_type="application/json")
 
     def call() -> bytes:
         response = api_v1.messages(request)
@@ -171,11 +183,13 @@ def main() -> None:
     count_reads = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 20
     count = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
+    mode = sys.argv[5] if len(sys.argv) > 5 else "stream"
+    deltas = int(sys.argv[6]) if len(sys.argv) > 6 else 7
     import django
 
     django.setup()
-    chunks = reads(count_reads)
-    variants = {"old": variant(load(base), chunks), "new": variant(current(), chunks)}
+    chunks = reads(count_reads, deltas)
+    variants = {"old": variant(load(base), chunks, mode != "json"), "new": variant(current(), chunks, mode != "json")}
     written = {label: call() for label, call in variants.items()}
     for label, data in written.items():
         print(f"{label}: {data.count(b'|')} pieces, {len(data)} bytes")
@@ -183,11 +197,14 @@ def main() -> None:
         raise SystemExit("the two versions wrote different bytes")
     results = alternating_cpu(variants, rounds, count, warm=500)
     for label, values in results.items():
-        print(f"{label} ({base if label == 'old' else 'working tree'}) reads={count_reads}: CPU us per call "
-              f"min {min(values):.1f} median {statistics.median(values):.1f}")
+        print(f"{label} ({base if label == 'old' else 'working tree'}) {mode} reads={count_reads}: CPU us per call "
+              f"min {min(values):.1f} median {statistics.median(values):.1f} max {max(values):.1f}")
     old, new = statistics.median(results["old"]), statistics.median(results["new"])
-    print(json.dumps({"reads": count_reads, "old_median_us": round(old, 1), "new_median_us": round(new, 1),
-                      "saved_us": round(old - new, 1)}))
+    saved = sorted(a - b for a, b in zip(results["old"], results["new"], strict=True))  # block by block
+    print(json.dumps({"mode": mode, "reads": count_reads, "deltas": deltas, "old_median_us": round(old, 1),
+                      "new_median_us": round(new, 1), "saved_us": round(old - new, 1),
+                      "saved_per_block_us": [round(saved[0], 1), round(statistics.median(saved), 1),
+                                             round(saved[-1], 1)]}))
 
 
 if __name__ == "__main__":

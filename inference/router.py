@@ -252,7 +252,9 @@ def route(
     while True:
         opened = open_first(walk, request.params, first_byte_budget)
         try:
-            message = collect(opened.first, opened.iterator)
+            stream = opened.stream  # a direct stream (framed False) folds its events itself
+            message = collect(opened.first, opened.iterator,
+                              stream.fold_rest if getattr(stream, "framed", None) is False else None)
         except Exception as exc:
             close_quietly(opened.stream)
             walk.failed(opened.target, opened.model_id, exc, opened.t0)

@@ -129,6 +129,22 @@ class Fold:
         self.flush()
         accumulate(self.message, event)
 
+    def append(self, index: int, name: str, text: str) -> bool:
+        """`add` of a content_block_delta at `index` (>= 0) whose delta appends `text` to its block's field `name`
+        (a text delta's to `text`, _APPENDED), if add would fold it into a run; else False, and nothing done (add
+        the event)."""
+        blocks = self.message.get("content")
+        if type(blocks) is list and index < len(blocks):
+            target = blocks[index]
+            if target is self._block and name == self._field:
+                self._parts.append(text)
+                return True
+            if type(target) is dict and type(target.get(name, "")) is str:
+                self.flush()
+                self._block, self._field, self._parts = target, name, [target.get(name, ""), text]
+                return True
+        return False
+
     def flush(self) -> dict[str, Any]:
         block = self._block
         if block is not None:
@@ -137,13 +153,17 @@ class Fold:
         return self.message
 
 
-def collect(first: Any, rest: Iterator[Any]) -> dict[str, Any]:
+def collect(first: Any, rest: Iterator[Any], fold_rest: Callable[[Fold], None] | None = None) -> dict[str, Any]:
     """The whole Message from a stream whose first event is in hand (raises what the stream raises), folded by
-    `Fold`: the Message `accumulate` folds."""
+    `Fold`: the Message `accumulate` folds. `fold_rest`: the stream's own way of folding its events after the
+    first (inference.providers.anthropic_stream DirectStream.fold_rest), used instead of iterating `rest`."""
     fold = Fold()
     fold.add(first)
-    for event in rest:
-        fold.add(event)
+    if fold_rest is not None:
+        fold_rest(fold)
+    else:
+        for event in rest:
+            fold.add(event)
     message = fold.flush()
     if message.get("stop_reason") is None:
         raise anthropic.APIConnectionError(request=None,  # type: ignore[arg-type]
@@ -194,7 +214,7 @@ def _failed(result: RouterStream, exc: Exception, on_failure: Callable[[BaseExce
 
 
 def relay_pieces(result: RouterStream, first: Any, rest: Iterator[Any], on_failure: Callable[[BaseException], str],
-                 relayed: Callable[[Callable[[dict[str, Any]], None]], Iterator[list[Any]]] | None = None,
+                 relayed: Callable[..., Iterator[list[Any]]] | None = None,
                  ) -> Iterator[list[Any]]:
     """`relay`, a read of the provider's at a time: lists of the events that arrived together, each either the
     bytes of events relayed as they came (`relayed`, the provider stream's own: inference.providers.anthropic_stream)
@@ -209,7 +229,7 @@ def relay_pieces(result: RouterStream, first: Any, rest: Iterator[Any], on_failu
             fold.add(first)
             parts.append(first)
         if relayed is not None:
-            for read in relayed(fold.add):
+            for read in relayed(fold.add, fold.append):
                 if parts:
                     parts += read
                     read, parts = parts, []

@@ -16,9 +16,11 @@ import urllib3
 
 from config.http import Framed
 from inference.providers import http1
+from inference.providers.anthropic_fold import fold_read, relay_items, run_datas, run_text
 
 if TYPE_CHECKING:
     from inference.providers.anthropic_api import AnthropicClient
+    from inference.streaming import Fold
 
 class DirectStream:
     """The events of a streaming Messages response, as the SDK's `Stream` yields them: every event with data but
@@ -40,7 +42,12 @@ class DirectStream:
         self.framed = False
         self._batch: list[tuple[bytes, bytes]] = []  # the events of the last read, handed out up to `_at`
         self._at = 0
-        self._reads: Iterator[list[tuple[bytes, bytes]]] | None = None  # _sse(), once reading has started
+        self._part = b""  # and after them, the rest of that read's events undecoded (see `_whole`)
+        self._reads: Iterator[Any] | None = None  # _sse(), once reading has started
+        # While set, _sse hands out a read that completes several events as its bytes (those events, whole), for
+        # `_events` to take only the first event out of (the rest in `_part`) and `fold_rest` to fold at once;
+        # until the first event is handed out, and again once fold_rest takes over.
+        self._whole = True
 
     def __iter__(self) -> Iterator[Any]:
         return self._events()
@@ -48,13 +55,15 @@ class DirectStream:
     def ready(self) -> tuple[bytes, bytes] | None:
         """The next event (its name and data, undecoded) if it has arrived already: handing it out will not wait
         for the provider. None if the next event is yet to be read."""
+        self._undecoded()
         batch, at = self._batch, self._at
         return batch[at] if at < len(batch) else None
 
     def _events(self) -> Iterator[Any]:
         try:
             self._reads = reads = self._sse()
-            for batch in reads:
+            for read in reads:
+                batch = self._first_of(read) if type(read) is bytes else read
                 self._batch = batch
                 for at, (event, data) in enumerate(batch, 1):
                     self._at = at
@@ -63,10 +72,35 @@ class DirectStream:
                         self._first_event_by = None
                         self._socket_timeout(self._read_timeout)
                     yield decoded
+                    if self._part:  # iterated on: the rest of the read's events join the batch being handed out
+                        self._undecoded()
         finally:
             self.close()
 
-    def relayed(self, fold: Callable[[dict[str, Any]], None]) -> Iterator[list[Any]]:
+    def _first_of(self, read: bytes) -> list[tuple[bytes, bytes]]:
+        """The events of `read` (one of _sse's whole reads) to hand out now: only its first, the rest kept in
+        `_part`, if that one is in the providers' form and not a ping; else all of them. Whole reads end here."""
+        self._whole = False
+        end = read.find(b"\n\n")
+        line = read.find(b"\n", 0, end)
+        if read[:7] == b"event: " and line > 0 and read[line + 1:line + 7] == b"data: " and \
+                read.find(b"\n", line + 1, end) < 0:
+            event = read[7:line]
+            if event != b"ping":
+                self._part = read[end + 2:]
+                return [(event, read[line + 7:end])]
+        return _events_of(read, len(read))
+
+    def _undecoded(self) -> None:
+        """The events in `_part` appended to the batch being handed out (as they would have been had _sse read
+        them into it)."""
+        part = self._part
+        if part:
+            self._part = b""
+            self._batch += _events_of(part, len(part))
+
+    def relayed(self, fold: Callable[[dict[str, Any]], None],
+                append: Callable[[int, str, str], bool] | None = None) -> Iterator[list[Any]]:
         """The events not handed out yet, for relaying to a client read by read (iterating the stream hands out the
         first event; this takes over from there): first a list of those of the current read after it (empty if
         none is there: reading on would wait for the provider), then one for each read that completes events.
@@ -77,9 +111,17 @@ class DirectStream:
         config.http.sse_frame writes for it), consecutive ones joined into one bytes; anything else (message_start,
         message_stop, kinds Atrium does not know, data not plain) is the event itself, for the caller to frame
         (Framed, with its bytes, when its data is plain). An `error` event raises, once the events of its read
-        before it are handed out."""
-        rest = self._batch[self._at:]
+        before it are handed out.
+
+        With `append` (the fold's Fold.append), a read's run of text deltas in the providers' form is written as it
+        came and folded at once (inference.providers.anthropic_fold), as each of its events would be."""
+        self._whole = append is not None  # reads whole, for relay_items
+        rest: list[Any] = self._batch[self._at:]
         self._batch, self._at = [], 0  # ready() has nothing to say from here on
+        part, self._part = self._part, b""
+        if part:
+            items = relay_items(part) if append is not None else None
+            rest += items if items is not None else _events_of(part, len(part))
         if self._reads is None:
             self._reads = self._sse()
         scan = _scan
@@ -87,10 +129,22 @@ class DirectStream:
         first = True
         try:
             for batch in itertools.chain((rest,), self._reads):
+                if type(batch) is bytes:
+                    items = relay_items(batch)
+                    batch = items if items is not None else _events_of(batch, len(batch))
                 parts: list[Any] = []
                 run: list[bytes] = []
                 try:
                     for name, data in batch:
+                        if name is None:  # a run of text deltas (relay_items): written as they came
+                            text, index, spaced = data
+                            if append(int(index), "text", run_text(text, index, spaced)):  # type: ignore[misc]
+                                run.append(text.encode())
+                                continue
+                            for each in run_datas(text):  # folded one by one, as any delta (Fold.add)
+                                fold(scan(each, 0)[0])
+                                run += (b"event: content_block_delta\ndata: ", each.encode(), b"\n\n")
+                            continue
                         try:
                             text = data.decode()
                             value, end = scan(text, 0)
@@ -132,10 +186,36 @@ class DirectStream:
         finally:
             self.close()
 
-    def _sse(self) -> Iterator[list[tuple[bytes, bytes]]]:
+    def fold_rest(self, fold: Fold) -> None:
+        """Fold the events not handed out yet into `fold` (a non-streaming call's Message; iterating the stream
+        handed out the first event, this takes over from there) as `for event in self: fold.add(event)` would,
+        raising what that would raise; the stream is closed at the end. What a read completes of events in the
+        providers' form is folded from its text at once (inference.providers.anthropic_fold)."""
+        try:
+            rest = self._batch[self._at:]
+            self._batch, self._at = [], 0
+            decoded = self._decoded
+            for event, data in rest:
+                fold.add(decoded(event, data))
+            if self._reads is None:
+                self._reads = self._sse()
+            reads = itertools.chain((self._part,), self._reads) if self._part else self._reads
+            self._part = b""
+            self._whole = True
+            for read in reads:
+                if type(read) is bytes:
+                    if fold_read(fold, read, decoded):
+                        continue
+                    read = _events_of(read, len(read))
+                for event, data in read:
+                    fold.add(decoded(event, data))
+        finally:
+            self.close()
+
+    def _sse(self) -> Iterator[Any]:
         """For each read, the events it completed: (event, data) of each with an event name and data, `ping`
-        excepted; read as the SDK's decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line ends
-        an event).
+        excepted (while `_whole`, the bytes of those events if they are several and have no CR); read as the SDK's
+        decoder reads SSE (a line ends at LF, a CR before it dropped; a blank line ends an event).
 
         While no CR has arrived, what has arrived is cut at its last blank line and the events before it read in one
         step (`_EVENTS`) when they are all in the form providers send (`event: x`, then one `data: ` line), else
@@ -164,29 +244,16 @@ class DirectStream:
                 pending = chunk
                 continue
             pending = chunk[cut + 2:]
-            batch: list[tuple[bytes, bytes]] = _EVENTS(chunk, 0, cut + 2)
-            if batch:
-                names, datas = zip(*batch, strict=True)
-                if len(b"".join(names)) + len(b"".join(datas)) + 16 * len(batch) == cut + 2:  # every byte an event's
-                    yield [item for item in batch if item[0] != b"ping"] if b"ping" in names else batch
-                    continue
-                batch = []
-            for block in chunk[:cut].split(b"\n\n"):
-                if block[:7] == b"event: ":
-                    line = block.find(b"\n")
-                    if line > 0 and block[line + 1:line + 7] == b"data: " and block.find(b"\n", line + 1) < 0:
-                        event = block[7:line]
-                        if event != b"ping":
-                            batch.append((event, block[line + 7:]))
-                        continue
-                _lines(block.split(b"\n"), [None, []], True, batch)
-            yield batch
+            if self._whole:
+                yield chunk[:cut + 2] if pending else chunk
+            else:
+                yield _events_of(chunk, cut + 2)
         # Line by line from here on: every line of a read split at once, the start of an unended line kept.
         state: list[Any] = [None, []]  # the event being read: its name, its data lines
         lines = (pending + chunk).split(b"\n")
         while True:
             tail = lines.pop()
-            batch = []
+            batch: list[tuple[bytes, bytes]] = []
             _lines(lines, state, False, batch)
             yield batch
             chunk = self._read()
@@ -254,6 +321,27 @@ class DirectStream:
         if not self._finished:
             self._response.close()  # unread data on it: the connection cannot be reused
         self._response.release_conn()
+
+
+def _events_of(chunk: bytes, end: int) -> list[tuple[bytes, bytes]]:
+    """(event, data) of each event of `chunk[:end]` (complete events: it ends with a blank line; no CR) but
+    `ping`: all at once when they are all in the providers' form (`_EVENTS`), else each between blank lines."""
+    batch: list[tuple[bytes, bytes]] = _EVENTS(chunk, 0, end)
+    if batch:
+        names, datas = zip(*batch, strict=True)
+        if len(b"".join(names)) + len(b"".join(datas)) + 16 * len(batch) == end:  # every byte an event's
+            return [item for item in batch if item[0] != b"ping"] if b"ping" in names else batch
+        batch = []
+    for block in chunk[:end - 2].split(b"\n\n"):
+        if block[:7] == b"event: ":
+            line = block.find(b"\n")
+            if line > 0 and block[line + 1:line + 7] == b"data: " and block.find(b"\n", line + 1) < 0:
+                event = block[7:line]
+                if event != b"ping":
+                    batch.append((event, block[line + 7:]))
+                continue
+        _lines(block.split(b"\n"), [None, []], True, batch)
+    return batch
 
 
 def _lines(lines: list[bytes], state: list[Any], ended: bool, out: list[tuple[bytes, bytes]]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from inference.providers.anthropic_api import AnthropicClient
-from inference.providers.anthropic_stream import DirectStream
+from inference.providers.anthropic_stream import DirectStream, _events_of
 
 
 def reference(chunks: list[bytes]) -> list[tuple[bytes, bytes]]:
@@ -74,9 +74,13 @@ class Reads:
 CLIENT = AnthropicClient(api_key="sk-ant-x", base_url="http://127.0.0.1:9", timeout=5)
 
 
-def parsed(chunks: list[bytes]) -> list[tuple[bytes, bytes]]:
+def parsed(chunks: list[bytes], whole: bool = False) -> list[tuple[bytes, bytes]]:
+    """The events _sse reads; `whole`: as it reads them before the first event is handed out (and for fold_rest),
+    several events of a read as their bytes, read here as `_events` and `relayed` read them (_events_of)."""
     stream = DirectStream(CLIENT, Reads(chunks), b"{}")
-    return [pair for batch in stream._sse() for pair in batch]
+    stream._whole = whole
+    return [pair for batch in stream._sse()
+            for pair in (_events_of(batch, len(batch)) if type(batch) is bytes else batch)]
 
 
 def ev(kind: str, data: Any, end: bytes = b"\n") -> bytes:
@@ -143,6 +147,7 @@ def test_the_events_are_those_the_line_reader_read_at_every_split(name: str) -> 
     for chunks in splits(body):
         assert reference(chunks) == expected  # the reference itself does not depend on the reads
         assert parsed(chunks) == expected, chunks
+        assert parsed(chunks, whole=True) == expected, chunks
 
 
 def test_the_common_form_is_read_whole() -> None:
