@@ -26,8 +26,9 @@ config/thread_exit.py), ATRIUM_WEB_GRACEFUL_TIMEOUT_S (30), ATRIUM_WEB_ACCESS_LO
 ATRIUM_WEB_ACCESS_LOG_FLUSH_S (0.25: the access log's lines are written in batches this often, config/access_log.py;
 0: each at once), ATRIUM_WEB_LIMIT_REQUEST_LINE (8190), ATRIUM_WEB_LIMIT_REQUEST_FIELDS (100),
 ATRIUM_WEB_LIMIT_REQUEST_FIELD_SIZE (16384), ATRIUM_WEB_RUNTIME_THREADS (1: granian's Rust I/O threads per worker; 2
-answered c=1 calls 0.4-0.8 ms sooner but served c=32 at up to 10% fewer requests a second on a busy 2-core host,
-docs/benchmarks.md "Process settings"). The command line's --bind, --workers, --threads, --no-access-log override.
+answered c=1 calls 0.4-0.8 ms sooner on a 2-core host at load 10-20 but 0.04-0.06 ms later at load 3-8, and c=32 with
+up to 10% fewer requests a second: docs/benchmarks.md "Process settings"). The command line's --bind, --workers,
+--threads, --no-access-log override.
 """
 
 from __future__ import annotations
