@@ -8,11 +8,15 @@ tree's under other names, each with its own client (a cached client per credenti
 entry is given, the breaker's answer too. CPU time of this thread per call, min and median over ROUNDS rounds of N
 calls.
 
+MODE `take`: no exchange, only `http1.Answer._take` of the body of the simulator's answer as it comes (chunked, an
+event a chunk), all of it in the buffer (UPSTREAM `canned`) or one chunk (`sim`: as at c=1, where its chunks arrive
+apart).
+
 UPSTREAM: `sim` (default) the provider simulator, in this process's threads, which writes each event of its stream
 apart (several reads per answer at c=1); `canned` a process of its own that answers every request with the
 simulator's answer captured once, in one write (an answer in one read, as at c=32 on a loaded machine).
 
-    .venv/bin/python bench/upstream_ab.py [BASE] [route|stream] [ROUNDS] [N] [sim|canned]
+    .venv/bin/python bench/upstream_ab.py [BASE] [route|stream|take] [ROUNDS] [N] [sim|canned]
 """
 
 from __future__ import annotations
@@ -160,6 +164,26 @@ def captured_answer(url: str) -> bytes:
     return answer
 
 
+def takes(old: types.ModuleType, answer: bytes, whole: bool) -> dict[str, Callable[[], Any]]:
+    """Answer._take of `answer`'s body (all of it, or its second chunk alone), old and new."""
+    from inference.providers import http1
+
+    body = answer[answer.index(b"\r\n\r\n") + 4:]
+    if not whole:
+        second = body.index(b"\r\n", body.index(b"\r\n") + 2) + 2  # after the first chunk's data and CRLF
+        body = body[second:body.index(b"\r\n", body.index(b"\r\n", second) + 2) + 2]
+    out: dict[str, Callable[[], Any]] = {}
+    for label, module in (("old", old), ("new", http1)):
+        def take(module: Any = module) -> Any:
+            answer = module.Answer.__new__(module.Answer)
+            answer._buf, answer._framing, answer._left, answer.done = body, module._CHUNKED, module._SIZE_LINE, False
+            return answer._take(), answer._buf, answer._left, answer.done
+        out[label] = take
+    if out["old"]() != out["new"]():
+        raise SystemExit("the two versions read the body differently")
+    return out
+
+
 def main() -> None:
     base_rev = sys.argv[1] if len(sys.argv) > 1 else "main"
     mode = sys.argv[2] if len(sys.argv) > 2 else "route"
@@ -184,7 +208,10 @@ def main() -> None:
             canned.stdin.close()
             settings.ATRIUM_ANTHROPIC_BASE_URL = f"http://127.0.0.1:{int(canned.stdout.readline())}/anthropic"
         try:
-            variants = calls(mode, load_old(base_rev))
+            if mode == "take":
+                variants = takes(load_old(base_rev)["http1"], captured_answer(simulator.url), upstream == "canned")
+            else:
+                variants = calls(mode, load_old(base_rev))
             results = alternating_cpu(variants, rounds, count, warm=300)
         finally:
             if canned is not None:

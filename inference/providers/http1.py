@@ -24,7 +24,7 @@ from urllib3.exceptions import IncompleteRead, InvalidHeader, ProtocolError, Rea
 
 from config.wire import Wire
 from inference.providers.http1_head import framing_headers, header_line, merged, status_line
-from inference.providers.http1_pool import conn_give, conn_take
+from inference.providers.http1_pool import conn_give, conn_take, conn_wire
 
 _MAXLINE = 65536  # http.client's bound on one line of a status, header, chunk size or trailer
 _MAXHEADERS = 100
@@ -56,7 +56,7 @@ def exchange(pool: urllib3.HTTPConnectionPool, url: str, request: bytes, *, conn
             except OSError as exc:
                 raise ProtocolError("Connection aborted.", exc) from None
         sock: socket.socket = conn.sock
-        wire = _wire(conn, sock)
+        wire = conn_wire(conn, sock)
         try:
             if wire is not None:  # urllib3 sends under the connect timeout too
                 wire.send_all(request, connect_timeout)
@@ -304,6 +304,18 @@ class Answer:
         parts = []
         pos, size = 0, len(buf)
         left = self._left
+        if left == _SIZE_LINE:  # whole chunks with plain size lines, as servers send them: the loop below, tighter
+            find = buf.find
+            while pos < size:
+                end = find(b"\n", pos, pos + 18)
+                try:
+                    count = int(buf[pos:end], 16) if end > 0 else 0
+                except ValueError:
+                    break
+                if count <= 0 or end + count + 3 > size:
+                    break
+                parts.append(buf[end + 1:end + 1 + count])
+                pos = end + count + 3
         while pos < size:
             if left > 0:
                 end = min(pos + left, size)
@@ -377,15 +389,3 @@ class Answer:
             conn.close()
         conn_give(self._pool, conn)
 
-
-def _wire(conn: Any, sock: socket.socket) -> Wire | None:
-    """The connection's Wire (made at its first exchange, kept on it while its socket lasts); None for a TLS socket,
-    which keeps Python's own timeouts (config.wire)."""
-    wire: Wire | None = conn.__dict__.get("_atrium_wire")
-    if wire is not None and wire.sock is sock:
-        return wire
-    if isinstance(sock, ssl.SSLSocket) or type(sock) is not socket.socket:
-        return None
-    wire = Wire(sock)
-    conn._atrium_wire = wire
-    return wire

@@ -5,16 +5,21 @@ The pool's queue is a LifoQueue whose `get` and `put` each take a Condition and 
 (`block=False`: what AnthropicClient makes) never has anyone waiting on either, so the same pop and append under the
 queue's mutex are the same operation. The liveness check of a kept connection (urllib3's `is_connected`: a poll of
 its socket for reading, with no wait) polls through the connection's Wire, whose poll object is made once per socket
-(config.wire). A closed pool, a blocking one, a full queue: urllib3's own methods, as before.
+(config.wire). A closed pool, a blocking one, a full queue: urllib3's own methods, as before. `conn_wire`: the
+connection's Wire, kept on it.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 from typing import Any
 
 import urllib3
 from urllib3.util.wait import wait_for_read
+
+from config.wire import Wire
 
 log = logging.getLogger("urllib3.connectionpool")  # urllib3's own logger for a dropped connection
 
@@ -53,3 +58,16 @@ def conn_give(pool: urllib3.HTTPConnectionPool, conn: Any) -> None:
                 queue.unfinished_tasks += 1
                 return
     pool._put_conn(conn)
+
+
+def conn_wire(conn: Any, sock: socket.socket) -> Wire | None:
+    """The connection's Wire (made at its first exchange, kept on it while its socket lasts); None for a TLS socket,
+    which keeps Python's own timeouts (config.wire)."""
+    wire: Wire | None = conn.__dict__.get("_atrium_wire")
+    if wire is not None and wire.sock is sock:
+        return wire
+    if isinstance(sock, ssl.SSLSocket) or type(sock) is not socket.socket:
+        return None
+    wire = Wire(sock)
+    conn._atrium_wire = wire
+    return wire
