@@ -5,7 +5,7 @@ answer is split into reads (at every byte boundary, in one-byte reads, all at on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -14,15 +14,49 @@ from inference.providers.anthropic_api import AnthropicClient
 from inference.providers.anthropic_stream import DirectStream, _events_of
 
 
-def reference(chunks: list[bytes]) -> list[tuple[bytes, bytes]]:
-    """The reader DirectStream._events had until December 2026, line by line (its yield made a pair)."""
-    out: list[tuple[bytes, bytes]] = []
+class Reads:
+    """An answer whose body arrives in the given reads (an exception among them is raised by that read); it
+    counts the reads made and what was done with the connection."""
+
+    status = 200
+    connection = None
+
+    def __init__(self, chunks: Sequence[bytes | Exception]) -> None:
+        self._chunks = list(chunks)
+        self.reads = 0
+        self.closed = 0
+        self.released = 0
+
+    def read1(self, amt: int = -1) -> bytes:
+        self.reads += 1
+        if not self._chunks:
+            return b""
+        chunk = self._chunks.pop(0)
+        if isinstance(chunk, Exception):
+            raise chunk
+        return chunk
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def release_conn(self) -> None:
+        self.released += 1
+
+
+def line_reader(chunks: Sequence[bytes | Exception]) -> Iterator[list[tuple[bytes, bytes]] | Exception]:
+    """The line-by-line reader (`reference`), a read at a time: the events each read completes (or the read's
+    exception)."""
     pending: list[bytes] = []
     event: bytes | None = None
     data: list[bytes] = []
     for chunk in chunks:
+        if isinstance(chunk, Exception):
+            yield chunk
+            return
+        out: list[tuple[bytes, bytes]] = []
         if b"\n" not in chunk:
             pending.append(chunk)
+            yield out
             continue
         if pending:
             pending.append(chunk)
@@ -50,25 +84,17 @@ def reference(chunks: list[bytes]) -> list[tuple[bytes, bytes]]:
             if event is not None and event != b"ping" and data:
                 out.append((event, data[0] if len(data) == 1 else b"\n".join(data)))
             event, data = None, []
+        yield out
+
+
+def reference(chunks: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """The reader DirectStream._events had until December 2026, line by line (its yield made a pair): the events of
+    every read of `line_reader`, in order."""
+    out: list[tuple[bytes, bytes]] = []
+    for events in line_reader(chunks):
+        assert not isinstance(events, Exception)
+        out.extend(events)
     return out
-
-
-class Reads:
-    """An answer whose body arrives in the given reads."""
-
-    status = 200
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = list(chunks)
-
-    def read1(self, amt: int = -1) -> bytes:
-        return self._chunks.pop(0) if self._chunks else b""
-
-    def close(self) -> None:
-        pass
-
-    def release_conn(self) -> None:
-        pass
 
 
 CLIENT = AnthropicClient(api_key="sk-ant-x", base_url="http://127.0.0.1:9", timeout=5)
