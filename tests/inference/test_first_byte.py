@@ -74,7 +74,7 @@ def test_a_budget_longer_than_the_deadline_still_ends_at_the_deadline(sim: Simul
 
 
 def test_hedging_takes_the_first_answer_and_cancels_the_other(sim: Simulator) -> None:
-    sim.faults.set("anthropic", "", latency_ms=1500)
+    sim.faults.set("anthropic", "", latency_ms=SLOW_MS)  # far beyond the 0.1 s hedge, however loaded the machine
     result = route(ask("hedge me"), [target("anthropic"), target("bedrock:us-east-1")], hedge_delay_s=0.1)
     assert result.provider == "bedrock"
     outcomes = [(a.target, a.outcome) for a in result.attempts]
