@@ -19,6 +19,7 @@ import urllib3
 from inference.providers.anthropic_stream import DirectStream
 from inference.streaming import accumulate, collect
 from tests.inference.test_sse_parse import CLIENT, Reads, line_reader
+from tests.inference.test_sse_parse import splits as sse_splits
 
 
 def reference(chunks: list[bytes | Exception]) -> Any:
@@ -232,16 +233,7 @@ BODIES: dict[str, bytes] = {
 
 
 def splits(data: bytes) -> Iterator[list[bytes]]:
-    yield [data]
-    events = [piece + b"\n\n" for piece in data.split(b"\n\n")[:-1]]
-    yield [*events, data.split(b"\n\n")[-1]]  # an event a read
-    yield [events[0], b"".join(events[1:]) + data.split(b"\n\n")[-1]]  # message_start alone, then the rest
-    yield [data[i:i + 1] for i in range(len(data))]
-    for cut in range(1, len(data)):
-        yield [data[:cut], data[cut:]]
-    for cut in range(1, len(data), 11):  # three reads, the second of varied length
-        for second in (1, 2, 17, 160):
-            yield [data[:cut], data[cut:cut + second], data[cut + second:]]
+    return sse_splits(data, step=11, seconds=(1, 2, 17, 160), first_alone=True)
 
 
 @pytest.mark.parametrize("name", sorted(BODIES))

@@ -10,23 +10,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from tests.inference.test_recorder_lead import _model_call
-
-
-def _counting(monkeypatch: Any) -> list[bytes]:
-    import psycopg
-
-    from inference import record_tx
-
-    messages: list[bytes] = []
-
-    class Counting(psycopg.ClientCursor):  # type: ignore[type-arg]
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            messages.append(query if isinstance(query, bytes) else str(query).encode())
-            return super().execute(query, params, **kwargs)
-
-    monkeypatch.setattr(record_tx.psycopg, "ClientCursor", Counting)
-    return messages
+from tests.inference.test_recorder_lead import _model_call, count_messages
 
 
 def _held(names: dict[str, str]) -> set[str]:
@@ -48,7 +32,7 @@ def test_a_connection_prepares_a_tenants_statements_once_in_its_first_message(
     from inference.models import UsageRecord
 
     connection.close()  # a fresh connection: it holds no prepared statement
-    messages = _counting(monkeypatch)
+    messages = count_messages(monkeypatch)
     names = record_tx._names(tenant_a.schema_name)
     record_tx._heads.pop(tenant_a.schema_name, None)
     record_tx._cooling.pop(tenant_a.schema_name, None)
@@ -86,7 +70,7 @@ def test_behind_a_transaction_pooler_nothing_is_prepared(committed: None, tenant
     from inference import record_tx
 
     connection.close()
-    messages = _counting(monkeypatch)
+    messages = count_messages(monkeypatch)
     records = [_model_call(tenant_a) for _ in range(2)]
     with override_settings(DATABASE_POOL_MODE="transaction"):
         record_tx._heads.pop(tenant_a.schema_name, None)
@@ -109,7 +93,7 @@ def test_a_connection_holding_its_share_of_statements_prepares_no_more(
     from inference import record_tx
 
     connection.close()
-    messages = _counting(monkeypatch)
+    messages = count_messages(monkeypatch)
     monkeypatch.setattr(record_tx, "_PREPARED_MAX", 0)
     records = [_model_call(tenant_a) for _ in range(2)]
     record_tx._heads.pop(tenant_a.schema_name, None)

@@ -15,6 +15,23 @@ import pytest
 from inference.recorder import BatchWriter
 
 
+def count_messages(monkeypatch: Any) -> list[bytes]:
+    """Every message record_tx sends through its client cursor, as bytes, in order."""
+    import psycopg
+
+    from inference import record_tx
+
+    messages: list[bytes] = []
+
+    class Counting(psycopg.ClientCursor):  # type: ignore[type-arg]
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            messages.append(query if isinstance(query, bytes) else str(query).encode())
+            return super().execute(query, params, **kwargs)
+
+    monkeypatch.setattr(record_tx.psycopg, "ClientCursor", Counting)
+    return messages
+
+
 class _Log:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -201,7 +218,6 @@ def test_on_postgresql_a_process_that_wrote_the_chains_head_commits_in_one_messa
     after that head, written only if under the lock it is still the head). When another writer appended
     meanwhile, when a request id is already written, or when the user's erasure has started, that message writes
     nothing and the two messages write the records as before: each once, redacted when erased, the chain intact."""
-    import psycopg
     from django_tenants.utils import schema_context
 
     from audit.chain import chain_verify
@@ -210,14 +226,7 @@ def test_on_postgresql_a_process_that_wrote_the_chains_head_commits_in_one_messa
     from inference import record_tx
     from inference.models import UsageRecord
 
-    messages: list[bytes] = []
-
-    class Counting(psycopg.ClientCursor):  # type: ignore[type-arg]
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            messages.append(query if isinstance(query, bytes) else str(query).encode())
-            return super().execute(query, params, **kwargs)
-
-    monkeypatch.setattr(record_tx.psycopg, "ClientCursor", Counting)
+    messages = count_messages(monkeypatch)
     from django.contrib.auth import get_user_model
 
     with schema_context(tenant_a.schema_name):  # committed, left behind (a unique name)
@@ -271,14 +280,7 @@ def test_on_postgresql_the_one_message_commit_waits_for_the_chains_append_lock(
     from audit.models import AuditEntry
     from inference import record_tx
 
-    messages: list[bytes] = []
-
-    class Counting(psycopg.ClientCursor):  # type: ignore[type-arg]
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            messages.append(query if isinstance(query, bytes) else str(query).encode())
-            return super().execute(query, params, **kwargs)
-
-    monkeypatch.setattr(record_tx.psycopg, "ClientCursor", Counting)
+    messages = count_messages(monkeypatch)
     record_tx._heads.pop(tenant_a.schema_name, None)
     record_tx._cooling.pop(tenant_a.schema_name, None)
     first, second = _model_call(tenant_a), _model_call(tenant_a)

@@ -155,14 +155,22 @@ CASES = {
 }
 
 
-def splits(body: bytes) -> Iterator[list[bytes]]:
+def splits(body: bytes, step: int = 7, seconds: tuple[int, ...] = (1, 2, 3, 13),
+           first_alone: bool = False) -> Iterator[list[bytes]]:
+    """`body` split into reads: whole, a read an event (with `first_alone`, also the first event alone and then the
+    rest), a byte a read, in two at every byte, in three (the first cut every `step` bytes, the second read of each
+    length in `seconds`)."""
+    events = [piece + b"\n\n" for piece in body.split(b"\n\n")[:-1]]
+    rest = body.split(b"\n\n")[-1]
     yield [body]
-    yield [piece + b"\n\n" for piece in body.split(b"\n\n")[:-1]] + [body.split(b"\n\n")[-1]]  # a read an event
+    yield [*events, rest]  # a read an event
+    if first_alone:
+        yield [events[0], b"".join(events[1:]) + rest]  # message_start alone, then the rest
     yield [body[i:i + 1] for i in range(len(body))]
     for cut in range(1, len(body)):
         yield [body[:cut], body[cut:]]
-    for cut in range(1, len(body), 7):  # three reads, the second of varied length
-        for second in (1, 2, 3, 13):
+    for cut in range(1, len(body), step):  # three reads, the second of varied length
+        for second in seconds:
             yield [body[:cut], body[cut:cut + second], body[cut + second:]]
 
 
